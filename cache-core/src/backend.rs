@@ -1,0 +1,184 @@
+//! The [`Backend`] trait: what a store implements so that a [`Cache`](crate::Cache) can use it.
+//!
+//! A backend moves bytes. It knows nothing of codecs, envelopes, TTL defaults,
+//! fail-open or single-flight: the [`Cache`](crate::Cache) does all of that, so a
+//! new store is a few dozen lines. The conformance suite
+//! (`cacheside::testing::conformance`) checks that a backend behaves like the
+//! built-in ones.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::Error;
+
+/// A full store key, with the cache's namespace in front of the caller's key.
+///
+/// `Key::as_str()` is what goes to the store (`"myapp:widget:7"`);
+/// [`namespace`](Key::namespace) (`"myapp:"`, or `""` without a namespace) and
+/// [`local`](Key::local) (`"widget:7"`) are there for stores that treat
+/// namespaces specially (Memcached keeps a generation number per namespace).
+///
+/// ```
+/// use cache_core::Key;
+/// let full = "myapp:widget:7";
+/// let key = Key::new(full, "myapp:".len());
+/// assert_eq!(key.namespace(), "myapp:");
+/// assert_eq!(key.local(), "widget:7");
+/// assert_eq!(key.as_str(), full);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key<'a> {
+    full: &'a str,
+    namespace_len: usize,
+}
+
+impl<'a> Key<'a> {
+    /// A key whose first `namespace_len` bytes are the namespace (with its `:` separator).
+    ///
+    /// # Panics
+    /// If `namespace_len` is not a char boundary of `full` (a programming error).
+    pub fn new(full: &'a str, namespace_len: usize) -> Self {
+        assert!(
+            full.is_char_boundary(namespace_len),
+            "namespace length must fall on a char boundary"
+        );
+        Key {
+            full,
+            namespace_len,
+        }
+    }
+
+    /// A key without namespace.
+    pub fn plain(full: &'a str) -> Self {
+        Key {
+            full,
+            namespace_len: 0,
+        }
+    }
+
+    /// The whole key as stored.
+    pub fn as_str(&self) -> &'a str {
+        self.full
+    }
+
+    /// The namespace part, separator included (`"myapp:"`), or `""`.
+    pub fn namespace(&self) -> &'a str {
+        &self.full[..self.namespace_len]
+    }
+
+    /// The caller's part of the key (`"widget:7"`).
+    pub fn local(&self) -> &'a str {
+        &self.full[self.namespace_len..]
+    }
+}
+
+/// A store that holds bytes under string keys, with optional expiry.
+///
+/// Implement it to plug your own store into cacheside (this is the whole
+/// contract; the built-in memory, Redis and Memcached backends use nothing
+/// more). All methods must be cancel-safe: the runtime wraps them in a timeout
+/// and drops the future when it fires.
+///
+/// * Keys arrive as [`Key`]s, namespace included. A backend may reject keys it
+///   cannot store with [`Error::InvalidKey`], or map them to a safe form.
+/// * `ttl = None` in [`set`](Backend::set) means "no expiry"; the cache has
+///   already applied its default TTL.
+/// * Patterns in [`delete_pattern`](Backend::delete_pattern) are globs over the
+///   local part: `*` matches any run of characters, `?` one character, `\`
+///   escapes the next one (see [`crate::pattern`]). A store that cannot match
+///   patterns returns [`Error::PatternNotSupported`].
+/// * [`clear`](Backend::clear) removes only keys under the given namespace.
+///
+/// ```
+/// use std::{collections::HashMap, sync::Mutex, time::Duration};
+/// use cache_core::{async_trait, Backend, Bytes, Error, Key, pattern};
+///
+/// /// A tiny backend without expiry, for illustration.
+/// #[derive(Default)]
+/// struct MapBackend(Mutex<HashMap<String, Bytes>>);
+///
+/// #[async_trait]
+/// impl Backend for MapBackend {
+///     fn name(&self) -> &'static str { "map" }
+///     async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+///         Ok(self.0.lock().unwrap().get(key.as_str()).cloned())
+///     }
+///     async fn set(&self, key: Key<'_>, value: Bytes, _ttl: Option<Duration>) -> Result<(), Error> {
+///         self.0.lock().unwrap().insert(key.as_str().to_owned(), value);
+///         Ok(())
+///     }
+///     async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+///         Ok(self.0.lock().unwrap().remove(key.as_str()).is_some())
+///     }
+///     async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
+///         let mut map = self.0.lock().unwrap();
+///         let before = map.len();
+///         map.retain(|k, _| !k.strip_prefix(namespace).is_some_and(|l| pattern::matches(glob, l)));
+///         Ok((before - map.len()) as u64)
+///     }
+///     async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+///         Ok(self.0.lock().unwrap().contains_key(key.as_str()))
+///     }
+///     async fn ttl(&self, _key: Key<'_>) -> Result<Option<Duration>, Error> { Ok(None) }
+///     async fn clear(&self, namespace: &str) -> Result<u64, Error> {
+///         let mut map = self.0.lock().unwrap();
+///         let before = map.len();
+///         map.retain(|k, _| !k.starts_with(namespace));
+///         Ok((before - map.len()) as u64)
+///     }
+///     async fn ping(&self) -> Result<(), Error> { Ok(()) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cache = cache_core::Cache::builder().backend(MapBackend::default()).build();
+/// cache.set("greeting", &"hello", None).await.unwrap();
+/// assert_eq!(cache.get::<String>("greeting").await.unwrap().as_deref(), Some("hello"));
+/// # }
+/// ```
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Short name for logs and errors (`"memory"`, `"redis"`, …).
+    fn name(&self) -> &'static str;
+
+    /// True for stores that live in this process and never wait on I/O.
+    ///
+    /// The runtime skips the operation timeout and the circuit breaker for
+    /// them, which keeps a hit to a few hundred nanoseconds.
+    fn is_in_process(&self) -> bool {
+        false
+    }
+
+    /// The largest value (in bytes, envelope included) the store accepts, if it has a limit.
+    ///
+    /// Larger values are skipped by the runtime (logged and counted in
+    /// [`Stats::skipped`](crate::Stats::skipped)) instead of being sent.
+    fn max_value_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Reads the bytes under `key`; `None` when absent or expired.
+    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error>;
+
+    /// Writes `value` under `key`, replacing what was there, expiring after `ttl` (never when `None`).
+    async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error>;
+
+    /// Removes `key`; true when something was removed.
+    async fn delete(&self, key: Key<'_>) -> Result<bool, Error>;
+
+    /// Removes every key under `namespace` whose local part matches the glob `pattern`; returns how many.
+    async fn delete_pattern(&self, namespace: &str, pattern: &str) -> Result<u64, Error>;
+
+    /// True when `key` holds a live entry.
+    async fn exists(&self, key: Key<'_>) -> Result<bool, Error>;
+
+    /// Remaining time to live of `key`: `None` when absent or without expiry.
+    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error>;
+
+    /// Removes every key under `namespace` (`""`: every key this backend can see); returns how many, if known.
+    async fn clear(&self, namespace: &str) -> Result<u64, Error>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), Error>;
+}

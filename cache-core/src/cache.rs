@@ -1,0 +1,680 @@
+//! [`Cache`]: the handle every cached call and every provider call goes through.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::backend::{Backend, Key};
+use crate::codec::{self, Codec, MsgPack};
+use crate::flight::{self, Flights, Role};
+use crate::guard::{Admit, Breaker, Circuit, WarnOnce};
+use crate::Error;
+
+/// Default time to live when neither the call nor the builder names one (`DEFAULT_CACHE_EXPIRATION`).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// Default bound on one store operation (`CACHE_OP_TIMEOUT_MS`).
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default largest encoded value the cache writes (4 MiB).
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Counters of one [`Cache`], read with [`Cache::stats`].
+///
+/// ```
+/// let s = cache_core::Stats::default();
+/// assert_eq!(s.hit_ratio(), 0.0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Reads that found a valid entry.
+    pub hits: u64,
+    /// Reads that found nothing (or an entry that did not decode).
+    pub misses: u64,
+    /// Store failures, timeouts, undecodable entries, skipped-by-breaker calls.
+    pub errors: u64,
+    /// Callers that waited for another caller's miss instead of running the body.
+    pub coalesced: u64,
+    /// Values not written because they were over the size limit.
+    pub skipped: u64,
+}
+
+impl Stats {
+    /// `hits / (hits + misses)`, or 0 before any read.
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    coalesced: AtomicU64,
+    skipped: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A cheap-to-clone handle to one store, with its namespace, codec, default TTL and counters.
+///
+/// Build one with [`Cache::builder`], register it with `cacheside::init`, and
+/// the annotated functions use it; or call its methods directly (the
+/// "provider API"): they reach the same entries the macros write.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_core::{Cache, NullBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let cache = Cache::builder()
+///     .backend(NullBackend) // use cacheside::backends::MemoryBackend in real code
+///     .namespace("shop")
+///     .default_ttl(Duration::from_secs(600))
+///     .build();
+/// assert_eq!(cache.namespace(), "shop");
+/// assert_eq!(cache.get::<u32>("widget:7").await?, None);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Box<dyn Backend>,
+    codec: Box<dyn Codec>,
+    /// `"ns:"` or `""`.
+    prefix: String,
+    default_ttl: Duration,
+    op_timeout: Duration,
+    max_value_size: usize,
+    counters: Counters,
+    flights: Flights,
+    circuit: Circuit,
+    warn: WarnOnce,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend.name())
+            .field("codec", &self.inner.codec.name())
+            .field("namespace", &self.namespace())
+            .field("default_ttl", &self.inner.default_ttl)
+            .field("op_timeout", &self.inner.op_timeout)
+            .finish()
+    }
+}
+
+/// Builds a [`Cache`]; every option has a default but the backend.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_core::{codec::Json, Breaker, Cache, NullBackend};
+/// let cache = Cache::builder()
+///     .backend(NullBackend)
+///     .codec(Json)
+///     .op_timeout(Duration::from_millis(50))
+///     .max_value_size(512 * 1024)
+///     .breaker(Breaker { threshold: 3, cooldown: Duration::from_secs(1) })
+///     .build();
+/// assert_eq!(cache.backend_name(), "none");
+/// ```
+#[must_use]
+pub struct CacheBuilder {
+    backend: Option<Box<dyn Backend>>,
+    codec: Box<dyn Codec>,
+    namespace: String,
+    default_ttl: Duration,
+    op_timeout: Duration,
+    max_value_size: usize,
+    breaker: Breaker,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            backend: None,
+            codec: Box::new(MsgPack),
+            namespace: String::new(),
+            default_ttl: DEFAULT_TTL,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            breaker: Breaker::default(),
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The store (required).
+    pub fn backend(mut self, backend: impl Backend) -> Self {
+        self.backend = Some(Box::new(backend));
+        self
+    }
+
+    /// The store, already boxed (for code that picks a backend at run time).
+    pub fn boxed_backend(mut self, backend: Box<dyn Backend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// A prefix for every key (`"{namespace}:{key}"`); empty means none.
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.to_owned();
+        self
+    }
+
+    /// TTL for writes that name none (default one hour).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// The value codec (default [`MsgPack`]).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = Box::new(codec);
+        self
+    }
+
+    /// Upper bound on each store operation (default 250 ms); in-process stores are not bounded.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Largest encoded value written (default 4 MiB); the backend's own limit applies if lower.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// Circuit breaker settings (default: 5 consecutive failures, 2 s cool-down).
+    pub fn breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Finishes the cache.
+    ///
+    /// # Panics
+    /// When no backend was given: that is a programming error, not a runtime condition.
+    pub fn build(self) -> Cache {
+        let backend = self
+            .backend
+            .expect("CacheBuilder::build: call .backend(…) first (for example MemoryBackend::new(10_000))");
+        let max_value_size = backend
+            .max_value_size()
+            .map_or(self.max_value_size, |b| b.min(self.max_value_size));
+        let prefix = if self.namespace.is_empty() {
+            String::new()
+        } else {
+            format!("{}:", self.namespace)
+        };
+        Cache {
+            inner: Arc::new(Inner {
+                backend,
+                codec: self.codec,
+                prefix,
+                default_ttl: self.default_ttl,
+                op_timeout: self.op_timeout,
+                max_value_size,
+                counters: Counters::default(),
+                flights: Flights::default(),
+                circuit: Circuit::new(self.breaker),
+                warn: WarnOnce::default(),
+            }),
+        }
+    }
+}
+
+/// Outcome of reading one key, as the runtime sees it.
+pub(crate) enum Lookup<T> {
+    Hit(T),
+    Miss,
+    /// The store failed; the caller must fall back to the body.
+    Failed,
+}
+
+impl Cache {
+    /// Starts a [`CacheBuilder`].
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// The namespace given to the builder (without separator), or `""`.
+    pub fn namespace(&self) -> &str {
+        self.inner
+            .prefix
+            .strip_suffix(':')
+            .unwrap_or(&self.inner.prefix)
+    }
+
+    /// The backend's name (`"memory"`, `"redis"`, …).
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    /// The TTL used when a write names none.
+    pub fn default_ttl(&self) -> Duration {
+        self.inner.default_ttl
+    }
+
+    /// The store key for `key`: namespace in front.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, NullBackend};
+    /// let cache = Cache::builder().backend(NullBackend).namespace("app").build();
+    /// assert_eq!(cache.full_key("widget:7"), "app:widget:7");
+    /// ```
+    pub fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        if self.inner.prefix.is_empty() {
+            Cow::Borrowed(key)
+        } else {
+            let mut s = String::with_capacity(self.inner.prefix.len() + key.len());
+            s.push_str(&self.inner.prefix);
+            s.push_str(key);
+            Cow::Owned(s)
+        }
+    }
+
+    fn key<'k>(&self, full: &'k str) -> Key<'k> {
+        Key::new(full, self.inner.prefix.len())
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            coalesced: c.coalesced.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs one store operation under the timeout and the circuit breaker.
+    async fn guarded<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let inner = &*self.inner;
+        if inner.backend.is_in_process() {
+            return fut.await;
+        }
+        let backend = inner.backend.name();
+        let admitted = inner.circuit.admit();
+        if matches!(admitted, Admit::Skip) {
+            return Err(Error::CircuitOpen { backend });
+        }
+        let result = match tokio::time::timeout(inner.op_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                backend,
+                op,
+                after: inner.op_timeout,
+            }),
+        };
+        match &result {
+            Err(e) if e.is_store_failure() => {
+                if inner.circuit.failure(&admitted) {
+                    tracing::warn!(backend, "cache store keeps failing; circuit opened, calls skip the store until a probe succeeds");
+                }
+            }
+            _ => inner.circuit.success(&admitted),
+        }
+        result
+    }
+
+    /// Logs a fail-open event (at most once per burst) and counts it.
+    pub(crate) fn note_failure(&self, what: &str, key: &str, err: &Error) {
+        bump(&self.inner.counters.errors);
+        if let Some(suppressed) = self.inner.warn.should_log() {
+            tracing::warn!(backend = self.backend_name(), key, error = %err, suppressed, "cache {what} failed; serving without the cache (fail-open)");
+        }
+    }
+
+    /// Reads and decodes; undecodable entries are deleted and count as errors.
+    async fn lookup<T: DeserializeOwned>(&self, full: &str) -> Lookup<T> {
+        let key = self.key(full);
+        let bytes = match self.guarded("get", self.inner.backend.get(key)).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                bump(&self.inner.counters.misses);
+                return Lookup::Miss;
+            }
+            Err(e) => {
+                self.note_failure("read", full, &e);
+                return Lookup::Failed;
+            }
+        };
+        match codec::open::<T>(&*self.inner.codec, &bytes) {
+            Ok(v) => {
+                bump(&self.inner.counters.hits);
+                Lookup::Hit(v)
+            }
+            Err(reason) => {
+                bump(&self.inner.counters.misses);
+                bump(&self.inner.counters.errors);
+                tracing::warn!(key = full, expected = std::any::type_name::<T>(), %reason, "cache entry does not decode; treating as a miss and deleting it");
+                if let Err(e) = self.guarded("delete", self.inner.backend.delete(key)).await {
+                    self.note_failure("delete of an undecodable entry", full, &e);
+                }
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Seals a value for the store, honouring the size limit. `Ok(None)` = too large (skipped).
+    fn seal<T: Serialize + ?Sized>(&self, full: &str, value: &T) -> Result<Option<Bytes>, Error> {
+        let bytes = codec::seal(&*self.inner.codec, value).map_err(|e| Error::Encode {
+            codec: self.inner.codec.name(),
+            message: e.0,
+        })?;
+        if bytes.len() > self.inner.max_value_size {
+            bump(&self.inner.counters.skipped);
+            tracing::warn!(key = full, size = bytes.len(), limit = self.inner.max_value_size, "value over the cache's size limit; not stored");
+            return Ok(None);
+        }
+        Ok(Some(Bytes::from(bytes)))
+    }
+
+    pub(crate) fn resolve_ttl(&self, ttl: Option<Duration>) -> Duration {
+        ttl.unwrap_or(self.inner.default_ttl)
+    }
+
+    async fn store(&self, full: &str, bytes: Bytes, ttl: Duration) -> Result<(), Error> {
+        let key = self.key(full);
+        self.guarded("set", self.inner.backend.set(key, bytes, Some(ttl)))
+            .await
+    }
+
+    /// Reads `key` as a `T`.
+    ///
+    /// `Ok(None)` when absent, expired, or not a valid `T` (such an entry is
+    /// deleted and counted in [`Stats::errors`]). `Err` when the store fails.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let full = self.full_key(key);
+        let bytes = match self
+            .guarded("get", self.inner.backend.get(self.key(&full)))
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                bump(&self.inner.counters.errors);
+                return Err(e);
+            }
+        };
+        let Some(bytes) = bytes else {
+            bump(&self.inner.counters.misses);
+            return Ok(None);
+        };
+        match codec::open::<T>(&*self.inner.codec, &bytes) {
+            Ok(v) => {
+                bump(&self.inner.counters.hits);
+                Ok(Some(v))
+            }
+            Err(reason) => {
+                bump(&self.inner.counters.misses);
+                bump(&self.inner.counters.errors);
+                tracing::warn!(key = %full, expected = std::any::type_name::<T>(), %reason, "cache entry does not decode; treating as a miss and deleting it");
+                self.guarded("delete", self.inner.backend.delete(self.key(&full)))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes `value` under `key` for `ttl` (the default TTL when `None`).
+    ///
+    /// A value over the size limit is an [`Error::ValueTooLarge`] here (the
+    /// annotated functions skip such values instead).
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let full = self.full_key(key);
+        let bytes = codec::seal(&*self.inner.codec, value).map_err(|e| Error::Encode {
+            codec: self.inner.codec.name(),
+            message: e.0,
+        })?;
+        if bytes.len() > self.inner.max_value_size {
+            bump(&self.inner.counters.skipped);
+            return Err(Error::ValueTooLarge {
+                size: bytes.len(),
+                limit: self.inner.max_value_size,
+            });
+        }
+        self.store(&full, Bytes::from(bytes), self.resolve_ttl(ttl))
+            .await
+    }
+
+    /// Removes `key`; true when it was there.
+    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let full = self.full_key(key);
+        self.guarded("delete", self.inner.backend.delete(self.key(&full)))
+            .await
+    }
+
+    /// Removes every key of this namespace matching the glob (`*`, `?`; see [`crate::pattern`]); returns how many.
+    ///
+    /// [`Error::PatternNotSupported`] on stores that cannot match (Memcached).
+    pub async fn delete_pattern(&self, pattern: &str) -> Result<u64, Error> {
+        self.guarded(
+            "delete_pattern",
+            self.inner.backend.delete_pattern(&self.inner.prefix, pattern),
+        )
+        .await
+    }
+
+    /// True when `key` holds a live entry.
+    pub async fn exists(&self, key: &str) -> Result<bool, Error> {
+        let full = self.full_key(key);
+        self.guarded("exists", self.inner.backend.exists(self.key(&full)))
+            .await
+    }
+
+    /// Remaining time to live of `key`; `None` when absent.
+    pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
+        let full = self.full_key(key);
+        self.guarded("ttl", self.inner.backend.ttl(self.key(&full)))
+            .await
+    }
+
+    /// Removes every entry of this cache's namespace (all entries when it has none); other namespaces stay.
+    pub async fn clear(&self) -> Result<u64, Error> {
+        self.guarded("clear", self.inner.backend.clear(&self.inner.prefix))
+            .await
+    }
+
+    /// Checks that the store answers.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.guarded("ping", self.inner.backend.ping()).await
+    }
+
+    /// Returns the cached `T` under `key`, or runs `make`, stores its value and returns it.
+    ///
+    /// Concurrent callers that miss the same key wait for the first one
+    /// (single-flight) and get its value. Store failures fail open: `make`
+    /// runs and its value is returned. `Err` only when the value cannot be
+    /// encoded by the codec (a bug in its `Serialize` impl, e.g. a map with
+    /// non-string keys under [`Json`](crate::codec::Json)); the annotated
+    /// functions log that case and return the value instead.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, NullBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// # let cache = Cache::builder().backend(NullBackend).build();
+    /// let n: u64 = cache.get_or_set("answer", None, || async { 42 }).await?;
+    /// assert_eq!(n, 42);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_set<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        make: F,
+    ) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let full = self.full_key(key);
+        let (out, encode_error) = self
+            .read_through(&full, self.resolve_ttl(ttl), async { Plain(make().await) })
+            .await;
+        match encode_error {
+            Some(e) => Err(e),
+            None => Ok(out.0),
+        }
+    }
+
+    /// The cache-aside path shared by [`get_or_set`](Cache::get_or_set) and the macros:
+    /// lookup; on a miss, single-flight; run `body`; store what is cacheable.
+    ///
+    /// Never fails: store errors fall back to `body`. An encode error is
+    /// returned beside the value so each caller decides how loud to be.
+    pub(crate) async fn read_through<O, Fut>(
+        &self,
+        full: &str,
+        ttl: Duration,
+        body: Fut,
+    ) -> (O, Option<Error>)
+    where
+        O: Outcome,
+        Fut: Future<Output = O>,
+    {
+        if let Lookup::Hit(v) = self.lookup::<O::Value>(full).await {
+            return (O::from_cached(v), None);
+        }
+        match self.inner.flights.join(full) {
+            Role::Leader(guard) => {
+                let out = body.await;
+                let mut encode_error = None;
+                let sealed = match out.cacheable() {
+                    Some(v) => match self.seal(full, v) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            encode_error = Some(e);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                guard.land(sealed.clone());
+                if let Some(bytes) = sealed {
+                    if let Err(e) = self.store(full, bytes, ttl).await {
+                        self.note_failure("write", full, &e);
+                    }
+                }
+                drop(guard);
+                (out, encode_error)
+            }
+            Role::Follower(rx) => {
+                if let Some(bytes) = flight::follow(rx).await {
+                    if let Ok(v) = codec::open::<O::Value>(&*self.inner.codec, &bytes) {
+                        bump(&self.inner.counters.coalesced);
+                        return (O::from_cached(v), None);
+                    }
+                }
+                // The leader had nothing to share (error, None, cancelled): run our own body.
+                (body.await, None)
+            }
+        }
+    }
+}
+
+/// How a function's return value maps to what is cached.
+///
+/// Implemented for [`Plain`] (cache every value), `Result<T, E>` (cache `Ok`),
+/// `Option<T>` (cache `Some`) and [`CacheNone`] (cache `Some` and `None`). The
+/// `#[cache]` macro picks the impl from the written return type.
+///
+/// ```
+/// use cache_core::Outcome;
+/// let ok: Result<u8, String> = Ok(1);
+/// assert_eq!(ok.cacheable(), Some(&1));
+/// let err: Result<u8, String> = Err("no".into());
+/// assert_eq!(err.cacheable(), None);
+/// assert_eq!(<Option<u8> as Outcome>::from_cached(3), Some(3));
+/// ```
+pub trait Outcome: Sized {
+    /// The stored type.
+    type Value: Serialize + DeserializeOwned;
+    /// The part worth caching, if any.
+    fn cacheable(&self) -> Option<&Self::Value>;
+    /// Rebuilds the return value from a cached one.
+    fn from_cached(value: Self::Value) -> Self;
+}
+
+/// A return value cached as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plain<T>(pub T);
+
+impl<T: Serialize + DeserializeOwned> Outcome for Plain<T> {
+    type Value = T;
+    fn cacheable(&self) -> Option<&T> {
+        Some(&self.0)
+    }
+    fn from_cached(value: T) -> Self {
+        Plain(value)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, E> Outcome for Result<T, E> {
+    type Value = T;
+    fn cacheable(&self) -> Option<&T> {
+        self.as_ref().ok()
+    }
+    fn from_cached(value: T) -> Self {
+        Ok(value)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Outcome for Option<T> {
+    type Value = T;
+    fn cacheable(&self) -> Option<&T> {
+        self.as_ref()
+    }
+    fn from_cached(value: T) -> Self {
+        Some(value)
+    }
+}
+
+/// An `Option` whose `None` is cached too (`#[cache(cache_none = true)]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheNone<T>(pub Option<T>);
+
+impl<T: Serialize + DeserializeOwned> Outcome for CacheNone<T> {
+    type Value = Option<T>;
+    fn cacheable(&self) -> Option<&Option<T>> {
+        Some(&self.0)
+    }
+    fn from_cached(value: Option<T>) -> Self {
+        CacheNone(value)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync + Clone>() {}
+    is::<Cache>();
+}

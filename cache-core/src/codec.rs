@@ -1,0 +1,294 @@
+//! Codecs turn values into bytes for the store, and back, inside a small envelope.
+//!
+//! Every stored value is `envelope ++ payload`. The envelope is 11 bytes:
+//! a magic byte `0xC5`, the format version `1`, the codec id, and an 8-byte
+//! fingerprint of the Rust type that was written. On read, any mismatch
+//! (foreign bytes, another codec, another type, a truncated payload) is a miss:
+//! the entry is deleted and the error counted, so wrong data is never served.
+//!
+//! [`MsgPack`] (MessagePack with named fields, via `rmp-serde`) is the default: it
+//! round-trips the serde attributes web DTOs use (`tag`, `untagged`, `flatten`,
+//! `skip_serializing_if`, `serde_json::Value`). [`Json`] is there for stores
+//! that humans read.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::hash::bytes128;
+
+/// Why a codec could not encode or decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(pub String);
+
+impl CodecError {
+    fn from_display(e: impl std::fmt::Display) -> Self {
+        CodecError(e.to_string())
+    }
+}
+
+/// Turns serde values into bytes and back.
+///
+/// Object-safe through `erased_serde`, so a [`Cache`](crate::Cache) can hold
+/// any codec. Ids `0..=15` are reserved for cacheside; pick another for your own.
+///
+/// ```
+/// use cache_core::codec::{decode_value, encode_value, Codec, Json, MsgPack};
+/// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+/// struct Widget { id: u64, name: String }
+///
+/// let w = Widget { id: 7, name: "spanner".into() };
+/// for codec in [&MsgPack as &dyn Codec, &Json] {
+///     let bytes = encode_value(codec, &w).unwrap();
+///     assert_eq!(decode_value::<Widget>(codec, &bytes).unwrap(), w);
+/// }
+/// ```
+pub trait Codec: Send + Sync + 'static {
+    /// Stable one-byte id written into the envelope.
+    fn id(&self) -> u8;
+    /// Name for errors and logs.
+    fn name(&self) -> &'static str;
+    /// Appends the encoding of `value` to `out`.
+    fn encode(
+        &self,
+        value: &dyn erased_serde::Serialize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError>;
+    /// Builds a deserializer over `bytes` and hands it to `visit`.
+    fn decode(
+        &self,
+        bytes: &[u8],
+        visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+    ) -> Result<(), CodecError>;
+}
+
+/// MessagePack with named struct fields (`rmp-serde`); the default codec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MsgPack;
+
+impl Codec for MsgPack {
+    fn id(&self) -> u8 {
+        1
+    }
+    fn name(&self) -> &'static str {
+        "msgpack"
+    }
+    fn encode(
+        &self,
+        value: &dyn erased_serde::Serialize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+        erased_serde::serialize(value, &mut ser).map_err(CodecError::from_display)
+    }
+    fn decode(
+        &self,
+        bytes: &[u8],
+        visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+    ) -> Result<(), CodecError> {
+        let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+        visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de))
+            .map_err(CodecError::from_display)?;
+        // Trailing garbage means this is not what we wrote.
+        let read = de.position() as usize;
+        if read != bytes.len() {
+            return Err(CodecError(format!("{} trailing bytes", bytes.len() - read)));
+        }
+        Ok(())
+    }
+}
+
+/// JSON (`serde_json`): larger and slower than [`MsgPack`], but readable in `redis-cli`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json;
+
+impl Codec for Json {
+    fn id(&self) -> u8 {
+        2
+    }
+    fn name(&self) -> &'static str {
+        "json"
+    }
+    fn encode(
+        &self,
+        value: &dyn erased_serde::Serialize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        let mut ser = serde_json::Serializer::new(out);
+        erased_serde::serialize(value, &mut ser).map_err(CodecError::from_display)
+    }
+    fn decode(
+        &self,
+        bytes: &[u8],
+        visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+    ) -> Result<(), CodecError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de))
+            .map_err(CodecError::from_display)?;
+        de.end().map_err(CodecError::from_display)
+    }
+}
+
+/// Encodes `value` with `codec` (no envelope).
+pub fn encode_value<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(64);
+    codec.encode(&value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a `T` that [`encode_value`] wrote (no envelope).
+pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, CodecError> {
+    let mut slot: Option<T> = None;
+    codec.decode(bytes, &mut |de| {
+        slot = Some(erased_serde::deserialize::<T>(de)?);
+        Ok(())
+    })?;
+    slot.ok_or_else(|| CodecError("codec produced no value".into()))
+}
+
+const MAGIC: u8 = 0xC5;
+const FORMAT_VERSION: u8 = 1;
+/// Length of the envelope in front of every stored payload.
+pub const ENVELOPE_LEN: usize = 11;
+
+/// The type fingerprint stored in the envelope: a stable hash of the type's name.
+///
+/// Two programs that share a store and cache the same type from the same
+/// crate path read each other's entries; a renamed or moved type is a miss.
+pub fn type_fingerprint<T: ?Sized>() -> u64 {
+    bytes128(std::any::type_name::<T>().as_bytes()) as u64
+}
+
+/// Envelope plus payload, ready for the store.
+pub fn seal<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(ENVELOPE_LEN + 64);
+    out.push(MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(codec.id());
+    out.extend_from_slice(&type_fingerprint::<T>().to_le_bytes());
+    codec.encode(&value, &mut out)?;
+    Ok(out)
+}
+
+/// Checks the envelope and decodes the payload as `T`.
+pub fn open<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() < ENVELOPE_LEN {
+        return Err(CodecError(format!("{} bytes, shorter than the envelope", bytes.len())));
+    }
+    if bytes[0] != MAGIC || bytes[1] != FORMAT_VERSION {
+        return Err(CodecError("not a cacheside entry (or another format version)".into()));
+    }
+    if bytes[2] != codec.id() {
+        return Err(CodecError(format!(
+            "written with codec id {}, read with {} (id {})",
+            bytes[2],
+            codec.name(),
+            codec.id()
+        )));
+    }
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&bytes[3..ENVELOPE_LEN]);
+    if u64::from_le_bytes(fp) != type_fingerprint::<T>() {
+        return Err(CodecError("written for another type".into()));
+    }
+    decode_value(codec, &bytes[ENVELOPE_LEN..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Event {
+        Created { id: u64 },
+        Renamed { id: u64, name: String },
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum IdOrName {
+        Id(u64),
+        Name(String),
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Meta {
+        created_by: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Dto {
+        id: u64,
+        #[serde(flatten)]
+        meta: Meta,
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        tags: Vec<String>,
+        events: Vec<Event>,
+        refs: Vec<IdOrName>,
+        extra: serde_json::Value,
+        #[serde(flatten)]
+        rest: BTreeMap<String, serde_json::Value>,
+        bytes: Vec<u8>,
+        float: f64,
+        neg: i64,
+        unit: (),
+        opt: Option<u32>,
+    }
+
+    fn sample() -> Dto {
+        let mut rest = BTreeMap::new();
+        rest.insert("zz_unknown".to_string(), serde_json::json!({"a": [1, 2, null]}));
+        Dto {
+            id: 7,
+            meta: Meta { created_by: "ana".into(), note: None },
+            tags: vec![],
+            events: vec![Event::Created { id: 7 }, Event::Renamed { id: 7, name: "ñ 🚀".into() }],
+            refs: vec![IdOrName::Id(1), IdOrName::Name("x".into())],
+            extra: serde_json::json!({"nested": {"k": [true, 1.5, "s"]}, "n": -3}),
+            rest,
+            bytes: vec![0, 255, 10],
+            float: 0.1,
+            neg: -42,
+            unit: (),
+            opt: Some(3),
+        }
+    }
+
+    #[test]
+    fn web_dto_serde_attributes_round_trip_in_every_builtin_codec() {
+        for codec in [&MsgPack as &dyn Codec, &Json] {
+            let bytes = seal(codec, &sample()).unwrap();
+            let back: Dto = open(codec, &bytes).unwrap_or_else(|e| panic!("{}: {e}", codec.name()));
+            assert_eq!(back, sample(), "{}", codec.name());
+        }
+    }
+
+    #[test]
+    fn other_type_other_codec_and_garbage_are_rejected() {
+        let bytes = seal(&MsgPack, &5u32).unwrap();
+        assert!(open::<u64>(&MsgPack, &bytes).is_err(), "type mismatch");
+        assert!(open::<u32>(&Json, &bytes).is_err(), "codec mismatch");
+        assert!(open::<u32>(&MsgPack, b"garbage bytes here").is_err());
+        assert!(open::<u32>(&MsgPack, &[]).is_err());
+        let mut truncated = seal(&MsgPack, &sample()).unwrap();
+        truncated.truncate(truncated.len() - 3);
+        assert!(open::<Dto>(&MsgPack, &truncated).is_err());
+        let mut trailing = seal(&MsgPack, &5u32).unwrap();
+        trailing.push(0);
+        assert!(open::<u32>(&MsgPack, &trailing).is_err());
+    }
+
+    #[test]
+    fn msgpack_writes_field_names() {
+        #[derive(Serialize)]
+        struct S {
+            field_name_here: u8,
+        }
+        let bytes = encode_value(&MsgPack, &S { field_name_here: 1 }).unwrap();
+        assert!(bytes.windows(15).any(|w| w == b"field_name_here"));
+    }
+}

@@ -1,0 +1,374 @@
+//! Configuration from environment variables (12-factor), as in the FastAPI boilerplate.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `CACHE_ENABLED` | `true` | `false`/`0`/`no`/`off` make annotated functions plain calls |
+//! | `CACHE_BACKEND` | `memory` | `memory`, `redis`, `redis-cluster`, `memcached`, `none`, `auto` |
+//! | `DEFAULT_CACHE_EXPIRATION` | `3600` | default TTL in seconds |
+//! | `CACHE_NAMESPACE` | empty | prefix of every key (`{ns}:{key}`) |
+//! | `CACHE_OP_TIMEOUT_MS` | `250` | bound on each store operation |
+//! | `CACHE_MEMORY_MAX_ENTRIES` | `10000` | size bound of the in-memory store |
+//! | `CACHE_REDIS_URL` | from the four below | `redis://[:password@]host:port/db` |
+//! | `CACHE_REDIS_HOST` / `_PORT` / `_DB` / `_PASSWORD` | `127.0.0.1` / `6379` / `0` / none | used when `CACHE_REDIS_URL` is unset |
+//! | `CACHE_REDIS_CLUSTER_NODES` | none | comma-separated node URLs |
+//! | `CACHE_MEMCACHED_SERVERS` | from the two below | comma-separated `host:port` |
+//! | `CACHE_MEMCACHED_HOST` / `_PORT` | `127.0.0.1` / `11211` | used when `CACHE_MEMCACHED_SERVERS` is unset |
+//! | `CACHE_MEMCACHED_POOL_SIZE` | `4` | connections per Memcached server |
+//! | `CLIENT_CACHE_ENABLED` | `true` | client `Cache-Control` headers (HTTP layer) |
+//! | `CLIENT_CACHE_MAX_AGE` | `60` | their `max-age` in seconds |
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::cache::{DEFAULT_OP_TIMEOUT, DEFAULT_TTL};
+use crate::Error;
+
+/// Which store [`Config`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// In-process moka cache (the default).
+    Memory,
+    /// One Redis server.
+    Redis,
+    /// A Redis Cluster.
+    RedisCluster,
+    /// One or more Memcached servers.
+    Memcached,
+    /// A store that keeps nothing: every read misses.
+    None,
+    /// Redis on 127.0.0.1:6379 if it answers, else Memcached on 127.0.0.1:11211, else memory.
+    Auto,
+}
+
+const BACKENDS_ALLOWED: &str = "one of memory, redis, redis-cluster, memcached, none, auto";
+
+impl BackendKind {
+    /// The name used in `CACHE_BACKEND`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::Memory => "memory",
+            BackendKind::Redis => "redis",
+            BackendKind::RedisCluster => "redis-cluster",
+            BackendKind::Memcached => "memcached",
+            BackendKind::None => "none",
+            BackendKind::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "memory" | "inmemory" | "in-memory" => BackendKind::Memory,
+            "redis" => BackendKind::Redis,
+            "redis-cluster" | "redis_cluster" | "rediscluster" => BackendKind::RedisCluster,
+            "memcached" => BackendKind::Memcached,
+            "none" => BackendKind::None,
+            "auto" => BackendKind::Auto,
+            _ => {
+                return Err(Error::Config {
+                    var: "CACHE_BACKEND",
+                    value: s.to_owned(),
+                    allowed: BACKENDS_ALLOWED,
+                })
+            }
+        })
+    }
+}
+
+/// Everything cacheside reads from the environment.
+///
+/// ```
+/// use cache_core::{BackendKind, Config};
+/// let vars = [("CACHE_BACKEND", "memory"), ("DEFAULT_CACHE_EXPIRATION", "600")];
+/// let config = Config::from_lookup(|name| {
+///     vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+/// })?;
+/// assert_eq!(config.backend, BackendKind::Memory);
+/// assert_eq!(config.default_ttl.as_secs(), 600);
+///
+/// let bad = Config::from_lookup(|name| (name == "CACHE_BACKEND").then(|| "rdis".to_string()));
+/// assert!(bad.unwrap_err().to_string().contains("CACHE_BACKEND"));
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `CACHE_ENABLED`.
+    pub enabled: bool,
+    /// `CACHE_BACKEND`.
+    pub backend: BackendKind,
+    /// `DEFAULT_CACHE_EXPIRATION`.
+    pub default_ttl: Duration,
+    /// `CACHE_NAMESPACE` (empty: none).
+    pub namespace: String,
+    /// `CACHE_OP_TIMEOUT_MS`.
+    pub op_timeout: Duration,
+    /// `CACHE_MEMORY_MAX_ENTRIES`.
+    pub memory_max_entries: u64,
+    /// `CACHE_REDIS_URL`, or built from `CACHE_REDIS_HOST`/`PORT`/`DB`/`PASSWORD`.
+    pub redis_url: String,
+    /// `CACHE_REDIS_CLUSTER_NODES`.
+    pub redis_cluster_nodes: Vec<String>,
+    /// `CACHE_MEMCACHED_SERVERS`, or `CACHE_MEMCACHED_HOST`:`PORT`.
+    pub memcached_servers: Vec<String>,
+    /// `CACHE_MEMCACHED_POOL_SIZE`.
+    pub memcached_pool_size: u32,
+    /// `CLIENT_CACHE_ENABLED`.
+    pub client_cache_enabled: bool,
+    /// `CLIENT_CACHE_MAX_AGE`.
+    pub client_cache_max_age: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            backend: BackendKind::Memory,
+            default_ttl: DEFAULT_TTL,
+            namespace: String::new(),
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            memory_max_entries: 10_000,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            redis_cluster_nodes: Vec::new(),
+            memcached_servers: vec!["127.0.0.1:11211".into()],
+            memcached_pool_size: 4,
+            client_cache_enabled: true,
+            client_cache_max_age: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Parses a boolean the way the Python frameworks do.
+pub(crate) fn parse_bool(var: &'static str, value: &str) -> Result<bool, Error> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config {
+            var,
+            value: value.to_owned(),
+            allowed: "true/false (also 1/0, yes/no, on/off)",
+        }),
+    }
+}
+
+fn parse_num<T: FromStr>(var: &'static str, value: &str, allowed: &'static str) -> Result<T, Error> {
+    value.trim().parse().map_err(|_| Error::Config {
+        var,
+        value: value.to_owned(),
+        allowed,
+    })
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, Error> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (for tests and for other config sources).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut c = Config::default();
+        if let Some(v) = get("CACHE_ENABLED") {
+            c.enabled = parse_bool("CACHE_ENABLED", &v)?;
+        }
+        if let Some(v) = get("CACHE_BACKEND") {
+            c.backend = v.parse()?;
+        }
+        if let Some(v) = get("DEFAULT_CACHE_EXPIRATION") {
+            c.default_ttl = Duration::from_secs(parse_num(
+                "DEFAULT_CACHE_EXPIRATION",
+                &v,
+                "a whole number of seconds, e.g. 3600",
+            )?);
+        }
+        if let Some(v) = get("CACHE_NAMESPACE") {
+            c.namespace = v.trim().to_owned();
+        }
+        if let Some(v) = get("CACHE_OP_TIMEOUT_MS") {
+            let ms: u64 = parse_num(
+                "CACHE_OP_TIMEOUT_MS",
+                &v,
+                "a whole number of milliseconds above 0, e.g. 250",
+            )?;
+            if ms == 0 {
+                return Err(Error::Config {
+                    var: "CACHE_OP_TIMEOUT_MS",
+                    value: v,
+                    allowed: "a whole number of milliseconds above 0, e.g. 250",
+                });
+            }
+            c.op_timeout = Duration::from_millis(ms);
+        }
+        if let Some(v) = get("CACHE_MEMORY_MAX_ENTRIES") {
+            c.memory_max_entries = parse_num(
+                "CACHE_MEMORY_MAX_ENTRIES",
+                &v,
+                "a whole number of entries, e.g. 10000",
+            )?;
+        }
+        if let Some(v) = get("CACHE_REDIS_URL") {
+            let v = v.trim().to_owned();
+            if !(v.starts_with("redis://") || v.starts_with("rediss://") || v.starts_with("redis+unix://") || v.starts_with("unix://")) {
+                return Err(Error::Config {
+                    var: "CACHE_REDIS_URL",
+                    value: v,
+                    allowed: "a URL starting with redis://, rediss://, redis+unix:// or unix://",
+                });
+            }
+            c.redis_url = v;
+        } else {
+            let host = get("CACHE_REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into());
+            let port: u16 = match get("CACHE_REDIS_PORT") {
+                Some(v) => parse_num("CACHE_REDIS_PORT", &v, "a port number 1-65535")?,
+                None => 6379,
+            };
+            let db: u32 = match get("CACHE_REDIS_DB") {
+                Some(v) => parse_num("CACHE_REDIS_DB", &v, "a database number, e.g. 0")?,
+                None => 0,
+            };
+            let auth = match get("CACHE_REDIS_PASSWORD") {
+                Some(p) => format!(":{}@", percent_encode(&p)),
+                None => String::new(),
+            };
+            c.redis_url = format!("redis://{auth}{}:{port}/{db}", host.trim());
+        }
+        if let Some(v) = get("CACHE_REDIS_CLUSTER_NODES") {
+            c.redis_cluster_nodes = list(&v);
+        }
+        if let Some(v) = get("CACHE_MEMCACHED_SERVERS") {
+            c.memcached_servers = list(&v);
+        } else {
+            let host = get("CACHE_MEMCACHED_HOST").unwrap_or_else(|| "127.0.0.1".into());
+            let port: u16 = match get("CACHE_MEMCACHED_PORT") {
+                Some(v) => parse_num("CACHE_MEMCACHED_PORT", &v, "a port number 1-65535")?,
+                None => 11211,
+            };
+            c.memcached_servers = vec![format!("{}:{port}", host.trim())];
+        }
+        if let Some(v) = get("CACHE_MEMCACHED_POOL_SIZE") {
+            c.memcached_pool_size = parse_num(
+                "CACHE_MEMCACHED_POOL_SIZE",
+                &v,
+                "a whole number of connections, e.g. 4",
+            )?;
+        }
+        if let Some(v) = get("CLIENT_CACHE_ENABLED") {
+            c.client_cache_enabled = parse_bool("CLIENT_CACHE_ENABLED", &v)?;
+        }
+        if let Some(v) = get("CLIENT_CACHE_MAX_AGE") {
+            c.client_cache_max_age = Duration::from_secs(parse_num(
+                "CLIENT_CACHE_MAX_AGE",
+                &v,
+                "a whole number of seconds, e.g. 60",
+            )?);
+        }
+        Ok(c)
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, Error> {
+        Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn defaults_are_the_boilerplates() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.backend, BackendKind::Memory);
+        assert_eq!(c.default_ttl, Duration::from_secs(3600));
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379/0");
+        assert_eq!(c.memcached_servers, vec!["127.0.0.1:11211"]);
+    }
+
+    #[test]
+    fn every_disable_spelling_disables() {
+        for v in ["false", "0", "no", "off", "FALSE", " Off "] {
+            assert!(!cfg(&[("CACHE_ENABLED", v)]).unwrap().enabled, "{v}");
+        }
+        for v in ["true", "1", "yes", "on"] {
+            assert!(cfg(&[("CACHE_ENABLED", v)]).unwrap().enabled, "{v}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_variable_value_and_allowed() {
+        let cases = [
+            ("CACHE_BACKEND", "rdis", "memory, redis"),
+            ("DEFAULT_CACHE_EXPIRATION", "ten", "seconds"),
+            ("CACHE_ENABLED", "maybe", "true/false"),
+            ("CACHE_OP_TIMEOUT_MS", "0", "above 0"),
+            ("CACHE_OP_TIMEOUT_MS", "-5", "milliseconds"),
+            ("CACHE_MEMORY_MAX_ENTRIES", "1e6", "entries"),
+            ("CACHE_REDIS_PORT", "70000", "port"),
+            ("CACHE_REDIS_URL", "http://x", "redis://"),
+            ("CLIENT_CACHE_MAX_AGE", "1m", "seconds"),
+        ];
+        for (var, value, allowed) in cases {
+            let msg = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(msg.contains(var), "{msg}");
+            assert!(msg.contains(&format!("{value:?}")), "{msg}");
+            assert!(msg.contains(allowed), "{msg}");
+        }
+    }
+
+    #[test]
+    fn redis_url_from_parts_escapes_password() {
+        let c = cfg(&[
+            ("CACHE_REDIS_HOST", "cache.local"),
+            ("CACHE_REDIS_PORT", "6380"),
+            ("CACHE_REDIS_DB", "2"),
+            ("CACHE_REDIS_PASSWORD", "p@ss:w/rd"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_url, "redis://:p%40ss%3Aw%2Frd@cache.local:6380/2");
+    }
+
+    #[test]
+    fn lists_and_backend_names() {
+        let c = cfg(&[
+            ("CACHE_BACKEND", "Redis-Cluster"),
+            ("CACHE_REDIS_CLUSTER_NODES", "redis://127.0.0.1:7000, redis://127.0.0.1:7001,"),
+            ("CACHE_MEMCACHED_SERVERS", "127.0.0.1:11211,127.0.0.1:11212"),
+        ])
+        .unwrap();
+        assert_eq!(c.backend, BackendKind::RedisCluster);
+        assert_eq!(c.redis_cluster_nodes.len(), 2);
+        assert_eq!(c.memcached_servers.len(), 2);
+    }
+}

@@ -1,0 +1,42 @@
+//! Runtime of [cacheside](https://docs.rs/cacheside): everything the macros
+//! call that can be a plain function, unit-tested without macros.
+//!
+//! Users depend on the `cacheside` facade, which re-exports what is public
+//! here. The parts:
+//!
+//! * [`Cache`] / [`CacheBuilder`]: the handle, its provider API and [`Stats`];
+//! * [`Backend`]: the trait a store implements (see [`NullBackend`] for the smallest one);
+//! * [`codec`]: [`Codec`], [`MsgPack`](codec::MsgPack) (default), [`Json`](codec::Json), the value envelope;
+//! * [`Config`]: environment variables;
+//! * the registry: [`init`], [`register`], [`global`], [`named`], [`set_enabled`], [`is_enabled`];
+//! * [`pattern`] (globs) and [`hash`] (stable hashing).
+#![warn(missing_docs)]
+
+mod backend;
+mod cache;
+pub mod codec;
+mod config;
+mod error;
+mod flight;
+mod guard;
+pub mod hash;
+mod null;
+pub mod pattern;
+mod registry;
+#[doc(hidden)]
+pub mod runtime;
+
+pub use async_trait::async_trait;
+pub use backend::{Backend, Key};
+pub use bytes::Bytes;
+pub use cache::{
+    Cache, CacheBuilder, CacheNone, Outcome, Plain, Stats, DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
+};
+pub use codec::Codec;
+pub use config::{BackendKind, Config};
+pub use error::{BoxError, Error};
+pub use guard::Breaker;
+pub use null::NullBackend;
+pub use registry::{global, init, is_enabled, named, register, set_enabled, AutoInit, CacheRef};
+pub use runtime::Entry;
