@@ -1,1 +1,61 @@
-//! placeholder
+//! Stores for [cacheside](https://docs.rs/cacheside), each behind a cargo feature.
+//!
+//! | feature | type | store |
+//! |---|---|---|
+//! | `memory` (default) | [`MemoryBackend`] | in-process, moka |
+//!
+//! [`connect`] builds the store a [`Config`] names (this is what
+//! `cacheside::init_from_env` calls).
+#![warn(missing_docs)]
+
+use cache_core::{BackendKind, Cache, Config, Error, NullBackend};
+
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "memory")]
+pub use memory::MemoryBackend;
+
+/// Builds the [`Cache`] that `config` describes, connecting to its store.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let cache = cache_backends::connect(&cache_core::Config::default()).await?;
+/// assert_eq!(cache.backend_name(), "memory");
+/// # Ok(()) }
+/// ```
+pub async fn connect(config: &Config) -> Result<Cache, Error> {
+    let builder = Cache::builder()
+        .namespace(&config.namespace)
+        .default_ttl(config.default_ttl)
+        .op_timeout(config.op_timeout);
+    let backend: Box<dyn cache_core::Backend> = match config.backend {
+        BackendKind::Memory => memory_backend(config)?,
+        BackendKind::None => Box::new(NullBackend),
+        BackendKind::Auto => {
+            tracing::info!("CACHE_BACKEND=auto: no network backend compiled in, using the in-memory store");
+            memory_backend(config)?
+        }
+        BackendKind::Redis => return Err(not_compiled("redis", "redis")),
+        BackendKind::RedisCluster => return Err(not_compiled("redis-cluster", "redis-cluster")),
+        BackendKind::Memcached => return Err(not_compiled("memcached", "memcached")),
+        other => return Err(not_compiled(other.as_str(), "a newer cacheside")),
+    };
+    Ok(builder.boxed_backend(backend).build())
+}
+
+fn not_compiled(backend: &str, feature: &'static str) -> Error {
+    Error::BackendNotCompiled {
+        backend: backend.to_owned(),
+        feature,
+    }
+}
+
+#[cfg(feature = "memory")]
+fn memory_backend(config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
+    Ok(Box::new(MemoryBackend::new(config.memory_max_entries)))
+}
+
+#[cfg(not(feature = "memory"))]
+fn memory_backend(_config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
+    Err(not_compiled("memory", "memory"))
+}

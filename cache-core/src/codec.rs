@@ -154,8 +154,86 @@ pub const ENVELOPE_LEN: usize = 11;
 ///
 /// Two programs that share a store and cache the same type from the same
 /// crate path read each other's entries; a renamed or moved type is a miss.
+/// Borrowed and owned forms that serialize alike count as one type:
+/// references are transparent, `str` is `String`, `[T]` is `Vec<T>`.
+///
+/// ```
+/// use cache_core::codec::type_fingerprint;
+/// assert_eq!(type_fingerprint::<&str>(), type_fingerprint::<String>());
+/// assert_eq!(type_fingerprint::<&[u8]>(), type_fingerprint::<Vec<u8>>());
+/// assert_eq!(type_fingerprint::<Vec<&str>>(), type_fingerprint::<Vec<String>>());
+/// assert_ne!(type_fingerprint::<u32>(), type_fingerprint::<u64>());
+/// assert_ne!(type_fingerprint::<[u8; 4]>(), type_fingerprint::<Vec<u8>>());
+/// ```
 pub fn type_fingerprint<T: ?Sized>() -> u64 {
-    bytes128(std::any::type_name::<T>().as_bytes()) as u64
+    bytes128(normalize_type_name(std::any::type_name::<T>()).as_bytes()) as u64
+}
+
+/// Folds borrowed forms into owned ones in a `type_name` string.
+fn normalize_type_name(name: &str) -> String {
+    // Drop reference markers first.
+    let mut plain = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        if c == '&' {
+            rest = rest[1..].trim_start();
+            rest = rest.strip_prefix("mut ").unwrap_or(rest);
+            continue;
+        }
+        plain.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    // Then rewrite `str` and slices `[T]` (arrays `[T; N]` stay).
+    let mut out = String::with_capacity(plain.len() + 16);
+    let bytes = plain.as_bytes();
+    let mut i = 0;
+    let mut stack: Vec<bool> = Vec::new(); // for each open '[': is it a slice?
+    while i < bytes.len() {
+        let c = bytes[i] as char;
+        let at_word_start = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b':');
+        if at_word_start && plain[i..].starts_with("str") {
+            let end = i + 3;
+            let at_word_end = end == bytes.len() || !(bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_');
+            if at_word_end {
+                out.push_str("alloc::string::String");
+                i = end;
+                continue;
+            }
+        }
+        match c {
+            '[' => {
+                let is_slice = slice_bracket(&plain[i..]);
+                stack.push(is_slice);
+                out.push_str(if is_slice { "alloc::vec::Vec<" } else { "[" });
+            }
+            ']' => {
+                let is_slice = stack.pop().unwrap_or(false);
+                out.push(if is_slice { '>' } else { ']' });
+            }
+            _ => out.push(c),
+        }
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// True when the `[` at the start of `s` opens a slice (no `;` at its own depth).
+fn slice_bracket(s: &str) -> bool {
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match c {
+            '[' | '<' | '(' => depth += 1,
+            ']' | '>' | ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return true;
+                }
+            }
+            ';' if depth == 1 => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Envelope plus payload, ready for the store.

@@ -195,3 +195,8 @@ pub fn hashed_key<H: std::hash::Hash + ?Sized>(prefix: &str, args: &H) -> String
     s.push_str(&crate::hash::stable_hex(args));
     s
 }
+
+/// Logs that the default in-memory store was chosen implicitly.
+pub fn log_default_memory() {
+    tracing::info!("cacheside uses the in-memory store (CACHE_BACKEND unset or memory); entries are per process");
+}

@@ -1,0 +1,230 @@
+//! [`MemoryBackend`]: the embedded default store, on moka's async cache.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cache_core::{pattern, Backend, Error, Key};
+use moka::future::Cache as Moka;
+use moka::Expiry;
+
+#[derive(Clone)]
+struct Stored {
+    value: Bytes,
+    /// `None`: no expiry.
+    expires_at: Option<Instant>,
+}
+
+impl Stored {
+    fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.expires_at.map(|at| at.saturating_duration_since(now))
+    }
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Stored> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, value: &Stored, created_at: Instant) -> Option<Duration> {
+        value.remaining(created_at)
+    }
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Stored,
+        updated_at: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        value.remaining(updated_at)
+    }
+}
+
+/// An in-process store: moka's concurrent cache (TinyLFU admission, LRU
+/// eviction), bounded by entry count, with a TTL per entry.
+///
+/// Entries live in this process only: each replica of a service has its own,
+/// and a restart empties it. Use Redis or Memcached to share entries.
+///
+/// ```
+/// use cache_backends::MemoryBackend;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let cache = cache_core::Cache::builder().backend(MemoryBackend::new(10_000)).build();
+/// cache.set("widget:7", &"spanner", None).await?;
+/// assert_eq!(cache.get::<String>("widget:7").await?.as_deref(), Some("spanner"));
+/// assert_eq!(cache.delete_pattern("widget:*").await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MemoryBackend {
+    entries: Moka<String, Stored>,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+impl MemoryBackend {
+    /// A store holding at most about `max_entries` entries (least recently/frequently used go first).
+    pub fn new(max_entries: u64) -> Self {
+        MemoryBackend {
+            entries: Moka::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntryTtl)
+                .build(),
+        }
+    }
+
+    /// Approximate number of live entries (moka updates it lazily).
+    pub fn entry_count(&self) -> u64 {
+        self.entries.entry_count()
+    }
+
+    async fn remove_where(&self, pred: impl Fn(&str) -> bool) -> u64 {
+        let doomed: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| pred(k))
+            .map(|(k, _)| String::clone(&k))
+            .collect();
+        let mut removed = 0;
+        let now = Instant::now();
+        for key in doomed {
+            if let Some(v) = self.entries.remove(&key).await {
+                if v.is_live(now) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    async fn live(&self, key: &str) -> Option<Stored> {
+        self.entries
+            .get(key)
+            .await
+            .filter(|s| s.is_live(Instant::now()))
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn is_in_process(&self) -> bool {
+        true
+    }
+
+    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+        Ok(self.live(key.as_str()).await.map(|s| s.value))
+    }
+
+    async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
+        let expires_at = ttl.and_then(|t| Instant::now().checked_add(t));
+        self.entries
+            .insert(key.as_str().to_owned(), Stored { value, expires_at })
+            .await;
+        Ok(())
+    }
+
+    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+        Ok(self
+            .entries
+            .remove(key.as_str())
+            .await
+            .is_some_and(|s| s.is_live(Instant::now())))
+    }
+
+    async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
+        Ok(self
+            .remove_where(|k| {
+                k.strip_prefix(namespace)
+                    .is_some_and(|local| pattern::matches(glob, local))
+            })
+            .await)
+    }
+
+    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+        Ok(self.live(key.as_str()).await.is_some())
+    }
+
+    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
+        Ok(self
+            .live(key.as_str())
+            .await
+            .and_then(|s| s.remaining(Instant::now())))
+    }
+
+    async fn clear(&self, namespace: &str) -> Result<u64, Error> {
+        Ok(self.remove_where(|k| k.starts_with(namespace)).await)
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> Key<'_> {
+        Key::plain(s)
+    }
+
+    #[tokio::test]
+    async fn bounded_by_entry_count() {
+        let b = MemoryBackend::new(100);
+        for i in 0..1_000 {
+            b.set(k(&format!("k{i}")), Bytes::from_static(b"v"), None)
+                .await
+                .unwrap();
+        }
+        b.entries.run_pending_tasks().await;
+        assert!(b.entry_count() <= 100, "{}", b.entry_count());
+    }
+
+    #[tokio::test]
+    async fn ttl_is_per_entry_and_reported() {
+        let b = MemoryBackend::new(100);
+        b.set(k("short"), Bytes::from_static(b"1"), Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        b.set(k("forever"), Bytes::from_static(b"2"), None).await.unwrap();
+        let short = b.ttl(k("short")).await.unwrap().unwrap();
+        assert!(short <= Duration::from_secs(5) && short > Duration::from_secs(3));
+        assert_eq!(b.ttl(k("forever")).await.unwrap(), None);
+        assert!(b.exists(k("forever")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn zero_ttl_entry_is_never_visible() {
+        let b = MemoryBackend::new(100);
+        b.set(k("gone"), Bytes::from_static(b"1"), Some(Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(b.get(k("gone")).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn patterns_respect_namespaces() {
+        let b = MemoryBackend::new(100);
+        for full in ["a:page:1", "a:page:2", "b:page:1", "a:other"] {
+            b.set(Key::new(full, 2), Bytes::from_static(b"v"), None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(b.delete_pattern("a:", "page:*").await.unwrap(), 2);
+        assert!(b.exists(k("b:page:1")).await.unwrap());
+        assert!(b.exists(k("a:other")).await.unwrap());
+        assert_eq!(b.clear("a:").await.unwrap(), 1);
+        assert!(b.exists(k("b:page:1")).await.unwrap());
+    }
+}

@@ -1,0 +1,153 @@
+//! Launching, signalling and stopping a server process for tests.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; the OS does not reuse it at once).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    listener
+        .local_addr()
+        .expect("local address of a bound listener")
+        .port()
+}
+
+/// Panics with the install command when `binary` is not on `PATH`.
+///
+/// A test that needs a server must fail loudly without it: a skipped test
+/// would hide that the backend was never exercised.
+pub fn require_binary(binary: &str, apt_package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(binary);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{binary}` is not installed, and these tests need a real server. \
+         Install it with: apt-get install -y {apt_package} (scripts/test.sh does this for you)"
+    );
+}
+
+/// A server process on a fixed loopback port: killed on drop.
+#[derive(Debug)]
+pub struct ServerProcess {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    /// Spawns `program args…` and waits (up to 10 s) until `port` on 127.0.0.1 accepts connections.
+    pub fn spawn(name: &str, program: PathBuf, args: Vec<String>, port: u16) -> ServerProcess {
+        let mut p = ServerProcess {
+            name: name.to_owned(),
+            program,
+            args,
+            port,
+            child: None,
+        };
+        p.launch();
+        p
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", self.name));
+        self.child = Some(child);
+        self.wait_accepting(Duration::from_secs(10));
+    }
+
+    /// Blocks until the port accepts a TCP connection, or panics after `limit`.
+    pub fn wait_accepting(&mut self, limit: Duration) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + limit;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{} exited before accepting connections: {status}", self.name);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not accept connections on port {} within {limit:?}",
+                self.name,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) with a pid we spawned and own; no memory is involved.
+            let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+            assert_eq!(rc, 0, "kill({pid}, {sig}) failed for {}", self.name);
+        }
+    }
+
+    /// SIGKILL and reap: the server vanishes mid-flight, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGCONT first, in case it is paused, so that the kill is reaped promptly.
+            // SAFETY: as in `signal`.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the server keeps its sockets open but answers nothing.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`pause`](ServerProcess::pause).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Kills (if running) and starts again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        // The port may linger briefly after the kill; `launch` waits for the new process.
+        self.launch();
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
