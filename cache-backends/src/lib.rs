@@ -10,10 +10,22 @@
 
 use cache_core::{BackendKind, Cache, Config, Error, NullBackend};
 
+mod auto;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "memory")]
 pub use memory::MemoryBackend;
+// Each network backend lives in its own module behind its feature; each module
+// provides `connect_from_config(&Config) -> Result<Box<dyn Backend>, Error>`
+// (and `cluster_from_config` for the cluster).
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use crate::redis::*;
+#[cfg(feature = "memcached")]
+mod memcached;
+#[cfg(feature = "memcached")]
+pub use crate::memcached::*;
 
 /// Builds the [`Cache`] that `config` describes, connecting to its store.
 ///
@@ -31,12 +43,18 @@ pub async fn connect(config: &Config) -> Result<Cache, Error> {
     let backend: Box<dyn cache_core::Backend> = match config.backend {
         BackendKind::Memory => memory_backend(config)?,
         BackendKind::None => Box::new(NullBackend),
-        BackendKind::Auto => {
-            tracing::info!("CACHE_BACKEND=auto: no network backend compiled in, using the in-memory store");
-            memory_backend(config)?
-        }
+        BackendKind::Auto => auto::choose(config).await?,
+        #[cfg(feature = "redis")]
+        BackendKind::Redis => crate::redis::connect_from_config(config).await?,
+        #[cfg(not(feature = "redis"))]
         BackendKind::Redis => return Err(not_compiled("redis", "redis")),
+        #[cfg(feature = "redis-cluster")]
+        BackendKind::RedisCluster => crate::redis::cluster_from_config(config).await?,
+        #[cfg(not(feature = "redis-cluster"))]
         BackendKind::RedisCluster => return Err(not_compiled("redis-cluster", "redis-cluster")),
+        #[cfg(feature = "memcached")]
+        BackendKind::Memcached => crate::memcached::connect_from_config(config).await?,
+        #[cfg(not(feature = "memcached"))]
         BackendKind::Memcached => return Err(not_compiled("memcached", "memcached")),
         other => return Err(not_compiled(other.as_str(), "a newer cacheside")),
     };
@@ -51,11 +69,11 @@ fn not_compiled(backend: &str, feature: &'static str) -> Error {
 }
 
 #[cfg(feature = "memory")]
-fn memory_backend(config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
+pub(crate) fn memory_backend(config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
     Ok(Box::new(MemoryBackend::new(config.memory_max_entries)))
 }
 
 #[cfg(not(feature = "memory"))]
-fn memory_backend(_config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
+pub(crate) fn memory_backend(_config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
     Err(not_compiled("memory", "memory"))
 }

@@ -1,0 +1,48 @@
+//! `CACHE_BACKEND=auto`: use a store that answers on localhost, else memory.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cache_core::{Backend, Config, Error};
+
+/// How long `auto` waits for each local port.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+
+async fn answers(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Probes 127.0.0.1:6379 (Redis), then 127.0.0.1:11211 (Memcached); falls back to memory. Logs the choice.
+pub(crate) async fn choose(config: &Config) -> Result<Box<dyn Backend>, Error> {
+    #[cfg(feature = "redis")]
+    if answers(6379).await {
+        let mut c = config.clone();
+        c.redis_url = "redis://127.0.0.1:6379/0".into();
+        match crate::redis::connect_from_config(&c).await {
+            Ok(b) => {
+                tracing::info!("CACHE_BACKEND=auto: using Redis on 127.0.0.1:6379");
+                return Ok(b);
+            }
+            Err(e) => tracing::info!(error = %e, "CACHE_BACKEND=auto: 127.0.0.1:6379 answered but Redis did not"),
+        }
+    }
+    #[cfg(feature = "memcached")]
+    if answers(11211).await {
+        let mut c = config.clone();
+        c.memcached_servers = vec!["127.0.0.1:11211".into()];
+        match crate::memcached::connect_from_config(&c).await {
+            Ok(b) => {
+                tracing::info!("CACHE_BACKEND=auto: using Memcached on 127.0.0.1:11211");
+                return Ok(b);
+            }
+            Err(e) => tracing::info!(error = %e, "CACHE_BACKEND=auto: 127.0.0.1:11211 answered but Memcached did not"),
+        }
+    }
+    let _ = answers; // used only when a network backend is compiled in
+    tracing::info!("CACHE_BACKEND=auto: no Redis or Memcached on localhost (or not compiled in); using the in-memory store");
+    crate::memory_backend(config)
+}
