@@ -1,8 +1,37 @@
-//! TEMPORARY pass-through while the real macros are written (same session).
+//! The `#[cache]` and `#[invalidate]` attribute macros of cacheside.
+//!
+//! Use them through the `cacheside` crate (`#[cacheside::cache(…)]`); their
+//! documentation lives there. This crate only parses, checks and emits a thin
+//! wrapper that calls `cacheside::__private`.
+
+mod attr;
+mod expand;
+mod template;
+
 use proc_macro::TokenStream;
-/// placeholder
+
+/// Cache-aside around an `async fn`. See the `cacheside` crate for the arguments.
 #[proc_macro_attribute]
-pub fn cache(_args: TokenStream, item: TokenStream) -> TokenStream { item }
-/// placeholder
+pub fn cache(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(item as syn::ItemFn);
+    with_original_on_error(expand::cache(args.into(), item.clone()), &item)
+}
+
+/// Deletes cache entries when an `async fn` (a mutation) succeeds. See the `cacheside` crate.
 #[proc_macro_attribute]
-pub fn invalidate(_args: TokenStream, item: TokenStream) -> TokenStream { item }
+pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(item as syn::ItemFn);
+    with_original_on_error(expand::invalidate(args.into(), item.clone()), &item)
+}
+
+/// On error, emit the diagnostics and the untouched function, so that the
+/// only errors the user sees are ours (not "function not found" cascades).
+fn with_original_on_error(result: syn::Result<proc_macro2::TokenStream>, item: &syn::ItemFn) -> TokenStream {
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(err) => {
+            let err = err.into_compile_error();
+            quote::quote!(#err #item).into()
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! Code generation: the wrapper keeps the signature, moves the body into an
+//! `async move` block and hands it to one runtime function.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, ItemFn, LitStr, Pat, PathArguments, ReturnType, Type};
+
+use crate::attr::{self, Errors, Kind, MacroArgs};
+use crate::template;
+
+/// A parameter binding: its name and the index of the parameter it comes from.
+struct Binding {
+    name: String,
+    param: usize,
+}
+
+fn collect_bindings(pat: &Pat, param: usize, out: &mut Vec<Binding>) {
+    match pat {
+        Pat::Ident(p) => {
+            out.push(Binding { name: p.ident.to_string(), param });
+            if let Some((_, sub)) = &p.subpat {
+                collect_bindings(sub, param, out);
+            }
+        }
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|e| collect_bindings(e, param, out)),
+        Pat::Tuple(p) => p.elems.iter().for_each(|e| collect_bindings(e, param, out)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| collect_bindings(&f.pat, param, out)),
+        Pat::Reference(p) => collect_bindings(&p.pat, param, out),
+        Pat::Type(p) => collect_bindings(&p.pat, param, out),
+        Pat::Paren(p) => collect_bindings(&p.pat, param, out),
+        Pat::Slice(p) => p.elems.iter().for_each(|e| collect_bindings(e, param, out)),
+        _ => {}
+    }
+}
+
+struct FnInfo {
+    bindings: Vec<Binding>,
+    /// Indices (into `sig.inputs`) of typed, non-receiver parameters.
+    typed: Vec<usize>,
+}
+
+fn fn_info(item: &ItemFn) -> FnInfo {
+    let mut bindings = Vec::new();
+    let mut typed = Vec::new();
+    for (i, arg) in item.sig.inputs.iter().enumerate() {
+        if let FnArg::Typed(pt) = arg {
+            typed.push(i);
+            collect_bindings(&pt.pat, i, &mut bindings);
+        }
+    }
+    FnInfo { bindings, typed }
+}
+
+impl FnInfo {
+    fn find(&self, name: &str) -> Option<&Binding> {
+        self.bindings.iter().find(|b| b.name == name)
+    }
+    fn names(&self) -> String {
+        let names: Vec<&str> = self.bindings.iter().map(|b| b.name.as_str()).collect();
+        if names.is_empty() {
+            "(the function has no parameters)".into()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+/// A key expression plus the parameters it reads.
+struct KeyExpr {
+    tokens: TokenStream,
+    params: Vec<usize>,
+}
+
+/// Builds `format!(…)` for a template, checking that every placeholder names a binding.
+fn template_expr(lit: &LitStr, info: &FnInfo, errors: &mut Errors, params: &mut Vec<usize>) -> Option<(String, Vec<TokenStream>)> {
+    let tpl = match template::parse(lit) {
+        Ok(t) => t,
+        Err(msg) => {
+            errors.spanned(lit, msg);
+            return None;
+        }
+    };
+    let mut exprs = Vec::new();
+    let mut ok = true;
+    for ph in &tpl.placeholders {
+        match info.find(&ph.root) {
+            Some(b) => {
+                params.push(b.param);
+                exprs.push(ph.expr());
+            }
+            None => {
+                ok = false;
+                errors.spanned(
+                    lit,
+                    format!("placeholder `{{{}}}` names no parameter of this function; parameters: {}", ph.root, info.names()),
+                );
+            }
+        }
+    }
+    ok.then_some((tpl.format, exprs))
+}
+
+fn key_expr(args: &MacroArgs, info: &FnInfo, fn_name: &str, krate: &TokenStream, errors: &mut Errors) -> Option<KeyExpr> {
+    let mut params = Vec::new();
+    if let Some(key) = &args.key {
+        let (format, exprs) = template_expr(key, info, errors, &mut params)?;
+        return Some(KeyExpr {
+            tokens: quote!(::std::format!(#format, #(#exprs),*)),
+            params,
+        });
+    }
+    let prefix = match &args.key_prefix {
+        Some(p) => {
+            let (format, exprs) = template_expr(p, info, errors, &mut params)?;
+            Some((format, exprs))
+        }
+        None => None,
+    };
+    if let Some(rid) = &args.resource_id {
+        let name = rid.value();
+        let Some(b) = info.find(&name) else {
+            errors.spanned(rid, format!("`resource_id = \"{name}\"` names no parameter of this function; parameters: {}", info.names()));
+            return None;
+        };
+        params.push(b.param);
+        let ident = format_ident!("{}", name);
+        let (format, exprs) = match prefix {
+            Some((f, e)) => (format!("{f}:{{}}"), e),
+            None => {
+                let f = format!("{fn_name}:{{}}");
+                (f, Vec::new())
+            }
+        };
+        return Some(KeyExpr {
+            tokens: quote!(::std::format!(#format, #(#exprs,)* #ident)),
+            params,
+        });
+    }
+    // No resource id: prefix plus a stable hash of every argument but `self`.
+    let prefix_tokens = match prefix {
+        Some((format, exprs)) => quote!(&::std::format!(#format, #(#exprs),*)),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
+    };
+    let all: Vec<TokenStream> = info
+        .bindings
+        .iter()
+        .map(|b| {
+            let id = format_ident!("{}", b.name);
+            quote!(&#id)
+        })
+        .collect();
+    Some(KeyExpr {
+        tokens: quote!(#krate::__private::hashed_key(#prefix_tokens, &(#(#all,)*))),
+        params: info.typed.clone(),
+    })
+}
+
+/// How the return type maps to what is cached.
+enum Mode {
+    Plain,
+    Result,
+    Option,
+    /// `Option<T>` with `cache_none = true`; holds `T`.
+    CacheNone(Type),
+}
+
+fn last_segment_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
+    let Type::Path(tp) = ty else { return None };
+    let seg = tp.path.segments.last()?;
+    if seg.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(ab) = &seg.arguments else {
+        return None;
+    };
+    Some(
+        ab.args
+            .iter()
+            .filter_map(|a| match a {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    ty.to_token_stream().into_iter().any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
+}
+
+/// The return type, the stored type and the mode; `None` after reporting an error.
+fn output(item: &ItemFn, args: &MacroArgs, errors: &mut Errors) -> Option<(Type, Type, Mode)> {
+    let ReturnType::Type(_, ret) = &item.sig.output else {
+        errors.spanned(&item.sig.ident, "#[cache] needs a return value to cache; this function returns ()");
+        return None;
+    };
+    let ret = (**ret).clone();
+    if contains_impl_trait(&ret) {
+        errors.spanned(&ret, "#[cache] cannot store an `impl Trait` return value: name a concrete type that implements Serialize + DeserializeOwned");
+        return None;
+    }
+    if let Type::Tuple(t) = &ret {
+        if t.elems.is_empty() {
+            errors.spanned(&ret, "#[cache] needs a return value to cache; this function returns ()");
+            return None;
+        }
+    }
+    if let Some(targs) = last_segment_args(&ret, "Result") {
+        if args.cache_none {
+            errors.spanned(&ret, "`cache_none` applies to functions returning Option<T>");
+        }
+        let stored = targs.first().map(|t| (*t).clone())?;
+        return Some((ret, stored, Mode::Result));
+    }
+    if let Some(targs) = last_segment_args(&ret, "Option") {
+        let inner = targs.first().map(|t| (*t).clone())?;
+        if args.cache_none {
+            let stored: Type = syn::parse_quote!(::core::option::Option<#inner>);
+            return Some((ret, stored, Mode::CacheNone(inner)));
+        }
+        return Some((ret, inner, Mode::Option));
+    }
+    if args.cache_none {
+        errors.spanned(&ret, "`cache_none` applies to functions returning Option<T>");
+    }
+    Some((ret.clone(), ret, Mode::Plain))
+}
+
+fn krate(args: &MacroArgs) -> TokenStream {
+    match &args.krate {
+        Some(p) => p.to_token_stream(),
+        None => quote!(::cacheside),
+    }
+}
+
+fn check_async(item: &ItemFn, kind: &str, errors: &mut Errors) {
+    if item.sig.asyncness.is_none() {
+        errors.spanned(
+            item.sig.fn_token,
+            format!("{kind} works on `async fn` only: make the function async (its callers then `.await` it)"),
+        );
+    }
+}
+
+/// The body as an `async move` block whose output type is pinned to `ret`
+/// (so `?` and `return` inside the body keep their meaning).
+fn body_block(item: &ItemFn, ret: &TokenStream) -> TokenStream {
+    let block = &item.block;
+    quote_spanned! {block.span()=>
+        async move {
+            #[allow(
+                unknown_lints, unreachable_code, clippy::diverging_sub_expression,
+                clippy::empty_loop, clippy::let_unit_value, clippy::needless_return
+            )]
+            if false {
+                let __cacheside_fake_return: #ret = loop {};
+                return __cacheside_fake_return;
+            }
+            #block
+        }
+    }
+}
+
+fn option_lit(s: &Option<LitStr>) -> TokenStream {
+    match s {
+        Some(s) => quote!(::core::option::Option::Some(#s)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn spec_static(args: &MacroArgs, fn_name: &str, krate: &TokenStream) -> TokenStream {
+    let cache = option_lit(&args.cache);
+    let expire = match args.expire {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        static __CACHESIDE_SPEC: #krate::__private::Spec = #krate::__private::Spec {
+            function: #fn_name,
+            cache: #cache,
+            expire: #expire,
+            auto_init: #krate::__private::auto_init,
+        };
+    }
+}
+
+/// `#[cache]`.
+pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    let args = attr::parse(Kind::Cache, attr_tokens, &mut errors);
+    check_async(&item, "#[cache]", &mut errors);
+    let info = fn_info(&item);
+    let fn_name = item.sig.ident.to_string();
+    let krate = krate(&args);
+    let key = key_expr(&args, &info, &fn_name, &krate, &mut errors);
+    let out = output(&item, &args, &mut errors);
+    errors.finish()?;
+    let (Some(key), Some((ret, stored, mode))) = (key, out) else {
+        return Err(syn::Error::new(attr::call_site(), "invalid #[cache] arguments"));
+    };
+
+    let spec = spec_static(&args, &fn_name, &krate);
+    let key_tokens = &key.tokens;
+    let ret_tokens = ret.to_token_stream();
+    let call = match mode {
+        Mode::Result | Mode::Option => {
+            let body = body_block(&item, &ret_tokens);
+            quote!(#krate::__private::cached::<#ret, _>(&__CACHESIDE_SPEC, __cacheside_key, #body).await)
+        }
+        Mode::Plain | Mode::CacheNone(_) => {
+            let (wrapper, wrapped) = match &mode {
+                Mode::CacheNone(inner) => (quote!(#krate::__private::CacheNone), inner.to_token_stream()),
+                _ => (quote!(#krate::__private::Plain), stored.to_token_stream()),
+            };
+            let body = body_block(&item, &ret_tokens);
+            quote!(#krate::__private::cached::<#wrapper<#wrapped>, _>(
+                &__CACHESIDE_SPEC, __cacheside_key, async move { #wrapper(#body.await) }
+            ).await.0)
+        }
+    };
+    let ItemFn { attrs, vis, sig, .. } = &item;
+    let wrapper = quote! {
+        #(#attrs)*
+        #vis #sig {
+            #spec
+            let __cacheside_key: ::core::option::Option<::std::string::String> =
+                if __CACHESIDE_SPEC.active() {
+                    ::core::option::Option::Some(#key_tokens)
+                } else {
+                    ::core::option::Option::None
+                };
+            #call
+        }
+    };
+    if !args.companion {
+        return Ok(wrapper);
+    }
+
+    // The typed companion: same key, from the parameters the key reads.
+    let companion_name = format_ident!("{}_cache_entry", item.sig.ident);
+    let mut used = key.params.clone();
+    used.sort_unstable();
+    used.dedup();
+    let params = used.iter().filter_map(|&i| match &item.sig.inputs[i] {
+        FnArg::Typed(pt) => {
+            let mut pt = pt.clone();
+            pt.attrs.clear();
+            strip_mut(&mut pt.pat);
+            Some(pt)
+        }
+        FnArg::Receiver(_) => None,
+    });
+    let generics = &item.sig.generics;
+    let where_clause = &generics.where_clause;
+    let doc = format!(
+        "Typed handle on the cache entry of `{fn_name}` for these arguments: its key, \
+         `invalidate()`, `get()` and `set()`. Generated by `#[cache]`."
+    );
+    let companion = quote! {
+        #[doc = #doc]
+        #[allow(dead_code, clippy::needless_lifetimes)]
+        #vis fn #companion_name #generics (#(#params),*) -> #krate::__private::Entry<#stored> #where_clause {
+            #spec
+            #krate::__private::Entry::new(&__CACHESIDE_SPEC, #key_tokens)
+        }
+    };
+    Ok(quote!(#wrapper #companion))
+}
+
+fn strip_mut(pat: &mut Pat) {
+    match pat {
+        Pat::Ident(p) => p.mutability = None,
+        Pat::TupleStruct(p) => p.elems.iter_mut().for_each(strip_mut),
+        Pat::Tuple(p) => p.elems.iter_mut().for_each(strip_mut),
+        Pat::Struct(p) => p.fields.iter_mut().for_each(|f| strip_mut(&mut f.pat)),
+        Pat::Reference(p) => strip_mut(&mut p.pat),
+        Pat::Type(p) => strip_mut(&mut p.pat),
+        Pat::Paren(p) => strip_mut(&mut p.pat),
+        Pat::Slice(p) => p.elems.iter_mut().for_each(strip_mut),
+        _ => {}
+    }
+}
+
+/// `#[invalidate]`.
+pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    let args = attr::parse(Kind::Invalidate, attr_tokens, &mut errors);
+    check_async(&item, "#[invalidate]", &mut errors);
+    let info = fn_info(&item);
+    let fn_name = item.sig.ident.to_string();
+    let krate = krate(&args);
+
+    let mut keys = Vec::new();
+    let mut scratch = Vec::new();
+    if args.key.is_some() || args.resource_id.is_some() {
+        if let Some(k) = key_expr(&args, &info, &fn_name, &krate, &mut errors) {
+            keys.push(k.tokens);
+        }
+    } else if let Some(p) = &args.key_prefix {
+        errors.spanned(
+            p,
+            format!(
+                "#[invalidate] with `key_prefix` also needs `resource_id` (or a whole `key`) to know which entry to delete; \
+                 to drop every entry under the prefix use patterns = [\"{}:*\"]",
+                p.value()
+            ),
+        );
+    }
+    for lit in &args.extra {
+        if let Some((format, exprs)) = template_expr(lit, &info, &mut errors, &mut scratch) {
+            keys.push(quote!(::std::format!(#format, #(#exprs),*)));
+        }
+    }
+    let mut patterns = Vec::new();
+    for lit in &args.patterns {
+        if let Some((format, exprs)) = template_expr(lit, &info, &mut errors, &mut scratch) {
+            patterns.push(quote!(::std::format!(#format, #(#exprs),*)));
+        }
+    }
+    if keys.is_empty() && patterns.is_empty() && args.key.is_none() && args.resource_id.is_none() && args.key_prefix.is_none() {
+        errors.push(syn::Error::new(
+            attr::call_site(),
+            "#[invalidate] needs something to delete: `key_prefix` + `resource_id`, `key`, `extra` or `patterns`",
+        ));
+    }
+    errors.finish()?;
+
+    let ret: TokenStream = match &item.sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, t) => t.to_token_stream(),
+    };
+    let succeeded = match &item.sig.output {
+        ReturnType::Type(_, t) if last_segment_args(t, "Result").is_some() => {
+            quote!(|__r: &#ret| __r.is_ok())
+        }
+        _ => quote!(|_: &#ret| true),
+    };
+    let cache = option_lit(&args.cache);
+    let before = args.before;
+    let body = body_block(&item, &ret);
+    let ItemFn { attrs, vis, sig, .. } = &item;
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig {
+            static __CACHESIDE_INVALIDATE: #krate::__private::InvalidateSpec = #krate::__private::InvalidateSpec {
+                function: #fn_name,
+                cache: #cache,
+                before: #before,
+                auto_init: #krate::__private::auto_init,
+            };
+            let __cacheside_targets = if #krate::__private::invalidation_active() {
+                ::core::option::Option::Some(#krate::__private::Targets {
+                    keys: ::std::vec![#(#keys),*],
+                    patterns: ::std::vec![#(#patterns),*],
+                })
+            } else {
+                ::core::option::Option::None
+            };
+            #krate::__private::invalidating::<#ret, _>(&__CACHESIDE_INVALIDATE, __cacheside_targets, #succeeded, #body).await
+        }
+    })
+}

@@ -1,0 +1,97 @@
+//! Key templates: `"widget:{widget_id}"`, `"page:{q.page}:{q.size}"`.
+//!
+//! A placeholder names a parameter binding, optionally followed by fields
+//! (`{q.page}`, `{t.0}`); `{{` and `}}` are literal braces. Each placeholder's
+//! value is formatted with `Display`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::LitStr;
+
+/// A placeholder as written.
+pub(crate) struct Placeholder {
+    pub root: String,
+    pub fields: Vec<String>,
+}
+
+/// A parsed template: literal pieces and placeholders, in order.
+pub(crate) struct Template {
+    pub format: String,
+    pub placeholders: Vec<Placeholder>,
+}
+
+/// Parses a template, or says what is wrong with it.
+pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
+    let text = lit.value();
+    let mut format = String::with_capacity(text.len());
+    let mut placeholders = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                format.push_str("{{");
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                format.push_str("}}");
+            }
+            '}' => return Err("unmatched `}` in key template (write `}}` for a literal brace)".into()),
+            '{' => {
+                let mut inner = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(ch) => inner.push(ch),
+                        None => return Err("unclosed `{` in key template (write `{{` for a literal brace)".into()),
+                    }
+                }
+                let inner = inner.trim();
+                let mut parts = inner.split('.');
+                let root = parts.next().unwrap_or_default().to_owned();
+                let fields: Vec<String> = parts.map(str::to_owned).collect();
+                let ident_ok = |s: &str| {
+                    let mut cs = s.chars();
+                    matches!(cs.next(), Some(c) if c == '_' || c.is_alphabetic())
+                        && cs.all(|c| c == '_' || c.is_alphanumeric())
+                };
+                if root.is_empty() || !ident_ok(&root) {
+                    return Err(format!("`{{{inner}}}` is not a placeholder: write `{{parameter}}` or `{{parameter.field}}`"));
+                }
+                if root == "self" {
+                    return Err("placeholders cannot read `self`; pass the value as a parameter and name it".into());
+                }
+                for f in &fields {
+                    if !(ident_ok(f) || (!f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))) {
+                        return Err(format!("`{{{inner}}}`: `{f}` is not a field name"));
+                    }
+                }
+                format.push_str("{}");
+                placeholders.push(Placeholder { root, fields });
+            }
+            other => format.push(other),
+        }
+    }
+    Ok(Template {
+        format,
+        placeholders,
+    })
+}
+
+impl Placeholder {
+    /// `root.field.0` as an expression.
+    pub(crate) fn expr(&self) -> TokenStream {
+        let root = format_ident!("{}", self.root);
+        let fields = self.fields.iter().map(|f| match f.parse::<usize>() {
+            Ok(i) => {
+                let idx = syn::Index::from(i);
+                quote!(.#idx)
+            }
+            Err(_) => {
+                let id = format_ident!("{}", f);
+                quote!(.#id)
+            }
+        });
+        quote!(#root #(#fields)*)
+    }
+}

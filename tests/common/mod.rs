@@ -1,0 +1,128 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cacheside::{async_trait, Backend, Bytes, Error, Key};
+
+/// Counts how often a body ran.
+#[derive(Clone, Debug, Default)]
+pub struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    pub fn hit(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How a [`BrokenBackend`] misbehaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Breakage {
+    /// Every call returns a store error at once.
+    Errors,
+    /// Every call hangs until the runtime's timeout fires.
+    Hangs,
+}
+
+/// A store that never works: for fail-open tests.
+#[derive(Clone, Debug)]
+pub struct BrokenBackend {
+    pub how: Breakage,
+    pub calls: Calls,
+}
+
+impl BrokenBackend {
+    pub fn new(how: Breakage) -> Self {
+        BrokenBackend { how, calls: Calls::default() }
+    }
+    async fn fail<T>(&self, op: &'static str) -> Result<T, Error> {
+        self.calls.hit();
+        match self.how {
+            Breakage::Errors => Err(Error::backend(
+                "broken",
+                op,
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"),
+            )),
+            Breakage::Hangs => {
+                std::future::pending::<()>().await;
+                unreachable!("pending never completes")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for BrokenBackend {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    async fn get(&self, _key: Key<'_>) -> Result<Option<Bytes>, Error> {
+        self.fail("get").await
+    }
+    async fn set(&self, _key: Key<'_>, _v: Bytes, _ttl: Option<Duration>) -> Result<(), Error> {
+        self.fail("set").await
+    }
+    async fn delete(&self, _key: Key<'_>) -> Result<bool, Error> {
+        self.fail("delete").await
+    }
+    async fn delete_pattern(&self, _ns: &str, _p: &str) -> Result<u64, Error> {
+        self.fail("delete_pattern").await
+    }
+    async fn exists(&self, _key: Key<'_>) -> Result<bool, Error> {
+        self.fail("exists").await
+    }
+    async fn ttl(&self, _key: Key<'_>) -> Result<Option<Duration>, Error> {
+        self.fail("ttl").await
+    }
+    async fn clear(&self, _ns: &str) -> Result<u64, Error> {
+        self.fail("clear").await
+    }
+    async fn ping(&self) -> Result<(), Error> {
+        self.fail("ping").await
+    }
+}
+
+/// A memory store that cannot match patterns (like Memcached), recording deletes.
+#[derive(Clone)]
+pub struct NoPatterns {
+    pub inner: cacheside::backends::MemoryBackend,
+}
+
+#[async_trait]
+impl Backend for NoPatterns {
+    fn name(&self) -> &'static str {
+        "no-patterns"
+    }
+    fn is_in_process(&self) -> bool {
+        true
+    }
+    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: Key<'_>, v: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
+        self.inner.set(key, v, ttl).await
+    }
+    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+        self.inner.delete(key).await
+    }
+    async fn delete_pattern(&self, _ns: &str, _p: &str) -> Result<u64, Error> {
+        Err(Error::PatternNotSupported { backend: "no-patterns" })
+    }
+    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+        self.inner.exists(key).await
+    }
+    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
+        self.inner.ttl(key).await
+    }
+    async fn clear(&self, ns: &str) -> Result<u64, Error> {
+        self.inner.clear(ns).await
+    }
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
