@@ -86,7 +86,7 @@ pub async fn init_from_config(config: &Config) -> Result<Cache, Error> {
 #[doc(hidden)]
 pub mod __private {
     pub use cache_core::runtime::{
-        cached, hashed_key, invalidating, invalidation_active, Entry, InvalidateSpec, Spec,
+        assert_cacheable, cached, hashed_key, invalidating, invalidation_active, Entry, InvalidateSpec, Spec,
         Targets,
     };
     pub use cache_core::{CacheNone, Plain};

@@ -196,6 +196,11 @@ pub fn hashed_key<H: std::hash::Hash + ?Sized>(prefix: &str, args: &H) -> String
     s
 }
 
+/// Compile-time check emitted with the span of the cached type, so a type
+/// that is not `Serialize + DeserializeOwned` is reported where it is written.
+#[inline(always)]
+pub fn assert_cacheable<T: Serialize + DeserializeOwned>() {}
+
 /// Logs that the default in-memory store was chosen implicitly.
 pub fn log_default_memory() {
     tracing::info!("cacheside uses the in-memory store (CACHE_BACKEND unset or memory); entries are per process");

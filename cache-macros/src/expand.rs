@@ -319,10 +319,14 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
             ).await.0)
         }
     };
+    let assert_cacheable = quote_spanned! {stored.span()=>
+        #krate::__private::assert_cacheable::<#stored>();
+    };
     let ItemFn { attrs, vis, sig, .. } = &item;
     let wrapper = quote! {
         #(#attrs)*
         #vis #sig {
+            #assert_cacheable
             #spec
             let __cacheside_key: ::core::option::Option<::std::string::String> =
                 if __CACHESIDE_SPEC.active() {

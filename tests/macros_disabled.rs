@@ -1,0 +1,41 @@
+//! `set_enabled(false)` (what `CACHE_ENABLED=false` sets at startup) turns every
+//! annotated function into a plain call that touches no store.
+
+mod common;
+
+use cacheside::Cache;
+use common::{Breakage, BrokenBackend, Calls};
+use std::sync::OnceLock;
+
+static CALLS: OnceLock<Calls> = OnceLock::new();
+
+#[cacheside::cache(key = "off:{id}")]
+async fn cached(id: u32) -> u32 {
+    CALLS.get_or_init(Calls::default).hit();
+    id
+}
+
+#[cacheside::invalidate(key = "off:{id}")]
+async fn mutate(id: u32) -> Result<(), String> {
+    let _ = id;
+    Ok(())
+}
+
+#[tokio::test]
+async fn disabled_calls_never_touch_the_store() {
+    // A store that counts every call: it must see none.
+    let backend = BrokenBackend::new(Breakage::Errors);
+    cacheside::init(Cache::builder().backend(backend.clone()).build()).unwrap();
+    cacheside::set_enabled(false);
+    assert!(!cacheside::is_enabled());
+    for _ in 0..3 {
+        assert_eq!(cached(1).await, 1);
+        mutate(1).await.unwrap();
+    }
+    assert_eq!(CALLS.get().unwrap().get(), 3, "body ran every time");
+    assert_eq!(backend.calls.get(), 0, "no store operation while disabled");
+
+    cacheside::set_enabled(true);
+    cached(1).await;
+    assert!(backend.calls.get() > 0, "enabled again: the store is used");
+}

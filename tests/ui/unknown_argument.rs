@@ -1,0 +1,6 @@
+#[cacheside::cache(key_prefix = "widget", resource_id = "widget_id", expiration = 600)]
+async fn get_widget(widget_id: u64) -> u64 {
+    widget_id
+}
+
+fn main() {}
