@@ -47,13 +47,107 @@ pub use cache_core::{
     Backend, BackendKind, Breaker, Bytes, Cache, CacheBuilder, Codec, Config, Entry, Error, Key,
     NullBackend, Stats, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
-pub use cache_macros::{cache, invalidate};
+/// Cache-aside around an `async fn`: the key is built from the arguments, a hit
+/// returns the stored value, a miss runs the body (once per key, however many
+/// callers miss together) and stores what it returns.
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `key_prefix = "widget"` | key `widget:{resource_id}`; may hold `{param}` placeholders |
+/// | `resource_id = "widget_id"` | the parameter (or pattern binding) whose `Display` ends the key |
+/// | `key = "page:{q.page}:{q.size}"` | the whole key template instead (`{param.field}` allowed) |
+/// | *(neither)* | `{key_prefix}:` + stable 128-bit hash of all arguments but `self` (they must be `Hash`) |
+/// | `expire = 600` | seconds; absent → the cache's default TTL; `0` → not cached |
+/// | `cache = "name"` | a cache registered with [`register`] instead of the global one |
+/// | `cache_none = true` | for `Option<T>`: cache `None` as well |
+/// | `companion = false` | skip the generated `{fn}_cache_entry` function (needed in trait impls) |
+/// | `crate = "path"` | where to find cacheside when it is re-exported |
+///
+/// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only, any other
+/// `T: Serialize + DeserializeOwned` is cached as is. Store failures fail open.
+///
+/// Each function gets a typed companion `{fn}_cache_entry(…)` taking the
+/// parameters the key reads and returning an [`Entry`]: `key()`,
+/// `invalidate()`, `get()`, `set()`.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Serialize, Deserialize, PartialEq, Debug)]
+/// struct Page { page: u32, size: u32 }
+///
+/// struct Query<T>(T); // an axum-style extractor
+///
+/// #[cacheside::cache(key = "widgets:page:{q.page}:{q.size}", expire = 60)]
+/// async fn list_widgets(Query(q): Query<Page>) -> Vec<String> {
+///     (0..q.size).map(|i| format!("widget {}", q.page * q.size + i)).collect()
+/// }
+///
+/// #[cacheside::cache(key_prefix = "owner", resource_id = "owner_id")]
+/// async fn owner_name(owner_id: u64) -> Option<String> {
+///     (owner_id == 1).then(|| "ana".to_string())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
+/// let cache = cacheside::init_from_env().await?;
+/// assert_eq!(list_widgets(Query(Page { page: 1, size: 2 })).await, ["widget 2", "widget 3"]);
+/// assert!(cache.exists("widgets:page:1:2").await?);
+///
+/// assert_eq!(owner_name(2).await, None);            // None: not cached
+/// assert!(!cache.exists("owner:2").await?);
+/// assert_eq!(owner_name(1).await.as_deref(), Some("ana"));
+/// let entry = owner_name_cache_entry(1);
+/// assert_eq!(entry.key(), "owner:1");
+/// assert!(entry.invalidate().await?);
+/// # Ok(()) }
+/// ```
+#[doc(inline)]
+pub use cache_macros::cache;
+
+/// Deletes cache entries when a mutation succeeds: the key (`key_prefix` +
+/// `resource_id`, or `key`), the `extra` keys and every key matching
+/// `patterns` (globs: `*`, `?`).
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `key_prefix`, `resource_id`, `key` | as in [`macro@cache`] |
+/// | `extra = ["widgets:count", "owner:{owner_id}"]` | more keys, with placeholders |
+/// | `patterns = ["widgets:page:*"]` | globs; a store without pattern support logs and goes on |
+/// | `before = true` | delete before the body runs (default: after it succeeds) |
+/// | `cache = "name"`, `crate = "path"` | as in [`macro@cache`] |
+///
+/// "Succeeds" means `Ok` for a `Result`; any other return counts as success.
+/// Deletion failures are logged and counted, never returned.
+///
+/// ```
+/// #[cacheside::invalidate(key_prefix = "widget", resource_id = "widget_id",
+///                         extra = ["owner:{owner_id}:widgets"], patterns = ["widgets:page:*"])]
+/// async fn move_widget(widget_id: u64, owner_id: u64) -> Result<(), String> {
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
+/// let cache = cacheside::init_from_env().await?;
+/// for key in ["widget:3", "owner:9:widgets", "widgets:page:1", "widgets:count"] {
+///     cache.set(key, &1u8, None).await?;
+/// }
+/// move_widget(3, 9).await.unwrap();
+/// assert!(!cache.exists("widget:3").await?);
+/// assert!(!cache.exists("owner:9:widgets").await?);
+/// assert!(!cache.exists("widgets:page:1").await?);
+/// assert!(cache.exists("widgets:count").await?); // not named: untouched
+/// # Ok(()) }
+/// ```
+#[doc(inline)]
+pub use cache_macros::invalidate;
 
 /// The stores that ship with cacheside.
 pub mod backends {
     pub use cache_backends::connect;
     #[cfg(feature = "memory")]
     pub use cache_backends::MemoryBackend;
+    #[cfg(feature = "memcached")]
+    pub use cache_backends::{MemcachedBackend, MemcachedOptions};
     pub use cache_core::NullBackend;
 }
 
@@ -86,8 +180,8 @@ pub async fn init_from_config(config: &Config) -> Result<Cache, Error> {
 #[doc(hidden)]
 pub mod __private {
     pub use cache_core::runtime::{
-        assert_cacheable, cached, hashed_key, invalidating, invalidation_active, Entry, InvalidateSpec, Spec,
-        Targets,
+        assert_cacheable, cached, hashed_key, invalidating, invalidation_active, Entry,
+        InvalidateSpec, Spec, Targets,
     };
     pub use cache_core::{CacheNone, Plain};
 

@@ -79,8 +79,12 @@ impl Kind {
     }
     fn allowed(self) -> &'static str {
         match self {
-            Kind::Cache => "key_prefix, resource_id, key, expire, cache, cache_none, companion, crate",
-            Kind::Invalidate => "key_prefix, resource_id, key, extra, patterns, before, cache, crate",
+            Kind::Cache => {
+                "key_prefix, resource_id, key, expire, cache, cache_none, companion, crate"
+            }
+            Kind::Invalidate => {
+                "key_prefix, resource_id, key, extra, patterns, before, cache, crate"
+            }
         }
     }
 }
@@ -103,9 +107,14 @@ pub(crate) struct MacroArgs {
 
 fn lit_str(errors: &mut Errors, name: &Ident, value: &Expr) -> Option<LitStr> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.clone()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s.clone()),
         other => {
-            errors.spanned(other, format!("`{name}` takes a string literal, e.g. {name} = \"…\""));
+            errors.spanned(
+                other,
+                format!("`{name}` takes a string literal, e.g. {name} = \"…\""),
+            );
             None
         }
     }
@@ -113,7 +122,9 @@ fn lit_str(errors: &mut Errors, name: &Ident, value: &Expr) -> Option<LitStr> {
 
 fn lit_bool(errors: &mut Errors, name: &Ident, value: &Expr) -> Option<bool> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Some(b.value),
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b.value),
         other => {
             errors.spanned(other, format!("`{name}` takes `true` or `false`"));
             None
@@ -131,7 +142,9 @@ fn lit_strs(errors: &mut Errors, name: &Ident, value: &Expr) -> Vec<LitStr> {
         other => {
             errors.spanned(
                 other,
-                format!("`{name}` takes a list of string literals, e.g. {name} = [\"widgets:count\"]"),
+                format!(
+                    "`{name}` takes a list of string literals, e.g. {name} = [\"widgets:count\"]"
+                ),
             );
             Vec::new()
         }
@@ -140,10 +153,15 @@ fn lit_strs(errors: &mut Errors, name: &Ident, value: &Expr) -> Vec<LitStr> {
 
 fn expire(errors: &mut Errors, value: &Expr) -> Option<u64> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u64>() {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => match i.base10_parse::<u64>() {
             Ok(n) => Some(n),
             Err(e) => {
-                errors.push(syn::Error::new(i.span(), format!("`expire` must fit in u64 seconds: {e}")));
+                errors.push(syn::Error::new(
+                    i.span(),
+                    format!("`expire` must fit in u64 seconds: {e}"),
+                ));
                 None
             }
         },
@@ -152,14 +170,21 @@ fn expire(errors: &mut Errors, value: &Expr) -> Option<u64> {
             None
         }
         other => {
-            errors.spanned(other, "`expire` takes a whole number of seconds, e.g. expire = 600 (0 turns caching off)");
+            errors.spanned(
+                other,
+                "`expire` takes a whole number of seconds, e.g. expire = 600 (0 turns caching off)",
+            );
             None
         }
     }
 }
 
 /// Parses the attribute arguments for `kind`, collecting every error.
-pub(crate) fn parse(kind: Kind, tokens: proc_macro2::TokenStream, errors: &mut Errors) -> MacroArgs {
+pub(crate) fn parse(
+    kind: Kind,
+    tokens: proc_macro2::TokenStream,
+    errors: &mut Errors,
+) -> MacroArgs {
     let args: Args = match syn::parse2(tokens) {
         Ok(a) => a,
         Err(e) => {
@@ -213,14 +238,23 @@ pub(crate) fn parse(kind: Kind, tokens: proc_macro2::TokenStream, errors: &mut E
         }
     }
     if let (Some(key), Some(_)) = (&out.key, &out.key_prefix) {
-        errors.spanned(key, "give either `key` (the whole template) or `key_prefix`, not both");
+        errors.spanned(
+            key,
+            "give either `key` (the whole template) or `key_prefix`, not both",
+        );
     }
     if let (Some(key), Some(_)) = (&out.key, &out.resource_id) {
-        errors.spanned(key, "give either `key` (the whole template) or `resource_id`, not both");
+        errors.spanned(
+            key,
+            "give either `key` (the whole template) or `resource_id`, not both",
+        );
     }
     if let Some(c) = &out.cache {
         if c.value().is_empty() {
-            errors.spanned(c, "`cache` names a cache registered with cacheside::register; it cannot be empty");
+            errors.spanned(
+                c,
+                "`cache` names a cache registered with cacheside::register; it cannot be empty",
+            );
         }
     }
     out

@@ -18,14 +18,20 @@ struct Binding {
 fn collect_bindings(pat: &Pat, param: usize, out: &mut Vec<Binding>) {
     match pat {
         Pat::Ident(p) => {
-            out.push(Binding { name: p.ident.to_string(), param });
+            out.push(Binding {
+                name: p.ident.to_string(),
+                param,
+            });
             if let Some((_, sub)) = &p.subpat {
                 collect_bindings(sub, param, out);
             }
         }
         Pat::TupleStruct(p) => p.elems.iter().for_each(|e| collect_bindings(e, param, out)),
         Pat::Tuple(p) => p.elems.iter().for_each(|e| collect_bindings(e, param, out)),
-        Pat::Struct(p) => p.fields.iter().for_each(|f| collect_bindings(&f.pat, param, out)),
+        Pat::Struct(p) => p
+            .fields
+            .iter()
+            .for_each(|f| collect_bindings(&f.pat, param, out)),
         Pat::Reference(p) => collect_bindings(&p.pat, param, out),
         Pat::Type(p) => collect_bindings(&p.pat, param, out),
         Pat::Paren(p) => collect_bindings(&p.pat, param, out),
@@ -73,7 +79,12 @@ struct KeyExpr {
 }
 
 /// Builds `format!(…)` for a template, checking that every placeholder names a binding.
-fn template_expr(lit: &LitStr, info: &FnInfo, errors: &mut Errors, params: &mut Vec<usize>) -> Option<(String, Vec<TokenStream>)> {
+fn template_expr(
+    lit: &LitStr,
+    info: &FnInfo,
+    errors: &mut Errors,
+    params: &mut Vec<usize>,
+) -> Option<(String, Vec<TokenStream>)> {
     let tpl = match template::parse(lit) {
         Ok(t) => t,
         Err(msg) => {
@@ -93,7 +104,11 @@ fn template_expr(lit: &LitStr, info: &FnInfo, errors: &mut Errors, params: &mut 
                 ok = false;
                 errors.spanned(
                     lit,
-                    format!("placeholder `{{{}}}` names no parameter of this function; parameters: {}", ph.root, info.names()),
+                    format!(
+                        "placeholder `{{{}}}` names no parameter of this function; parameters: {}",
+                        ph.root,
+                        info.names()
+                    ),
                 );
             }
         }
@@ -101,7 +116,13 @@ fn template_expr(lit: &LitStr, info: &FnInfo, errors: &mut Errors, params: &mut 
     ok.then_some((tpl.format, exprs))
 }
 
-fn key_expr(args: &MacroArgs, info: &FnInfo, fn_name: &str, krate: &TokenStream, errors: &mut Errors) -> Option<KeyExpr> {
+fn key_expr(
+    args: &MacroArgs,
+    info: &FnInfo,
+    fn_name: &str,
+    krate: &TokenStream,
+    errors: &mut Errors,
+) -> Option<KeyExpr> {
     let mut params = Vec::new();
     if let Some(key) = &args.key {
         let (format, exprs) = template_expr(key, info, errors, &mut params)?;
@@ -162,7 +183,7 @@ enum Mode {
     Result,
     Option,
     /// `Option<T>` with `cache_none = true`; holds `T`.
-    CacheNone(Type),
+    CacheNone(Box<Type>),
 }
 
 fn last_segment_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
@@ -186,13 +207,18 @@ fn last_segment_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
-    ty.to_token_stream().into_iter().any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
+    ty.to_token_stream()
+        .into_iter()
+        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }
 
 /// The return type, the stored type and the mode; `None` after reporting an error.
 fn output(item: &ItemFn, args: &MacroArgs, errors: &mut Errors) -> Option<(Type, Type, Mode)> {
     let ReturnType::Type(_, ret) = &item.sig.output else {
-        errors.spanned(&item.sig.ident, "#[cache] needs a return value to cache; this function returns ()");
+        errors.spanned(
+            &item.sig.ident,
+            "#[cache] needs a return value to cache; this function returns ()",
+        );
         return None;
     };
     let ret = (**ret).clone();
@@ -202,13 +228,19 @@ fn output(item: &ItemFn, args: &MacroArgs, errors: &mut Errors) -> Option<(Type,
     }
     if let Type::Tuple(t) = &ret {
         if t.elems.is_empty() {
-            errors.spanned(&ret, "#[cache] needs a return value to cache; this function returns ()");
+            errors.spanned(
+                &ret,
+                "#[cache] needs a return value to cache; this function returns ()",
+            );
             return None;
         }
     }
     if let Some(targs) = last_segment_args(&ret, "Result") {
         if args.cache_none {
-            errors.spanned(&ret, "`cache_none` applies to functions returning Option<T>");
+            errors.spanned(
+                &ret,
+                "`cache_none` applies to functions returning Option<T>",
+            );
         }
         let stored = targs.first().map(|t| (*t).clone())?;
         return Some((ret, stored, Mode::Result));
@@ -217,12 +249,15 @@ fn output(item: &ItemFn, args: &MacroArgs, errors: &mut Errors) -> Option<(Type,
         let inner = targs.first().map(|t| (*t).clone())?;
         if args.cache_none {
             let stored: Type = syn::parse_quote!(::core::option::Option<#inner>);
-            return Some((ret, stored, Mode::CacheNone(inner)));
+            return Some((ret, stored, Mode::CacheNone(Box::new(inner))));
         }
         return Some((ret, inner, Mode::Option));
     }
     if args.cache_none {
-        errors.spanned(&ret, "`cache_none` applies to functions returning Option<T>");
+        errors.spanned(
+            &ret,
+            "`cache_none` applies to functions returning Option<T>",
+        );
     }
     Some((ret.clone(), ret, Mode::Plain))
 }
@@ -299,7 +334,10 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     let out = output(&item, &args, &mut errors);
     errors.finish()?;
     let (Some(key), Some((ret, stored, mode))) = (key, out) else {
-        return Err(syn::Error::new(attr::call_site(), "invalid #[cache] arguments"));
+        return Err(syn::Error::new(
+            attr::call_site(),
+            "invalid #[cache] arguments",
+        ));
     };
 
     let spec = spec_static(&args, &fn_name, &krate);
@@ -312,7 +350,10 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
         }
         Mode::Plain | Mode::CacheNone(_) => {
             let (wrapper, wrapped) = match &mode {
-                Mode::CacheNone(inner) => (quote!(#krate::__private::CacheNone), inner.to_token_stream()),
+                Mode::CacheNone(inner) => (
+                    quote!(#krate::__private::CacheNone),
+                    inner.to_token_stream(),
+                ),
                 _ => (quote!(#krate::__private::Plain), stored.to_token_stream()),
             };
             let body = body_block(&item, &ret_tokens);
@@ -324,7 +365,9 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     let assert_cacheable = quote_spanned! {stored.span()=>
         #krate::__private::assert_cacheable::<#stored>();
     };
-    let ItemFn { attrs, vis, sig, .. } = &item;
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = &item;
     let wrapper = quote! {
         #(#attrs)*
         #vis #sig {
@@ -424,7 +467,12 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
             patterns.push(quote!(::std::format!(#format, #(#exprs),*)));
         }
     }
-    if keys.is_empty() && patterns.is_empty() && args.key.is_none() && args.resource_id.is_none() && args.key_prefix.is_none() {
+    if keys.is_empty()
+        && patterns.is_empty()
+        && args.key.is_none()
+        && args.resource_id.is_none()
+        && args.key_prefix.is_none()
+    {
         errors.push(syn::Error::new(
             attr::call_site(),
             "#[invalidate] needs something to delete: `key_prefix` + `resource_id`, `key`, `extra` or `patterns`",
@@ -445,7 +493,9 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
     let cache = option_lit(&args.cache);
     let before = args.before;
     let body = body_block(&item, &ret);
-    let ItemFn { attrs, vis, sig, .. } = &item;
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = &item;
     Ok(quote! {
         #(#attrs)*
         #vis #sig {

@@ -26,7 +26,10 @@ pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// On error, emit the diagnostics and the untouched function, so that the
 /// only errors the user sees are ours (not "function not found" cascades).
-fn with_original_on_error(result: syn::Result<proc_macro2::TokenStream>, item: &syn::ItemFn) -> TokenStream {
+fn with_original_on_error(
+    result: syn::Result<proc_macro2::TokenStream>,
+    item: &syn::ItemFn,
+) -> TokenStream {
     match result {
         Ok(tokens) => tokens.into(),
         Err(err) => {

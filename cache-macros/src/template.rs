@@ -36,14 +36,21 @@ pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
                 chars.next();
                 format.push_str("}}");
             }
-            '}' => return Err("unmatched `}` in key template (write `}}` for a literal brace)".into()),
+            '}' => {
+                return Err("unmatched `}` in key template (write `}}` for a literal brace)".into())
+            }
             '{' => {
                 let mut inner = String::new();
                 loop {
                     match chars.next() {
                         Some('}') => break,
                         Some(ch) => inner.push(ch),
-                        None => return Err("unclosed `{` in key template (write `{{` for a literal brace)".into()),
+                        None => {
+                            return Err(
+                                "unclosed `{` in key template (write `{{` for a literal brace)"
+                                    .into(),
+                            )
+                        }
                     }
                 }
                 let inner = inner.trim();

@@ -14,3 +14,13 @@
 
 mod process;
 pub use process::{free_port, require_binary, ServerProcess};
+
+pub mod conformance;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use redis::{redis_command, RedisCluster, RedisServer, Reply};
+#[cfg(feature = "memcached")]
+mod memcached;
+#[cfg(feature = "memcached")]
+pub use memcached::MemcachedServer;

@@ -1,0 +1,881 @@
+//! Memcached over the meta protocol (feature `memcached`): see [`MemcachedBackend`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cache_core::hash::bytes128;
+use cache_core::{Backend, Config, Error, Key};
+use memcache::exp::{
+    Arithmetic, AsyncMetaClient, Delete, Get, GetResult, Meta, Op, OpResult, Router, Set, Ttl,
+};
+
+const NAME: &str = "memcached";
+
+/// Longest key memcached accepts.
+const MAX_KEY_LEN: usize = 250;
+
+/// Keys starting with this are reserved for cacheside's own items (hashed keys, generations).
+const RESERVED: &str = "__cacheside_";
+const HASHED_PREFIX: &str = "__cacheside_h:";
+const GEN_PREFIX: &str = "__cacheside_gen:";
+
+/// Memcached's default item size limit (`-I 1m`).
+const SERVER_ITEM_LIMIT: usize = 1024 * 1024;
+/// Room left for the item header, the key and the terminator.
+const ITEM_OVERHEAD: usize = 1024;
+
+/// Bound on the namespaces whose generations a backend remembers, per server.
+const MAX_REMEMBERED_NAMESPACES: usize = 1024;
+
+/// Lifetime given to a generation counter when it is created; each later
+/// access sets it to "never expires" (`T0`).
+const GEN_CREATE_TTL: u32 = 30 * 24 * 60 * 60;
+
+/// The key sent to memcached for a cacheside key (see [`MemcachedBackend`], *Keys*).
+///
+/// ```
+/// use cache_backends::memcached_wire_key;
+/// assert_eq!(memcached_wire_key("myapp:widget:7"), "myapp:widget:7");
+/// let hashed = memcached_wire_key("a\r\nflush_all");
+/// assert!(hashed.starts_with("__cacheside_h:") && hashed.len() == 46);
+/// assert!(memcached_wire_key(&"x".repeat(300)).len() <= 250);
+/// ```
+pub fn memcached_wire_key(key: &str) -> Cow<'_, str> {
+    let safe = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        && !key.starts_with(RESERVED);
+    if safe {
+        Cow::Borrowed(key)
+    } else {
+        Cow::Owned(format!("{HASHED_PREFIX}{:032x}", bytes128(key.as_bytes())))
+    }
+}
+
+/// Settings of a [`MemcachedBackend`]; start from `MemcachedOptions::default()`.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_backends::MemcachedOptions;
+/// let options = MemcachedOptions {
+///     pool_size: 8,
+///     connect_timeout: Duration::from_millis(200),
+///     ..MemcachedOptions::default()
+/// };
+/// assert_eq!(options.io_timeout, Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemcachedOptions {
+    /// Connections per server (at most this many open at once, all kept idle for reuse). Default 4.
+    pub pool_size: usize,
+    /// Bound on dialling a connection, and on waiting for a free one. Default 1 s.
+    pub connect_timeout: Duration,
+    /// Bound on one exchange (write and read of one batch). Default 1 s.
+    pub io_timeout: Duration,
+    /// Largest value sent, in bytes (the server's `-I` minus overhead). Default 1 MiB − 1 KiB.
+    pub max_value_size: usize,
+}
+
+impl Default for MemcachedOptions {
+    fn default() -> Self {
+        MemcachedOptions {
+            pool_size: 4,
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(1),
+            max_value_size: SERVER_ITEM_LIMIT - ITEM_OVERHEAD,
+        }
+    }
+}
+
+/// The servers, their hashes and tags: the consistent hash.
+#[derive(Debug)]
+struct Ring {
+    addrs: Vec<String>,
+    ids: Vec<u128>,
+    /// 16 hex digits per server, used in generation keys.
+    tags: Vec<String>,
+}
+
+impl Ring {
+    fn new(addrs: Vec<String>) -> Ring {
+        let ids: Vec<u128> = addrs.iter().map(|a| bytes128(a.as_bytes())).collect();
+        let tags = ids
+            .iter()
+            .map(|id| format!("{:016x}", (*id >> 64) as u64))
+            .collect();
+        Ring { addrs, ids, tags }
+    }
+
+    /// The server of a wire key: rendezvous over SipHash (see `MemcachedBackend`).
+    fn route(&self, wire_key: &[u8]) -> usize {
+        if self.ids.len() == 1 {
+            return 0;
+        }
+        let key_hash = bytes128(wire_key).to_le_bytes();
+        let mut buf = [0u8; 32];
+        buf[16..].copy_from_slice(&key_hash);
+        let mut best = (0usize, 0u64);
+        for (index, id) in self.ids.iter().enumerate() {
+            buf[..16].copy_from_slice(&id.to_le_bytes());
+            let score = bytes128(&buf) as u64;
+            if index == 0 || score > best.1 {
+                best = (index, score);
+            }
+        }
+        best.0
+    }
+
+    /// The server a generation key lives on, from its tag.
+    fn gen_target(&self, key: &[u8]) -> Option<usize> {
+        let rest = key.strip_prefix(GEN_PREFIX.as_bytes())?;
+        let tag = rest.get(..16)?;
+        self.tags.iter().position(|t| t.as_bytes() == tag)
+    }
+
+    /// `__cacheside_gen:<tag>:<namespace>` (namespace hashed when unsafe or long).
+    fn gen_key(&self, server: usize, namespace: &str) -> String {
+        let key = format!("{GEN_PREFIX}{}:{namespace}", self.tags[server]);
+        let safe = key.len() <= MAX_KEY_LEN && key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if safe {
+            key
+        } else {
+            // A hashed namespace never ends with ':' while real ones do: no clash.
+            format!(
+                "{GEN_PREFIX}{}:#{:032x}",
+                self.tags[server],
+                bytes128(namespace.as_bytes())
+            )
+        }
+    }
+}
+
+/// Routes generation keys to the server their tag names, and data keys by the ring.
+struct RingRouter(Arc<Ring>);
+
+impl Router for RingRouter {
+    fn route(&self, key: &[u8], _servers: &[String]) -> usize {
+        self.0.gen_target(key).unwrap_or_else(|| self.0.route(key))
+    }
+}
+
+/// The generations an entry's stamp is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gens {
+    global: u64,
+    namespace: Option<u64>,
+}
+
+impl Gens {
+    fn stamp(&self) -> u32 {
+        self.global.wrapping_add(self.namespace.unwrap_or(0)) as u32
+    }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs().max(1))
+}
+
+fn backend_error(op: &'static str, e: memcache::exp::Error) -> Error {
+    Error::backend(NAME, op, e)
+}
+
+fn protocol_error(op: &'static str, what: &str) -> Error {
+    Error::backend(
+        NAME,
+        op,
+        format!("unexpected answer from memcached: {what}"),
+    )
+}
+
+/// True when the server refused a value as too large (`SERVER_ERROR object too large for cache`).
+fn is_too_large(e: &memcache::exp::Error) -> bool {
+    match e {
+        memcache::exp::Error::Server(message) => message.contains("too large"),
+        memcache::exp::Error::Ambiguous { source, .. } => is_too_large(source),
+        _ => false,
+    }
+}
+
+/// Memcached as a cacheside [`Backend`]: meta protocol, a connection pool per
+/// server, several servers by rendezvous hashing, `clear` by generations.
+///
+/// Clones share the connection pools.
+///
+/// [`MemcachedBackend`] talks the memcached meta protocol (`mg`, `ms`, `md`,
+/// `ma`, `mn`) through the async client of the [`memcache`] crate's `exp`
+/// module (pinned, default features off, `tokio` on). That client gives a
+/// pool of connections per server (a checked-out connection is dropped, not
+/// returned, when its future is cancelled mid-exchange, so the runtime's
+/// timeouts never leave a half-read response in the pool; broken pooled
+/// connections are detected and redialled), TCP_NODELAY, one I/O deadline per
+/// exchange, binary-safe values and pipelined batches (one write, one round
+/// trip) per server. This type adds what cacheside needs on top:
+///
+/// # Keys
+///
+/// Memcached keys must be at most 250 bytes without whitespace or control
+/// characters. A cacheside key that is printable ASCII without spaces
+/// (`0x21..=0x7e`), at most 250 bytes long and does not start with the
+/// reserved prefix `__cacheside_` is sent **unchanged** (so `myapp:widget:7`
+/// is what `memcached-tool` shows). Every other key (too long, spaces, control
+/// characters such as `"a\r\nflush_all"`, non-ASCII, empty, reserved prefix) is
+/// sent as `__cacheside_h:` followed by the 32 lowercase hex digits of
+/// [`cache_core::hash::bytes128`] (SipHash-1-3-128 with zero keys) of the whole
+/// key: 46 bytes, always safe, so no key can inject a command. The mapping is
+/// stable across builds, processes and platforms.
+///
+/// # Servers: rendezvous hashing over SipHash
+///
+/// With several servers, each key goes to exactly one of them, chosen by
+/// rendezvous (highest-random-weight) hashing: for the wire key `k` and each
+/// configured server address `a` (the string as configured, e.g.
+/// `"10.0.0.5:11211"`), the score is the low 64 bits of
+/// `bytes128(le16(bytes128(a)) ++ le16(bytes128(k)))`, where `le16` is the
+/// 16-byte little-endian encoding; the highest score wins (ties: the first
+/// server in the list). Adding or removing a server moves only the keys that
+/// it gains or loses (about `1/n` of them); the order of the list does not
+/// matter, but every process must spell the addresses the same way.
+///
+/// # `clear` without `flush_all`: generations
+///
+/// Each server keeps, per namespace, a generation counter under
+/// `__cacheside_gen:<server-tag>:<namespace>` (the server tag is 16 hex digits
+/// of the hash of its address; the counter is created atomically on first use
+/// with `ma … N J<unix seconds> D0`, so a counter lost with a restart comes
+/// back larger). The namespace `""` has one too: it is the *global*
+/// generation. Every entry is written with its **client flags** set to its
+/// *stamp*: the global generation plus (for a namespaced key) the namespace's
+/// generation, modulo 2³². A read sends the generation reads and the `mg` of
+/// the entry in one pipelined batch to the entry's server (one round trip)
+/// and serves the entry only when its flags equal the current stamp.
+///
+/// * `clear("myapp:")` increments `myapp:`'s counter on every server: every
+///   entry of that namespace becomes unreachable at once, for every process
+///   (nothing is cached locally that could hide the change), and expires by
+///   its TTL or by LRU. Other namespaces keep their entries.
+/// * `clear("")` increments the global counter: every entry this backend can
+///   see becomes unreachable.
+/// * A write stamps with the generations last seen by this process and reads
+///   the current ones in the same batch; if a clear from elsewhere moved them,
+///   the write is repeated once with the new stamp. A write that loses that
+///   race is invisible (a miss), never stale data.
+/// * Trade-off: each server holds its own counters, so a server that is down
+///   during `clear` is not cleared; `clear` then returns an error so the caller
+///   knows. (A server that restarted lost its entries with its counters, which
+///   is harmless.) In exchange, each server is independent: losing one never
+///   makes the keys on the others unreadable, and each operation is one round
+///   trip to one server.
+///
+/// # Limits
+///
+/// * Values: [`Backend::max_value_size`] reports the server's item limit
+///   ([`MemcachedOptions::max_value_size`], default 1 MiB minus 1 KiB for the
+///   item header and key), so the cache skips larger values instead of
+///   sending them; a server that still answers `SERVER_ERROR object too large`
+///   (started with a smaller `-I`) yields [`Error::ValueTooLarge`].
+/// * TTL: `ms … T<secs>`, sub-second TTLs rounded up to 1 s, more than 30 days
+///   sent as an absolute time; no TTL is `T0` (no expiry). `ttl()` reads back
+///   the remaining seconds with `mg … t`.
+/// * `delete_pattern` is [`Error::PatternNotSupported`]: memcached cannot list
+///   keys.
+///
+/// # Example
+///
+/// ```no_run
+/// use cache_backends::MemcachedBackend;
+/// use cache_core::Cache;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let backend = MemcachedBackend::connect(&["127.0.0.1:11211"]).await?;
+/// let cache = Cache::builder().backend(backend).namespace("shop").build();
+/// cache.set("widget:7", "spanner", None).await?;
+/// assert_eq!(cache.get::<String>("widget:7").await?.as_deref(), Some("spanner"));
+/// cache.clear().await?; // only the "shop" namespace
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MemcachedBackend {
+    client: AsyncMetaClient,
+    ring: Arc<Ring>,
+    /// Per server: the generations last seen for each namespace (a hint for writes only).
+    seen: Arc<[Mutex<HashMap<String, Gens>>]>,
+    max_value_size: usize,
+}
+
+impl std::fmt::Debug for MemcachedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemcachedBackend")
+            .field("servers", &self.ring.addrs)
+            .field("max_value_size", &self.max_value_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemcachedBackend {
+    /// Connects to `servers` (`"host:port"` each) with [`MemcachedOptions::default`].
+    ///
+    /// Fails when the list is empty, an address does not resolve, or no
+    /// server answers a no-op; a server that is down while others answer is
+    /// logged and used once it comes back.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let backend = cache_backends::MemcachedBackend::connect(&["127.0.0.1:11211"]).await?;
+    /// # let _ = backend; Ok(()) }
+    /// ```
+    pub async fn connect<I>(servers: I) -> Result<MemcachedBackend, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::connect_with(servers, MemcachedOptions::default()).await
+    }
+
+    /// Connects with explicit [`MemcachedOptions`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_backends::{MemcachedBackend, MemcachedOptions};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let backend = MemcachedBackend::connect_with(
+    ///     &["10.0.0.5:11211", "10.0.0.6:11211"],
+    ///     MemcachedOptions { pool_size: 8, io_timeout: Duration::from_millis(250), ..Default::default() },
+    /// )
+    /// .await?;
+    /// # let _ = backend; Ok(()) }
+    /// ```
+    pub async fn connect_with<I>(
+        servers: I,
+        options: MemcachedOptions,
+    ) -> Result<MemcachedBackend, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let addrs: Vec<String> = servers
+            .into_iter()
+            .map(|s| s.as_ref().trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::Config {
+                var: "CACHE_MEMCACHED_SERVERS",
+                value: String::new(),
+                allowed: "one or more comma-separated host:port addresses",
+            });
+        }
+        let ring = Arc::new(Ring::new(addrs.clone()));
+        let pool = options.pool_size.max(1);
+        let client = AsyncMetaClient::builder()
+            .router(RingRouter(Arc::clone(&ring)))
+            .max_idle(pool)
+            .max_connections(Some(pool))
+            .connect_timeout(Some(options.connect_timeout))
+            .io_timeout(Some(options.io_timeout))
+            .connect_multiple_async(addrs.iter().map(String::as_str))
+            .await
+            .map_err(|e| backend_error("connect", e))?;
+        let backend = MemcachedBackend {
+            client,
+            seen: addrs.iter().map(|_| Mutex::default()).collect(),
+            ring,
+            max_value_size: options.max_value_size,
+        };
+        let mut last_error = None;
+        let mut answered = 0;
+        for server in 0..backend.ring.addrs.len() {
+            match backend.ping_server(server).await {
+                Ok(()) => answered += 1,
+                Err(e) => {
+                    tracing::warn!(server = %backend.ring.addrs[server], error = %e, "memcached server does not answer; its keys miss until it does");
+                    last_error = Some(e);
+                }
+            }
+        }
+        match (answered, last_error) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(backend),
+        }
+    }
+
+    /// The configured address of the server that holds `key` (a full key, namespace included).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let backend = cache_backends::MemcachedBackend::connect(&["127.0.0.1:11211", "127.0.0.1:11212"]).await?;
+    /// println!("widget:7 lives on {}", backend.server_for("shop:widget:7"));
+    /// # Ok(()) }
+    /// ```
+    pub fn server_for(&self, key: &str) -> &str {
+        &self.ring.addrs[self.ring.route(memcached_wire_key(key).as_bytes())]
+    }
+
+    /// The configured server addresses, in order.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let backend = cache_backends::MemcachedBackend::connect(&["127.0.0.1:11211"]).await?;
+    /// assert_eq!(backend.servers(), ["127.0.0.1:11211"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn servers(&self) -> &[String] {
+        &self.ring.addrs
+    }
+
+    async fn ping_server(&self, server: usize) -> Result<(), Error> {
+        // A generation read doubles as a no-op that the router sends to exactly this server.
+        self.client
+            .run(self.gen_op(server, "", 0))
+            .await
+            .map(|_| ())
+            .map_err(|e| backend_error("ping", e))
+    }
+
+    /// `ma <gen> N<30d> J<now> D<delta> T0 v`: reads (delta 0) or bumps a generation, creating it if absent.
+    fn gen_op(&self, server: usize, namespace: &str, delta: u64) -> Arithmetic {
+        Arithmetic::new(self.ring.gen_key(server, namespace))
+            .delta(delta)
+            .initial(unix_secs(), GEN_CREATE_TTL)
+            .ttl(Ttl::NEVER)
+    }
+
+    fn gen_ops(&self, server: usize, namespace: &str) -> Vec<Op> {
+        let mut ops: Vec<Op> = vec![self.gen_op(server, "", 0).into()];
+        if !namespace.is_empty() {
+            ops.push(self.gen_op(server, namespace, 0).into());
+        }
+        ops
+    }
+
+    /// Runs `gen_ops(server, namespace) ++ rest` as one pipelined batch on
+    /// `server`; returns the generations read and the results of `rest`.
+    async fn batch(
+        &self,
+        op: &'static str,
+        server: usize,
+        namespace: &str,
+        rest: Vec<Op>,
+    ) -> Result<(Gens, Vec<OpResult>), Error> {
+        let mut ops = self.gen_ops(server, namespace);
+        let n_gens = ops.len();
+        ops.extend(rest);
+        let results = self
+            .client
+            .run_batch(ops)
+            .await
+            .map_err(|e| backend_error(op, e))?;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(r) => out.push(r),
+                Err(e) if is_too_large(&e) => {
+                    return Err(Error::ValueTooLarge {
+                        size: 0,
+                        limit: self.max_value_size,
+                    })
+                }
+                Err(e) => return Err(backend_error(op, e)),
+            }
+        }
+        if out.len() < n_gens {
+            return Err(protocol_error(op, "fewer results than requests in a batch"));
+        }
+        let rest = out.split_off(n_gens);
+        let mut gen_values = out.iter().map(|r| {
+            r.as_arithmetic()
+                .and_then(|a| a.value)
+                .ok_or_else(|| protocol_error(op, "generation counter without a value"))
+        });
+        let global = gen_values
+            .next()
+            .ok_or_else(|| protocol_error(op, "no global generation in the batch"))??;
+        let namespace_gen = gen_values.next().transpose()?;
+        let gens = Gens {
+            global,
+            namespace: namespace_gen,
+        };
+        self.remember(server, namespace, gens);
+        Ok((gens, rest))
+    }
+
+    fn remember(&self, server: usize, namespace: &str, gens: Gens) {
+        let mut seen = self.seen[server].lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get_mut(namespace) {
+            Some(g) => *g = gens,
+            None => {
+                if seen.len() >= MAX_REMEMBERED_NAMESPACES {
+                    // Only a hint for writes: forgetting costs one round trip, never correctness.
+                    seen.clear();
+                }
+                seen.insert(namespace.to_owned(), gens);
+            }
+        }
+    }
+
+    fn remembered(&self, server: usize, namespace: &str) -> Option<Gens> {
+        self.seen[server]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .copied()
+    }
+
+    /// The get result of a batch, when the entry is live under the current stamp.
+    fn live<'r>(
+        gens: Gens,
+        result: Option<&'r OpResult>,
+        op: &'static str,
+    ) -> Result<Option<&'r GetResult>, Error> {
+        let get = result
+            .and_then(OpResult::as_get)
+            .ok_or_else(|| protocol_error(op, "missing mg result"))?;
+        let stamp = gens.stamp();
+        Ok((get.hit() && get.client_flags.unwrap_or(0) == stamp).then_some(get))
+    }
+
+    fn route_key<'k>(&self, key: Key<'k>) -> (Cow<'k, str>, usize) {
+        let wire = memcached_wire_key(key.as_str());
+        let server = self.ring.route(wire.as_bytes());
+        (wire, server)
+    }
+}
+
+/// `T` of an `ms`: whole seconds rounded up (at least 1); none → `T0` (no expiry).
+/// A TTL that ends past memcached's 32-bit clock (year 2106) is "no expiry" too.
+fn wire_ttl(ttl: Option<Duration>) -> Ttl {
+    let Some(d) = ttl else {
+        return Ttl::NEVER;
+    };
+    let secs = d
+        .as_secs()
+        .saturating_add(u64::from(d.subsec_nanos() > 0))
+        .max(1);
+    if unix_secs().saturating_add(secs) >= u64::from(u32::MAX) {
+        return Ttl::NEVER;
+    }
+    // `Ttl::secs` sends more than 30 days as an absolute time, as the protocol needs.
+    Ttl::secs(secs as u32)
+}
+
+#[async_trait]
+impl Backend for MemcachedBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn max_value_size(&self) -> Option<usize> {
+        Some(self.max_value_size)
+    }
+
+    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+        let (wire, server) = self.route_key(key);
+        let (gens, mut results) = self
+            .batch(
+                "get",
+                server,
+                key.namespace(),
+                vec![Get::new(&*wire).into()],
+            )
+            .await?;
+        if Self::live(gens, results.first(), "get")?.is_none() {
+            return Ok(None);
+        }
+        match results.swap_remove(0) {
+            OpResult::Get(g) => Ok(Some(Bytes::from(g.value.unwrap_or_default()))),
+            _ => Err(protocol_error("get", "missing mg result")),
+        }
+    }
+
+    async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
+        if value.len() > self.max_value_size {
+            return Err(Error::ValueTooLarge {
+                size: value.len(),
+                limit: self.max_value_size,
+            });
+        }
+        let (wire, server) = self.route_key(key);
+        let namespace = key.namespace();
+        let ttl = wire_ttl(ttl);
+        let mut stamp_gens = match self.remembered(server, namespace) {
+            Some(g) => g,
+            None => self.batch("set", server, namespace, Vec::new()).await?.0,
+        };
+        // Second try only when a clear elsewhere moved the generations under us.
+        for _ in 0..2 {
+            let op = Set::new(&*wire, &value)
+                .client_flags(stamp_gens.stamp())
+                .ttl(ttl);
+            let (current, results) = self
+                .batch("set", server, namespace, vec![op.into()])
+                .await
+                .map_err(|e| match e {
+                    Error::ValueTooLarge { limit, .. } => Error::ValueTooLarge {
+                        size: value.len(),
+                        limit,
+                    },
+                    other => other,
+                })?;
+            let stored = results
+                .first()
+                .and_then(OpResult::as_mutation)
+                .ok_or_else(|| protocol_error("set", "missing ms result"))?;
+            if !stored.applied() {
+                return Err(protocol_error("set", "ms was not applied"));
+            }
+            if current == stamp_gens {
+                return Ok(());
+            }
+            stamp_gens = current;
+        }
+        // Stamped with a generation a concurrent clear retired: invisible, which is correct.
+        Ok(())
+    }
+
+    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+        let (wire, server) = self.route_key(key);
+        let ops = vec![
+            Get::new(&*wire).without_value().into(),
+            Delete::new(&*wire).into(),
+        ];
+        let (gens, results) = self.batch("delete", server, key.namespace(), ops).await?;
+        let was_live = Self::live(gens, results.first(), "delete")?.is_some();
+        let deleted = results
+            .get(1)
+            .and_then(OpResult::as_mutation)
+            .ok_or_else(|| protocol_error("delete", "missing md result"))?
+            .applied();
+        Ok(was_live && deleted)
+    }
+
+    async fn delete_pattern(&self, _namespace: &str, _pattern: &str) -> Result<u64, Error> {
+        Err(Error::PatternNotSupported { backend: NAME })
+    }
+
+    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+        let (wire, server) = self.route_key(key);
+        let ops = vec![Get::new(&*wire).without_value().into()];
+        let (gens, results) = self.batch("exists", server, key.namespace(), ops).await?;
+        Ok(Self::live(gens, results.first(), "exists")?.is_some())
+    }
+
+    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
+        let (wire, server) = self.route_key(key);
+        let ops = vec![Get::new(&*wire)
+            .without_value()
+            .meta(Meta::NONE.ttl())
+            .into()];
+        let (gens, results) = self.batch("ttl", server, key.namespace(), ops).await?;
+        Ok(Self::live(gens, results.first(), "ttl")?
+            .and_then(|g| g.item.ttl)
+            .filter(|&secs| secs >= 0)
+            .map(|secs| Duration::from_secs(secs as u64)))
+    }
+
+    async fn clear(&self, namespace: &str) -> Result<u64, Error> {
+        let ops: Vec<Op> = (0..self.ring.addrs.len())
+            .map(|server| self.gen_op(server, namespace, 1).into())
+            .collect();
+        let results = self
+            .client
+            .run_batch(ops)
+            .await
+            .map_err(|e| backend_error("clear", e))?;
+        for seen in self.seen.iter() {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            if namespace.is_empty() {
+                seen.clear();
+            } else {
+                seen.remove(namespace);
+            }
+        }
+        for (server, result) in results.into_iter().enumerate() {
+            if let Err(e) = result {
+                tracing::warn!(server = %self.ring.addrs[server], namespace, error = %e, "memcached server missed a clear; its entries of this namespace stay visible");
+                return Err(backend_error("clear", e));
+            }
+        }
+        // Memcached cannot count the entries a generation bump retired.
+        Ok(0)
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.client
+            .noop()
+            .await
+            .map_err(|e| backend_error("ping", e))
+    }
+}
+
+/// Builds the backend that a [`Config`] describes (`CACHE_MEMCACHED_SERVERS`,
+/// `CACHE_MEMCACHED_POOL_SIZE`; `CACHE_OP_TIMEOUT_MS` bounds connects and exchanges).
+///
+/// Crate-private (every backend module has one; [`crate::connect`] picks it):
+/// `CACHE_BACKEND=memcached` reaches it through `cache_backends::connect`.
+pub(crate) async fn connect_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
+    let options = MemcachedOptions {
+        pool_size: config.memcached_pool_size.max(1) as usize,
+        connect_timeout: config.op_timeout,
+        io_timeout: config.op_timeout,
+        ..MemcachedOptions::default()
+    };
+    Ok(Box::new(
+        MemcachedBackend::connect_with(&config.memcached_servers, options).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_keys_are_unchanged() {
+        for key in [
+            "widget:7",
+            "myapp:widget:7",
+            "a",
+            "k-_.~!{}[]",
+            &"x".repeat(250),
+        ] {
+            assert_eq!(memcached_wire_key(key), key);
+        }
+    }
+
+    #[test]
+    fn unsafe_or_long_keys_are_hashed() {
+        let bad = [
+            "a\r\nflush_all",
+            "with space",
+            "tab\there",
+            "nul\0",
+            "caf\u{e9}",
+            "",
+            "__cacheside_gen:x",
+            &"x".repeat(251),
+            &"y".repeat(10_000),
+        ];
+        for key in bad {
+            let wire = memcached_wire_key(key);
+            assert!(wire.starts_with(HASHED_PREFIX), "{key:?} -> {wire}");
+            assert_eq!(wire.len(), HASHED_PREFIX.len() + 32);
+            assert!(wire.len() <= MAX_KEY_LEN);
+            assert!(wire.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        }
+        assert_ne!(memcached_wire_key("a b"), memcached_wire_key("a  b"));
+        // Pinned: the mapping must not change between builds.
+        assert_eq!(
+            memcached_wire_key("a\r\nflush_all"),
+            format!("{HASHED_PREFIX}{:032x}", bytes128(b"a\r\nflush_all"))
+        );
+    }
+
+    fn ring(n: usize) -> Ring {
+        Ring::new((0..n).map(|i| format!("127.0.0.1:{}", 11211 + i)).collect())
+    }
+
+    #[test]
+    fn assignments_are_pinned() {
+        let r = ring(3);
+        let got: Vec<usize> = [
+            "widget:1",
+            "widget:2",
+            "widget:3",
+            "user:42",
+            "myapp:page:9",
+            "a",
+            "b",
+            "c",
+        ]
+        .iter()
+        .map(|k| r.route(k.as_bytes()))
+        .collect();
+        // Pinned: a change here re-homes keys in every deployment.
+        assert_eq!(got, PINNED_ROUTES);
+        assert_eq!(ring(1).route(b"anything"), 0);
+    }
+
+    const PINNED_ROUTES: [usize; 8] = [2, 1, 1, 1, 2, 1, 0, 1];
+
+    #[test]
+    fn adding_a_server_moves_about_a_quarter() {
+        let three = ring(3);
+        let four = ring(4);
+        let mut moved = 0;
+        let mut counts = [0usize; 4];
+        for i in 0..10_000 {
+            let key = format!("key:{i}");
+            let before = three.route(key.as_bytes());
+            let after = four.route(key.as_bytes());
+            counts[after] += 1;
+            if before != after {
+                assert_eq!(after, 3, "a key may only move to the new server");
+                moved += 1;
+            }
+        }
+        assert!((2000..3000).contains(&moved), "moved {moved} of 10000");
+        for c in counts {
+            assert!(c > 2000, "unbalanced: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn generation_keys_route_to_their_server() {
+        let r = ring(3);
+        for server in 0..3 {
+            for ns in ["", "myapp:", "with space:", &"n".repeat(300)] {
+                let key = r.gen_key(server, ns);
+                assert!(key.len() <= MAX_KEY_LEN, "{key}");
+                assert!(key.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{key}");
+                assert_eq!(r.gen_target(key.as_bytes()), Some(server));
+                assert_eq!(
+                    RingRouter(Arc::new(ring(3))).route(key.as_bytes(), &[]),
+                    server
+                );
+            }
+        }
+        assert_ne!(r.gen_key(0, ""), r.gen_key(0, "a:"));
+        assert_eq!(r.gen_target(b"widget:7"), None);
+    }
+
+    #[test]
+    fn stamps_change_with_either_generation() {
+        let g = Gens {
+            global: 10,
+            namespace: Some(20),
+        };
+        let bumped_ns = Gens {
+            namespace: Some(21),
+            ..g
+        };
+        let bumped_global = Gens { global: 11, ..g };
+        assert_ne!(g.stamp(), bumped_ns.stamp());
+        assert_ne!(g.stamp(), bumped_global.stamp());
+        assert_eq!(
+            Gens {
+                global: 7,
+                namespace: None
+            }
+            .stamp(),
+            7
+        );
+    }
+
+    #[test]
+    fn ttls_round_up_to_whole_seconds() {
+        assert_eq!(wire_ttl(None), Ttl::NEVER);
+        assert_eq!(wire_ttl(Some(Duration::from_millis(1))), Ttl::secs(1));
+        assert_eq!(wire_ttl(Some(Duration::ZERO)), Ttl::secs(1));
+        assert_eq!(wire_ttl(Some(Duration::from_millis(1500))), Ttl::secs(2));
+        assert_eq!(wire_ttl(Some(Duration::from_secs(60))), Ttl::secs(60));
+        assert_eq!(wire_ttl(Some(Duration::MAX)), Ttl::NEVER);
+        assert_eq!(
+            wire_ttl(Some(Duration::from_secs(200 * 365 * 86_400))),
+            Ttl::NEVER
+        );
+    }
+}

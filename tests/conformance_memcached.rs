@@ -1,0 +1,327 @@
+//! Memcached against the conformance suite, plus memcached-specific checks,
+//! on real `memcached` processes started here.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use cache_backends::{memcached_wire_key, MemcachedBackend, MemcachedOptions};
+use cacheside::testing::{conformance, MemcachedServer};
+use cacheside::{Backend, Bytes, Cache, Error, Key};
+
+/// Item limit of the servers started for the suite: its `large_values` check
+/// stores 1 MiB plus envelope, which memcached's default `-I 1m` cannot hold.
+const ITEM_LIMIT: &str = "2m";
+
+fn options_for_2m() -> MemcachedOptions {
+    MemcachedOptions {
+        max_value_size: 2 * 1024 * 1024 - 1024,
+        ..MemcachedOptions::default()
+    }
+}
+
+async fn connect(addrs: &[String], options: MemcachedOptions) -> MemcachedBackend {
+    MemcachedBackend::connect_with(addrs, options)
+        .await
+        .expect("connect to the test memcached")
+}
+
+fn cache_over(backend: MemcachedBackend, namespace: &str) -> Cache {
+    Cache::builder()
+        .backend(backend)
+        .namespace(namespace)
+        .op_timeout(Duration::from_secs(2))
+        .build()
+}
+
+/// One raw text-protocol exchange: sends `request`, reads until `until` ends the reply.
+fn raw(addr: &str, request: &str, until: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("raw connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..1000 {
+        let n = s.read(&mut buf).expect("raw read");
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.ends_with(until.as_bytes()) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_conforms_one_server() {
+    let server = MemcachedServer::start_with_args(&["-I", ITEM_LIMIT]);
+    let addrs = vec![server.addr()];
+    // A new backend per namespace: like separate processes sharing the servers.
+    let make = |namespace: &str| {
+        let namespace = namespace.to_owned();
+        let addrs = addrs.clone();
+        async move { cache_over(connect(&addrs, options_for_2m()).await, &namespace) }
+    };
+    conformance::run(make, conformance::Capabilities { patterns: false }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_conforms_two_servers() {
+    let a = MemcachedServer::start_with_args(&["-I", ITEM_LIMIT]);
+    let b = MemcachedServer::start_with_args(&["-I", ITEM_LIMIT]);
+    let shared = connect(&[a.addr(), b.addr()], options_for_2m()).await;
+    // One backend shared by every namespace (clones share the pools).
+    let make = |namespace: &str| {
+        let cache = cache_over(shared.clone(), namespace);
+        async move { cache }
+    };
+    conformance::run(make, conformance::Capabilities { patterns: false }).await;
+}
+
+#[tokio::test]
+async fn injection_keys_never_reach_the_protocol() {
+    let server = MemcachedServer::start();
+    let addr = server.addr();
+    // A sentinel written by another client, outside cacheside.
+    assert_eq!(
+        raw(&addr, "set sentinel 0 0 2\r\nok\r\n", "\r\n"),
+        "STORED\r\n"
+    );
+    let cache = cache_over(
+        connect(std::slice::from_ref(&addr), MemcachedOptions::default()).await,
+        "",
+    );
+    for key in [
+        "a\r\nflush_all",
+        "a\r\nflush_all\r\n",
+        "x 0 0 1\r\nz\r\nflush_all",
+        "a\nmd sentinel",
+    ] {
+        cache.set(key, "v", None).await.unwrap();
+        assert_eq!(
+            cache.get::<String>(key).await.unwrap().as_deref(),
+            Some("v"),
+            "{key:?}"
+        );
+        assert!(cache.delete(key).await.unwrap());
+    }
+    let got = raw(&addr, "get sentinel\r\n", "END\r\n");
+    assert_eq!(
+        got, "VALUE sentinel 0 2\r\nok\r\nEND\r\n",
+        "nothing was flushed or deleted"
+    );
+    // And the store holds the hashed form, not the raw key.
+    cache.set("a b", "v", None).await.unwrap();
+    let wire = memcached_wire_key("a b");
+    let got = raw(&addr, &format!("mg {wire} v\r\n"), "\r\n");
+    assert!(got.starts_with("VA "), "hashed key {wire} present: {got:?}");
+}
+
+#[tokio::test]
+async fn clear_is_seen_by_another_process_and_keeps_other_namespaces() {
+    let server = MemcachedServer::start();
+    let addrs = [server.addr()];
+    let one = cache_over(connect(&addrs, MemcachedOptions::default()).await, "app");
+    let two = cache_over(connect(&addrs, MemcachedOptions::default()).await, "app");
+    let other = cache_over(connect(&addrs, MemcachedOptions::default()).await, "other");
+    let bare = cache_over(connect(&addrs, MemcachedOptions::default()).await, "");
+    one.set("k", &1u32, None).await.unwrap();
+    other.set("k", &2u32, None).await.unwrap();
+    bare.set("k", &3u32, None).await.unwrap();
+    assert_eq!(two.get::<u32>("k").await.unwrap(), Some(1));
+    // `two` has now seen the generation; a clear by `one` must still reach it.
+    one.clear().await.unwrap();
+    assert_eq!(two.get::<u32>("k").await.unwrap(), None);
+    assert!(!two.exists("k").await.unwrap());
+    assert_eq!(two.ttl("k").await.unwrap(), None);
+    assert!(
+        !two.delete("k").await.unwrap(),
+        "a cleared entry is not there to delete"
+    );
+    assert_eq!(other.get::<u32>("k").await.unwrap(), Some(2));
+    assert_eq!(bare.get::<u32>("k").await.unwrap(), Some(3));
+    // `two` writes with the generation it saw before the clear: the write must still land.
+    two.set("k", &4u32, None).await.unwrap();
+    assert_eq!(one.get::<u32>("k").await.unwrap(), Some(4));
+    // Clearing without a namespace reaches every namespace.
+    bare.clear().await.unwrap();
+    for cache in [&one, &two, &other, &bare] {
+        assert_eq!(cache.get::<u32>("k").await.unwrap(), None, "{cache:?}");
+    }
+    other.set("k", &5u32, None).await.unwrap();
+    assert_eq!(
+        other.get::<u32>("k").await.unwrap(),
+        Some(5),
+        "writes work after a clear"
+    );
+    // No flush_all: a foreign item survives every clear.
+    assert_eq!(
+        raw(&addrs[0], "set foreign 0 0 1\r\nx\r\n", "\r\n"),
+        "STORED\r\n"
+    );
+    bare.clear().await.unwrap();
+    assert!(raw(&addrs[0], "get foreign\r\n", "END\r\n").starts_with("VALUE foreign"));
+}
+
+#[tokio::test]
+async fn backend_level_ttl_exists_delete_pattern() {
+    let server = MemcachedServer::start();
+    let backend = connect(&[server.addr()], MemcachedOptions::default()).await;
+    assert_eq!(backend.name(), "memcached");
+    assert!(!backend.is_in_process());
+    assert_eq!(backend.max_value_size(), Some(1024 * 1024 - 1024));
+    backend.ping().await.unwrap();
+    let key = Key::new("ns:forever", 3);
+    backend
+        .set(key, Bytes::from_static(b"\0\x01\r\n"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.ttl(key).await.unwrap(),
+        None,
+        "no TTL: never expires (T0)"
+    );
+    assert_eq!(
+        backend.get(key).await.unwrap().as_deref(),
+        Some(&b"\0\x01\r\n"[..])
+    );
+    let short = Key::new("ns:short", 3);
+    backend
+        .set(
+            short,
+            Bytes::from_static(b"x"),
+            Some(Duration::from_millis(10)),
+        )
+        .await
+        .unwrap();
+    let ttl = backend.ttl(short).await.unwrap();
+    assert!(
+        ttl.is_some_and(|t| t <= Duration::from_secs(1)),
+        "sub-second TTL rounds up to 1 s: {ttl:?}"
+    );
+    let long = Key::new("ns:long", 3);
+    backend
+        .set(
+            long,
+            Bytes::from_static(b"x"),
+            Some(Duration::from_secs(40 * 24 * 3600)),
+        )
+        .await
+        .unwrap();
+    let ttl = backend.ttl(long).await.unwrap().expect("a 40-day TTL");
+    assert!(
+        ttl > Duration::from_secs(39 * 24 * 3600),
+        "long TTLs are sent as absolute times: {ttl:?}"
+    );
+    assert!(matches!(
+        backend.delete_pattern("ns:", "*").await,
+        Err(Error::PatternNotSupported {
+            backend: "memcached"
+        })
+    ));
+    assert!(backend.exists(key).await.unwrap());
+    assert!(backend.delete(key).await.unwrap());
+    assert!(!backend.delete(key).await.unwrap());
+    assert!(!backend.exists(key).await.unwrap());
+}
+
+#[tokio::test]
+async fn server_refusing_a_large_value_is_a_clear_error() {
+    let server = MemcachedServer::start();
+    // Claim a bigger limit than the server's default 1 MiB, so the value is sent.
+    let backend = connect(
+        &[server.addr()],
+        MemcachedOptions {
+            max_value_size: 4 * 1024 * 1024,
+            ..MemcachedOptions::default()
+        },
+    )
+    .await;
+    let key = Key::plain("big");
+    let err = backend
+        .set(key, Bytes::from(vec![1u8; 2 * 1024 * 1024]), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ValueTooLarge { size, .. } if size == 2 * 1024 * 1024),
+        "{err}"
+    );
+    assert!(
+        !err.is_store_failure(),
+        "a refused value must not trip the circuit breaker"
+    );
+    // The connection pool recovered: the next operations work.
+    backend
+        .set(key, Bytes::from_static(b"small"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.get(key).await.unwrap().as_deref(),
+        Some(&b"small"[..])
+    );
+    // Over the configured limit: refused before sending.
+    let err = backend
+        .set(key, Bytes::from(vec![1u8; 5 * 1024 * 1024]), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn default_limit_fits_the_default_server() {
+    let server = MemcachedServer::start();
+    let backend = connect(&[server.addr()], MemcachedOptions::default()).await;
+    let limit = backend.max_value_size().unwrap();
+    // The largest value the backend admits, under the longest key, is stored.
+    let long_key = "k".repeat(250);
+    let key = Key::plain(&long_key);
+    backend
+        .set(key, Bytes::from(vec![7u8; limit]), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.get(key).await.unwrap().map(|b| b.len()),
+        Some(limit)
+    );
+}
+
+#[tokio::test]
+async fn connect_fails_without_any_server_and_from_config_works() {
+    let port = cacheside::testing::free_port();
+    let err = MemcachedBackend::connect_with(
+        &[format!("127.0.0.1:{port}")],
+        MemcachedOptions {
+            connect_timeout: Duration::from_millis(500),
+            ..MemcachedOptions::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_store_failure(), "{err}");
+    assert!(matches!(
+        MemcachedBackend::connect(Vec::<String>::new()).await,
+        Err(Error::Config {
+            var: "CACHE_MEMCACHED_SERVERS",
+            ..
+        })
+    ));
+
+    let server = MemcachedServer::start();
+    let config = cacheside::Config::from_lookup(|name| match name {
+        "CACHE_BACKEND" => Some("memcached".into()),
+        "CACHE_MEMCACHED_SERVERS" => Some(server.addr()),
+        "CACHE_MEMCACHED_POOL_SIZE" => Some("2".into()),
+        "CACHE_NAMESPACE" => Some("cfg".into()),
+        _ => None,
+    })
+    .unwrap();
+    let cache = cache_backends::connect(&config).await.unwrap();
+    assert_eq!(cache.backend_name(), "memcached");
+    cache.set("k", "v", None).await.unwrap();
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap().as_deref(),
+        Some("v")
+    );
+}

@@ -1,0 +1,355 @@
+//! Memcached failures: crash, freeze, garbage, oversized values, one of two servers lost.
+//!
+//! Every test starts its own `memcached` processes on free loopback ports.
+//! Waits are bounded polls; no sleep is used as a timing assertion.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_backends::{MemcachedBackend, MemcachedOptions};
+use cacheside::testing::MemcachedServer;
+use cacheside::{Backend, Breaker, Bytes, Cache, Error, Key};
+
+const OP_TIMEOUT: Duration = Duration::from_millis(100);
+
+async fn backend(addrs: &[String]) -> MemcachedBackend {
+    MemcachedBackend::connect_with(
+        addrs,
+        MemcachedOptions {
+            connect_timeout: OP_TIMEOUT,
+            io_timeout: OP_TIMEOUT,
+            ..MemcachedOptions::default()
+        },
+    )
+    .await
+    .expect("connect to the test memcached")
+}
+
+fn cache_with(backend: MemcachedBackend, breaker: Breaker) -> Cache {
+    Cache::builder()
+        .backend(backend)
+        .namespace("faults")
+        .op_timeout(OP_TIMEOUT)
+        .breaker(breaker)
+        .build()
+}
+
+fn value_for(key: &str) -> String {
+    format!("value-of-{key}")
+}
+
+/// Polls `probe` every 20 ms until it returns true, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if probe().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_load_stays_correct_and_recovers_after_restart() {
+    const TASKS: u64 = 50;
+    const CALLS: u64 = 200; // 10,000 in all
+    let mut server = MemcachedServer::start();
+    let cache = cache_with(
+        backend(&[server.addr()]).await,
+        Breaker {
+            threshold: 5,
+            cooldown: Duration::from_millis(200),
+        },
+    );
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    // Half of the workers hold at their 100th call until the kill has happened,
+    // so that the kill lands mid-load however the scheduler runs the others.
+    let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
+    for t in 0..TASKS {
+        let cache = cache.clone();
+        let done = done.clone();
+        let mut killed = killed_rx.clone();
+        tasks.spawn(async move {
+            for i in 0..CALLS {
+                if t % 2 == 0 && i == CALLS / 2 {
+                    killed
+                        .wait_for(|k| *k)
+                        .await
+                        .expect("the test holds the sender");
+                }
+                let key = format!("k{}", (t * 7 + i) % 500);
+                let expected = value_for(&key);
+                let got: String = cache
+                    .get_or_set(&key, None, || async { value_for(&key) })
+                    .await
+                    .expect("get_or_set never fails on store errors");
+                assert_eq!(got, expected, "wrong value for {key}");
+                done.fetch_add(1, Ordering::Relaxed);
+                if i % 16 == 0 {
+                    tokio::task::yield_now().await; // let the killer run on a busy runtime
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.load(Ordering::Relaxed) < 2_000 {
+        assert!(
+            Instant::now() < deadline,
+            "2,000 calls did not complete within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.kill();
+    let done_at_kill = done.load(Ordering::Relaxed);
+    killed_tx.send_replace(true);
+    let errors_before = cache.stats().errors;
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a worker panicked: a call returned a wrong value");
+    }
+    assert_eq!(done.load(Ordering::Relaxed), TASKS * CALLS);
+    eprintln!(
+        "killed after {done_at_kill} calls; stats at the end: {:?}",
+        cache.stats()
+    );
+    assert!(done_at_kill < TASKS * CALLS, "the kill must land mid-load");
+    assert!(
+        cache.stats().errors > errors_before,
+        "calls after the kill must have met the dead store: {:?}",
+        cache.stats()
+    );
+
+    server.restart();
+    let hits_before = cache.stats().hits;
+    eventually(Duration::from_secs(10), "hits after restart", || {
+        let cache = cache.clone();
+        async move {
+            let _ = cache.set("probe", "p", None).await;
+            matches!(cache.get::<String>("probe").await, Ok(Some(v)) if v == "p")
+        }
+    })
+    .await;
+    assert!(cache.stats().hits > hits_before);
+    let v: String = cache
+        .get_or_set("k1", None, || async { value_for("k1") })
+        .await
+        .unwrap();
+    assert_eq!(v, value_for("k1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstop_fails_open_then_the_breaker_makes_calls_cheap() {
+    let server = MemcachedServer::start();
+    let cache = cache_with(
+        backend(&[server.addr()]).await,
+        Breaker {
+            threshold: 5,
+            cooldown: Duration::from_secs(2),
+        },
+    );
+    cache.set("warm", "w", None).await.unwrap();
+    server.pause();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..20 {
+        let cache = cache.clone();
+        tasks.spawn(async move {
+            let key = format!("frozen{t}");
+            let got: String = cache
+                .get_or_set(&key, None, || async { value_for(&key) })
+                .await
+                .unwrap();
+            assert_eq!(got, value_for(&key));
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a call on a frozen store returned a wrong value");
+    }
+
+    eventually(Duration::from_secs(10), "circuit open", || {
+        let cache = cache.clone();
+        async move {
+            matches!(
+                cache.get::<String>("warm").await,
+                Err(Error::CircuitOpen { .. })
+            )
+        }
+    })
+    .await;
+    let mut costs = Vec::with_capacity(50);
+    for i in 0..50 {
+        let key = format!("open{i}");
+        let started = Instant::now();
+        let got: String = cache
+            .get_or_set(&key, None, || async { value_for(&key) })
+            .await
+            .unwrap();
+        costs.push(started.elapsed());
+        assert_eq!(got, value_for(&key));
+    }
+    costs.sort();
+    let median = costs[costs.len() / 2];
+    assert!(
+        median < OP_TIMEOUT / 10,
+        "with the circuit open a call must not wait for the store: median {median:?}"
+    );
+
+    server.resume();
+    eventually(
+        Duration::from_secs(10),
+        "store answers after resume",
+        || {
+            let cache = cache.clone();
+            async move { matches!(cache.get::<String>("warm").await, Ok(Some(v)) if v == "w") }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_read_as_a_miss_and_count_an_error() {
+    let server = MemcachedServer::start();
+    let cache = cache_with(backend(&[server.addr()]).await, Breaker::default());
+    // Another process writes raw bytes (no envelope) under the same key.
+    let raw = backend(&[server.addr()]).await;
+    let key = Key::new("faults:g", "faults:".len());
+    raw.set(key, Bytes::from_static(b"\xff\x00garbage\r\nEND\r\n"), None)
+        .await
+        .unwrap();
+    let errors = cache.stats().errors;
+    assert_eq!(cache.get::<String>("g").await.unwrap(), None);
+    assert!(cache.stats().errors > errors, "{:?}", cache.stats());
+    assert!(
+        !raw.exists(key).await.unwrap(),
+        "the undecodable entry is deleted"
+    );
+    // The next write replaces it.
+    let v: String = cache
+        .get_or_set("g", None, || async { "fresh".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(v, "fresh");
+    assert_eq!(
+        cache.get::<String>("g").await.unwrap().as_deref(),
+        Some("fresh")
+    );
+}
+
+#[tokio::test]
+async fn five_mib_value_is_refused_by_set_and_skipped_by_get_or_set() {
+    let server = MemcachedServer::start();
+    let cache = cache_with(backend(&[server.addr()]).await, Breaker::default());
+    let big = "x".repeat(5 * 1024 * 1024);
+    match cache.set("big", &big, None).await {
+        Err(Error::ValueTooLarge { size, limit }) => {
+            assert!(size > 5 * 1024 * 1024);
+            assert!(limit <= 1024 * 1024, "the server's limit applies: {limit}");
+        }
+        other => panic!("expected ValueTooLarge, got {other:?}"),
+    }
+    assert!(!cache.exists("big").await.unwrap(), "nothing was written");
+    let skipped = cache.stats().skipped;
+    let got: String = cache
+        .get_or_set("big2", None, || async { big.clone() })
+        .await
+        .unwrap();
+    assert_eq!(got.len(), big.len());
+    assert!(cache.stats().skipped > skipped);
+    assert!(
+        !cache.exists("big2").await.unwrap(),
+        "a skipped value is not stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_spread_keys_and_survive_losing_one() {
+    let a = MemcachedServer::start();
+    let mut b = MemcachedServer::start();
+    let addrs = [a.addr(), b.addr()];
+    let cache = cache_with(backend(&addrs).await, Breaker::default());
+    let router = backend(&addrs).await; // same list, same routing: tells where each key lives
+    let keys: Vec<String> = (0..200).map(|i| format!("spread:{i}")).collect();
+    let mut on_a = Vec::new();
+    for key in &keys {
+        cache.set(key, &value_for(key), None).await.unwrap();
+        if router.server_for(&cache.full_key(key)) == a.addr() {
+            on_a.push(key.clone());
+        }
+    }
+    assert!(
+        (40..160).contains(&on_a.len()),
+        "keys must spread over both servers: {} of 200 on the first",
+        on_a.len()
+    );
+    // Each server really holds its share.
+    let only_a = backend(&[a.addr()]).await;
+    let only_b = backend(&[b.addr()]).await;
+    for key in &keys {
+        let full = cache.full_key(key);
+        let k = Key::new(&full, "faults:".len());
+        let (on, off) = if on_a.contains(key) {
+            (&only_a, &only_b)
+        } else {
+            (&only_b, &only_a)
+        };
+        assert!(on.exists(k).await.unwrap(), "{key} on its server");
+        assert!(!off.exists(k).await.unwrap(), "{key} not on the other");
+    }
+
+    b.kill();
+    for key in &on_a {
+        assert_eq!(
+            cache.get::<String>(key).await.unwrap(),
+            Some(value_for(key)),
+            "{key} lives on the surviving server"
+        );
+    }
+    // Keys of the dead server fail open.
+    for key in keys.iter().filter(|k| !on_a.contains(k)).take(10) {
+        let v: String = cache
+            .get_or_set(key, None, || async { value_for(key) })
+            .await
+            .unwrap();
+        assert_eq!(v, value_for(key));
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_call_never_desynchronises_the_pool() {
+    let server = MemcachedServer::start();
+    // One connection, so a connection returned half-read would be reused at once.
+    let backend = MemcachedBackend::connect_with(
+        &[server.addr()],
+        MemcachedOptions {
+            pool_size: 1,
+            ..MemcachedOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let k1 = Key::plain("cancel:1");
+    let k2 = Key::plain("cancel:2");
+    backend
+        .set(k1, Bytes::from_static(b"one"), None)
+        .await
+        .unwrap();
+    backend
+        .set(k2, Bytes::from_static(b"two"), None)
+        .await
+        .unwrap();
+    server.pause();
+    // The request for k1 is written, its answer is still queued when the future is dropped.
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), backend.get(k1)).await;
+    assert!(cancelled.is_err(), "a frozen server cannot answer");
+    server.resume();
+    for _ in 0..20 {
+        assert_eq!(backend.get(k2).await.unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(backend.get(k1).await.unwrap().as_deref(), Some(&b"one"[..]));
+    }
+}
