@@ -1,6 +1,8 @@
-//! `#[cache]` and `#[invalidate]` against the in-memory store: the behaviour users rely on.
+//! `#[cache]` and `#[invalidate]` against the in-memory store: the shared
+//! behaviour suite (`macro_suite/`) plus fail-open cases that need special backends.
 
 mod common;
+mod macro_suite;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -8,10 +10,12 @@ use std::time::Duration;
 use cacheside::backends::MemoryBackend;
 use cacheside::{Cache, Error};
 use common::{Breakage, BrokenBackend, Calls, NoPatterns};
-use serde::{Deserialize, Serialize};
+use macro_suite::seed;
+
+const PATTERNS: bool = true;
 
 /// The global cache of this test binary (each test uses its own keys).
-fn global() -> &'static Cache {
+async fn global() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| {
         let cache = Cache::builder()
@@ -23,330 +27,29 @@ fn global() -> &'static Cache {
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Widget {
-    id: u64,
-    name: String,
-}
-
-#[derive(Debug, PartialEq)]
-struct AppError(&'static str);
-
-static GET_WIDGET: OnceLock<Calls> = OnceLock::new();
-
-#[cacheside::cache(key_prefix = "widget", resource_id = "widget_id", expire = 600)]
-async fn get_widget(widget_id: u64) -> Result<Widget, AppError> {
-    GET_WIDGET.get_or_init(Calls::default).hit();
-    if widget_id == 0 {
-        return Err(AppError("no widget 0"));
-    }
-    Ok(Widget { id: widget_id, name: format!("w{widget_id}") })
-}
-
-#[tokio::test]
-async fn miss_then_hit_with_boilerplate_key_and_ttl() {
-    let cache = global();
-    let calls = GET_WIDGET.get_or_init(Calls::default);
-    let before = calls.get();
-    let w = get_widget(7).await.unwrap();
-    assert_eq!(w, Widget { id: 7, name: "w7".into() });
-    assert_eq!(get_widget(7).await.unwrap(), w);
-    assert_eq!(calls.get() - before, 1, "second call must be a hit");
-    // The provider API reaches the macro's entry under `{key_prefix}:{resource_id}`.
-    assert_eq!(cache.get::<Widget>("widget:7").await.unwrap(), Some(w.clone()));
-    let ttl = cache.ttl("widget:7").await.unwrap().expect("entry has a TTL");
-    assert!(ttl <= Duration::from_secs(600) && ttl > Duration::from_secs(590), "{ttl:?}");
-    // The typed companion computes the same key and invalidates it.
-    let entry = get_widget_cache_entry(7);
-    assert_eq!(entry.key(), "widget:7");
-    assert_eq!(entry.get().await.unwrap(), Some(w));
-    assert!(entry.invalidate().await.unwrap());
-    assert!(!cache.exists("widget:7").await.unwrap());
-}
-
-#[tokio::test]
-async fn errors_are_not_cached() {
-    global();
-    let calls = GET_WIDGET.get_or_init(Calls::default);
-    let before = calls.get();
-    assert_eq!(get_widget(0).await, Err(AppError("no widget 0")));
-    assert_eq!(get_widget(0).await, Err(AppError("no widget 0")));
-    assert_eq!(calls.get() - before, 2);
-    assert!(!global().exists("widget:0").await.unwrap());
-}
-
-static FIND: OnceLock<Calls> = OnceLock::new();
-
-#[cacheside::cache(key = "find:{name}")]
-async fn find(name: &str) -> Option<u32> {
-    FIND.get_or_init(Calls::default).hit();
-    (name == "one").then_some(1)
-}
-
-static FIND_NONE: OnceLock<Calls> = OnceLock::new();
-
-#[cacheside::cache(key = "find-none:{name}", cache_none = true)]
-async fn find_caching_none(name: &str) -> Option<u32> {
-    FIND_NONE.get_or_init(Calls::default).hit();
-    (name == "one").then_some(1)
-}
-
-#[tokio::test]
-async fn option_caches_some_only_unless_asked() {
-    global();
-    let calls = FIND.get_or_init(Calls::default);
-    assert_eq!(find("one").await, Some(1));
-    assert_eq!(find("one").await, Some(1));
-    assert_eq!(find("zero").await, None);
-    assert_eq!(find("zero").await, None);
-    assert_eq!(calls.get(), 3, "Some cached once, None never");
-
-    let calls = FIND_NONE.get_or_init(Calls::default);
-    assert_eq!(find_caching_none("zero").await, None);
-    assert_eq!(find_caching_none("zero").await, None);
-    assert_eq!(calls.get(), 1, "None cached with cache_none = true");
-}
-
-static UNCACHED: OnceLock<Calls> = OnceLock::new();
-
-#[cacheside::cache(key = "uncached", expire = 0)]
-async fn never_cached() -> u32 {
-    UNCACHED.get_or_init(Calls::default).hit() as u32
-}
-
-#[tokio::test]
-async fn expire_zero_is_not_cached() {
-    global();
-    assert_eq!(never_cached().await, 1);
-    assert_eq!(never_cached().await, 2);
-    assert!(!global().exists("uncached").await.unwrap());
-}
-
-#[cacheside::cache(key = "default-ttl")]
-async fn default_ttl() -> String {
-    "v".into()
-}
-
-#[tokio::test]
-async fn absent_expire_uses_the_caches_default_ttl() {
-    let cache = global();
-    default_ttl().await;
-    let ttl = cache.ttl("default-ttl").await.unwrap().unwrap();
-    assert!(ttl > Duration::from_secs(3590) && ttl <= Duration::from_secs(3600), "{ttl:?}");
-}
-
-// --- argument shapes -------------------------------------------------------
-
-struct Db {
-    rows: Vec<&'static str>,
-}
-
-/// An extractor-like wrapper, as in axum's `Path(id): Path<u64>`.
-struct Path<T>(T);
-
-#[derive(Deserialize, Serialize, Hash)]
-struct Page {
-    page: u32,
-    size: u32,
-}
-
-struct Query<T>(T);
-
-#[cacheside::cache(key_prefix = "row", resource_id = "id")]
-async fn row(Path(id): Path<usize>, db: &Db) -> Option<String> {
-    db.rows.get(id).map(|s| s.to_string())
-}
-
-#[cacheside::cache(key = "rows:page:{q.page}:{q.size}")]
-async fn rows_page(Query(q): Query<Page>, db: &Db) -> Vec<String> {
-    let start = ((q.page - 1) * q.size) as usize;
-    db.rows.iter().skip(start).take(q.size as usize).map(|s| s.to_string()).collect()
-}
-
-#[cacheside::cache(key_prefix = "lang:{lang}", resource_id = "id")]
-async fn localized(lang: &str, id: u32) -> String {
-    format!("{lang}-{id}")
-}
-
-#[tokio::test]
-async fn destructured_reference_and_templated_arguments() {
-    let cache = global();
-    let db = Db { rows: vec!["a", "b", "c", "d", "e"] };
-    assert_eq!(row(Path(1), &db).await.as_deref(), Some("b"));
-    assert_eq!(cache.get::<String>("row:1").await.unwrap().as_deref(), Some("b"));
-    assert_eq!(row_cache_entry(Path(1)).key(), "row:1");
-
-    let page = rows_page(Query(Page { page: 2, size: 2 }), &db).await;
-    assert_eq!(page, vec!["c", "d"]);
-    assert_eq!(cache.get::<Vec<String>>("rows:page:2:2").await.unwrap(), Some(page));
-
-    assert_eq!(localized("fr", 3).await, "fr-3");
-    assert!(cache.exists("lang:fr:3").await.unwrap());
-}
-
-static HASHED: OnceLock<Calls> = OnceLock::new();
-
-#[cacheside::cache(key_prefix = "search")]
-async fn search(term: &str, limit: u8) -> Vec<String> {
-    HASHED.get_or_init(Calls::default).hit();
-    vec![format!("{term}:{limit}")]
-}
-
-#[tokio::test]
-async fn without_resource_id_the_key_hashes_every_argument() {
-    global();
-    let calls = HASHED.get_or_init(Calls::default);
-    search("rust", 10).await;
-    search("rust", 10).await;
-    search("rust", 11).await;
-    assert_eq!(calls.get(), 2, "same arguments hit, other arguments miss");
-    let a = search_cache_entry("rust", 10);
-    let b = search_cache_entry("rust", 11);
-    assert!(a.key().starts_with("search:") && a.key().len() == "search:".len() + 32, "{}", a.key());
-    assert_ne!(a.key(), b.key());
-    // Stable across processes and machines: pinned.
-    assert_eq!(a.key(), search_cache_entry("rust", 10).key());
-    assert_eq!(
-        a.key(),
-        format!("search:{}", cacheside::hash::stable_hex(&(&"rust", &10u8)))
-    );
-}
-
-struct Repo {
-    calls: Calls,
-}
-
-impl Repo {
-    #[cacheside::cache(key_prefix = "repo-item", resource_id = "id", expire = 60)]
-    async fn item(&self, id: u32) -> Result<String, AppError> {
-        self.calls.hit();
-        Ok(format!("item{id}"))
-    }
-}
-
-#[cacheside::cache(key = "generic:{id}")]
-async fn generic<T: ToString + Send>(id: u32, label: T) -> String {
-    format!("{id}:{}", label.to_string())
-}
-
-#[tokio::test]
-async fn methods_and_generics() {
-    global();
-    let repo = Repo { calls: Calls::default() };
-    assert_eq!(repo.item(1).await.unwrap(), "item1");
-    assert_eq!(repo.item(1).await.unwrap(), "item1");
-    assert_eq!(repo.calls.get(), 1);
-    assert_eq!(Repo::item_cache_entry(1).key(), "repo-item:1");
-
-    assert_eq!(generic(5, "x").await, "5:x");
-    assert_eq!(generic(5, 99).await, "5:x", "same key, cached value");
-}
-
-// --- single-flight ---------------------------------------------------------
-
-static SLOW: OnceLock<Calls> = OnceLock::new();
-
-#[cacheside::cache(key = "slow:{id}")]
-async fn slow(id: u32) -> u32 {
-    SLOW.get_or_init(Calls::default).hit();
-    // Long enough that all callers arrive while the first one runs.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    id * 2
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_misses_run_the_body_once() {
-    let cache = global();
-    let before = cache.stats().coalesced;
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                slow(21).await
-            })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 42);
-    }
-    assert_eq!(SLOW.get_or_init(Calls::default).get(), 1);
-    assert!(cache.stats().coalesced - before >= 1);
-}
-
-// --- invalidation ----------------------------------------------------------
-
-#[cacheside::invalidate(
-    key_prefix = "widget",
-    resource_id = "widget_id",
-    extra = ["widgets:count", "owner:{owner}"],
-    patterns = ["widgets:page:*"]
-)]
-async fn rename_widget(widget_id: u64, owner: &str, fail: bool) -> Result<(), AppError> {
-    if fail {
-        Err(AppError("rename failed"))
-    } else {
-        Ok(())
-    }
-}
-
-async fn seed(cache: &Cache, keys: &[&str]) {
-    for k in keys {
-        cache.set(k, &1u8, None).await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn invalidate_deletes_key_extra_and_patterns_after_success_only() {
-    let cache = global();
-    let keys = ["widget:9", "widgets:count", "owner:ana", "widgets:page:1", "widgets:page:2", "widgets:other"];
-    seed(cache, &keys).await;
-
-    assert!(rename_widget(9, "ana", true).await.is_err());
-    for k in keys {
-        assert!(cache.exists(k).await.unwrap(), "{k} must survive a failed mutation");
-    }
-
-    rename_widget(9, "ana", false).await.unwrap();
-    for k in &keys[..5] {
-        assert!(!cache.exists(k).await.unwrap(), "{k} must be gone");
-    }
-    assert!(cache.exists("widgets:other").await.unwrap(), "non-matching key stays");
-}
-
-static SEEN_BEFORE: OnceLock<std::sync::Mutex<Option<bool>>> = OnceLock::new();
-
-#[cacheside::invalidate(key = "before:{id}", before = true)]
-async fn invalidate_first(id: u32) -> Result<(), AppError> {
-    let still_there = global().exists(&format!("before:{id}")).await.unwrap();
-    *SEEN_BEFORE.get_or_init(Default::default).lock().unwrap() = Some(still_there);
-    Err(AppError("even on error, `before` already deleted"))
-}
-
-#[tokio::test]
-async fn invalidate_before_runs_ahead_of_the_body() {
-    let cache = global();
-    seed(cache, &["before:1"]).await;
-    assert!(invalidate_first(1).await.is_err());
-    assert_eq!(*SEEN_BEFORE.get().unwrap().lock().unwrap(), Some(false));
-}
-
 #[cacheside::invalidate(key = "np:{id}", extra = ["np:count"], patterns = ["np:page:*"], cache = "no-patterns")]
 async fn invalidate_without_patterns(id: u32) {}
 
 #[tokio::test]
 async fn a_backend_without_patterns_still_deletes_exact_keys() {
     let cache = Cache::builder()
-        .backend(NoPatterns { inner: MemoryBackend::new(100) })
+        .backend(NoPatterns {
+            inner: MemoryBackend::new(100),
+        })
         .build();
     cacheside::register("no-patterns", cache.clone());
     seed(&cache, &["np:1", "np:count", "np:page:1"]).await;
     invalidate_without_patterns(1).await;
     assert!(!cache.exists("np:1").await.unwrap());
     assert!(!cache.exists("np:count").await.unwrap());
-    assert!(cache.exists("np:page:1").await.unwrap(), "pattern unsupported: left to expire");
-    assert!(matches!(cache.delete_pattern("np:*").await, Err(Error::PatternNotSupported { .. })));
+    assert!(
+        cache.exists("np:page:1").await.unwrap(),
+        "pattern unsupported: left to expire"
+    );
+    assert!(matches!(
+        cache.delete_pattern("np:*").await,
+        Err(Error::PatternNotSupported { .. })
+    ));
 }
 
 // --- fail-open -------------------------------------------------------------
@@ -376,8 +79,15 @@ async fn a_failing_store_fails_open() {
     let stats = cache.stats();
     assert!(stats.errors >= 20, "{stats:?}");
     // The circuit opened: the store saw far fewer calls than the 40 (get + set) made.
-    assert!(backend.calls.get() < 20, "breaker did not open: {} store calls", backend.calls.get());
-    assert!(matches!(cache.get::<u32>("fo:1").await, Err(Error::CircuitOpen { .. })));
+    assert!(
+        backend.calls.get() < 20,
+        "breaker did not open: {} store calls",
+        backend.calls.get()
+    );
+    assert!(matches!(
+        cache.get::<u32>("fo:1").await,
+        Err(Error::CircuitOpen { .. })
+    ));
 }
 
 #[tokio::test]
@@ -393,40 +103,6 @@ async fn a_hanging_store_is_bounded_by_the_op_timeout() {
         cache.get::<u32>("x").await,
         Err(Error::Timeout { .. } | Error::CircuitOpen { .. })
     ));
-}
-
-#[cacheside::cache(key = "corrupt:{id}")]
-async fn corrupt_target(id: u32) -> Widget {
-    Widget { id: id as u64, name: "fresh".into() }
-}
-
-#[tokio::test]
-async fn corrupt_or_foreign_bytes_are_a_miss_and_get_replaced() {
-    let cache = global();
-    // A value of another type under the macro's key…
-    cache.set("corrupt:1", &"not a widget", None).await.unwrap();
-    let errors = cache.stats().errors;
-    assert_eq!(corrupt_target(1).await.name, "fresh");
-    assert!(cache.stats().errors > errors, "counted as an error");
-    // …was replaced by the right one.
-    assert_eq!(cache.get::<Widget>("corrupt:1").await.unwrap().unwrap().name, "fresh");
-}
-
-#[cacheside::cache(key = "big:{n}")]
-async fn big_value(n: usize) -> Vec<u8> {
-    vec![7u8; n]
-}
-
-#[tokio::test]
-async fn values_over_the_size_limit_are_skipped_not_errors() {
-    let cache = global();
-    let skipped = cache.stats().skipped;
-    let v = big_value(5 * 1024 * 1024).await;
-    assert_eq!(v.len(), 5 * 1024 * 1024);
-    assert!(!cache.exists(&format!("big:{}", 5 * 1024 * 1024)).await.unwrap());
-    assert_eq!(cache.stats().skipped, skipped + 1);
-    let err = cache.set("big:direct", &v, None).await.unwrap_err();
-    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err}");
 }
 
 #[cacheside::cache(key = "unregistered", cache = "never-registered")]

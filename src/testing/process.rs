@@ -1,9 +1,55 @@
 //! Launching, signalling and stopping a server process for tests.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` so that the child dies with this process, even when the
+/// process panics, aborts or keeps the server in a `static` that is never dropped.
+///
+/// Linux delivers `PR_SET_PDEATHSIG` when the spawning *thread* exits, so every
+/// child is spawned from one long-lived thread rather than from the test thread.
+fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("cacheside-test-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    // SAFETY: prctl(2) is async-signal-safe; the closure touches no memory
+                    // shared with the parent and only asks for SIGKILL on parent death.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("start the test-server spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    cmd.stdin(Stdio::null());
+    sender
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send((cmd, reply_tx))
+        .map_err(|_| std::io::Error::other("test-server spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("test-server spawner thread is gone"))?
+}
 
 /// A free TCP port on 127.0.0.1 (bound and released; the OS does not reuse it at once).
 pub fn free_port() -> u16 {
@@ -32,7 +78,8 @@ pub fn require_binary(binary: &str, apt_package: &str) -> PathBuf {
     );
 }
 
-/// A server process on a fixed loopback port: killed on drop.
+/// A server process on a fixed loopback port: killed on drop, and in any case
+/// when the test process exits.
 #[derive(Debug)]
 pub struct ServerProcess {
     name: String,
@@ -57,12 +104,11 @@ impl ServerProcess {
     }
 
     fn launch(&mut self) {
-        let child = Command::new(&self.program)
-            .args(&self.args)
-            .stdin(Stdio::null())
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .stderr(Stdio::null());
+        let child = spawn_tied_to_process(cmd)
             .unwrap_or_else(|e| panic!("could not start {}: {e}", self.name));
         self.child = Some(child);
         self.wait_accepting(Duration::from_secs(10));
@@ -78,7 +124,10 @@ impl ServerProcess {
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{} exited before accepting connections: {status}", self.name);
+                    panic!(
+                        "{} exited before accepting connections: {status}",
+                        self.name
+                    );
                 }
             }
             assert!(

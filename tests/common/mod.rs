@@ -7,6 +7,21 @@ use std::time::Duration;
 
 use cacheside::{async_trait, Backend, Bytes, Error, Key};
 
+/// Runs `fut` on the one runtime this test binary shares: store connections
+/// (Redis, Memcached) are driven by the runtime that opened them, so every
+/// test of a binary must use the same one.
+pub fn run<F: std::future::Future>(fut: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime")
+    })
+    .block_on(fut)
+}
+
 /// Counts how often a body ran.
 #[derive(Clone, Debug, Default)]
 pub struct Calls(Arc<AtomicUsize>);
@@ -38,7 +53,10 @@ pub struct BrokenBackend {
 
 impl BrokenBackend {
     pub fn new(how: Breakage) -> Self {
-        BrokenBackend { how, calls: Calls::default() }
+        BrokenBackend {
+            how,
+            calls: Calls::default(),
+        }
     }
     async fn fail<T>(&self, op: &'static str) -> Result<T, Error> {
         self.calls.hit();
@@ -111,7 +129,9 @@ impl Backend for NoPatterns {
         self.inner.delete(key).await
     }
     async fn delete_pattern(&self, _ns: &str, _p: &str) -> Result<u64, Error> {
-        Err(Error::PatternNotSupported { backend: "no-patterns" })
+        Err(Error::PatternNotSupported {
+            backend: "no-patterns",
+        })
     }
     async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
         self.inner.exists(key).await

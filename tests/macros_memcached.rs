@@ -1,0 +1,29 @@
+//! The `#[cache]` / `#[invalidate]` suite against a real `memcached` started on
+//! a free loopback port for this test binary. Memcached cannot delete by
+//! pattern: the suite checks that the exact keys still go.
+
+mod common;
+mod macro_suite;
+
+use cacheside::backends::MemcachedBackend;
+use cacheside::testing::MemcachedServer;
+use cacheside::Cache;
+use tokio::sync::OnceCell;
+
+const PATTERNS: bool = false;
+
+async fn global() -> &'static Cache {
+    static SERVER: std::sync::OnceLock<MemcachedServer> = std::sync::OnceLock::new();
+    static CACHE: OnceCell<Cache> = OnceCell::const_new();
+    CACHE
+        .get_or_init(|| async {
+            let server = SERVER.get_or_init(MemcachedServer::start);
+            let backend = MemcachedBackend::connect([server.addr()])
+                .await
+                .expect("connect to the test memcached");
+            let cache = Cache::builder().backend(backend).namespace("t").build();
+            cacheside::init(cache.clone()).expect("first init in this binary");
+            cache
+        })
+        .await
+}
