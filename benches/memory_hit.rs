@@ -8,31 +8,9 @@ use std::sync::Arc;
 use cacheside::backends::MemoryBackend;
 use cacheside::Cache;
 use criterion::{criterion_group, criterion_main, Criterion};
-use serde::{Deserialize, Serialize};
+mod common;
 
-/// About 100 bytes encoded: a typical small DTO.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Widget {
-    id: u64,
-    owner_id: u64,
-    name: String,
-    sku: String,
-    price_cents: u32,
-    in_stock: bool,
-    tags: Vec<String>,
-}
-
-fn widget(id: u64) -> Widget {
-    Widget {
-        id,
-        owner_id: 42,
-        name: "Left-handed spanner".into(),
-        sku: "SP-000-LH".into(),
-        price_cents: 1999,
-        in_stock: true,
-        tags: vec!["tools".into(), "metal".into()],
-    }
-}
+use common::{widget, Widget};
 
 #[cacheside::cache(key_prefix = "widget", resource_id = "widget_id", expire = 3600)]
 async fn get_widget(widget_id: u64) -> Widget {
@@ -40,13 +18,21 @@ async fn get_widget(widget_id: u64) -> Widget {
 }
 
 fn hits(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
     cacheside::init(cache.clone()).expect("init once");
     let size = rt.block_on(async {
         get_widget(7).await; // warm: the next calls are hits
-        assert_eq!(cache.get::<Widget>("widget:7").await.expect("get"), Some(widget(7)));
-        cacheside::codec::encode_value(&cacheside::codec::MsgPack, &widget(7)).expect("encode").len()
+        assert_eq!(
+            cache.get::<Widget>("widget:7").await.expect("get"),
+            Some(widget(7))
+        );
+        cacheside::codec::encode_value(&cacheside::codec::MsgPack, &widget(7))
+            .expect("encode")
+            .len()
     });
     eprintln!("encoded Widget: {size} bytes (+11 bytes envelope)");
 
@@ -55,7 +41,8 @@ fn hits(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("memory_hit");
     group.bench_function("macro_hit", |b| {
-        b.to_async(&rt).iter(|| async { std::hint::black_box(get_widget(std::hint::black_box(7)).await) })
+        b.to_async(&rt)
+            .iter(|| async { std::hint::black_box(get_widget(std::hint::black_box(7)).await) })
     });
     group.bench_function("cache_get", |b| {
         b.to_async(&rt).iter(|| async {

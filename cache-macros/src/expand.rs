@@ -322,14 +322,42 @@ fn spec_static(args: &MacroArgs, fn_name: &str, krate: &TokenStream) -> TokenStr
     }
 }
 
+/// What both macros start from: checked arguments, parameters, names.
+struct Prepared {
+    errors: Errors,
+    args: MacroArgs,
+    info: FnInfo,
+    fn_name: String,
+    krate: TokenStream,
+}
+
+fn prepare(kind: Kind, attr_tokens: TokenStream, item: &ItemFn) -> Prepared {
+    let mut errors = Errors::default();
+    let args = attr::parse(kind, attr_tokens, &mut errors);
+    let name = match kind {
+        Kind::Cache => "#[cache]",
+        Kind::Invalidate => "#[invalidate]",
+    };
+    check_async(item, name, &mut errors);
+    let krate = krate(&args);
+    Prepared {
+        errors,
+        args,
+        info: fn_info(item),
+        fn_name: item.sig.ident.to_string(),
+        krate,
+    }
+}
+
 /// `#[cache]`.
 pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
-    let mut errors = Errors::default();
-    let args = attr::parse(Kind::Cache, attr_tokens, &mut errors);
-    check_async(&item, "#[cache]", &mut errors);
-    let info = fn_info(&item);
-    let fn_name = item.sig.ident.to_string();
-    let krate = krate(&args);
+    let Prepared {
+        mut errors,
+        args,
+        info,
+        fn_name,
+        krate,
+    } = prepare(Kind::Cache, attr_tokens, &item);
     let key = key_expr(&args, &info, &fn_name, &krate, &mut errors);
     let out = output(&item, &args, &mut errors);
     errors.finish()?;
@@ -433,12 +461,13 @@ fn strip_mut(pat: &mut Pat) {
 
 /// `#[invalidate]`.
 pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
-    let mut errors = Errors::default();
-    let args = attr::parse(Kind::Invalidate, attr_tokens, &mut errors);
-    check_async(&item, "#[invalidate]", &mut errors);
-    let info = fn_info(&item);
-    let fn_name = item.sig.ident.to_string();
-    let krate = krate(&args);
+    let Prepared {
+        mut errors,
+        args,
+        info,
+        fn_name,
+        krate,
+    } = prepare(Kind::Invalidate, attr_tokens, &item);
 
     let mut keys = Vec::new();
     let mut scratch = Vec::new();
