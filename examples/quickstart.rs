@@ -26,7 +26,10 @@ async fn query_widget(widget_id: u64) -> Result<Widget, NotFound> {
     if widget_id == 0 {
         return Err(NotFound(widget_id));
     }
-    Ok(Widget { id: widget_id, name: format!("widget #{widget_id}") })
+    Ok(Widget {
+        id: widget_id,
+        name: format!("widget #{widget_id}"),
+    })
 }
 
 #[cacheside::cache(key_prefix = "widget", resource_id = "widget_id", expire = 600)]
@@ -43,38 +46,55 @@ async fn rename_widget(widget_id: u64, name: &str) -> Result<(), NotFound> {
 async fn timed<T>(label: &str, f: impl std::future::Future<Output = T>) -> T {
     let start = Instant::now();
     let out = f.await;
-    println!("{label:<44} {:>10.3} ms", start.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "{label:<44} {:>10.3} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
     out
 }
 
 #[tokio::main]
 async fn main() -> Result<(), cacheside::Error> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
 
     // CACHE_BACKEND unset → in-memory store; CACHE_ENABLED=false would turn it all off.
     let cache = cacheside::init_from_env().await?;
     println!("backend: {}\n", cache.backend_name());
 
-    timed("get_widget(7), first call (miss)", get_widget(7)).await.expect("widget 7");
-    let w = timed("get_widget(7), second call (hit)", get_widget(7)).await.expect("widget 7");
+    timed("get_widget(7), first call (miss)", get_widget(7))
+        .await
+        .expect("widget 7");
+    let w = timed("get_widget(7), second call (hit)", get_widget(7))
+        .await
+        .expect("widget 7");
     println!("  -> {w:?}");
 
     // The provider API reads the entry the macro wrote, under the boilerplate's key format.
     let raw: Option<Widget> = cache.get("widget:7").await?;
     println!("cache.get(\"widget:7\") = {raw:?}");
-    println!("cache.ttl(\"widget:7\") = {:?}", cache.ttl("widget:7").await?.map(|d| d.as_secs()));
+    println!(
+        "cache.ttl(\"widget:7\") = {:?}",
+        cache.ttl("widget:7").await?.map(|d| d.as_secs())
+    );
 
     // Errors are never cached.
     if let Err(NotFound(id)) = timed("get_widget(0) (error, not cached)", get_widget(0)).await {
-        println!("  -> widget {id} not found; cached: {}", cache.exists("widget:0").await?);
+        println!(
+            "  -> widget {id} not found; cached: {}",
+            cache.exists("widget:0").await?
+        );
     }
 
     // A mutation invalidates; the next read is a miss again.
     rename_widget(7, "sprocket").await.expect("rename");
     println!("after rename, cached: {}", cache.exists("widget:7").await?);
-    timed("get_widget(7) after invalidation (miss)", get_widget(7)).await.expect("widget 7");
+    timed("get_widget(7) after invalidation (miss)", get_widget(7))
+        .await
+        .expect("widget 7");
 
     // The typed companion computes the same key from the same arguments.
     let entry = get_widget_cache_entry(7);
@@ -86,12 +106,20 @@ async fn main() -> Result<(), cacheside::Error> {
     for c in calls {
         c.await.expect("task").expect("widget 42");
     }
-    println!("20 concurrent first calls of get_widget(42): {:.0} ms in all", start.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "20 concurrent first calls of get_widget(42): {:.0} ms in all",
+        start.elapsed().as_secs_f64() * 1e3
+    );
 
     let s = cache.stats();
     println!(
         "\nstats: hits={} misses={} coalesced={} errors={} skipped={} (hit ratio {:.2})",
-        s.hits, s.misses, s.coalesced, s.errors, s.skipped, s.hit_ratio()
+        s.hits,
+        s.misses,
+        s.coalesced,
+        s.errors,
+        s.skipped,
+        s.hit_ratio()
     );
     Ok(())
 }

@@ -45,7 +45,8 @@
 pub use cache_core::{
     async_trait, codec, global, hash, init, is_enabled, named, pattern, register, set_enabled,
     Backend, BackendKind, Breaker, Bytes, Cache, CacheBuilder, Codec, Config, Entry, Error, Key,
-    NullBackend, Stats, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
+    NullBackend, Stats, DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
+    DEFAULT_TTL,
 };
 /// Cache-aside around an `async fn`: the key is built from the arguments, a hit
 /// returns the stored value, a miss runs the body (once per key, however many
@@ -146,8 +147,12 @@ pub mod backends {
     pub use cache_backends::connect;
     #[cfg(feature = "memory")]
     pub use cache_backends::MemoryBackend;
+    #[cfg(feature = "redis-cluster")]
+    pub use cache_backends::RedisClusterBackend;
     #[cfg(feature = "memcached")]
     pub use cache_backends::{MemcachedBackend, MemcachedOptions};
+    #[cfg(feature = "redis")]
+    pub use cache_backends::{RedisBackend, RedisOptions};
     pub use cache_core::NullBackend;
 }
 

@@ -17,7 +17,9 @@ async fn global() -> &'static Cache {
     CACHE
         .get_or_init(|| async {
             let server = SERVER.get_or_init(RedisServer::start);
-            let backend = RedisBackend::connect(&server.url()).await.expect("connect to the test redis-server");
+            let backend = RedisBackend::connect(&server.url())
+                .await
+                .expect("connect to the test redis-server");
             let cache = Cache::builder().backend(backend).namespace("t").build();
             cacheside::init(cache.clone()).expect("first init in this binary");
             cache

@@ -27,7 +27,9 @@ pub(crate) async fn choose(config: &Config) -> Result<Box<dyn Backend>, Error> {
                 tracing::info!("CACHE_BACKEND=auto: using Redis on 127.0.0.1:6379");
                 return Ok(b);
             }
-            Err(e) => tracing::info!(error = %e, "CACHE_BACKEND=auto: 127.0.0.1:6379 answered but Redis did not"),
+            Err(e) => {
+                tracing::info!(error = %e, "CACHE_BACKEND=auto: 127.0.0.1:6379 answered but Redis did not")
+            }
         }
     }
     #[cfg(feature = "memcached")]
@@ -39,7 +41,9 @@ pub(crate) async fn choose(config: &Config) -> Result<Box<dyn Backend>, Error> {
                 tracing::info!("CACHE_BACKEND=auto: using Memcached on 127.0.0.1:11211");
                 return Ok(b);
             }
-            Err(e) => tracing::info!(error = %e, "CACHE_BACKEND=auto: 127.0.0.1:11211 answered but Memcached did not"),
+            Err(e) => {
+                tracing::info!(error = %e, "CACHE_BACKEND=auto: 127.0.0.1:11211 answered but Memcached did not")
+            }
         }
     }
     let _ = answers; // used only when a network backend is compiled in

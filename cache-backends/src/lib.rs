@@ -2,7 +2,11 @@
 //!
 //! | feature | type | store |
 //! |---|---|---|
-//! | `memory` (default) | [`MemoryBackend`] | in-process, moka |
+//! | `memory` (default) | `MemoryBackend` | in-process, moka |
+//! | `redis` | `RedisBackend` | one Redis server (redis-rs `ConnectionManager`) |
+//! | `redis-cluster` | `RedisClusterBackend` | a Redis Cluster (redis-rs `cluster-async`) |
+//! | `tls` | | `rediss://` URLs for both Redis backends (rustls) |
+//! | `memcached` | `MemcachedBackend` | one or more Memcached servers (meta protocol) |
 //!
 //! [`connect`] builds the store a [`Config`] names (this is what
 //! `cacheside::init_from_env` calls).

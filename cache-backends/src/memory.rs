@@ -27,7 +27,12 @@ impl Stored {
 struct PerEntryTtl;
 
 impl Expiry<String, Stored> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &String, value: &Stored, created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Stored,
+        created_at: Instant,
+    ) -> Option<Duration> {
         value.remaining(created_at)
     }
     fn expire_after_update(
@@ -194,10 +199,16 @@ mod tests {
     #[tokio::test]
     async fn ttl_is_per_entry_and_reported() {
         let b = MemoryBackend::new(100);
-        b.set(k("short"), Bytes::from_static(b"1"), Some(Duration::from_secs(5)))
+        b.set(
+            k("short"),
+            Bytes::from_static(b"1"),
+            Some(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        b.set(k("forever"), Bytes::from_static(b"2"), None)
             .await
             .unwrap();
-        b.set(k("forever"), Bytes::from_static(b"2"), None).await.unwrap();
         let short = b.ttl(k("short")).await.unwrap().unwrap();
         assert!(short <= Duration::from_secs(5) && short > Duration::from_secs(3));
         assert_eq!(b.ttl(k("forever")).await.unwrap(), None);

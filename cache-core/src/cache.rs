@@ -20,6 +20,8 @@ use crate::Error;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// Default bound on one store operation (`CACHE_OP_TIMEOUT_MS`).
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default bound on `delete_pattern` and `clear`, which scan the store.
+pub const DEFAULT_BULK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default largest encoded value the cache writes (4 MiB).
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
 
@@ -101,6 +103,7 @@ struct Inner {
     prefix: String,
     default_ttl: Duration,
     op_timeout: Duration,
+    bulk_timeout: Duration,
     max_value_size: usize,
     counters: Counters,
     flights: Flights,
@@ -141,6 +144,7 @@ pub struct CacheBuilder {
     namespace: String,
     default_ttl: Duration,
     op_timeout: Duration,
+    bulk_timeout: Duration,
     max_value_size: usize,
     breaker: Breaker,
 }
@@ -153,6 +157,7 @@ impl Default for CacheBuilder {
             namespace: String::new(),
             default_ttl: DEFAULT_TTL,
             op_timeout: DEFAULT_OP_TIMEOUT,
+            bulk_timeout: DEFAULT_BULK_TIMEOUT,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             breaker: Breaker::default(),
         }
@@ -196,6 +201,13 @@ impl CacheBuilder {
         self
     }
 
+    /// Upper bound on [`Cache::delete_pattern`] and [`Cache::clear`], which
+    /// scan the store (default 30 s).
+    pub fn bulk_timeout(mut self, timeout: Duration) -> Self {
+        self.bulk_timeout = timeout;
+        self
+    }
+
     /// Largest encoded value written (default 4 MiB); the backend's own limit applies if lower.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
@@ -213,9 +225,9 @@ impl CacheBuilder {
     /// # Panics
     /// When no backend was given: that is a programming error, not a runtime condition.
     pub fn build(self) -> Cache {
-        let backend = self
-            .backend
-            .expect("CacheBuilder::build: call .backend(…) first (for example MemoryBackend::new(10_000))");
+        let backend = self.backend.expect(
+            "CacheBuilder::build: call .backend(…) first (for example MemoryBackend::new(10_000))",
+        );
         let max_value_size = backend
             .max_value_size()
             .map_or(self.max_value_size, |b| b.min(self.max_value_size));
@@ -231,6 +243,7 @@ impl CacheBuilder {
                 prefix,
                 default_ttl: self.default_ttl,
                 op_timeout: self.op_timeout,
+                bulk_timeout: self.bulk_timeout,
                 max_value_size,
                 counters: Counters::default(),
                 flights: Flights::default(),
@@ -307,10 +320,20 @@ impl Cache {
         }
     }
 
-    /// Runs one store operation under the timeout and the circuit breaker.
+    /// Runs one store operation under the op timeout and the circuit breaker.
     async fn guarded<T>(
         &self,
         op: &'static str,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        self.guarded_for(op, self.inner.op_timeout, fut).await
+    }
+
+    /// Like `guarded`, with an explicit bound (bulk operations get a longer one).
+    async fn guarded_for<T>(
+        &self,
+        op: &'static str,
+        limit: Duration,
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let inner = &*self.inner;
@@ -322,12 +345,12 @@ impl Cache {
         if matches!(admitted, Admit::Skip) {
             return Err(Error::CircuitOpen { backend });
         }
-        let result = match tokio::time::timeout(inner.op_timeout, fut).await {
+        let result = match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
                 backend,
                 op,
-                after: inner.op_timeout,
+                after: limit,
             }),
         };
         match &result {
@@ -388,7 +411,12 @@ impl Cache {
         })?;
         if bytes.len() > self.inner.max_value_size {
             bump(&self.inner.counters.skipped);
-            tracing::warn!(key = full, size = bytes.len(), limit = self.inner.max_value_size, "value over the cache's size limit; not stored");
+            tracing::warn!(
+                key = full,
+                size = bytes.len(),
+                limit = self.inner.max_value_size,
+                "value over the cache's size limit; not stored"
+            );
             return Ok(None);
         }
         Ok(Some(Bytes::from(bytes)))
@@ -479,7 +507,9 @@ impl Cache {
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64, Error> {
         self.guarded(
             "delete_pattern",
-            self.inner.backend.delete_pattern(&self.inner.prefix, pattern),
+            self.inner
+                .backend
+                .delete_pattern(&self.inner.prefix, pattern),
         )
         .await
     }
@@ -500,8 +530,12 @@ impl Cache {
 
     /// Removes every entry of this cache's namespace (all entries when it has none); other namespaces stay.
     pub async fn clear(&self) -> Result<u64, Error> {
-        self.guarded("clear", self.inner.backend.clear(&self.inner.prefix))
-            .await
+        self.guarded_for(
+            "clear",
+            self.inner.bulk_timeout,
+            self.inner.backend.clear(&self.inner.prefix),
+        )
+        .await
     }
 
     /// Checks that the store answers.

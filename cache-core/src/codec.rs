@@ -57,7 +57,9 @@ pub trait Codec: Send + Sync + 'static {
     fn decode(
         &self,
         bytes: &[u8],
-        visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+        visit: &mut dyn FnMut(
+            &mut dyn erased_serde::Deserializer<'_>,
+        ) -> Result<(), erased_serde::Error>,
     ) -> Result<(), CodecError>;
 
     /// Lets the built-in codecs skip type erasure on the hot path. Leave the default.
@@ -100,7 +102,9 @@ impl Codec for MsgPack {
     fn decode(
         &self,
         bytes: &[u8],
-        visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+        visit: &mut dyn FnMut(
+            &mut dyn erased_serde::Deserializer<'_>,
+        ) -> Result<(), erased_serde::Error>,
     ) -> Result<(), CodecError> {
         let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
         visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de))
@@ -133,7 +137,9 @@ impl Codec for Json {
     fn decode(
         &self,
         bytes: &[u8],
-        visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+        visit: &mut dyn FnMut(
+            &mut dyn erased_serde::Deserializer<'_>,
+        ) -> Result<(), erased_serde::Error>,
     ) -> Result<(), CodecError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         visit(&mut <dyn erased_serde::Deserializer>::erase(&mut de))
@@ -143,13 +149,20 @@ impl Codec for Json {
 }
 
 /// Encodes `value` with `codec` (no envelope).
-pub fn encode_value<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T) -> Result<Vec<u8>, CodecError> {
+pub fn encode_value<T: Serialize + ?Sized>(
+    codec: &dyn Codec,
+    value: &T,
+) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
     encode_into(codec, value, &mut out)?;
     Ok(out)
 }
 
-fn encode_into<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+fn encode_into<T: Serialize + ?Sized>(
+    codec: &dyn Codec,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     match codec.builtin() {
         Some(Builtin::MsgPack) => value
             .serialize(&mut rmp_serde::Serializer::new(out).with_struct_map())
@@ -165,7 +178,9 @@ pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Res
         Some(Builtin::MsgPack) => {
             return rmp_serde::from_slice(bytes).map_err(CodecError::from_display);
         }
-        Some(Builtin::Json) => return serde_json::from_slice(bytes).map_err(CodecError::from_display),
+        Some(Builtin::Json) => {
+            return serde_json::from_slice(bytes).map_err(CodecError::from_display)
+        }
         None => {}
     }
     let mut slot: Option<T> = None;
@@ -238,10 +253,14 @@ fn normalize_type_name(name: &str) -> String {
     let mut stack: Vec<bool> = Vec::new(); // for each open '[': is it a slice?
     while i < bytes.len() {
         let c = bytes[i] as char;
-        let at_word_start = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b':');
+        let at_word_start = i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b':');
         if at_word_start && plain[i..].starts_with("str") {
             let end = i + 3;
-            let at_word_end = end == bytes.len() || !(bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_');
+            let at_word_end =
+                end == bytes.len() || !(bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_');
             if at_word_end {
                 out.push_str("alloc::string::String");
                 i = end;
@@ -298,10 +317,15 @@ pub fn seal<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T) -> Result<Vec<u
 /// Checks the envelope and decodes the payload as `T`.
 pub fn open<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() < ENVELOPE_LEN {
-        return Err(CodecError(format!("{} bytes, shorter than the envelope", bytes.len())));
+        return Err(CodecError(format!(
+            "{} bytes, shorter than the envelope",
+            bytes.len()
+        )));
     }
     if bytes[0] != MAGIC || bytes[1] != FORMAT_VERSION {
-        return Err(CodecError("not a cacheside entry (or another format version)".into()));
+        return Err(CodecError(
+            "not a cacheside entry (or another format version)".into(),
+        ));
     }
     if bytes[2] != codec.id() {
         return Err(CodecError(format!(
@@ -367,12 +391,24 @@ mod tests {
 
     fn sample() -> Dto {
         let mut rest = BTreeMap::new();
-        rest.insert("zz_unknown".to_string(), serde_json::json!({"a": [1, 2, null]}));
+        rest.insert(
+            "zz_unknown".to_string(),
+            serde_json::json!({"a": [1, 2, null]}),
+        );
         Dto {
             id: 7,
-            meta: Meta { created_by: "ana".into(), note: None },
+            meta: Meta {
+                created_by: "ana".into(),
+                note: None,
+            },
             tags: vec![],
-            events: vec![Event::Created { id: 7 }, Event::Renamed { id: 7, name: "ñ 🚀".into() }],
+            events: vec![
+                Event::Created { id: 7 },
+                Event::Renamed {
+                    id: 7,
+                    name: "ñ 🚀".into(),
+                },
+            ],
             refs: vec![IdOrName::Id(1), IdOrName::Name("x".into())],
             extra: serde_json::json!({"nested": {"k": [true, 1.5, "s"]}, "n": -3}),
             rest,
@@ -417,13 +453,19 @@ mod tests {
         fn name(&self) -> &'static str {
             "erased-json"
         }
-        fn encode(&self, value: &dyn erased_serde::Serialize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        fn encode(
+            &self,
+            value: &dyn erased_serde::Serialize,
+            out: &mut Vec<u8>,
+        ) -> Result<(), CodecError> {
             Json.encode(value, out)
         }
         fn decode(
             &self,
             bytes: &[u8],
-            visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+            visit: &mut dyn FnMut(
+                &mut dyn erased_serde::Deserializer<'_>,
+            ) -> Result<(), erased_serde::Error>,
         ) -> Result<(), CodecError> {
             Json.decode(bytes, visit)
         }
@@ -449,11 +491,22 @@ mod tests {
 
     #[test]
     fn fingerprint_fast_path_agrees_with_normalizing() {
-        for name in ["app::Widget", "alloc::string::String", "alloc::vec::Vec<alloc::string::String>", "u8"] {
+        for name in [
+            "app::Widget",
+            "alloc::string::String",
+            "alloc::vec::Vec<alloc::string::String>",
+            "u8",
+        ] {
             assert!(!needs_normalizing(name), "{name}");
             assert_eq!(normalize_type_name(name), name);
         }
-        for name in ["&str", "str", "[u8]", "(u8, str)", "core::option::Option<&app::W>"] {
+        for name in [
+            "&str",
+            "str",
+            "[u8]",
+            "(u8, str)",
+            "core::option::Option<&app::W>",
+        ] {
             assert!(needs_normalizing(name), "{name}");
         }
     }

@@ -161,7 +161,11 @@ pub(crate) fn parse_bool(var: &'static str, value: &str) -> Result<bool, Error> 
     }
 }
 
-fn parse_num<T: FromStr>(var: &'static str, value: &str, allowed: &'static str) -> Result<T, Error> {
+fn parse_num<T: FromStr>(
+    var: &'static str,
+    value: &str,
+    allowed: &'static str,
+) -> Result<T, Error> {
     value.trim().parse().map_err(|_| Error::Config {
         var,
         value: value.to_owned(),
@@ -228,7 +232,11 @@ impl Config {
         }
         if let Some(v) = get("CACHE_REDIS_URL") {
             let v = v.trim().to_owned();
-            if !(v.starts_with("redis://") || v.starts_with("rediss://") || v.starts_with("redis+unix://") || v.starts_with("unix://")) {
+            if !(v.starts_with("redis://")
+                || v.starts_with("rediss://")
+                || v.starts_with("redis+unix://")
+                || v.starts_with("unix://"))
+            {
                 return Err(Error::Config {
                     var: "CACHE_REDIS_URL",
                     value: v,
@@ -303,7 +311,11 @@ mod tests {
     use super::*;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, Error> {
-        Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))
+        Config::from_lookup(|n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        })
     }
 
     #[test]
@@ -363,7 +375,10 @@ mod tests {
     fn lists_and_backend_names() {
         let c = cfg(&[
             ("CACHE_BACKEND", "Redis-Cluster"),
-            ("CACHE_REDIS_CLUSTER_NODES", "redis://127.0.0.1:7000, redis://127.0.0.1:7001,"),
+            (
+                "CACHE_REDIS_CLUSTER_NODES",
+                "redis://127.0.0.1:7000, redis://127.0.0.1:7001,",
+            ),
             ("CACHE_MEMCACHED_SERVERS", "127.0.0.1:11211,127.0.0.1:11212"),
         ])
         .unwrap();

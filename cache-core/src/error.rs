@@ -88,7 +88,9 @@ pub enum Error {
     },
 
     /// A value could not be encoded for the store.
-    #[error("could not encode the value with the {codec} codec: {message}; check its Serialize impl")]
+    #[error(
+        "could not encode the value with the {codec} codec: {message}; check its Serialize impl"
+    )]
     Encode {
         /// Codec name.
         codec: &'static str,
@@ -136,11 +138,7 @@ impl Error {
     /// let err = cache_core::Error::backend("mystore", "get", io);
     /// assert!(err.to_string().contains("mystore store error during get"));
     /// ```
-    pub fn backend(
-        backend: &'static str,
-        op: &'static str,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn backend(backend: &'static str, op: &'static str, source: impl Into<BoxError>) -> Self {
         Error::Backend {
             backend,
             op,

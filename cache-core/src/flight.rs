@@ -42,7 +42,10 @@ impl Flights {
 
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 

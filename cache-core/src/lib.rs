@@ -30,8 +30,8 @@ pub use async_trait::async_trait;
 pub use backend::{Backend, Key};
 pub use bytes::Bytes;
 pub use cache::{
-    Cache, CacheBuilder, CacheNone, Outcome, Plain, Stats, DEFAULT_MAX_VALUE_SIZE,
-    DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
+    Cache, CacheBuilder, CacheNone, Outcome, Plain, Stats, DEFAULT_BULK_TIMEOUT,
+    DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
 pub use config::{BackendKind, Config};

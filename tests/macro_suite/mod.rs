@@ -39,7 +39,7 @@ async fn get_widget(widget_id: u64) -> Result<Widget, AppError> {
 
 #[test]
 fn miss_then_hit_with_boilerplate_key_and_ttl() {
-        run(async {
+    run(async {
         let cache = global().await;
         let calls = GET_WIDGET.get_or_init(Calls::default);
         let before = calls.get();
@@ -78,7 +78,7 @@ fn miss_then_hit_with_boilerplate_key_and_ttl() {
 
 #[test]
 fn errors_are_not_cached() {
-        run(async {
+    run(async {
         global().await;
         let calls = GET_WIDGET.get_or_init(Calls::default);
         let before = calls.get();
@@ -107,7 +107,7 @@ async fn find_caching_none(name: &str) -> Option<u32> {
 
 #[test]
 fn option_caches_some_only_unless_asked() {
-        run(async {
+    run(async {
         global().await;
         let calls = FIND.get_or_init(Calls::default);
         assert_eq!(find("one").await, Some(1));
@@ -132,7 +132,7 @@ async fn never_cached() -> u32 {
 
 #[test]
 fn expire_zero_is_not_cached() {
-        run(async {
+    run(async {
         global().await;
         assert_eq!(never_cached().await, 1);
         assert_eq!(never_cached().await, 2);
@@ -147,7 +147,7 @@ async fn default_ttl() -> String {
 
 #[test]
 fn absent_expire_uses_the_caches_default_ttl() {
-        run(async {
+    run(async {
         let cache = global().await;
         default_ttl().await;
         let ttl = cache.ttl("default-ttl").await.unwrap().unwrap();
@@ -198,7 +198,7 @@ async fn localized(lang: &str, id: u32) -> String {
 
 #[test]
 fn destructured_reference_and_templated_arguments() {
-        run(async {
+    run(async {
         let cache = global().await;
         let db = Db {
             rows: vec!["a", "b", "c", "d", "e"],
@@ -232,7 +232,7 @@ async fn search(term: &str, limit: u8) -> Vec<String> {
 
 #[test]
 fn without_resource_id_the_key_hashes_every_argument() {
-        run(async {
+    run(async {
         global().await;
         let calls = HASHED.get_or_init(Calls::default);
         search("rust", 10).await;
@@ -275,7 +275,7 @@ async fn generic<T: ToString + Send>(id: u32, label: T) -> String {
 
 #[test]
 fn methods_and_generics() {
-        run(async {
+    run(async {
         global().await;
         let repo = Repo {
             calls: Calls::default(),
@@ -304,7 +304,7 @@ async fn slow(id: u32) -> u32 {
 
 #[test]
 fn concurrent_misses_run_the_body_once() {
-        run(async {
+    run(async {
         let cache = global().await;
         let before = cache.stats().coalesced;
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
@@ -349,7 +349,7 @@ pub async fn seed(cache: &Cache, keys: &[&str]) {
 
 #[test]
 fn invalidate_deletes_key_extra_and_patterns_after_success_only() {
-        run(async {
+    run(async {
         let cache = global().await;
         let keys = [
             "widget:9",
@@ -389,14 +389,18 @@ static SEEN_BEFORE: OnceLock<std::sync::Mutex<Option<bool>>> = OnceLock::new();
 
 #[cacheside::invalidate(key = "before:{id}", before = true)]
 async fn invalidate_first(id: u32) -> Result<(), AppError> {
-    let still_there = global().await.exists(&format!("before:{id}")).await.unwrap();
+    let still_there = global()
+        .await
+        .exists(&format!("before:{id}"))
+        .await
+        .unwrap();
     *SEEN_BEFORE.get_or_init(Default::default).lock().unwrap() = Some(still_there);
     Err(AppError("even on error, `before` already deleted"))
 }
 
 #[test]
 fn invalidate_before_runs_ahead_of_the_body() {
-        run(async {
+    run(async {
         let cache = global().await;
         seed(cache, &["before:1"]).await;
         assert!(invalidate_first(1).await.is_err());
@@ -414,7 +418,7 @@ async fn corrupt_target(id: u32) -> Widget {
 
 #[test]
 fn corrupt_or_foreign_bytes_are_a_miss_and_get_replaced() {
-        run(async {
+    run(async {
         let cache = global().await;
         // A value of another type under the macro's key…
         cache.set("corrupt:1", &"not a widget", None).await.unwrap();
@@ -441,7 +445,7 @@ async fn big_value(n: usize) -> Vec<u8> {
 
 #[test]
 fn values_over_the_size_limit_are_skipped_not_errors() {
-        run(async {
+    run(async {
         let cache = global().await;
         let skipped = cache.stats().skipped;
         let v = big_value(5 * 1024 * 1024).await;
@@ -455,4 +459,3 @@ fn values_over_the_size_limit_are_skipped_not_errors() {
         assert!(matches!(err, Error::ValueTooLarge { .. }), "{err}");
     });
 }
-

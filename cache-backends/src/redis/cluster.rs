@@ -1,0 +1,305 @@
+//! [`RedisClusterBackend`]: the same commands as [`RedisBackend`](super::RedisBackend), routed by slot.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use ::redis::io::tcp::TcpSettings;
+use ::redis::{cmd, Cmd, RedisError, Value};
+use async_trait::async_trait;
+use bytes::Bytes;
+use cache_core::{Backend, Error, Key};
+
+use super::{
+    connection_info, describe, glob_keeps, namespace_keeps, namespace_match, pttl_to_ttl,
+    redis_match, scan_cmd, set_cmd, unlink_cmd, RedisOptions,
+};
+
+const NAME: &str = "redis-cluster";
+
+/// A Redis Cluster as a cacheside store (feature `redis-cluster`).
+///
+/// Commands on one key go to the primary that owns its slot (redis-rs
+/// `cluster-async`, which follows `MOVED`/`ASK` and refreshes the slot map).
+/// [`delete_pattern`](Backend::delete_pattern) and [`clear`](Backend::clear)
+/// read the primaries from `CLUSTER SLOTS`, `SCAN` each of them, and `UNLINK`
+/// what matched (redis-rs splits a multi-key `UNLINK` by slot).
+///
+/// ```no_run
+/// use cache_backends::RedisClusterBackend;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let nodes = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"];
+/// let cluster = RedisClusterBackend::connect(&nodes).await?;
+/// let cache = cache_core::Cache::builder().backend(cluster).build();
+/// cache.set("widget:7", &"spanner", None).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisClusterBackend {
+    conn: ClusterConnection,
+    seeds: Vec<String>,
+}
+
+impl std::fmt::Debug for RedisClusterBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClusterBackend")
+            .field("seeds", &self.seeds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisClusterBackend {
+    /// Connects to the cluster that the seed nodes belong to, with [`RedisOptions::default`].
+    ///
+    /// Each seed is a URL (`redis://host:port`, `rediss://…` with the `tls`
+    /// feature) or a bare `host:port`; every seed must carry the same password.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cluster = cache_backends::RedisClusterBackend::connect(&["127.0.0.1:7000"]).await?;
+    /// # let _ = cluster; Ok(()) }
+    /// ```
+    pub async fn connect<S: AsRef<str>>(nodes: &[S]) -> Result<Self, Error> {
+        Self::connect_with(nodes, RedisOptions::default()).await
+    }
+
+    /// Like [`connect`](RedisClusterBackend::connect), with explicit timeouts.
+    ///
+    /// `max_reconnect_delay` bounds the wait between the client's retries of a
+    /// command, and `reconnect_attempts` their number.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_backends::{RedisClusterBackend, RedisOptions};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let options = RedisOptions { response_timeout: Duration::from_millis(100), ..Default::default() };
+    /// let cluster = RedisClusterBackend::connect_with(&["redis://127.0.0.1:7000"], options).await?;
+    /// # let _ = cluster; Ok(()) }
+    /// ```
+    pub async fn connect_with<S: AsRef<str>>(
+        nodes: &[S],
+        options: RedisOptions,
+    ) -> Result<Self, Error> {
+        if nodes.is_empty() {
+            return Err(Error::backend(
+                NAME,
+                "connect",
+                "no cluster nodes given; pass at least one node URL such as redis://127.0.0.1:7000",
+            ));
+        }
+        let mut infos = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            infos.push(connection_info(NAME, node.as_ref())?);
+        }
+        let seeds = infos.iter().map(describe).collect();
+        let max_wait = u64::try_from(options.max_reconnect_delay.as_millis()).unwrap_or(u64::MAX);
+        let builder = ClusterClientBuilder::new(infos);
+        let builder = match &options.tls_root_cert {
+            None => builder,
+            #[cfg(feature = "tls")]
+            Some(pem) => builder.certs(::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            }),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => return Err(super::tls_not_compiled()),
+        };
+        let client = builder
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.response_timeout)
+            .retries(u32::try_from(options.reconnect_attempts).unwrap_or(u32::MAX))
+            .max_retry_wait(max_wait)
+            .min_retry_wait(max_wait.min(10))
+            .tcp_settings(TcpSettings::default().set_nodelay(true))
+            .build()
+            .map_err(|e| Error::backend(NAME, "connect", e))?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| Error::backend(NAME, "connect", e))?;
+        Ok(RedisClusterBackend { conn, seeds })
+    }
+
+    async fn query<T: ::redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        command: &Cmd,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.clone();
+        command
+            .query_async(&mut conn)
+            .await
+            .map_err(|e: RedisError| Error::backend(NAME, op, e))
+    }
+
+    /// One slot owned by each primary, from `CLUSTER SLOTS`.
+    async fn one_slot_per_primary(&self, op: &'static str) -> Result<Vec<u16>, Error> {
+        let reply: Value = self.query(op, cmd("CLUSTER").arg("SLOTS")).await?;
+        primaries_from_cluster_slots(reply).map_err(|msg| Error::backend(NAME, op, msg))
+    }
+
+    /// SCANs every primary with `redis_match` and UNLINKs the keys `keep` accepts.
+    async fn scan_unlink(
+        &self,
+        op: &'static str,
+        redis_match: &str,
+        keep: impl Fn(&[u8]) -> bool + Send + Sync,
+    ) -> Result<u64, Error> {
+        let mut removed = 0u64;
+        for slot in self.one_slot_per_primary(op).await? {
+            let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                slot,
+                SlotAddr::Master,
+            )));
+            let mut cursor: u64 = 0;
+            loop {
+                let mut conn = self.conn.clone();
+                let reply = conn
+                    .route_command(scan_cmd(cursor, redis_match), node.clone())
+                    .await
+                    .map_err(|e| Error::backend(NAME, op, e))?;
+                let (next, keys): (u64, Vec<Vec<u8>>) =
+                    ::redis::from_redis_value(reply).map_err(|e| Error::backend(NAME, op, e))?;
+                if let Some(unlink) = unlink_cmd(keys.iter().filter(|k| keep(k))) {
+                    removed += self.query::<u64>(op, &unlink).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The first slot of each primary in a `CLUSTER SLOTS` reply
+/// (`[[start, end, [host, port, id, …], replicas…], …]`), one per primary.
+fn primaries_from_cluster_slots(reply: Value) -> Result<Vec<u16>, String> {
+    let Value::Array(ranges) = reply else {
+        return Err(format!("unexpected CLUSTER SLOTS reply: {reply:?}"));
+    };
+    // Primary (id, or host:port when the id is missing) → lowest slot it serves.
+    let mut primaries: BTreeMap<String, u16> = BTreeMap::new();
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            return Err("unexpected CLUSTER SLOTS entry (not an array)".into());
+        };
+        let (Some(Value::Int(start)), Some(Value::Array(primary))) =
+            (fields.first(), fields.get(2))
+        else {
+            return Err("unexpected CLUSTER SLOTS entry (no start slot or primary)".into());
+        };
+        let slot = u16::try_from(*start)
+            .ok()
+            .filter(|s| *s < 16384)
+            .ok_or_else(|| format!("CLUSTER SLOTS names slot {start}, outside 0..16384"))?;
+        let identity = match (primary.get(2), primary.first(), primary.get(1)) {
+            (Some(Value::BulkString(id)), _, _) => String::from_utf8_lossy(id).into_owned(),
+            (_, Some(Value::BulkString(host)), Some(Value::Int(port))) => {
+                format!("{}:{port}", String::from_utf8_lossy(host))
+            }
+            _ => return Err("unexpected CLUSTER SLOTS primary entry".into()),
+        };
+        let entry = primaries.entry(identity).or_insert(slot);
+        *entry = (*entry).min(slot);
+    }
+    if primaries.is_empty() {
+        return Err("CLUSTER SLOTS lists no slots: the cluster is not formed yet".into());
+    }
+    Ok(primaries.into_values().collect())
+}
+
+#[async_trait]
+impl Backend for RedisClusterBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+        let v: Option<Vec<u8>> = self.query("get", cmd("GET").arg(key.as_str())).await?;
+        Ok(v.map(Bytes::from))
+    }
+
+    async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
+        self.query::<()>("set", &set_cmd(key.as_str(), &value, ttl))
+            .await
+    }
+
+    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+        let n: u64 = self
+            .query("delete", cmd("UNLINK").arg(key.as_str()))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
+        self.scan_unlink("delete_pattern", &redis_match(namespace, glob), |k| {
+            glob_keeps(namespace, glob, k)
+        })
+        .await
+    }
+
+    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+        let n: u64 = self
+            .query("exists", cmd("EXISTS").arg(key.as_str()))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
+        let ms: i64 = self.query("ttl", cmd("PTTL").arg(key.as_str())).await?;
+        Ok(pttl_to_ttl(ms))
+    }
+
+    async fn clear(&self, namespace: &str) -> Result<u64, Error> {
+        self.scan_unlink("clear", &namespace_match(namespace), |k| {
+            namespace_keeps(namespace, k)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        // Routed to every primary; fails when one of them does not answer.
+        let _: Value = self.query("ping", &cmd("PING")).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(host: &str, port: i64, id: &str) -> Value {
+        Value::Array(vec![
+            Value::BulkString(host.as_bytes().to_vec()),
+            Value::Int(port),
+            Value::BulkString(id.as_bytes().to_vec()),
+        ])
+    }
+
+    #[test]
+    fn one_slot_per_primary() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![Value::Int(0), Value::Int(5460), node("h", 1, "a")]),
+            Value::Array(vec![Value::Int(5461), Value::Int(10922), node("h", 2, "b")]),
+            Value::Array(vec![
+                Value::Int(12000),
+                Value::Int(16383),
+                node("h", 1, "a"),
+            ]),
+            Value::Array(vec![
+                Value::Int(10923),
+                Value::Int(11999),
+                node("h", 3, "c"),
+            ]),
+        ]);
+        let mut slots = primaries_from_cluster_slots(reply).unwrap();
+        slots.sort_unstable();
+        assert_eq!(slots, vec![0, 5461, 10923]);
+        assert!(primaries_from_cluster_slots(Value::Array(vec![])).is_err());
+        assert!(primaries_from_cluster_slots(Value::Nil).is_err());
+    }
+}

@@ -1,0 +1,546 @@
+//! Redis stores: [`RedisBackend`] for one server (feature `redis`) and
+//! [`RedisClusterBackend`] for a Redis Cluster (feature `redis-cluster`).
+//!
+//! Both speak the same commands: `SET key value PX ms`, `GET`, `UNLINK`,
+//! `EXISTS`, `PTTL`, and `SCAN MATCH … COUNT 500` + `UNLINK` in batches for
+//! [`delete_pattern`](cache_core::Backend::delete_pattern) and
+//! [`clear`](cache_core::Backend::clear) (never `KEYS`, never `FLUSHDB`).
+//! `rediss://` URLs need the `tls` feature.
+
+use std::time::Duration;
+
+use ::redis::{cmd, Cmd, IntoConnectionInfo, RedisError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use cache_core::{pattern, Backend, Config, Error, Key};
+
+#[cfg(feature = "redis-cluster")]
+mod cluster;
+#[cfg(feature = "redis-cluster")]
+pub use cluster::RedisClusterBackend;
+
+/// Keys asked for per `SCAN` step.
+pub(crate) const SCAN_COUNT: usize = 500;
+
+/// The name single-node Redis errors carry.
+const NAME: &str = "redis";
+
+type Prepared = (
+    ::redis::Client,
+    ::redis::aio::ConnectionManagerConfig,
+    String,
+);
+
+/// Connection settings of [`RedisBackend::connect_with`] (and of the cluster backend).
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_backends::RedisOptions;
+/// let options = RedisOptions {
+///     response_timeout: Duration::from_millis(100),
+///     ..RedisOptions::default()
+/// };
+/// assert_eq!(options.connect_timeout, Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Bound on each attempt to open a connection (TCP, TLS, `AUTH`, `SELECT`). Default 1 s.
+    pub connect_timeout: Duration,
+    /// Bound on each command's answer. Default 250 ms, like the cache's operation timeout.
+    pub response_timeout: Duration,
+    /// Longest pause between reconnection attempts after the server went away. Default 1 s.
+    pub max_reconnect_delay: Duration,
+    /// Reconnection attempts in one round (each failed command starts a new round). Default 6.
+    pub reconnect_attempts: usize,
+    /// PEM certificate(s) of the CA that signed the server's certificate, for
+    /// `rediss://` servers with a private CA; `None` trusts the system roots.
+    /// Needs the `tls` feature.
+    pub tls_root_cert: Option<Vec<u8>>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: cache_core::DEFAULT_OP_TIMEOUT,
+            max_reconnect_delay: Duration::from_secs(1),
+            reconnect_attempts: 6,
+            tls_root_cert: None,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// The options `connect_from_config` uses: answers bounded by `CACHE_OP_TIMEOUT_MS`,
+    /// connection attempts by the same value but at least one second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut config = cache_core::Config::default();
+    /// config.op_timeout = Duration::from_millis(80);
+    /// let options = cache_backends::RedisOptions::from_config(&config);
+    /// assert_eq!(options.response_timeout, Duration::from_millis(80));
+    /// assert_eq!(options.connect_timeout, Duration::from_secs(1));
+    /// ```
+    pub fn from_config(config: &Config) -> Self {
+        RedisOptions {
+            connect_timeout: config.op_timeout.max(Duration::from_secs(1)),
+            response_timeout: config.op_timeout,
+            ..RedisOptions::default()
+        }
+    }
+}
+
+/// A Redis server as a cacheside store (feature `redis`).
+///
+/// One multiplexed connection (redis-rs `ConnectionManager`, `TCP_NODELAY`)
+/// shared by every clone; when the server goes away it reconnects in the
+/// background with exponential backoff, and the cache fails open meanwhile.
+/// Password and database come from the URL:
+/// `redis://[[user]:password@]host:port/db`, `rediss://…` with the `tls` feature.
+///
+/// ```no_run
+/// use cache_backends::RedisBackend;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let redis = RedisBackend::connect("redis://127.0.0.1:6379/0").await?;
+/// let cache = cache_core::Cache::builder().backend(redis).namespace("shop").build();
+/// cache.set("widget:7", &"spanner", None).await?;
+/// assert_eq!(cache.delete_pattern("widget:*").await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    conn: ::redis::aio::ConnectionManager,
+    target: String,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("server", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adds `redis://` to a bare `host:port`.
+pub(crate) fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("redis://{url}")
+    }
+}
+
+/// Parses a URL and applies the TCP settings every connection uses.
+pub(crate) fn connection_info(
+    backend: &'static str,
+    url: &str,
+) -> Result<::redis::ConnectionInfo, Error> {
+    let url = normalize_url(url);
+    #[cfg(not(feature = "tls"))]
+    if url.starts_with("rediss://") || url.starts_with("valkeys://") {
+        return Err(tls_not_compiled());
+    }
+    let info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| Error::backend(backend, "connect", e))?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    Ok(info.set_tcp_settings(tcp))
+}
+
+/// The redis-rs client for one server, with the CA of `options` when given.
+pub(crate) fn client(
+    backend: &'static str,
+    info: ::redis::ConnectionInfo,
+    options: &RedisOptions,
+) -> Result<::redis::Client, Error> {
+    let connect_error = |e| Error::backend(backend, "connect", e);
+    match &options.tls_root_cert {
+        None => ::redis::Client::open(info).map_err(connect_error),
+        #[cfg(feature = "tls")]
+        Some(pem) => ::redis::Client::build_with_tls(
+            info,
+            ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        )
+        .map_err(connect_error),
+        #[cfg(not(feature = "tls"))]
+        Some(_) => Err(tls_not_compiled()),
+    }
+}
+
+/// The error for `rediss://` (or a TLS option) without the `tls` feature.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn tls_not_compiled() -> Error {
+    Error::BackendNotCompiled {
+        backend: "redis over TLS (rediss://)".into(),
+        feature: "tls",
+    }
+}
+
+/// `host:port` of a connection, without password, for logs and `Debug`.
+pub(crate) fn describe(info: &::redis::ConnectionInfo) -> String {
+    match info.addr() {
+        ::redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+        other => other.to_string(),
+    }
+}
+
+impl RedisBackend {
+    /// Connects to the server at `url` with [`RedisOptions::default`].
+    ///
+    /// Fails with [`Error::Backend`] when the URL is malformed or the server
+    /// cannot be reached (after the reconnection attempts of the options).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let redis = cache_backends::RedisBackend::connect("redis://:secret@127.0.0.1:6379/2").await?;
+    /// # let _ = redis; Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Connects to the server at `url` with the given timeouts and reconnection policy.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_backends::{RedisBackend, RedisOptions};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let redis = RedisBackend::connect_with(
+    ///     "redis://127.0.0.1:6379/0",
+    ///     RedisOptions { connect_timeout: Duration::from_millis(500), ..RedisOptions::default() },
+    /// )
+    /// .await?;
+    /// # let _ = redis; Ok(()) }
+    /// ```
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, Error> {
+        let (client, config, target) = Self::prepare(url, &options)?;
+        let conn = ::redis::aio::ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| Error::backend(NAME, "connect", e))?;
+        Ok(RedisBackend { conn, target })
+    }
+
+    /// Like [`connect_with`](RedisBackend::connect_with), but returns at once
+    /// and connects on first use: for services that must start while Redis is
+    /// down (the cache fails open until it answers). Only a malformed URL is
+    /// an error here; a wrong host or password shows up as store errors later.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// use cache_backends::{RedisBackend, RedisOptions};
+    /// let redis = RedisBackend::connect_lazy("redis://127.0.0.1:6379/0", RedisOptions::default()).await?;
+    /// # let _ = redis; Ok(()) }
+    /// ```
+    pub async fn connect_lazy(url: &str, options: RedisOptions) -> Result<Self, Error> {
+        let (client, config, target) = Self::prepare(url, &options)?;
+        let conn = ::redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| Error::backend(NAME, "connect", e))?;
+        Ok(RedisBackend { conn, target })
+    }
+
+    /// The client, manager settings and display name for `url`.
+    fn prepare(url: &str, options: &RedisOptions) -> Result<Prepared, Error> {
+        let info = connection_info(NAME, url)?;
+        let target = describe(&info);
+        let client = client(NAME, info, options)?;
+        let config = ::redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout))
+            .set_max_delay(options.max_reconnect_delay)
+            .set_number_of_retries(options.reconnect_attempts);
+        Ok((client, config, target))
+    }
+
+    async fn query<T: ::redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        command: &Cmd,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.clone();
+        command
+            .query_async(&mut conn)
+            .await
+            .map_err(|e: RedisError| Error::backend(NAME, op, e))
+    }
+
+    /// SCANs the whole keyspace with `redis_match`, UNLINKs the keys `keep` accepts, page by page.
+    async fn scan_unlink(
+        &self,
+        op: &'static str,
+        redis_match: &str,
+        keep: impl Fn(&[u8]) -> bool + Send + Sync,
+    ) -> Result<u64, Error> {
+        let mut cursor: u64 = 0;
+        let mut removed = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                self.query(op, &scan_cmd(cursor, redis_match)).await?;
+            if let Some(unlink) = unlink_cmd(keys.iter().filter(|k| keep(k))) {
+                removed += self.query::<u64>(op, &unlink).await?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// `SCAN cursor MATCH pattern COUNT 500`.
+pub(crate) fn scan_cmd(cursor: u64, redis_match: &str) -> Cmd {
+    let mut c = cmd("SCAN");
+    c.arg(cursor)
+        .arg("MATCH")
+        .arg(redis_match)
+        .arg("COUNT")
+        .arg(SCAN_COUNT);
+    c
+}
+
+/// `UNLINK k1 k2 …`, or `None` when there is nothing to unlink.
+pub(crate) fn unlink_cmd<'k>(keys: impl Iterator<Item = &'k Vec<u8>>) -> Option<Cmd> {
+    let mut c = cmd("UNLINK");
+    let mut any = false;
+    for k in keys {
+        c.arg(k.as_slice());
+        any = true;
+    }
+    any.then_some(c)
+}
+
+/// `SET key value [PX ms]`.
+pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> Cmd {
+    let mut c = cmd("SET");
+    c.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        c.arg("PX").arg(ttl_millis(ttl));
+    }
+    c
+}
+
+/// Milliseconds for `PX`: at least 1 (Redis rejects 0), at most about 146 million years.
+pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
+    let ms = ttl.as_millis().clamp(1, 1u128 << 62);
+    ms as u64
+}
+
+/// What `PTTL` answers, as a remaining TTL: `-2` (absent) and `-1` (no expiry) are `None`.
+pub(crate) fn pttl_to_ttl(ms: i64) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+/// The Redis `MATCH` pattern for keys `namespace` + local part matching `glob`.
+///
+/// The namespace is escaped so that its `*`, `?`, `[` stay literal. Redis's
+/// `?` matches one *byte* while cacheside's matches one *character*, so `?`
+/// is widened to `*` here and the exact glob is applied to every key the
+/// scan returns (see [`glob_keeps`]).
+pub(crate) fn redis_match(namespace: &str, glob: &str) -> String {
+    let mut out = pattern::to_redis(&pattern::escape(namespace));
+    let translated = pattern::to_redis(glob);
+    let mut chars = translated.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push('\\');
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            '?' => out.push('*'),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The `MATCH` pattern of every key under `namespace` (`*` when empty).
+pub(crate) fn namespace_match(namespace: &str) -> String {
+    let mut out = pattern::to_redis(&pattern::escape(namespace));
+    out.push('*');
+    out
+}
+
+/// True when the store key `key` is `namespace` + a local part matching `glob`.
+pub(crate) fn glob_keeps(namespace: &str, glob: &str, key: &[u8]) -> bool {
+    std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| k.strip_prefix(namespace))
+        .is_some_and(|local| pattern::matches(glob, local))
+}
+
+/// True when the store key `key` lies under `namespace`.
+pub(crate) fn namespace_keeps(namespace: &str, key: &[u8]) -> bool {
+    key.starts_with(namespace.as_bytes())
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+        let v: Option<Vec<u8>> = self.query("get", cmd("GET").arg(key.as_str())).await?;
+        Ok(v.map(Bytes::from))
+    }
+
+    async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
+        self.query::<()>("set", &set_cmd(key.as_str(), &value, ttl))
+            .await
+    }
+
+    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+        let n: u64 = self
+            .query("delete", cmd("UNLINK").arg(key.as_str()))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
+        self.scan_unlink("delete_pattern", &redis_match(namespace, glob), |k| {
+            glob_keeps(namespace, glob, k)
+        })
+        .await
+    }
+
+    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+        let n: u64 = self
+            .query("exists", cmd("EXISTS").arg(key.as_str()))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
+        let ms: i64 = self.query("ttl", cmd("PTTL").arg(key.as_str())).await?;
+        Ok(pttl_to_ttl(ms))
+    }
+
+    async fn clear(&self, namespace: &str) -> Result<u64, Error> {
+        self.scan_unlink("clear", &namespace_match(namespace), |k| {
+            namespace_keeps(namespace, k)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        let pong: String = self.query("ping", &cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(Error::backend(
+                NAME,
+                "ping",
+                format!("server answered {pong:?} to PING instead of \"PONG\""),
+            ))
+        }
+    }
+}
+
+/// Connects the server `config.redis_url` names (what `CACHE_BACKEND=redis` uses).
+///
+/// A server that does not answer at startup does not stop the service: the
+/// backend connects lazily and the cache fails open until Redis answers
+/// (logged). A malformed URL is still an error.
+pub(crate) async fn connect_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
+    let options = RedisOptions::from_config(config);
+    let backend = match RedisBackend::connect_with(&config.redis_url, options.clone()).await {
+        Ok(backend) => {
+            tracing::debug!(server = %backend.target, "connected to Redis");
+            backend
+        }
+        Err(e) if is_unreachable(&e) => {
+            let backend = RedisBackend::connect_lazy(&config.redis_url, options).await?;
+            tracing::warn!(server = %backend.target, error = %e, "Redis did not answer at startup; starting anyway, cached calls run uncached until it does");
+            backend
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Box::new(backend))
+}
+
+/// True when `e` says the server could not be reached (down, refused, timed
+/// out), as opposed to a server that answered and refused us (bad password,
+/// bad database): only the former may start lazily.
+fn is_unreachable(e: &Error) -> bool {
+    match e {
+        Error::Timeout { .. } => true,
+        Error::Backend { source, .. } => {
+            source
+                .downcast_ref::<::redis::RedisError>()
+                .is_some_and(|r| {
+                    r.is_io_error()
+                        || r.is_connection_refusal()
+                        || r.is_timeout()
+                        || r.is_connection_dropped()
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Connects the cluster `config.redis_cluster_nodes` names (what `CACHE_BACKEND=redis-cluster` uses).
+#[cfg(feature = "redis-cluster")]
+pub(crate) async fn cluster_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
+    if config.redis_cluster_nodes.is_empty() {
+        return Err(Error::Config {
+            var: "CACHE_REDIS_CLUSTER_NODES",
+            value: String::new(),
+            allowed: "comma-separated node URLs, e.g. redis://10.0.0.1:7000,redis://10.0.0.2:7000",
+        });
+    }
+    let backend = RedisClusterBackend::connect_with(
+        &config.redis_cluster_nodes,
+        RedisOptions::from_config(config),
+    )
+    .await?;
+    Ok(Box::new(backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_glob_chars_stay_literal() {
+        assert_eq!(redis_match("a*b?:", "x*"), r"a\*b\?:x*");
+        assert_eq!(redis_match("[t]:", "p:?"), r"\[t\]:p:*");
+        assert_eq!(redis_match("ns:", r"lit\*"), r"ns:lit\*");
+        assert_eq!(redis_match("ns:", r"lit\?"), r"ns:lit\?");
+        assert_eq!(redis_match(r"back\slash:", "*"), r"back\\slash:*");
+        assert_eq!(namespace_match(""), "*");
+        assert_eq!(namespace_match("t*:"), r"t\*:*");
+    }
+
+    #[test]
+    fn exact_filter_applies_the_cacheside_glob() {
+        assert!(glob_keeps("n:", "k:?", "n:k:я".as_bytes()));
+        assert!(!glob_keeps("n:", "k:?", "n:k:яя".as_bytes()));
+        assert!(!glob_keeps("n:", "k:*", b"m:k:1"));
+        assert!(!glob_keeps("n:", "k:*", b"n:k\xff"));
+        assert!(namespace_keeps("", b"anything"));
+        assert!(!namespace_keeps("a:", b"b:a:"));
+    }
+
+    #[test]
+    fn ttl_conversions() {
+        assert_eq!(ttl_millis(Duration::ZERO), 1);
+        assert_eq!(ttl_millis(Duration::from_secs(2)), 2000);
+        assert_eq!(ttl_millis(Duration::MAX), 1 << 62);
+        assert_eq!(pttl_to_ttl(-2), None);
+        assert_eq!(pttl_to_ttl(-1), None);
+        assert_eq!(pttl_to_ttl(1500), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn bare_addresses_get_a_scheme() {
+        assert_eq!(normalize_url("127.0.0.1:7000"), "redis://127.0.0.1:7000");
+        assert_eq!(normalize_url(" rediss://h:1/0 "), "rediss://h:1/0");
+    }
+}

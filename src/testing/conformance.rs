@@ -1,0 +1,827 @@
+//! The conformance suite: what every cacheside store must do, checked through the [`Cache`] API.
+//!
+//! The built-in memory, Redis, Redis Cluster and Memcached backends all pass
+//! it. Run it against your own [`Backend`](crate::Backend) to check that the
+//! macros and the provider API will behave the same on it.
+//!
+//! You give [`run`] a factory: `make(namespace)` returns a [`Cache`] with that
+//! namespace over **one shared store** (each call must reach the same data).
+//! Every check asks for its own fresh, unique namespaces, so checks never see
+//! each other's keys and can share one server; [`Capabilities`] says what the
+//! store cannot do (pattern deletion), and the suite then checks that it says
+//! so clearly instead. Each check is also a public function, to run one at a
+//! time. A failing check panics with a message that starts with its name.
+//!
+//! Run it from an integration test with a multi-threaded runtime (the
+//! concurrency checks spawn tasks):
+//!
+//! ```no_run
+//! use cacheside::{testing::conformance, Cache};
+//!
+//! # #[cfg(feature = "memory")]
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//! async fn my_backend_conforms() {
+//!     // Your store here; one instance, shared by every namespace.
+//!     let store = cacheside::backends::MemoryBackend::new(100_000);
+//!     let make = move |namespace: &str| {
+//!         let cache = Cache::builder()
+//!             .backend(store.clone())
+//!             .namespace(namespace)
+//!             .build();
+//!         async move { cache }
+//!     };
+//!     conformance::run(make, conformance::Capabilities { patterns: true }).await;
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! Checks: [`round_trip`], [`overwrite`], [`delete_reports_presence`],
+//! [`exists`], [`ttl_reported`], [`ttl_expiry`], [`delete_pattern`],
+//! [`namespaces_isolated`], [`clear_namespace`], [`binary_and_empty_values`],
+//! [`unicode_keys`], [`hostile_keys`], [`large_values`],
+//! [`concurrent_writers`], [`single_flight`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::{Cache, Error};
+
+/// What the store under test can do; the suite checks the rest is refused cleanly.
+///
+/// ```
+/// let caps = cacheside::testing::conformance::Capabilities { patterns: false };
+/// assert!(!caps.patterns);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `delete_pattern` works; when false it must return [`Error::PatternNotSupported`] and delete nothing.
+    pub patterns: bool,
+}
+
+/// A namespace no other check (and no other run) uses: `cf-<check>-<pid>-<n>-<time>`.
+fn fresh_namespace(check: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "cf-{check}-{}-{}-{nanos:x}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn cache_for<F, Fut>(make: &F, check: &str) -> Cache
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    let ns = fresh_namespace(check);
+    let cache = make(&ns).await;
+    assert_eq!(
+        cache.namespace(),
+        ns,
+        "[{check}] the factory must return a Cache with the namespace it was given"
+    );
+    cache
+}
+
+/// Unwraps a store result, naming the check and the step on failure.
+fn ok<T>(check: &str, step: &str, r: Result<T, Error>) -> T {
+    r.unwrap_or_else(|e| panic!("[{check}] {step} failed: {e}"))
+}
+
+/// Runs every check, one after the other, and panics on the first failure.
+///
+/// `make(namespace)` must return a [`Cache`] with that namespace over the one
+/// store under test. Each check prints its name and duration to stderr.
+///
+/// ```
+/// use cacheside::{testing::conformance, Cache};
+/// # #[cfg(feature = "memory")]
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() {
+/// let store = cacheside::backends::MemoryBackend::new(10_000);
+/// let make = |ns: &str| {
+///     let cache = Cache::builder().backend(store.clone()).namespace(ns).build();
+///     async move { cache }
+/// };
+/// conformance::run(make, conformance::Capabilities { patterns: true }).await;
+/// # }
+/// # #[cfg(not(feature = "memory"))] fn main() {}
+/// ```
+pub async fn run<F, Fut>(make: F, caps: Capabilities)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    macro_rules! check {
+        ($name:ident $(, $arg:expr)?) => {{
+            let started = Instant::now();
+            $name(&make $(, $arg)?).await;
+            eprintln!("conformance: {} ok ({:?})", stringify!($name), started.elapsed());
+        }};
+    }
+    check!(round_trip);
+    check!(overwrite);
+    check!(delete_reports_presence);
+    check!(exists);
+    check!(ttl_reported);
+    check!(ttl_expiry);
+    check!(delete_pattern, caps);
+    check!(namespaces_isolated);
+    check!(clear_namespace);
+    check!(binary_and_empty_values);
+    check!(unicode_keys);
+    check!(hostile_keys);
+    check!(large_values);
+    check!(concurrent_writers);
+    check!(single_flight);
+}
+
+/// `set` then `get` returns the value; an absent key reads as `None`.
+///
+/// Every check has this signature; run one alone while working on a backend:
+///
+/// ```
+/// # #[cfg(feature = "memory")]
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() {
+/// use cacheside::{testing::conformance, Cache};
+/// let store = cacheside::backends::MemoryBackend::new(1_000);
+/// let make = |ns: &str| {
+///     let cache = Cache::builder().backend(store.clone()).namespace(ns).build();
+///     async move { cache }
+/// };
+/// conformance::round_trip(&make).await;
+/// conformance::delete_pattern(&make, conformance::Capabilities { patterns: true }).await;
+/// # }
+/// # #[cfg(not(feature = "memory"))] fn main() {}
+/// ```
+pub async fn round_trip<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "round_trip";
+    let cache = cache_for(make, C).await;
+    assert_eq!(
+        ok(
+            C,
+            "get of an absent key",
+            cache.get::<String>("absent").await
+        ),
+        None
+    );
+    ok(C, "set", cache.set("widget:7", "spanner", None).await);
+    assert_eq!(
+        ok(C, "get", cache.get::<String>("widget:7").await).as_deref(),
+        Some("spanner"),
+        "[{C}] a value written with set must read back"
+    );
+    let tuple = (7u64, "seven".to_owned(), vec![1.5f64, -2.0], Some(true));
+    ok(C, "set of a tuple", cache.set("tuple", &tuple, None).await);
+    assert_eq!(
+        ok(C, "get of a tuple", cache.get("tuple").await),
+        Some(tuple),
+        "[{C}] a compound value must read back unchanged"
+    );
+}
+
+/// A second `set` replaces the first value.
+pub async fn overwrite<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "overwrite";
+    let cache = cache_for(make, C).await;
+    ok(C, "first set", cache.set("k", "first", None).await);
+    ok(C, "second set", cache.set("k", "second", None).await);
+    assert_eq!(
+        ok(C, "get", cache.get::<String>("k").await).as_deref(),
+        Some("second"),
+        "[{C}] the second write must win"
+    );
+}
+
+/// `delete` returns true when the key was there, then false; the key is gone.
+pub async fn delete_reports_presence<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "delete_reports_presence";
+    let cache = cache_for(make, C).await;
+    ok(C, "set", cache.set("k", &1u32, None).await);
+    ok(C, "set of a neighbour", cache.set("k2", &2u32, None).await);
+    assert!(
+        ok(C, "first delete", cache.delete("k").await),
+        "[{C}] deleting a present key must return true"
+    );
+    assert!(
+        !ok(C, "second delete", cache.delete("k").await),
+        "[{C}] deleting an absent key must return false"
+    );
+    assert_eq!(
+        ok(C, "get after delete", cache.get::<u32>("k").await),
+        None,
+        "[{C}] a deleted key must read as None"
+    );
+    assert_eq!(
+        ok(C, "get of the neighbour", cache.get::<u32>("k2").await),
+        Some(2),
+        "[{C}] delete must not touch other keys"
+    );
+}
+
+/// `exists` follows set and delete.
+pub async fn exists<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "exists";
+    let cache = cache_for(make, C).await;
+    assert!(
+        !ok(C, "exists before set", cache.exists("k").await),
+        "[{C}] an absent key must not exist"
+    );
+    ok(C, "set", cache.set("k", "v", None).await);
+    assert!(
+        ok(C, "exists after set", cache.exists("k").await),
+        "[{C}] a written key must exist"
+    );
+    ok(C, "delete", cache.delete("k").await);
+    assert!(
+        !ok(C, "exists after delete", cache.exists("k").await),
+        "[{C}] a deleted key must not exist"
+    );
+}
+
+/// `ttl` is present, positive and at most what was set; `None` for an absent key.
+pub async fn ttl_reported<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "ttl_reported";
+    let cache = cache_for(make, C).await;
+    let set_ttl = Duration::from_secs(60);
+    ok(C, "set", cache.set("k", "v", Some(set_ttl)).await);
+    let ttl = ok(C, "ttl", cache.ttl("k").await)
+        .unwrap_or_else(|| panic!("[{C}] a key written with a TTL must report one"));
+    assert!(
+        ttl <= set_ttl,
+        "[{C}] remaining TTL {ttl:?} exceeds the {set_ttl:?} that was set"
+    );
+    assert!(
+        ttl > Duration::ZERO,
+        "[{C}] a live key must have a positive TTL, got {ttl:?}"
+    );
+    assert_eq!(
+        ok(C, "ttl of an absent key", cache.ttl("absent").await),
+        None,
+        "[{C}] an absent key has no TTL"
+    );
+    // The cache's default TTL applies when none is given.
+    ok(
+        C,
+        "set with the default ttl",
+        cache.set("d", "v", None).await,
+    );
+    let d = ok(C, "ttl with the default", cache.ttl("d").await).unwrap_or_else(|| {
+        panic!("[{C}] a write without TTL gets the cache's default TTL, so must report one")
+    });
+    assert!(
+        d <= cache.default_ttl(),
+        "[{C}] TTL {d:?} exceeds the default {:?}",
+        cache.default_ttl()
+    );
+}
+
+/// A key written with a 1 s TTL disappears (polled every 50 ms for up to 5 s).
+pub async fn ttl_expiry<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "ttl_expiry";
+    let cache = cache_for(make, C).await;
+    ok(
+        C,
+        "set short",
+        cache.set("short", "v", Some(Duration::from_secs(1))).await,
+    );
+    ok(
+        C,
+        "set long",
+        cache.set("long", "v", Some(Duration::from_secs(600))).await,
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if ok(C, "get while waiting", cache.get::<String>("short").await).is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[{C}] a key with a 1 s TTL was still there after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !ok(C, "exists after expiry", cache.exists("short").await),
+        "[{C}] an expired key must not exist"
+    );
+    assert_eq!(
+        ok(C, "ttl after expiry", cache.ttl("short").await),
+        None,
+        "[{C}] an expired key has no TTL"
+    );
+    assert_eq!(
+        ok(
+            C,
+            "get of the long-lived key",
+            cache.get::<String>("long").await
+        )
+        .as_deref(),
+        Some("v"),
+        "[{C}] expiry of one key must not remove another"
+    );
+}
+
+/// Keys of a pattern test: (local key, matched by `page:*`).
+const PAGE_KEYS: &[(&str, bool)] = &[
+    ("page:1", true),
+    ("page:2", true),
+    ("page:10:20", true),
+    ("page:", true),
+    ("page:[x]", true),
+    ("page:*", true),
+    ("pages", false),
+    ("page", false),
+    ("xpage:1", false),
+    ("other:page:1", false),
+];
+
+/// `delete_pattern` deletes exactly the matching keys of its namespace (or is refused cleanly).
+///
+/// Covers `*`, `?` (one character, also a multi-byte one), escapes, literal
+/// `[`/`]`, and namespaces that contain `*`, `?` and `[`, next to namespaces
+/// such a pattern would match if the namespace were not escaped.
+pub async fn delete_pattern<F, Fut>(make: &F, caps: Capabilities)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "delete_pattern";
+    let base = fresh_namespace(C);
+    // (namespace under test, a namespace its unescaped glob would also match)
+    let pairs = [
+        (format!("{base}a"), format!("{base}b")),
+        (format!("{base}*"), format!("{base}zz")),
+        (format!("{base}?"), format!("{base}q")),
+        (format!("{base}[ab]"), format!("{base}a")),
+        (format!(r"{base}\"), format!("{base}x")),
+    ];
+    for (ns, sibling_ns) in &pairs {
+        let cache = make(ns).await;
+        let sibling = make(sibling_ns).await;
+        for (k, _) in PAGE_KEYS {
+            ok(C, "set", cache.set(k, k, None).await);
+            ok(
+                C,
+                "set in the sibling namespace",
+                sibling.set(k, k, None).await,
+            );
+        }
+        let result = cache.delete_pattern("page:*").await;
+        if !caps.patterns {
+            match result {
+                Err(Error::PatternNotSupported { .. }) => {}
+                other => panic!("[{C}] a store without pattern support must return Error::PatternNotSupported, got {other:?}"),
+            }
+            for (k, _) in PAGE_KEYS {
+                assert!(
+                    ok(C, "exists", cache.exists(k).await),
+                    "[{C}] a refused delete_pattern must delete nothing, but {k:?} is gone"
+                );
+            }
+            return;
+        }
+        let n = ok(C, "delete_pattern(\"page:*\")", result);
+        let expected = PAGE_KEYS.iter().filter(|(_, m)| *m).count() as u64;
+        assert_eq!(
+            n, expected,
+            "[{C}] delete_pattern(\"page:*\") in namespace {ns:?} must report {expected} deletions"
+        );
+        for (k, matched) in PAGE_KEYS {
+            assert_eq!(
+                ok(C, "exists", cache.exists(k).await),
+                !matched,
+                "[{C}] in namespace {ns:?}, key {k:?} {}",
+                if *matched {
+                    "matches page:* and must be deleted"
+                } else {
+                    "does not match page:* and must stay"
+                }
+            );
+            assert!(
+                ok(C, "exists in the sibling", sibling.exists(k).await),
+                "[{C}] delete_pattern in namespace {ns:?} deleted {k:?} of namespace {sibling_ns:?}"
+            );
+        }
+        ok(C, "clear", cache.clear().await);
+        ok(C, "clear sibling", sibling.clear().await);
+    }
+    if !caps.patterns {
+        return;
+    }
+    let cache = cache_for(make, C).await;
+    let keys: &[(&str, &[&str])] = &[
+        // key, the patterns (below) that match it
+        ("user:7", &["user:?", "*:7", "*7"]),
+        ("user:17", &["*7"]),
+        ("user:я", &["user:?"]),
+        ("user:яя", &[]),
+        ("a*b", &[r"a\*b"]),
+        ("axb", &[]),
+        ("q?", &[r"q\?"]),
+        ("qx", &[]),
+        ("[1]", &["[1]"]),
+        ("1", &[]),
+    ];
+    for pattern in ["user:?", "*:7", "*7", r"a\*b", r"q\?", "[1]"] {
+        for (k, _) in keys {
+            ok(C, "set", cache.set(k, k, None).await);
+        }
+        let n = ok(C, "delete_pattern", cache.delete_pattern(pattern).await);
+        let matching: BTreeSet<&str> = keys
+            .iter()
+            .filter(|(_, pats)| pats.contains(&pattern))
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(
+            n,
+            matching.len() as u64,
+            "[{C}] delete_pattern({pattern:?}) must delete exactly {matching:?}"
+        );
+        for (k, _) in keys {
+            assert_eq!(
+                ok(C, "exists", cache.exists(k).await),
+                !matching.contains(k),
+                "[{C}] after delete_pattern({pattern:?}), key {k:?} is in the wrong state"
+            );
+        }
+    }
+}
+
+/// The same key in two namespaces holds two values; deleting one leaves the other.
+pub async fn namespaces_isolated<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "namespaces_isolated";
+    let a = cache_for(make, C).await;
+    let b = cache_for(make, C).await;
+    ok(C, "set in a", a.set("k", "in a", None).await);
+    ok(C, "set in b", b.set("k", "in b", None).await);
+    assert_eq!(
+        ok(C, "get from a", a.get::<String>("k").await).as_deref(),
+        Some("in a"),
+        "[{C}] namespace a must keep its value"
+    );
+    assert_eq!(
+        ok(C, "get from b", b.get::<String>("k").await).as_deref(),
+        Some("in b"),
+        "[{C}] namespace b must keep its value"
+    );
+    assert!(
+        ok(C, "delete in a", a.delete("k").await),
+        "[{C}] delete in a must find the key"
+    );
+    assert_eq!(
+        ok(C, "get from b", b.get::<String>("k").await).as_deref(),
+        Some("in b"),
+        "[{C}] delete in a must not touch b"
+    );
+}
+
+/// `clear` empties its namespace and leaves other namespaces alone (also when the namespace holds glob characters).
+pub async fn clear_namespace<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "clear_namespace";
+    let base = fresh_namespace(C);
+    for (ns, other_ns) in [
+        (format!("{base}a"), format!("{base}b")),
+        (format!("{base}*"), format!("{base}x")),
+        (format!("{base}[x]"), format!("{base}x")),
+        (format!("{base}?"), format!("{base}y")),
+    ] {
+        let cache = make(&ns).await;
+        let other = make(&other_ns).await;
+        for i in 0..30 {
+            ok(C, "set", cache.set(&format!("k{i}"), &i, None).await);
+            ok(
+                C,
+                "set in the other namespace",
+                other.set(&format!("k{i}"), &i, None).await,
+            );
+        }
+        ok(C, "clear", cache.clear().await);
+        for i in 0..30 {
+            assert!(
+                !ok(C, "exists", cache.exists(&format!("k{i}")).await),
+                "[{C}] clear of {ns:?} left k{i}"
+            );
+            assert!(
+                ok(
+                    C,
+                    "exists in the other",
+                    other.exists(&format!("k{i}")).await
+                ),
+                "[{C}] clear of {ns:?} removed k{i} of namespace {other_ns:?}"
+            );
+        }
+        ok(C, "clear of the other", other.clear().await);
+    }
+}
+
+/// Bytes with all 256 values, and empty values of several types, round-trip.
+pub async fn binary_and_empty_values<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "binary_and_empty_values";
+    let cache = cache_for(make, C).await;
+    let all: Vec<u8> = (0..=255u8).collect();
+    ok(C, "set bytes", cache.set("bytes", &all, None).await);
+    assert_eq!(
+        ok(C, "get bytes", cache.get::<Vec<u8>>("bytes").await),
+        Some(all),
+        "[{C}] all 256 byte values must round-trip"
+    );
+    ok(
+        C,
+        "set empty bytes",
+        cache.set("empty-bytes", &Vec::<u8>::new(), None).await,
+    );
+    assert_eq!(
+        ok(
+            C,
+            "get empty bytes",
+            cache.get::<Vec<u8>>("empty-bytes").await
+        ),
+        Some(Vec::new()),
+        "[{C}] an empty Vec<u8> must read back as Some(empty), not None"
+    );
+    ok(
+        C,
+        "set empty string",
+        cache.set("empty-string", "", None).await,
+    );
+    assert_eq!(
+        ok(
+            C,
+            "get empty string",
+            cache.get::<String>("empty-string").await
+        ),
+        Some(String::new()),
+        "[{C}] an empty String must read back as Some(\"\")"
+    );
+    ok(C, "set unit", cache.set("unit", &(), None).await);
+    assert_eq!(
+        ok(C, "get unit", cache.get::<()>("unit").await),
+        Some(()),
+        "[{C}] () must read back as Some(())"
+    );
+    let text = "nul \0, crlf \r\n, high \u{10FFFF}";
+    ok(C, "set control text", cache.set("text", text, None).await);
+    assert_eq!(
+        ok(C, "get control text", cache.get::<String>("text").await).as_deref(),
+        Some(text),
+        "[{C}] text with NUL and CRLF must round-trip"
+    );
+}
+
+/// Keys with non-ASCII characters round-trip.
+pub async fn unicode_keys<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "unicode_keys";
+    let cache = cache_for(make, C).await;
+    for (i, key) in ["ключ:🚀", "キー", "clé:é", "e\u{301}"].iter().enumerate() {
+        ok(C, "set", cache.set(key, &i, None).await);
+    }
+    for (i, key) in ["ключ:🚀", "キー", "clé:é", "e\u{301}"].iter().enumerate() {
+        assert_eq!(
+            ok(C, "get", cache.get::<usize>(key).await),
+            Some(i),
+            "[{C}] key {key:?} must round-trip"
+        );
+    }
+    assert_eq!(
+        ok(C, "get of a similar key", cache.get::<usize>("é").await),
+        None,
+        "[{C}] keys must be compared exactly (no normalisation)"
+    );
+}
+
+/// Keys with spaces, CR/LF, glob characters, 300 bytes, or protocol text either
+/// round-trip or are refused with [`Error::InvalidKey`]; no other key is touched.
+pub async fn hostile_keys<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "hostile_keys";
+    let cache = cache_for(make, C).await;
+    let long = "k".repeat(300);
+    let long2 = format!("{}x", "k".repeat(299));
+    let keys: Vec<String> = vec![
+        "a b".into(),
+        "a_b".into(),
+        "a\r\nb".into(),
+        "a\r\nflush_all".into(),
+        "a\r\nFLUSHALL\r\n".into(),
+        "a\r\ndelete sentinel".into(),
+        "*".into(),
+        "?".into(),
+        "[]".into(),
+        "[a-z]*?".into(),
+        "tab\there".into(),
+        "nul\0byte".into(),
+        "".into(),
+        " ".into(),
+        "\\".into(),
+        long,
+        long2,
+    ];
+    ok(
+        C,
+        "set sentinel",
+        cache.set("sentinel", "untouched", None).await,
+    );
+    let mut stored = BTreeMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        match cache.set(key, &i, None).await {
+            Ok(()) => {
+                stored.insert(key.clone(), i);
+            }
+            Err(Error::InvalidKey { .. }) => {}
+            Err(e) => panic!(
+                "[{C}] set of key {key:?} must succeed or return Error::InvalidKey, got: {e}"
+            ),
+        }
+    }
+    for (key, i) in &stored {
+        assert_eq!(
+            ok(C, "get", cache.get::<usize>(key).await),
+            Some(*i),
+            "[{C}] key {key:?} was accepted, so must read back its own value (distinct keys must stay distinct)"
+        );
+    }
+    assert_eq!(
+        ok(C, "get sentinel", cache.get::<String>("sentinel").await).as_deref(),
+        Some("untouched"),
+        "[{C}] writing hostile keys must never touch other keys"
+    );
+    for key in stored.keys() {
+        assert!(
+            ok(C, "delete", cache.delete(key).await),
+            "[{C}] key {key:?} must be deletable"
+        );
+    }
+    assert_eq!(
+        ok(C, "get sentinel", cache.get::<String>("sentinel").await).as_deref(),
+        Some("untouched"),
+        "[{C}] deleting hostile keys must never touch other keys"
+    );
+}
+
+/// A 1 MiB value round-trips.
+pub async fn large_values<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "large_values";
+    let cache = cache_for(make, C).await;
+    let big: String = (0..1024 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    ok(C, "set of 1 MiB", cache.set("big", &big, None).await);
+    let back = ok(C, "get of 1 MiB", cache.get::<String>("big").await);
+    assert!(
+        back.as_ref() == Some(&big),
+        "[{C}] a 1 MiB value must read back unchanged"
+    );
+}
+
+/// 32 tasks × 50 writes over 8 shared keys; afterwards each key holds one of the values written to it.
+pub async fn concurrent_writers<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "concurrent_writers";
+    const TASKS: usize = 32;
+    const WRITES: usize = 50;
+    const KEYS: usize = 8;
+    let cache = cache_for(make, C).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let cache = cache.clone();
+        tasks.spawn(async move {
+            for w in 0..WRITES {
+                let key = format!("k{}", (t + w) % KEYS);
+                cache
+                    .set(&key, &format!("{key}/t{t}/w{w}"), None)
+                    .await
+                    .unwrap_or_else(|e| panic!("[{C}] concurrent set of {key} failed: {e}"));
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap_or_else(|e| panic!("[{C}] a writer task failed: {e}"));
+    }
+    for k in 0..KEYS {
+        let key = format!("k{k}");
+        let v = ok(C, "get", cache.get::<String>(&key).await)
+            .unwrap_or_else(|| panic!("[{C}] {key} was written 200 times but reads as None"));
+        let valid = (0..TASKS)
+            .any(|t| (0..WRITES).any(|w| (t + w) % KEYS == k && v == format!("{key}/t{t}/w{w}")));
+        assert!(
+            valid,
+            "[{C}] {key} reads {v:?}, which no writer wrote to it (torn or crossed write)"
+        );
+    }
+}
+
+/// 50 concurrent `get_or_set` on one missing key run the body once; the others are coalesced.
+pub async fn single_flight<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "single_flight";
+    const CALLERS: u64 = 50;
+    let cache = cache_for(make, C).await;
+    let runs = Arc::new(AtomicU64::new(0));
+    let misses_before = cache.stats().misses;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CALLERS {
+        let cache = cache.clone();
+        let runs = runs.clone();
+        tasks.spawn(async move {
+            let watch = cache.clone();
+            cache
+                .get_or_set("hot", None, || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    // Hold the flight open until every caller has missed (and so
+                    // joined it), bounded: a slow store cannot hang the suite.
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while watch.stats().misses < misses_before + CALLERS
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    "computed".to_owned()
+                })
+                .await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let value = done.unwrap_or_else(|e| panic!("[{C}] a caller task failed: {e}"));
+        assert_eq!(
+            ok(C, "get_or_set", value),
+            "computed",
+            "[{C}] every caller must get the computed value"
+        );
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "[{C}] {CALLERS} concurrent misses on one key must run the body once"
+    );
+    let coalesced = cache.stats().coalesced;
+    assert!(
+        coalesced >= 1,
+        "[{C}] stats().coalesced must count the callers that waited, got {coalesced}"
+    );
+    assert_eq!(
+        ok(C, "get after get_or_set", cache.get::<String>("hot").await).as_deref(),
+        Some("computed"),
+        "[{C}] get_or_set must store the value"
+    );
+}

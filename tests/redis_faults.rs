@@ -1,0 +1,277 @@
+//! Redis failing under load: crash (SIGKILL), hang (SIGSTOP), garbage in the store.
+//!
+//! The cache must fail open (every call gets the correct value), keep a dead
+//! store cheap (circuit breaker), and recover on its own.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cacheside::backends::{RedisBackend, RedisOptions};
+use cacheside::testing::{RedisServer, Reply};
+use cacheside::{Cache, Error};
+
+const OP_TIMEOUT: Duration = Duration::from_millis(100);
+
+async fn cache_on(server: &RedisServer, namespace: &str) -> Cache {
+    let options = RedisOptions {
+        connect_timeout: OP_TIMEOUT,
+        response_timeout: OP_TIMEOUT,
+        max_reconnect_delay: Duration::from_millis(500),
+        ..RedisOptions::default()
+    };
+    let redis = RedisBackend::connect_with(&server.url(), options)
+        .await
+        .expect("connect to the test server");
+    Cache::builder()
+        .backend(redis)
+        .namespace(namespace)
+        .op_timeout(OP_TIMEOUT)
+        .build()
+}
+
+fn expected(key: &str) -> String {
+    format!("value-of-{key}")
+}
+
+/// Polls (every 50 ms, at most `limit`) until `probe` returns true.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if probe().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// 50 tasks × `per_task` `get_or_set` calls over 100 keys; every answer must be right.
+fn spawn_load(cache: &Cache, per_task: u64, done: &Arc<AtomicU64>) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..50u64 {
+        let cache = cache.clone();
+        let done = done.clone();
+        tasks.spawn(async move {
+            for i in 0..per_task {
+                let key = format!("k{}", (t * per_task + i) % 100);
+                let want = expected(&key);
+                let body_value = want.clone();
+                let got: String = cache
+                    .get_or_set(&key, None, || async move { body_value })
+                    .await
+                    .unwrap_or_else(|e| panic!("get_or_set({key}) must fail open, got {e}"));
+                assert_eq!(got, want, "get_or_set({key}) returned a wrong value");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    tasks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_fails_open_then_recovers_after_restart() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, "kill").await;
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = spawn_load(&cache, 200, &done);
+
+    // Kill the server once a third of the 10,000 calls went through it
+    // (watched from a blocking thread, so the kill lands while the load runs).
+    let watched = done.clone();
+    let watched_cache = cache.clone();
+    let mut server = server;
+    let killer = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while watched.load(Ordering::Relaxed) < 3_000 {
+            assert!(
+                Instant::now() < deadline,
+                "3,000 calls did not complete within 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stats = watched_cache.stats();
+        server.kill();
+        (server, watched.load(Ordering::Relaxed), stats)
+    });
+    let (mut server, done_at_kill, stats_at_kill) =
+        killer.await.expect("the killer thread panicked");
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a load task panicked");
+    }
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        10_000,
+        "every call must complete"
+    );
+    assert!(
+        done_at_kill < 10_000,
+        "the kill must land during the load (it came after {done_at_kill} calls)"
+    );
+    assert!(
+        stats_at_kill.hits > 0,
+        "the cache served hits before the kill: {stats_at_kill:?}"
+    );
+    let stats = cache.stats();
+    assert!(
+        stats.errors > stats_at_kill.errors,
+        "the dead store must be noticed in stats().errors: {stats:?}"
+    );
+    eprintln!("killed after {done_at_kill} calls; stats at kill {stats_at_kill:?}, after the load {stats:?}");
+
+    tokio::task::block_in_place(|| server.restart());
+    eventually("a cache hit after the restart", Duration::from_secs(10), || {
+        let cache = cache.clone();
+        async move {
+            let _ = cache
+                .get_or_set("after-restart", None, || async { expected("after-restart") })
+                .await;
+            let hits = cache.stats().hits;
+            matches!(cache.get::<String>("after-restart").await, Ok(Some(v)) if v == expected("after-restart"))
+                && cache.stats().hits > hits
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstop_fails_open_and_the_open_circuit_is_cheap() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, "stop").await;
+    cache
+        .set("warm", "x", None)
+        .await
+        .expect("the server answers before the pause");
+
+    server.pause();
+    // Calls still complete, with the right value, while the store hangs.
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = spawn_load(&cache, 20, &done);
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a load task panicked");
+    }
+    assert_eq!(done.load(Ordering::Relaxed), 1_000);
+
+    // The breaker has opened (or opens within a few more failures).
+    let mut opened = false;
+    for _ in 0..200 {
+        if let Err(Error::CircuitOpen { .. }) = cache.get::<String>("warm").await {
+            opened = true;
+            break;
+        }
+    }
+    assert!(opened, "the circuit must open while the store hangs");
+
+    // With the circuit open a call costs far less than the operation timeout.
+    let mut costs = Vec::with_capacity(50);
+    for _ in 0..50 {
+        let started = Instant::now();
+        let r = cache.get::<String>("warm").await;
+        costs.push(started.elapsed());
+        assert!(
+            r.is_err(),
+            "the store is paused, so no answer can come from it: {r:?}"
+        );
+    }
+    costs.sort();
+    let median = costs[costs.len() / 2];
+    assert!(
+        median < OP_TIMEOUT / 10,
+        "with the circuit open the median call took {median:?}, not far below the {OP_TIMEOUT:?} timeout"
+    );
+    let value: String = cache
+        .get_or_set("while-open", None, || async { "body".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(
+        value, "body",
+        "annotated-style calls run the body while the circuit is open"
+    );
+
+    eprintln!(
+        "open-circuit call costs: median {median:?}, max {:?}; stats {:?}",
+        costs[costs.len() - 1],
+        cache.stats()
+    );
+    server.resume();
+    eventually(
+        "the cache answering after SIGCONT",
+        Duration::from_secs(10),
+        || {
+            let cache = cache.clone();
+            async move { matches!(cache.get::<String>("warm").await, Ok(Some(v)) if v == "x") }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_entries_are_misses_that_get_deleted_and_replaced() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, "garbage").await;
+    let raw_key = b"garbage:widget:1".as_slice();
+
+    // Bytes that are no cacheside envelope at all.
+    assert_eq!(
+        server
+            .command(&[b"SET", raw_key, b"\xff\x00not an envelope\r\n"])
+            .unwrap(),
+        Reply::Status("OK".into())
+    );
+    let errors = cache.stats().errors;
+    assert_eq!(
+        cache.get::<String>("widget:1").await.unwrap(),
+        None,
+        "garbage reads as a miss"
+    );
+    assert!(
+        cache.stats().errors > errors,
+        "garbage moves stats().errors"
+    );
+    assert_eq!(
+        server.command(&[b"EXISTS", raw_key]).unwrap(),
+        Reply::Int(0),
+        "the garbage entry is deleted"
+    );
+
+    // A valid entry of another type is a miss too (type fingerprint), and get_or_set replaces it.
+    cache.set("widget:1", &42u64, None).await.unwrap();
+    let errors = cache.stats().errors;
+    let fresh: String = cache
+        .get_or_set("widget:1", None, || async { "fresh".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(fresh, "fresh");
+    assert!(
+        cache.stats().errors > errors,
+        "a type mismatch moves stats().errors"
+    );
+    assert_eq!(
+        cache.get::<String>("widget:1").await.unwrap().as_deref(),
+        Some("fresh"),
+        "the entry was replaced"
+    );
+
+    // Garbage again, then get_or_set: the body runs and its value replaces the garbage.
+    server.command(&[b"SET", raw_key, b"garbage"]).unwrap();
+    let v: String = cache
+        .get_or_set("widget:1", None, || async { "rebuilt".to_owned() })
+        .await
+        .unwrap();
+    assert_eq!(v, "rebuilt");
+    match server.command(&[b"GET", raw_key]).unwrap() {
+        Reply::Bulk(Some(bytes)) => assert_ne!(bytes, b"garbage", "the garbage must be replaced"),
+        other => panic!("the rebuilt entry must be stored, GET answered {other:?}"),
+    }
+    assert_eq!(
+        cache.get::<String>("widget:1").await.unwrap().as_deref(),
+        Some("rebuilt")
+    );
+}
