@@ -212,7 +212,30 @@ pub const ENVELOPE_LEN: usize = 11;
 /// assert_ne!(type_fingerprint::<[u8; 4]>(), type_fingerprint::<Vec<u8>>());
 /// ```
 pub fn type_fingerprint<T: ?Sized>() -> u64 {
-    let name = std::any::type_name::<T>();
+    let name: &'static str = std::any::type_name::<T>();
+    // Memoised per thread by the name's address: a hit costs a TLS read and
+    // two compares instead of a scan and a hash of the name on every read.
+    const SLOTS: usize = 64;
+    thread_local! {
+        static MEMO: std::cell::Cell<[(usize, usize, u64); SLOTS]> =
+            const { std::cell::Cell::new([(0, 0, 0); SLOTS]) };
+    }
+    let (addr, len) = (name.as_ptr() as usize, name.len());
+    let slot = (addr >> 3) % SLOTS;
+    let memo = MEMO.with(|m| m.get()[slot]);
+    if memo.0 == addr && memo.1 == len {
+        return memo.2;
+    }
+    let fp = fingerprint_of_name(name);
+    MEMO.with(|m| {
+        let mut table = m.get();
+        table[slot] = (addr, len, fp);
+        m.set(table);
+    });
+    fp
+}
+
+fn fingerprint_of_name(name: &str) -> u64 {
     if needs_normalizing(name) {
         bytes128(normalize_type_name(name).as_bytes()) as u64
     } else {
@@ -222,14 +245,13 @@ pub fn type_fingerprint<T: ?Sized>() -> u64 {
 
 /// True when `name` holds a reference, a slice/array, or a standalone `str`.
 fn needs_normalizing(name: &str) -> bool {
-    let b = name.as_bytes();
-    if b.contains(&b'&') || b.contains(&b'[') {
+    if name.contains(['&', '[']) {
         return true;
     }
+    let b = name.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
-    b.windows(3).enumerate().any(|(i, w)| {
-        w == b"str" && (i == 0 || !word(b[i - 1])) && b.get(i + 3).is_none_or(|&c| !word(c))
-    })
+    name.match_indices("str")
+        .any(|(i, _)| (i == 0 || !word(b[i - 1])) && b.get(i + 3).is_none_or(|&c| !word(c)))
 }
 
 /// Folds borrowed forms into owned ones in a `type_name` string.
@@ -487,6 +509,18 @@ mod tests {
             })
             .unwrap();
         assert_eq!(slot.unwrap(), sample());
+    }
+
+    #[test]
+    fn memoised_fingerprint_matches_the_computed_one() {
+        for _ in 0..3 {
+            assert_eq!(
+                type_fingerprint::<Dto>(),
+                fingerprint_of_name(std::any::type_name::<Dto>())
+            );
+            assert_eq!(type_fingerprint::<&str>(), type_fingerprint::<String>());
+            assert_ne!(type_fingerprint::<u32>(), type_fingerprint::<u64>());
+        }
     }
 
     #[test]
