@@ -58,17 +58,48 @@ impl Stats {
     }
 }
 
+/// One statistic, striped over cache-line-sized shards so that threads
+/// counting hits at the same time do not fight over one cache line.
+struct Counter([Shard; SHARDS]);
+
+const SHARDS: usize = 8;
+
+#[repr(align(128))]
 #[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    errors: AtomicU64,
-    coalesced: AtomicU64,
-    skipped: AtomicU64,
+struct Shard(AtomicU64);
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter(std::array::from_fn(|_| Shard::default()))
+    }
 }
 
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+impl Counter {
+    fn load(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// This thread's shard index (threads are numbered as they first count).
+fn shard_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static INDEX: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: Counter,
+    misses: Counter,
+    errors: Counter,
+    coalesced: Counter,
+    skipped: Counter,
+}
+
+fn bump(c: &Counter) {
+    c.0[shard_index()].0.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A cheap-to-clone handle to one store, with its namespace, codec, default TTL and counters.
@@ -312,11 +343,11 @@ impl Cache {
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         Stats {
-            hits: c.hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-            coalesced: c.coalesced.load(Ordering::Relaxed),
-            skipped: c.skipped.load(Ordering::Relaxed),
+            hits: c.hits.load(),
+            misses: c.misses.load(),
+            errors: c.errors.load(),
+            coalesced: c.coalesced.load(),
+            skipped: c.skipped.load(),
         }
     }
 

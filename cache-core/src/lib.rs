@@ -38,5 +38,5 @@ pub use config::{BackendKind, Config};
 pub use error::{BoxError, Error};
 pub use guard::Breaker;
 pub use null::NullBackend;
-pub use registry::{global, init, is_enabled, named, register, set_enabled, AutoInit, CacheRef};
+pub use registry::{global, init, is_enabled, named, register, set_enabled, AutoInit};
 pub use runtime::Entry;

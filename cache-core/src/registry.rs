@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
 
 use tokio::sync::OnceCell;
@@ -13,7 +12,11 @@ use crate::config::parse_bool;
 use crate::{Cache, Error};
 
 static GLOBAL: OnceCell<Cache> = OnceCell::const_new();
-static NAMED: LazyLock<RwLock<HashMap<String, Cache>>> = LazyLock::new(Default::default);
+/// Registered caches. Leaked to `&'static` so that calls resolve them without
+/// reference counting; a replaced cache lives on (registration is a startup act).
+static NAMED: LazyLock<RwLock<HashMap<String, &'static Cache>>> = LazyLock::new(Default::default);
+/// Bumped by every `register`: invalidates the per-thread lookups below.
+static NAMED_GENERATION: AtomicU64 = AtomicU64::new(0);
 static ENABLED: LazyLock<AtomicBool> = LazyLock::new(|| AtomicBool::new(enabled_from_env()));
 
 fn enabled_from_env() -> bool {
@@ -45,20 +48,60 @@ pub fn global() -> Option<Cache> {
 
 /// Registers `cache` under `name` for `#[cache(cache = "name")]` and [`named`];
 /// returns the cache it replaces, if any.
+///
+/// Meant for startup: a registered cache stays alive for the rest of the
+/// process (calls hold it without reference counting), also after it is replaced.
 pub fn register(name: &str, cache: Cache) -> Option<Cache> {
-    NAMED
+    let leaked: &'static Cache = Box::leak(Box::new(cache));
+    let previous = NAMED
         .write()
         .unwrap_or_else(PoisonError::into_inner)
-        .insert(name.to_owned(), cache)
+        .insert(name.to_owned(), leaked);
+    NAMED_GENERATION.fetch_add(1, Ordering::Release);
+    previous.cloned()
 }
 
 /// The cache registered under `name`.
 pub fn named(name: &str) -> Option<Cache> {
+    named_static(name).cloned()
+}
+
+fn named_static(name: &str) -> Option<&'static Cache> {
     NAMED
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .get(name)
-        .cloned()
+        .copied()
+}
+
+/// `named_static` for a name that is a `&'static str` (as in macro specs),
+/// memoised per thread: no lock and no shared write on the hot path.
+fn named_fast(name: &'static str) -> Option<&'static Cache> {
+    type Memo = Vec<(usize, usize, u64, Option<&'static Cache>)>;
+    thread_local! {
+        static MEMO: std::cell::RefCell<Memo> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let generation = NAMED_GENERATION.load(Ordering::Acquire);
+    let id = (name.as_ptr() as usize, name.len());
+    let memoised = MEMO.with(|m| {
+        m.borrow()
+            .iter()
+            .find(|e| (e.0, e.1) == id && e.2 == generation)
+            .map(|e| e.3)
+    });
+    if let Some(found) = memoised {
+        return found;
+    }
+    let found = named_static(name);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        m.retain(|e| (e.0, e.1) != id);
+        if m.len() >= 64 {
+            m.clear();
+        }
+        m.push((id.0, id.1, generation, found));
+    });
+    found
 }
 
 /// Turns every annotated function on or off at run time (the `CACHE_ENABLED` switch).
@@ -77,25 +120,6 @@ pub fn is_enabled() -> bool {
 /// Builds the default cache from the environment when no `init` ran (supplied by the facade).
 pub type AutoInit = fn() -> Pin<Box<dyn Future<Output = Result<Cache, Error>> + Send>>;
 
-/// A cache found for a call: the global one (borrowed for the program's life) or a named one.
-#[derive(Debug, Clone)]
-pub enum CacheRef {
-    /// The global cache.
-    Global(&'static Cache),
-    /// A registered cache.
-    Named(Cache),
-}
-
-impl Deref for CacheRef {
-    type Target = Cache;
-    fn deref(&self) -> &Cache {
-        match self {
-            CacheRef::Global(c) => c,
-            CacheRef::Named(c) => c,
-        }
-    }
-}
-
 static AUTO_INIT_FAILED: OnceLock<()> = OnceLock::new();
 
 /// Finds the cache for an annotated call; `None` means "run uncached".
@@ -103,10 +127,10 @@ static AUTO_INIT_FAILED: OnceLock<()> = OnceLock::new();
 /// Without a name: the global cache, initialised with `auto_init` on first
 /// use (logged once). With a name that is not registered: `None` and a
 /// warning once per burst.
-pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<CacheRef> {
+pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<&'static Cache> {
     match name {
-        Some(name) => match named(name) {
-            Some(c) => Some(CacheRef::Named(c)),
+        Some(name) => match named_fast(name) {
+            Some(c) => Some(c),
             None => {
                 static WARN: crate::guard::WarnOnce = crate::guard::WarnOnce::new();
                 if WARN.should_log().is_some() {
@@ -117,7 +141,7 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
         },
         None => {
             if let Some(c) = GLOBAL.get() {
-                return Some(CacheRef::Global(c));
+                return Some(c);
             }
             if AUTO_INIT_FAILED.get().is_some() {
                 return None;
@@ -130,7 +154,7 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
                 })
                 .await;
             match made {
-                Ok(c) => Some(CacheRef::Global(c)),
+                Ok(c) => Some(c),
                 Err(e) => {
                     if AUTO_INIT_FAILED.set(()).is_ok() {
                         tracing::error!(error = %e, "could not build a cache from the environment; annotated functions run uncached");
@@ -139,5 +163,35 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NullBackend;
+
+    #[test]
+    fn a_re_registered_name_is_seen_by_threads_that_memoised_the_old_one() {
+        const NAME: &str = "registry-test-cache";
+        let first = Cache::builder()
+            .backend(NullBackend)
+            .namespace("one")
+            .build();
+        assert!(register(NAME, first).is_none());
+        assert_eq!(named_fast(NAME).map(Cache::namespace), Some("one"));
+        let second = Cache::builder()
+            .backend(NullBackend)
+            .namespace("two")
+            .build();
+        let replaced = register(NAME, second).expect("replaces the first");
+        assert_eq!(replaced.namespace(), "one");
+        assert_eq!(named_fast(NAME).map(Cache::namespace), Some("two"));
+        let seen_elsewhere =
+            std::thread::spawn(|| named_fast(NAME).map(|c| c.namespace().to_owned()))
+                .join()
+                .unwrap();
+        assert_eq!(seen_elsewhere.as_deref(), Some("two"));
+        assert!(named_fast("registry-test-missing").is_none());
     }
 }
