@@ -206,3 +206,6 @@ pub mod __private {
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+#[cfg(feature = "axum")]
+pub mod http;

@@ -612,6 +612,40 @@ impl Cache {
         }
     }
 
+    /// Like [`get_or_set`](Cache::get_or_set) for values that are not always
+    /// worth caching: `make` returns an [`Outcome`] and only its
+    /// [`cacheable`](Outcome::cacheable) part is stored (`Ok` of a `Result`,
+    /// `Some` of an `Option`, everything of a [`Plain`]). Single-flight and
+    /// fail-open as `get_or_set`; never fails (an encode error is logged and
+    /// counted, and the value is returned).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, NullBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let cache = Cache::builder().backend(NullBackend).build();
+    /// // An HTTP response: store 200s, pass anything else through uncached.
+    /// let out: Result<String, u16> = cache
+    ///     .get_or_compute("page:/", None, || async { Err(503) })
+    ///     .await;
+    /// assert_eq!(out, Err(503));
+    /// # }
+    /// ```
+    pub async fn get_or_compute<O, F, Fut>(&self, key: &str, ttl: Option<Duration>, make: F) -> O
+    where
+        O: Outcome,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let full = self.full_key(key);
+        let (out, encode_error) = self
+            .read_through(&full, self.resolve_ttl(ttl), async { make().await })
+            .await;
+        if let Some(e) = encode_error {
+            self.note_failure("encode", &full, &e);
+        }
+        out
+    }
+
     /// The cache-aside path shared by [`get_or_set`](Cache::get_or_set) and the macros:
     /// lookup; on a miss, single-flight; run `body`; store what is cacheable.
     ///
