@@ -190,6 +190,77 @@ pub mod __private {
     };
     pub use cache_core::{CacheNone, Plain};
 
+    /// Outcomes of axum handlers, for `#[cache]` on them.
+    #[cfg(feature = "axum")]
+    pub mod http {
+        use axum::http::{Method, StatusCode};
+        use axum::Json;
+        use cache_core::Outcome;
+        use serde::{de::DeserializeOwned, Serialize};
+
+        /// GET and HEAD read through the cache; every other method is a mutation.
+        pub fn is_read_method(method: &Method) -> bool {
+            method == Method::GET || method == Method::HEAD
+        }
+
+        /// `Json<T>`: always cached.
+        pub struct JsonOutcome<T>(pub Json<T>);
+
+        impl<T> From<Json<T>> for JsonOutcome<T> {
+            fn from(v: Json<T>) -> Self {
+                JsonOutcome(v)
+            }
+        }
+
+        impl<T: Serialize + DeserializeOwned> Outcome for JsonOutcome<T> {
+            type Value = T;
+            fn cacheable(&self) -> Option<&T> {
+                Some(&self.0 .0)
+            }
+            fn from_cached(value: T) -> Self {
+                JsonOutcome(Json(value))
+            }
+        }
+
+        /// `Result<Json<T>, E>`: `Ok` cached.
+        pub struct JsonResult<T, E>(pub Result<Json<T>, E>);
+
+        impl<T, E> From<Result<Json<T>, E>> for JsonResult<T, E> {
+            fn from(v: Result<Json<T>, E>) -> Self {
+                JsonResult(v)
+            }
+        }
+
+        impl<T: Serialize + DeserializeOwned, E> Outcome for JsonResult<T, E> {
+            type Value = T;
+            fn cacheable(&self) -> Option<&T> {
+                self.0.as_ref().ok().map(|j| &j.0)
+            }
+            fn from_cached(value: T) -> Self {
+                JsonResult(Ok(Json(value)))
+            }
+        }
+
+        /// `(StatusCode, Json<T>)`: cached when the status is `200 OK`.
+        pub struct StatusJson<T>(pub (StatusCode, Json<T>));
+
+        impl<T> From<(StatusCode, Json<T>)> for StatusJson<T> {
+            fn from(v: (StatusCode, Json<T>)) -> Self {
+                StatusJson(v)
+            }
+        }
+
+        impl<T: Serialize + DeserializeOwned> Outcome for StatusJson<T> {
+            type Value = T;
+            fn cacheable(&self) -> Option<&T> {
+                (self.0 .0 == StatusCode::OK).then_some(&self.0 .1 .0)
+            }
+            fn from_cached(value: T) -> Self {
+                StatusJson((StatusCode::OK, Json(value)))
+            }
+        }
+    }
+
     /// Builds the global cache from the environment on the first annotated call.
     pub fn auto_init() -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<crate::Cache, crate::Error>> + Send>,

@@ -574,6 +574,55 @@ impl Cache {
         self.guarded("ping", self.inner.backend.ping()).await
     }
 
+    /// Atomically adds `delta` to the counter under `key` (created at `delta`,
+    /// expiring after `ttl`, when absent; later increments keep that expiry)
+    /// and reads the counter under `peek` in the same round trip.
+    ///
+    /// Returns `(new value of key, value of peek)`, the second `0` when
+    /// `peek` is `None` or absent. Both keys get the namespace, like
+    /// [`get`](Cache::get). Runs under the op timeout and the circuit breaker
+    /// (a failing store costs nothing while the circuit is open:
+    /// [`Error::CircuitOpen`]). Counters are raw integers, not cached values:
+    /// read them with this method (`delta = 0`), not with `get`. See
+    /// [`Backend::increment`] for the exact contract; backends that do not
+    /// implement it answer [`Error::Unsupported`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use cache_core::{Cache, NullBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// # let cache = Cache::builder().backend(NullBackend).build(); // use MemoryBackend in real code
+    /// let minute = Duration::from_secs(60);
+    /// let (hits, previous) = cache.increment("hits:{ip}:2", 1, minute, Some("hits:{ip}:1")).await?;
+    /// assert_eq!((hits, previous), (1, 0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn increment(
+        &self,
+        key: &str,
+        delta: u64,
+        ttl: Duration,
+        peek: Option<&str>,
+    ) -> Result<(u64, u64), Error> {
+        let full = self.full_key(key);
+        let peek_full = peek.map(|p| self.full_key(p));
+        let result = self
+            .guarded(
+                "increment",
+                self.inner.backend.increment(
+                    self.key(&full),
+                    delta,
+                    ttl,
+                    peek_full.as_deref().map(|p| self.key(p)),
+                ),
+            )
+            .await;
+        if result.is_err() {
+            bump(&self.inner.counters.errors);
+        }
+        result
+    }
+
     /// Returns the cached `T` under `key`, or runs `make`, stores its value and returns it.
     ///
     /// Concurrent callers that miss the same key wait for the first one
@@ -727,6 +776,18 @@ pub trait Outcome: Sized {
 /// A return value cached as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plain<T>(pub T);
+
+impl<T> From<T> for Plain<T> {
+    fn from(value: T) -> Self {
+        Plain(value)
+    }
+}
+
+impl<T> From<Option<T>> for CacheNone<T> {
+    fn from(value: Option<T>) -> Self {
+        CacheNone(value)
+    }
+}
 
 impl<T: Serialize + DeserializeOwned> Outcome for Plain<T> {
     type Value = T;

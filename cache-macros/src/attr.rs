@@ -103,6 +103,9 @@ pub(crate) struct MacroArgs {
     pub patterns: Vec<LitStr>,
     pub before: bool,
     pub krate: Option<syn::Path>,
+    /// On `#[cache]`: the `extra`/`patterns` names as written, for errors when
+    /// the handler is not method-aware.
+    pub invalidation_args: Vec<Ident>,
 }
 
 fn lit_str(errors: &mut Errors, name: &Ident, value: &Expr) -> Option<LitStr> {
@@ -220,12 +223,18 @@ pub(crate) fn parse(
             (Kind::Cache, "expire") => out.expire = expire(errors, &value),
             (Kind::Cache, "cache_none") => out.cache_none = lit_bool(errors, &name, &value).unwrap_or(false),
             (Kind::Cache, "companion") => out.companion = lit_bool(errors, &name, &value).unwrap_or(true),
-            (Kind::Invalidate, "extra") => out.extra = lit_strs(errors, &name, &value),
-            (Kind::Invalidate, "patterns") => out.patterns = lit_strs(errors, &name, &value),
+            (_, "extra") => {
+                out.extra = lit_strs(errors, &name, &value);
+                out.invalidation_args.push(name.clone());
+            }
+            (_, "patterns") => {
+                out.patterns = lit_strs(errors, &name, &value);
+                out.invalidation_args.push(name.clone());
+            }
             (Kind::Invalidate, "before") => out.before = lit_bool(errors, &name, &value).unwrap_or(false),
-            (Kind::Cache, "extra" | "patterns" | "before") => errors.spanned(
+            (Kind::Cache, "before") => errors.spanned(
                 &name,
-                format!("`{key}` belongs to #[invalidate], not #[cache]: put it on the function that changes the data"),
+                "`before` belongs to #[invalidate], not #[cache]: put it on the function that changes the data",
             ),
             (Kind::Invalidate, "expire" | "cache_none" | "companion") => errors.spanned(
                 &name,

@@ -179,11 +179,48 @@ fn key_expr(
 
 /// How the return type maps to what is cached.
 enum Mode {
+    /// Cached as is (runtime wrapper `Plain`).
     Plain,
+    /// `Result<T, E>`: `Ok` cached.
     Result,
+    /// `Option<T>`: `Some` cached.
     Option,
     /// `Option<T>` with `cache_none = true`; holds `T`.
     CacheNone(Box<Type>),
+    /// axum `Json<T>`; holds `T`.
+    Json(Box<Type>),
+    /// `Result<Json<T>, E>`; holds `T` and `E`.
+    JsonResult(Box<Type>, Box<Type>),
+    /// `(StatusCode, Json<T>)`; holds `T`. Only `200 OK` is cached.
+    StatusJson(Box<Type>),
+}
+
+impl Mode {
+    /// The runtime wrapper type (implementing `Outcome`), when the return type is not one itself.
+    fn wrapper(&self, stored: &Type, krate: &TokenStream) -> Option<TokenStream> {
+        Some(match self {
+            Mode::Result | Mode::Option => return None,
+            Mode::Plain => quote!(#krate::__private::Plain<#stored>),
+            Mode::CacheNone(inner) => quote!(#krate::__private::CacheNone<#inner>),
+            Mode::Json(t) => quote!(#krate::__private::http::JsonOutcome<#t>),
+            Mode::JsonResult(t, e) => quote!(#krate::__private::http::JsonResult<#t, #e>),
+            Mode::StatusJson(t) => quote!(#krate::__private::http::StatusJson<#t>),
+        })
+    }
+
+    /// `fn(&Ret) -> bool`: did the call succeed (for invalidation on mutations)?
+    fn succeeded(&self, ret: &TokenStream) -> TokenStream {
+        match self {
+            Mode::Result | Mode::JsonResult(..) => quote!(|__r: &#ret| __r.is_ok()),
+            Mode::StatusJson(_) => quote!(|__r: &#ret| __r.0.is_success()),
+            _ => quote!(|_: &#ret| true),
+        }
+    }
+}
+
+/// `Json<T>` → `T`.
+fn json_inner(ty: &Type) -> Option<Type> {
+    last_segment_args(ty, "Json").and_then(|a| a.first().map(|t| (*t).clone()))
 }
 
 fn last_segment_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
@@ -235,7 +272,21 @@ fn output(item: &ItemFn, args: &MacroArgs, errors: &mut Errors) -> Option<(Type,
             return None;
         }
     }
+    if let Some(inner) = json_inner(&ret) {
+        return Some((ret, inner.clone(), Mode::Json(Box::new(inner))));
+    }
+    if let Type::Tuple(t) = &ret {
+        let status_first = t.elems.len() == 2
+            && matches!(&t.elems[0], Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "StatusCode"));
+        if let (true, Some(inner)) = (status_first, t.elems.iter().nth(1).and_then(json_inner)) {
+            return Some((ret, inner.clone(), Mode::StatusJson(Box::new(inner))));
+        }
+    }
     if let Some(targs) = last_segment_args(&ret, "Result") {
+        if let (Some(ok), Some(err)) = (targs.first().and_then(|t| json_inner(t)), targs.get(1)) {
+            let err = (*err).clone();
+            return Some((ret, ok.clone(), Mode::JsonResult(Box::new(ok), Box::new(err))));
+        }
         if args.cache_none {
             errors.spanned(
                 &ret,
@@ -322,6 +373,36 @@ fn spec_static(args: &MacroArgs, fn_name: &str, krate: &TokenStream) -> TokenStr
     }
 }
 
+/// The expression giving the request method, when the handler takes a
+/// `Method` (`method: Method`) or the whole request (`req: Request`).
+fn method_param(item: &ItemFn) -> Option<TokenStream> {
+    item.sig.inputs.iter().find_map(|arg| {
+        let FnArg::Typed(pt) = arg else { return None };
+        let Pat::Ident(id) = &*pt.pat else { return None };
+        let Type::Path(tp) = &*pt.ty else { return None };
+        let last = tp.path.segments.last()?;
+        let ident = &id.ident;
+        if last.ident == "Method" {
+            Some(quote!(&#ident))
+        } else if last.ident == "Request" {
+            Some(quote!(#ident.method()))
+        } else {
+            None
+        }
+    })
+}
+
+/// `format!` expressions for `extra` / `patterns` templates.
+fn invalidation_templates(lits: &[LitStr], info: &FnInfo, errors: &mut Errors) -> Vec<TokenStream> {
+    let mut scratch = Vec::new();
+    lits.iter()
+        .filter_map(|lit| {
+            template_expr(lit, info, errors, &mut scratch)
+                .map(|(format, exprs)| quote!(::std::format!(#format, #(#exprs),*)))
+        })
+        .collect()
+}
+
 /// What both macros start from: checked arguments, parameters, names.
 struct Prepared {
     errors: Errors,
@@ -360,6 +441,21 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     } = prepare(Kind::Cache, attr_tokens, &item);
     let key = key_expr(&args, &info, &fn_name, &krate, &mut errors);
     let out = output(&item, &args, &mut errors);
+    let method = method_param(&item);
+    if method.is_none() {
+        for name in &args.invalidation_args {
+            errors.spanned(
+                name,
+                format!(
+                    "`{name}` on #[cache] needs a method-aware handler (a `Method` or `Request` parameter, \
+                     so that mutations invalidate); otherwise put it on the #[invalidate] function that changes the data"
+                ),
+            );
+        }
+    }
+    // Check the templates now so that their errors are reported with the rest.
+    invalidation_templates(&args.extra, &info, &mut errors);
+    invalidation_templates(&args.patterns, &info, &mut errors);
     errors.finish()?;
     let (Some(key), Some((ret, stored, mode))) = (key, out) else {
         return Err(syn::Error::new(
@@ -371,23 +467,50 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     let spec = spec_static(&args, &fn_name, &krate);
     let key_tokens = &key.tokens;
     let ret_tokens = ret.to_token_stream();
-    let call = match mode {
-        Mode::Result | Mode::Option => {
-            let body = body_block(&item, &ret_tokens);
-            quote!(#krate::__private::cached::<#ret, _>(&__CACHESIDE_SPEC, __cacheside_key, #body).await)
-        }
-        Mode::Plain | Mode::CacheNone(_) => {
-            let (wrapper, wrapped) = match &mode {
-                Mode::CacheNone(inner) => (
-                    quote!(#krate::__private::CacheNone),
-                    inner.to_token_stream(),
-                ),
-                _ => (quote!(#krate::__private::Plain), stored.to_token_stream()),
-            };
-            let body = body_block(&item, &ret_tokens);
-            quote!(#krate::__private::cached::<#wrapper<#wrapped>, _>(
-                &__CACHESIDE_SPEC, __cacheside_key, async move { #wrapper(#body.await) }
-            ).await.0)
+    let body = body_block(&item, &ret_tokens);
+    let read = match mode.wrapper(&stored, &krate) {
+        None => quote!(#krate::__private::cached::<#ret, _>(&__CACHESIDE_SPEC, __cacheside_key, __cacheside_body).await),
+        Some(wrapper) => quote!(#krate::__private::cached::<#wrapper, _>(
+            &__CACHESIDE_SPEC, __cacheside_key, async move { <#wrapper>::from(__cacheside_body.await) }
+        ).await.0),
+    };
+    let call = match &method {
+        None => quote! {
+            let __cacheside_body = #body;
+            #read
+        },
+        Some(method_expr) => {
+            // Method-aware handler: GET/HEAD read through the cache; other
+            // methods run the handler and, on success, invalidate.
+            let succeeded = mode.succeeded(&ret_tokens);
+            let extra = invalidation_templates(&args.extra, &info, &mut Errors::default());
+            let patterns = invalidation_templates(&args.patterns, &info, &mut Errors::default());
+            quote! {
+                let __cacheside_read = #krate::__private::http::is_read_method(#method_expr);
+                let __cacheside_targets = match (&__cacheside_key, __cacheside_read) {
+                    (::core::option::Option::Some(__k), false) => ::core::option::Option::Some(#krate::__private::Targets {
+                        keys: {
+                            let mut __keys = ::std::vec![::std::clone::Clone::clone(__k)];
+                            __keys.extend([#(#extra),*]);
+                            __keys
+                        },
+                        patterns: ::std::vec![#(#patterns),*],
+                    }),
+                    _ => ::core::option::Option::None,
+                };
+                let __cacheside_body = #body;
+                if __cacheside_read {
+                    #read
+                } else {
+                    static __CACHESIDE_INVALIDATE: #krate::__private::InvalidateSpec = #krate::__private::InvalidateSpec {
+                        function: #fn_name,
+                        cache: __CACHESIDE_SPEC.cache,
+                        before: false,
+                        auto_init: #krate::__private::auto_init,
+                    };
+                    #krate::__private::invalidating::<#ret, _>(&__CACHESIDE_INVALIDATE, __cacheside_targets, #succeeded, __cacheside_body).await
+                }
+            }
         }
     };
     let assert_cacheable = quote_spanned! {stored.span()=>
@@ -470,7 +593,6 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
     } = prepare(Kind::Invalidate, attr_tokens, &item);
 
     let mut keys = Vec::new();
-    let mut scratch = Vec::new();
     if args.key.is_some() || args.resource_id.is_some() {
         if let Some(k) = key_expr(&args, &info, &fn_name, &krate, &mut errors) {
             keys.push(k.tokens);
@@ -485,17 +607,8 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
             ),
         );
     }
-    for lit in &args.extra {
-        if let Some((format, exprs)) = template_expr(lit, &info, &mut errors, &mut scratch) {
-            keys.push(quote!(::std::format!(#format, #(#exprs),*)));
-        }
-    }
-    let mut patterns = Vec::new();
-    for lit in &args.patterns {
-        if let Some((format, exprs)) = template_expr(lit, &info, &mut errors, &mut scratch) {
-            patterns.push(quote!(::std::format!(#format, #(#exprs),*)));
-        }
-    }
+    keys.extend(invalidation_templates(&args.extra, &info, &mut errors));
+    let patterns = invalidation_templates(&args.patterns, &info, &mut errors);
     if keys.is_empty()
         && patterns.is_empty()
         && args.key.is_none()

@@ -11,11 +11,4 @@ async fn not_an_option() -> u32 {
     5
 }
 
-struct NotSerde;
-
-#[cacheside::cache(key = "d")]
-async fn not_serde() -> Result<NotSerde, String> {
-    Ok(NotSerde)
-}
-
 fn main() {}

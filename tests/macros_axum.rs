@@ -1,0 +1,234 @@
+//! `#[cache]` on axum handlers as written in real code: extractor patterns,
+//! placeholders into them, `Json` return shapes, method-aware invalidation and
+//! per-caller keys. Requests go through a real `Router` (no network).
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{request::Parts, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cacheside::backends::MemoryBackend;
+use cacheside::Cache;
+use common::{run, Calls};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+        cacheside::init(cache.clone()).expect("first init");
+        cache
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Widget {
+    id: u64,
+    name: String,
+}
+
+#[derive(Clone, Default)]
+struct Db {
+    calls: Calls,
+    renames: Arc<std::sync::Mutex<Vec<(u64, String)>>>,
+}
+
+#[derive(Debug)]
+struct AppError(StatusCode);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.0, "error").into_response()
+    }
+}
+
+#[cacheside::cache(key_prefix = "ax:widget", resource_id = "id", expire = 60)]
+async fn get_widget(Path(id): Path<u64>, State(db): State<Db>) -> Result<Json<Widget>, AppError> {
+    db.calls.hit();
+    if id == 0 {
+        return Err(AppError(StatusCode::NOT_FOUND));
+    }
+    Ok(Json(Widget { id, name: format!("w{id}") }))
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct Page {
+    page: u32,
+    size: u32,
+}
+
+#[cacheside::cache(key = "ax:widgets:page:{q.page}:{q.size}")]
+async fn list_widgets(Query(q): Query<Page>, State(db): State<Db>) -> Json<Vec<u32>> {
+    db.calls.hit();
+    Json((q.page * q.size..q.page * q.size + q.size).collect())
+}
+
+#[cacheside::cache(key_prefix = "ax:status", resource_id = "id")]
+async fn with_status(Path(id): Path<u64>, State(db): State<Db>) -> (StatusCode, Json<Option<u64>>) {
+    db.calls.hit();
+    if id == 0 {
+        (StatusCode::NOT_FOUND, Json(None))
+    } else {
+        (StatusCode::OK, Json(Some(id)))
+    }
+}
+
+async fn send(app: &Router, method: Method, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible router");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn extractor_patterns_and_json_shapes() {
+    run(async {
+        let cache = cache();
+        let db = Db::default();
+        let app = Router::new()
+            .route("/widgets/{id}", get(get_widget))
+            .route("/widgets", get(list_widgets))
+            .route("/status/{id}", get(with_status))
+            .with_state(db.clone());
+
+        // Result<Json<T>, E>: Ok cached, Err not.
+        for _ in 0..3 {
+            let (status, body) = send(&app, Method::GET, "/widgets/7", &[]).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body, r#"{"id":7,"name":"w7"}"#);
+        }
+        assert_eq!(db.calls.get(), 1);
+        assert_eq!(
+            cache.get::<Widget>("ax:widget:7").await.unwrap(),
+            Some(Widget { id: 7, name: "w7".into() })
+        );
+        for _ in 0..2 {
+            assert_eq!(send(&app, Method::GET, "/widgets/0", &[]).await.0, StatusCode::NOT_FOUND);
+        }
+        assert_eq!(db.calls.get(), 3, "errors are not cached");
+
+        // Json<T> with a Query pattern and placeholders into it.
+        let first = send(&app, Method::GET, "/widgets?page=2&size=3", &[]).await;
+        let again = send(&app, Method::GET, "/widgets?size=3&page=2", &[]).await;
+        assert_eq!(first, (StatusCode::OK, "[6,7,8]".to_string()));
+        assert_eq!(again, first);
+        assert_eq!(db.calls.get(), 4);
+        assert!(cache.exists("ax:widgets:page:2:3").await.unwrap());
+
+        // (StatusCode, Json<T>): 200 cached, 404 not.
+        for _ in 0..2 {
+            assert_eq!(send(&app, Method::GET, "/status/5", &[]).await, (StatusCode::OK, "5".into()));
+            assert_eq!(send(&app, Method::GET, "/status/0", &[]).await, (StatusCode::NOT_FOUND, "null".into()));
+        }
+        assert_eq!(db.calls.get(), 4 + 1 + 2);
+    });
+}
+
+/// One handler for GET and PUT, as the FastAPI boilerplate's decorator expects:
+/// GET reads through the cache; PUT runs and, on success, invalidates.
+#[cacheside::cache(key_prefix = "ax:item", resource_id = "id", extra = ["ax:items:count"], patterns = ["ax:items:page:*"])]
+async fn item(method: Method, Path(id): Path<u64>, State(db): State<Db>) -> Result<Json<Widget>, AppError> {
+    db.calls.hit();
+    if method == Method::PUT {
+        if id == 13 {
+            return Err(AppError(StatusCode::CONFLICT));
+        }
+        db.renames.lock().unwrap().push((id, "renamed".into()));
+    }
+    let name = if db.renames.lock().unwrap().iter().any(|(i, _)| *i == id) { "renamed" } else { "original" };
+    Ok(Json(Widget { id, name: name.into() }))
+}
+
+#[test]
+fn method_aware_handlers_read_on_get_and_invalidate_on_successful_mutations() {
+    run(async {
+        let cache = cache();
+        let db = Db::default();
+        let app = Router::new()
+            .route("/items/{id}", get(item).put(item).delete(item))
+            .with_state(db.clone());
+
+        assert!(send(&app, Method::GET, "/items/1", &[]).await.1.contains("original"));
+        assert!(send(&app, Method::GET, "/items/1", &[]).await.1.contains("original"));
+        assert_eq!(db.calls.get(), 1, "GET cached");
+        for k in ["ax:items:count", "ax:items:page:1", "ax:items:page:2", "ax:other"] {
+            cache.set(k, &1u8, None).await.unwrap();
+        }
+
+        // A failed mutation invalidates nothing.
+        cache.set("ax:item:13", &Widget { id: 13, name: "x".into() }, None).await.unwrap();
+        assert_eq!(send(&app, Method::PUT, "/items/13", &[]).await.0, StatusCode::CONFLICT);
+        assert!(cache.exists("ax:item:13").await.unwrap());
+        assert!(cache.exists("ax:items:count").await.unwrap());
+
+        // A successful PUT runs the handler and invalidates key, extra and patterns.
+        assert_eq!(send(&app, Method::PUT, "/items/1", &[]).await.0, StatusCode::OK);
+        assert_eq!(db.calls.get(), 3);
+        for k in ["ax:item:1", "ax:items:count", "ax:items:page:1", "ax:items:page:2"] {
+            assert!(!cache.exists(k).await.unwrap(), "{k} must be invalidated");
+        }
+        assert!(cache.exists("ax:other").await.unwrap());
+
+        // The next GET misses and sees the new data.
+        assert!(send(&app, Method::GET, "/items/1", &[]).await.1.contains("renamed"));
+        assert_eq!(db.calls.get(), 4);
+        // DELETE (a mutation) is never served from the cache.
+        send(&app, Method::DELETE, "/items/1", &[]).await;
+        assert_eq!(db.calls.get(), 5);
+    });
+}
+
+/// A caller identity from a header, as an auth extractor would provide.
+struct Caller {
+    sub: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = StatusCode;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, StatusCode> {
+        let sub = parts
+            .headers
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(StatusCode::UNAUTHORIZED)?;
+        Ok(Caller { sub: sub.to_owned() })
+    }
+}
+
+#[cacheside::cache(key = "ax:me:{caller.sub}")]
+async fn me(caller: Caller, State(db): State<Db>) -> Json<String> {
+    db.calls.hit();
+    Json(format!("profile of {}", caller.sub))
+}
+
+#[test]
+fn per_caller_entries_when_the_caller_is_in_the_key() {
+    run(async {
+        let cache = cache();
+        let db = Db::default();
+        let app = Router::new().route("/me", get(me)).with_state(db.clone());
+        for _ in 0..2 {
+            assert_eq!(send(&app, Method::GET, "/me", &[("x-user", "ana")]).await.1, r#""profile of ana""#);
+            assert_eq!(send(&app, Method::GET, "/me", &[("x-user", "bo")]).await.1, r#""profile of bo""#);
+        }
+        assert_eq!(db.calls.get(), 2, "one entry per caller");
+        assert!(cache.exists("ax:me:ana").await.unwrap());
+        assert!(cache.exists("ax:me:bo").await.unwrap());
+        assert_eq!(send(&app, Method::GET, "/me", &[]).await.0, StatusCode::UNAUTHORIZED);
+    });
+}
