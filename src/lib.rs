@@ -62,10 +62,28 @@ pub use cache_core::{
 /// | `cache = "name"` | a cache registered with [`register`] instead of the global one |
 /// | `cache_none = true` | for `Option<T>`: cache `None` as well |
 /// | `companion = false` | skip the generated `{fn}_cache_entry` function (needed in trait impls) |
+/// | `shared = true` | the response is the same for every caller (silences the credentials warning) |
+/// | `extra = […]`, `patterns = […]` | method-aware handlers only: also invalidated by successful mutations |
 /// | `crate = "path"` | where to find cacheside when it is re-exported |
 ///
 /// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only, any other
 /// `T: Serialize + DeserializeOwned` is cached as is. Store failures fail open.
+///
+/// **axum handlers** (feature `axum`): extractor patterns work as parameters
+/// (`Path(id): Path<u64>`, `Query(q): Query<Page>` with `{q.page}`), and the
+/// return types `Json<T>`, `Result<Json<T>, E>` (`Ok` cached) and
+/// `(StatusCode, Json<T>)` (cached when `200 OK`) are cached by their value.
+/// A handler that takes the request method (`method: Method`) or the whole
+/// request (`req: Request`) is *method-aware*: GET and HEAD read through the
+/// cache, other methods run the handler and, when it succeeds, delete the key,
+/// `extra` and `patterns`, so one handler can serve `get(h).put(h)`.
+///
+/// **Per-caller entries**: put the caller in the key
+/// (`key = "profile:{claims.sub}"`). When a parameter looks like credentials
+/// (its type names `Claims`, `Auth…`, `Session`, `Cookie…`, `Token`,
+/// `Identity`, `CurrentUser`, `Caller`) but the key does not read it, the
+/// macro warns (a `deprecated` warning on that parameter): every caller would
+/// get the first caller's response. Add `shared = true` when that is intended.
 ///
 /// Each function gets a typed companion `{fn}_cache_entry(…)` taking the
 /// parameters the key reads and returning an [`Entry`]: `key()`,

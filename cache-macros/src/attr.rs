@@ -99,6 +99,8 @@ pub(crate) struct MacroArgs {
     pub cache: Option<LitStr>,
     pub cache_none: bool,
     pub companion: bool,
+    /// `shared = true`: the response is the same for every caller (silences the credentials warning).
+    pub shared: bool,
     pub extra: Vec<LitStr>,
     pub patterns: Vec<LitStr>,
     pub before: bool,
@@ -223,6 +225,7 @@ pub(crate) fn parse(
             (Kind::Cache, "expire") => out.expire = expire(errors, &value),
             (Kind::Cache, "cache_none") => out.cache_none = lit_bool(errors, &name, &value).unwrap_or(false),
             (Kind::Cache, "companion") => out.companion = lit_bool(errors, &name, &value).unwrap_or(true),
+            (Kind::Cache, "shared") => out.shared = lit_bool(errors, &name, &value).unwrap_or(false),
             (_, "extra") => {
                 out.extra = lit_strs(errors, &name, &value);
                 out.invalidation_args.push(name.clone());
@@ -236,7 +239,7 @@ pub(crate) fn parse(
                 &name,
                 "`before` belongs to #[invalidate], not #[cache]: put it on the function that changes the data",
             ),
-            (Kind::Invalidate, "expire" | "cache_none" | "companion") => errors.spanned(
+            (Kind::Invalidate, "expire" | "cache_none" | "companion" | "shared") => errors.spanned(
                 &name,
                 format!("`{key}` belongs to #[cache], not #[invalidate]"),
             ),

@@ -392,6 +392,44 @@ fn method_param(item: &ItemFn) -> Option<TokenStream> {
     })
 }
 
+/// Type names that say "this parameter identifies the caller".
+const CREDENTIAL_MARKERS: &[&str] = &["Claims", "Auth", "Session", "Cookie", "Token", "Identity", "CurrentUser", "Caller"];
+
+/// Warnings (as uses of a deprecated item, the one way a proc macro can warn
+/// on stable) for parameters that identify the caller but do not reach the key:
+/// every caller would share one entry.
+fn credential_warnings(item: &ItemFn, key_params: &[usize], shared: bool) -> TokenStream {
+    if shared {
+        return TokenStream::new();
+    }
+    let mut out = TokenStream::new();
+    for (i, arg) in item.sig.inputs.iter().enumerate() {
+        let FnArg::Typed(pt) = arg else { continue };
+        if key_params.contains(&i) {
+            continue;
+        }
+        let ty = pt.ty.to_token_stream().to_string();
+        let Some(marker) = CREDENTIAL_MARKERS.iter().find(|m| ty.contains(*m)) else {
+            continue;
+        };
+        let note = format!(
+            "cacheside: this handler takes caller credentials (a `{marker}` parameter) but its cache key does not use them, \
+             so every caller shares one entry. Put the caller in the key (e.g. key = \"profile:{{claims.sub}}\"), \
+             or add `shared = true` if the response is the same for every caller."
+        );
+        let warn = format_ident!("__cacheside_key_ignores_credentials_{}", i, span = pt.ty.span());
+        out.extend(quote_spanned! {pt.ty.span()=>
+            {
+                #[deprecated(note = #note)]
+                #[allow(non_camel_case_types)]
+                struct #warn;
+                let _ = #warn;
+            }
+        });
+    }
+    out
+}
+
 /// `format!` expressions for `extra` / `patterns` templates.
 fn invalidation_templates(lits: &[LitStr], info: &FnInfo, errors: &mut Errors) -> Vec<TokenStream> {
     let mut scratch = Vec::new();
@@ -513,6 +551,7 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
             }
         }
     };
+    let credential_warnings = credential_warnings(&item, &key.params, args.shared);
     let assert_cacheable = quote_spanned! {stored.span()=>
         #krate::__private::assert_cacheable::<#stored>();
     };
@@ -523,6 +562,7 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
         #(#attrs)*
         #vis #sig {
             #assert_cacheable
+            #credential_warnings
             #spec
             let __cacheside_key: ::core::option::Option<::std::string::String> =
                 if __CACHESIDE_SPEC.active() {
