@@ -1,0 +1,170 @@
+//! The widgets service: routes, handlers and layers. `main.rs` serves it;
+//! the end-to-end tests include this file and serve it on a free port.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{Db, DbError, NewWidget, Widget};
+
+/// Errors a handler can answer with.
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound,
+    Db(DbError),
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        ApiError::Db(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "no such widget").into_response(),
+            ApiError::Db(e) => {
+                tracing::error!(error = %e.0, "database error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "database error").into_response()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Page {
+    #[serde(default = "first_page")]
+    pub page: u32,
+    #[serde(default = "page_size")]
+    pub size: u32,
+}
+
+fn first_page() -> u32 {
+    1
+}
+fn page_size() -> u32 {
+    20
+}
+
+/// Reads one widget: `widget:{id}` for ten minutes.
+#[cacheside::cache(key_prefix = "widget", resource_id = "id", expire = 600)]
+pub async fn get_widget(Path(id): Path<i64>, State(db): State<Db>) -> Result<Json<Widget>, ApiError> {
+    db.get(id).await?.map(Json).ok_or(ApiError::NotFound)
+}
+
+/// One page of widgets: `widgets:page:{page}:{size}` for a minute.
+#[cacheside::cache(key = "widgets:page:{q.page}:{q.size}", expire = 60)]
+pub async fn list_widgets(Query(q): Query<Page>, State(db): State<Db>) -> Result<Json<Vec<Widget>>, ApiError> {
+    Ok(Json(db.page(q.page, q.size.clamp(1, 100)).await?))
+}
+
+/// How many widgets exist: `widgets:count`.
+#[cacheside::cache(key = "widgets:count", expire = 60)]
+pub async fn count_widgets(State(db): State<Db>) -> Result<Json<i64>, ApiError> {
+    Ok(Json(db.count().await?))
+}
+
+/// Creates a widget; the count and every page change.
+#[cacheside::invalidate(extra = ["widgets:count"], patterns = ["widgets:page:*"])]
+pub async fn create_widget(
+    State(db): State<Db>,
+    Json(new): Json<NewWidget>,
+) -> Result<(StatusCode, Json<Widget>), ApiError> {
+    Ok((StatusCode::CREATED, Json(db.insert(new).await?)))
+}
+
+/// Replaces a widget; its entry and the pages that list it change.
+#[cacheside::invalidate(key_prefix = "widget", resource_id = "id", patterns = ["widgets:page:*"])]
+pub async fn update_widget(
+    Path(id): Path<i64>,
+    State(db): State<Db>,
+    Json(new): Json<NewWidget>,
+) -> Result<Json<Widget>, ApiError> {
+    db.update(id, new).await?.map(Json).ok_or(ApiError::NotFound)
+}
+
+/// Deletes a widget.
+#[cacheside::invalidate(key_prefix = "widget", resource_id = "id", extra = ["widgets:count"], patterns = ["widgets:page:*"])]
+pub async fn delete_widget(Path(id): Path<i64>, State(db): State<Db>) -> Result<StatusCode, ApiError> {
+    if db.delete(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// The caller, from the `X-User` header (stands in for a JWT's `sub`).
+pub struct Caller {
+    pub sub: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = (StatusCode, &'static str);
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .map(|s| Caller { sub: s.to_owned() })
+            .ok_or((StatusCode::UNAUTHORIZED, "send an X-User header"))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Me {
+    pub user: String,
+    pub widgets_visible: i64,
+}
+
+/// Per-caller entry: the caller is in the key.
+#[cacheside::cache(key = "me:{caller.sub}", expire = 300)]
+pub async fn me(caller: Caller, State(db): State<Db>) -> Result<Json<Me>, ApiError> {
+    Ok(Json(Me { user: caller.sub, widgets_visible: db.count().await? }))
+}
+
+/// A public, identical-for-everyone page: cached as a whole response by the
+/// response cache layer (with ETag / 304), not by `#[cache]`.
+pub async fn catalog(State(db): State<Db>) -> Result<Json<Vec<Widget>>, ApiError> {
+    Ok(Json(db.page(1, 100).await?))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServiceStats {
+    pub db_queries: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_errors: u64,
+}
+
+/// Database queries and cache counters, to watch the cache work.
+pub async fn stats(State(db): State<Db>) -> Json<ServiceStats> {
+    let cache = cacheside::global().map(|c| c.stats()).unwrap_or_default();
+    Json(ServiceStats {
+        db_queries: db.queries(),
+        cache_hits: cache.hits,
+        cache_misses: cache.misses,
+        cache_errors: cache.errors,
+    })
+}
+
+/// The routes, without the HTTP layers.
+pub fn routes(db: Db) -> Router {
+    Router::new()
+        .route("/widgets", get(list_widgets).post(create_widget))
+        .route("/widgets/count", get(count_widgets))
+        .route("/widgets/{id}", get(get_widget).put(update_widget).delete(delete_widget))
+        .route("/me", get(me))
+        .route("/public/catalog", get(catalog))
+        .route("/stats", get(stats))
+        .with_state(db)
+}
+
+/// The routes with the HTTP layers (temporary until the layers land).
+pub async fn service(db: Db, _cache: cacheside::Cache) -> Result<Router, cacheside::Error> {
+    Ok(routes(db))
+}
