@@ -55,7 +55,10 @@ async fn get_widget(Path(id): Path<u64>, State(db): State<Db>) -> Result<Json<Wi
     if id == 0 {
         return Err(AppError(StatusCode::NOT_FOUND));
     }
-    Ok(Json(Widget { id, name: format!("w{id}") }))
+    Ok(Json(Widget {
+        id,
+        name: format!("w{id}"),
+    }))
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -80,7 +83,12 @@ async fn with_status(Path(id): Path<u64>, State(db): State<Db>) -> (StatusCode, 
     }
 }
 
-async fn send(app: &Router, method: Method, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
     let mut req = Request::builder().method(method).uri(uri);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -115,10 +123,16 @@ fn extractor_patterns_and_json_shapes() {
         assert_eq!(db.calls.get(), 1);
         assert_eq!(
             cache.get::<Widget>("ax:widget:7").await.unwrap(),
-            Some(Widget { id: 7, name: "w7".into() })
+            Some(Widget {
+                id: 7,
+                name: "w7".into()
+            })
         );
         for _ in 0..2 {
-            assert_eq!(send(&app, Method::GET, "/widgets/0", &[]).await.0, StatusCode::NOT_FOUND);
+            assert_eq!(
+                send(&app, Method::GET, "/widgets/0", &[]).await.0,
+                StatusCode::NOT_FOUND
+            );
         }
         assert_eq!(db.calls.get(), 3, "errors are not cached");
 
@@ -132,8 +146,14 @@ fn extractor_patterns_and_json_shapes() {
 
         // (StatusCode, Json<T>): 200 cached, 404 not.
         for _ in 0..2 {
-            assert_eq!(send(&app, Method::GET, "/status/5", &[]).await, (StatusCode::OK, "5".into()));
-            assert_eq!(send(&app, Method::GET, "/status/0", &[]).await, (StatusCode::NOT_FOUND, "null".into()));
+            assert_eq!(
+                send(&app, Method::GET, "/status/5", &[]).await,
+                (StatusCode::OK, "5".into())
+            );
+            assert_eq!(
+                send(&app, Method::GET, "/status/0", &[]).await,
+                (StatusCode::NOT_FOUND, "null".into())
+            );
         }
         assert_eq!(db.calls.get(), 4 + 1 + 2);
     });
@@ -142,7 +162,11 @@ fn extractor_patterns_and_json_shapes() {
 /// One handler for GET and PUT, as the FastAPI boilerplate's decorator expects:
 /// GET reads through the cache; PUT runs and, on success, invalidates.
 #[cacheside::cache(key_prefix = "ax:item", resource_id = "id", extra = ["ax:items:count"], patterns = ["ax:items:page:*"])]
-async fn item(method: Method, Path(id): Path<u64>, State(db): State<Db>) -> Result<Json<Widget>, AppError> {
+async fn item(
+    method: Method,
+    Path(id): Path<u64>,
+    State(db): State<Db>,
+) -> Result<Json<Widget>, AppError> {
     db.calls.hit();
     if method == Method::PUT {
         if id == 13 {
@@ -150,8 +174,15 @@ async fn item(method: Method, Path(id): Path<u64>, State(db): State<Db>) -> Resu
         }
         db.renames.lock().unwrap().push((id, "renamed".into()));
     }
-    let name = if db.renames.lock().unwrap().iter().any(|(i, _)| *i == id) { "renamed" } else { "original" };
-    Ok(Json(Widget { id, name: name.into() }))
+    let name = if db.renames.lock().unwrap().iter().any(|(i, _)| *i == id) {
+        "renamed"
+    } else {
+        "original"
+    };
+    Ok(Json(Widget {
+        id,
+        name: name.into(),
+    }))
 }
 
 #[test]
@@ -163,29 +194,64 @@ fn method_aware_handlers_read_on_get_and_invalidate_on_successful_mutations() {
             .route("/items/{id}", get(item).put(item).delete(item))
             .with_state(db.clone());
 
-        assert!(send(&app, Method::GET, "/items/1", &[]).await.1.contains("original"));
-        assert!(send(&app, Method::GET, "/items/1", &[]).await.1.contains("original"));
+        assert!(send(&app, Method::GET, "/items/1", &[])
+            .await
+            .1
+            .contains("original"));
+        assert!(send(&app, Method::GET, "/items/1", &[])
+            .await
+            .1
+            .contains("original"));
         assert_eq!(db.calls.get(), 1, "GET cached");
-        for k in ["ax:items:count", "ax:items:page:1", "ax:items:page:2", "ax:other"] {
+        for k in [
+            "ax:items:count",
+            "ax:items:page:1",
+            "ax:items:page:2",
+            "ax:other",
+        ] {
             cache.set(k, &1u8, None).await.unwrap();
         }
 
         // A failed mutation invalidates nothing.
-        cache.set("ax:item:13", &Widget { id: 13, name: "x".into() }, None).await.unwrap();
-        assert_eq!(send(&app, Method::PUT, "/items/13", &[]).await.0, StatusCode::CONFLICT);
+        cache
+            .set(
+                "ax:item:13",
+                &Widget {
+                    id: 13,
+                    name: "x".into(),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            send(&app, Method::PUT, "/items/13", &[]).await.0,
+            StatusCode::CONFLICT
+        );
         assert!(cache.exists("ax:item:13").await.unwrap());
         assert!(cache.exists("ax:items:count").await.unwrap());
 
         // A successful PUT runs the handler and invalidates key, extra and patterns.
-        assert_eq!(send(&app, Method::PUT, "/items/1", &[]).await.0, StatusCode::OK);
+        assert_eq!(
+            send(&app, Method::PUT, "/items/1", &[]).await.0,
+            StatusCode::OK
+        );
         assert_eq!(db.calls.get(), 3);
-        for k in ["ax:item:1", "ax:items:count", "ax:items:page:1", "ax:items:page:2"] {
+        for k in [
+            "ax:item:1",
+            "ax:items:count",
+            "ax:items:page:1",
+            "ax:items:page:2",
+        ] {
             assert!(!cache.exists(k).await.unwrap(), "{k} must be invalidated");
         }
         assert!(cache.exists("ax:other").await.unwrap());
 
         // The next GET misses and sees the new data.
-        assert!(send(&app, Method::GET, "/items/1", &[]).await.1.contains("renamed"));
+        assert!(send(&app, Method::GET, "/items/1", &[])
+            .await
+            .1
+            .contains("renamed"));
         assert_eq!(db.calls.get(), 4);
         // DELETE (a mutation) is never served from the cache.
         send(&app, Method::DELETE, "/items/1", &[]).await;
@@ -206,7 +272,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get("x-user")
             .and_then(|v| v.to_str().ok())
             .ok_or(StatusCode::UNAUTHORIZED)?;
-        Ok(Caller { sub: sub.to_owned() })
+        Ok(Caller {
+            sub: sub.to_owned(),
+        })
     }
 }
 
@@ -223,12 +291,21 @@ fn per_caller_entries_when_the_caller_is_in_the_key() {
         let db = Db::default();
         let app = Router::new().route("/me", get(me)).with_state(db.clone());
         for _ in 0..2 {
-            assert_eq!(send(&app, Method::GET, "/me", &[("x-user", "ana")]).await.1, r#""profile of ana""#);
-            assert_eq!(send(&app, Method::GET, "/me", &[("x-user", "bo")]).await.1, r#""profile of bo""#);
+            assert_eq!(
+                send(&app, Method::GET, "/me", &[("x-user", "ana")]).await.1,
+                r#""profile of ana""#
+            );
+            assert_eq!(
+                send(&app, Method::GET, "/me", &[("x-user", "bo")]).await.1,
+                r#""profile of bo""#
+            );
         }
         assert_eq!(db.calls.get(), 2, "one entry per caller");
         assert!(cache.exists("ax:me:ana").await.unwrap());
         assert!(cache.exists("ax:me:bo").await.unwrap());
-        assert_eq!(send(&app, Method::GET, "/me", &[]).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(&app, Method::GET, "/me", &[]).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     });
 }

@@ -22,6 +22,7 @@ const MAX_KEY_LEN: usize = 250;
 const RESERVED: &str = "__cacheside_";
 const HASHED_PREFIX: &str = "__cacheside_h:";
 const GEN_PREFIX: &str = "__cacheside_gen:";
+const COUNTER_PREFIX: &str = "__cacheside_n:";
 
 /// Memcached's default item size limit (`-I 1m`).
 const SERVER_ITEM_LIMIT: usize = 1024 * 1024;
@@ -129,9 +130,11 @@ impl Ring {
         best.0
     }
 
-    /// The server a generation key lives on, from its tag.
+    /// The server a generation or counter key lives on, from its tag.
     fn gen_target(&self, key: &[u8]) -> Option<usize> {
-        let rest = key.strip_prefix(GEN_PREFIX.as_bytes())?;
+        let rest = key
+            .strip_prefix(GEN_PREFIX.as_bytes())
+            .or_else(|| key.strip_prefix(COUNTER_PREFIX.as_bytes()))?;
         let tag = rest.get(..16)?;
         self.tags.iter().position(|t| t.as_bytes() == tag)
     }
@@ -151,6 +154,65 @@ impl Ring {
             )
         }
     }
+}
+
+/// The server of a counter: by its `{hash tag}` when it has one (so the
+/// counters of one rate-limit window pair share a server and a batch), else
+/// by the whole key.
+fn counter_route(key: &str) -> &str {
+    key.find('{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.find('}').map(|close| &rest[..close])
+        })
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key)
+}
+
+impl Ring {
+    /// `__cacheside_n:<server-tag>:<stamp>:<wire key>` (the wire key hashed when too long).
+    ///
+    /// The stamp in the key is what makes `clear` reset counters: `ma` cannot
+    /// set client flags, so a counter of a retired generation is simply
+    /// another key, never read again, gone at its TTL.
+    fn counter_key(&self, server: usize, stamp: u32, key: &str) -> String {
+        let wire = memcached_wire_key(key);
+        let out = format!("{COUNTER_PREFIX}{}:{stamp:08x}:{wire}", self.tags[server]);
+        if out.len() <= MAX_KEY_LEN {
+            out
+        } else {
+            format!(
+                "{COUNTER_PREFIX}{}:{stamp:08x}:#{:032x}",
+                self.tags[server],
+                bytes128(key.as_bytes())
+            )
+        }
+    }
+}
+
+/// `N` of an `ma`: whole seconds rounded up (at least 1), absolute past 30 days.
+fn vivify_ttl(ttl: Duration) -> u32 {
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0))
+        .max(1);
+    if secs <= 30 * 24 * 60 * 60 {
+        secs as u32
+    } else {
+        u32::try_from(unix_secs().saturating_add(secs)).unwrap_or(0)
+    }
+}
+
+/// A counter's ASCII decimal value (0 when absent or not a number).
+fn counter_value(get: &GetResult) -> u64 {
+    if !get.hit() {
+        return 0;
+    }
+    get.value
+        .as_deref()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Routes generation keys to the server their tag names, and data keys by the ring.
@@ -539,6 +601,32 @@ impl MemcachedBackend {
         Ok((get.hit() && get.client_flags.unwrap_or(0) == stamp).then_some(get))
     }
 
+    /// The value of the counter `key` under the current generations (0 when absent).
+    async fn read_counter(&self, key: Key<'_>) -> Result<u64, Error> {
+        let server = self.ring.route(counter_route(key.as_str()).as_bytes());
+        let namespace = key.namespace();
+        let gens = match self.remembered(server, namespace) {
+            Some(g) => g,
+            None => {
+                self.batch("increment", server, namespace, Vec::new())
+                    .await?
+                    .0
+            }
+        };
+        let wire = self.ring.counter_key(server, gens.stamp(), key.as_str());
+        let (current, results) = self
+            .batch("increment", server, namespace, vec![Get::new(&wire).into()])
+            .await?;
+        if current != gens {
+            // Cleared meanwhile: the counter of the new generation is fresh.
+            return Ok(0);
+        }
+        Ok(results
+            .first()
+            .and_then(OpResult::as_get)
+            .map_or(0, counter_value))
+    }
+
     fn route_key<'k>(&self, key: Key<'k>) -> (Cow<'k, str>, usize) {
         let wire = memcached_wire_key(key.as_str());
         let server = self.ring.route(wire.as_bytes());
@@ -704,6 +792,83 @@ impl Backend for MemcachedBackend {
         Ok(0)
     }
 
+    /// `ma <counter> N<ttl> J<delta> D<delta> v` (autovivify: created at
+    /// `delta` with the TTL, later increments keep it; a refund is
+    /// `ma … MD D<n> v` without autovivify), pipelined with the
+    /// generation reads and the `mg` of the peek counter: one round trip.
+    ///
+    /// Counter keys are `__cacheside_n:<server-tag>:<stamp>:<wire key>`: the
+    /// stamp (see *clear* above) is part of the key, so `clear` of the
+    /// namespace starts every counter over. Counters route by their
+    /// `{hash tag}` when they have one, so a key and its peek share a server.
+    /// A clear racing the increment makes it repeat once under the new stamp.
+    async fn increment(
+        &self,
+        key: Key<'_>,
+        delta: i64,
+        ttl: Duration,
+        peek: Option<Key<'_>>,
+    ) -> Result<(u64, u64), Error> {
+        const OP: &str = "increment";
+        let server = self.ring.route(counter_route(key.as_str()).as_bytes());
+        let namespace = key.namespace();
+        // The peek rides in the batch only when it shares server and generations.
+        let peek_along = peek.filter(|p| {
+            p.namespace() == namespace
+                && self.ring.route(counter_route(p.as_str()).as_bytes()) == server
+        });
+        let mut gens = match self.remembered(server, namespace) {
+            Some(g) => g,
+            None => self.batch(OP, server, namespace, Vec::new()).await?.0,
+        };
+        let mut answer = (0, 0);
+        for _ in 0..2 {
+            let stamp = gens.stamp();
+            let counter = Arithmetic::new(self.ring.counter_key(server, stamp, key.as_str()))
+                .delta(delta.unsigned_abs());
+            let counter = if delta < 0 {
+                // A refund: `MD`, floored at 0 by memcached, no autovivify.
+                counter.decrement()
+            } else {
+                counter.initial(delta.unsigned_abs(), vivify_ttl(ttl))
+            };
+            let mut ops: Vec<Op> = vec![counter.into()];
+            if let Some(p) = peek_along {
+                ops.push(Get::new(self.ring.counter_key(server, stamp, p.as_str())).into());
+            }
+            let (current, results) = self.batch(OP, server, namespace, ops).await?;
+            let counted = results
+                .first()
+                .and_then(OpResult::as_arithmetic)
+                .ok_or_else(|| protocol_error(OP, "missing ma result"))?;
+            let value = match counted.value {
+                Some(v) => v,
+                // A refund of a counter that is gone (`NF`).
+                None if delta < 0 => 0,
+                None => return Err(protocol_error(OP, "ma without a value")),
+            };
+            let peeked = match peek_along {
+                Some(_) => counter_value(
+                    results
+                        .get(1)
+                        .and_then(OpResult::as_get)
+                        .ok_or_else(|| protocol_error(OP, "missing mg result"))?,
+                ),
+                None => 0,
+            };
+            answer = (value, peeked);
+            if current == gens {
+                break;
+            }
+            // A clear moved the generations: count again under the new stamp.
+            gens = current;
+        }
+        if let (Some(p), None) = (peek, peek_along) {
+            answer.1 = self.read_counter(p).await?;
+        }
+        Ok(answer)
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         self.client
             .noop()
@@ -840,6 +1005,36 @@ mod tests {
         }
         assert_ne!(r.gen_key(0, ""), r.gen_key(0, "a:"));
         assert_eq!(r.gen_target(b"widget:7"), None);
+    }
+
+    #[test]
+    fn counter_keys_are_safe_and_route_by_tag() {
+        let r = ring(3);
+        for key in [
+            "rl:{1.2.3.4}:60000:7",
+            "plain",
+            "with space {t}",
+            &"x".repeat(400),
+        ] {
+            for server in 0..3 {
+                let wire = r.counter_key(server, 0xdead_beef, key);
+                assert!(wire.len() <= MAX_KEY_LEN, "{wire}");
+                assert!(wire.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{wire}");
+                assert_eq!(r.gen_target(wire.as_bytes()), Some(server));
+                assert!(wire.contains(":deadbeef:"), "{wire}");
+            }
+        }
+        assert_ne!(r.counter_key(0, 1, "k"), r.counter_key(0, 2, "k"));
+        assert_eq!(counter_route("ns:rl:{1.2.3.4}:60000:7"), "1.2.3.4");
+        assert_eq!(
+            counter_route("ns:rl:{1.2.3.4}:60000:6"),
+            counter_route("ns:rl:{1.2.3.4}:60000:7")
+        );
+        assert_eq!(counter_route("a{}b"), "a{}b");
+        assert_eq!(counter_route("no-tag"), "no-tag");
+        assert_eq!(vivify_ttl(Duration::from_millis(1)), 1);
+        assert_eq!(vivify_ttl(Duration::from_secs(120)), 120);
+        assert!(vivify_ttl(Duration::from_secs(40 * 86_400)) > 1_000_000_000);
     }
 
     #[test]

@@ -174,6 +174,79 @@ impl Backend for MemoryBackend {
     async fn ping(&self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Exact under any concurrency: moka's `and_compute_with` runs the
+    /// read-add-write of one key under that key's lock. Counters are stored
+    /// as ASCII decimal (as Redis and Memcached do), with the expiry set at
+    /// creation and kept by later increments.
+    async fn increment(
+        &self,
+        key: Key<'_>,
+        delta: i64,
+        ttl: Duration,
+        peek: Option<Key<'_>>,
+    ) -> Result<(u64, u64), Error> {
+        let mut outcome: Result<u64, &'static str> = Err("the counter was not computed");
+        self.entries
+            .entry_by_ref(key.as_str())
+            .and_compute_with(|current| {
+                let now = Instant::now();
+                let live = current.map(|e| e.into_value()).filter(|s| s.is_live(now));
+                let op = match live {
+                    // A refund never creates a counter.
+                    None if delta <= 0 => {
+                        outcome = Ok(0);
+                        moka::ops::compute::Op::Nop
+                    }
+                    None => {
+                        outcome = Ok(delta.unsigned_abs());
+                        moka::ops::compute::Op::Put(Stored {
+                            value: Bytes::from(delta.to_string()),
+                            expires_at: now.checked_add(ttl),
+                        })
+                    }
+                    Some(stored) => match parse_counter(&stored.value)
+                        .ok_or("the key holds a value that is not a counter")
+                        .and_then(|n| {
+                            if delta < 0 {
+                                Ok(n.saturating_sub(delta.unsigned_abs()))
+                            } else {
+                                n.checked_add(delta.unsigned_abs())
+                                    .ok_or("the counter would overflow")
+                            }
+                        }) {
+                        Ok(next) => {
+                            outcome = Ok(next);
+                            moka::ops::compute::Op::Put(Stored {
+                                value: Bytes::from(next.to_string()),
+                                expires_at: stored.expires_at,
+                            })
+                        }
+                        Err(why) => {
+                            outcome = Err(why);
+                            moka::ops::compute::Op::Nop
+                        }
+                    },
+                };
+                std::future::ready(op)
+            })
+            .await;
+        let value = outcome.map_err(|why| Error::backend("memory", "increment", why))?;
+        let peeked = match peek {
+            Some(p) => self
+                .live(p.as_str())
+                .await
+                .and_then(|s| parse_counter(&s.value))
+                .unwrap_or(0),
+            None => 0,
+        };
+        Ok((value, peeked))
+    }
+}
+
+/// A counter's ASCII decimal value.
+fn parse_counter(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -222,6 +295,64 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(b.get(k("gone")).await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn increment_is_exact_under_concurrency() {
+        let b = MemoryBackend::new(100);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let b = b.clone();
+            tasks.spawn(async move {
+                b.increment(k("n"), 1, Duration::from_secs(60), None)
+                    .await
+                    .unwrap()
+                    .0
+            });
+        }
+        let mut seen: Vec<u64> = tasks.join_all().await;
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=32).collect::<Vec<u64>>());
+    }
+
+    #[tokio::test]
+    async fn increment_creates_with_ttl_and_keeps_it() {
+        let b = MemoryBackend::new(100);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            b.increment(k("c"), 5, Duration::from_secs(10), None)
+                .await
+                .unwrap(),
+            (5, 0)
+        );
+        assert_eq!(
+            b.increment(k("c"), 2, day, Some(k("c"))).await.unwrap(),
+            (7, 7)
+        );
+        let ttl = b.ttl(k("c")).await.unwrap().unwrap();
+        assert!(ttl <= Duration::from_secs(10), "expiry moved: {ttl:?}");
+        assert_eq!(b.get(k("c")).await.unwrap().as_deref(), Some(&b"7"[..]));
+        // Refunds subtract, stop at 0 and never create.
+        assert_eq!(b.increment(k("c"), -3, day, None).await.unwrap().0, 4);
+        assert_eq!(b.increment(k("c"), -9, day, None).await.unwrap().0, 0);
+        assert_eq!(b.increment(k("c"), 1, day, None).await.unwrap().0, 1);
+        assert_eq!(
+            b.increment(k("absent"), -1, day, None).await.unwrap(),
+            (0, 0)
+        );
+        assert!(!b.exists(k("absent")).await.unwrap());
+        // Expired counters start over.
+        b.increment(k("z"), 3, Duration::ZERO, None).await.unwrap();
+        assert_eq!(b.increment(k("z"), 1, day, None).await.unwrap().0, 1);
+        // A cached value is not a counter.
+        b.set(k("v"), Bytes::from_static(b"\x01x"), None)
+            .await
+            .unwrap();
+        assert!(b.increment(k("v"), 1, day, None).await.is_err());
+        assert_eq!(
+            b.increment(k("w"), 1, day, Some(k("v"))).await.unwrap(),
+            (1, 0)
+        );
     }
 
     #[tokio::test]

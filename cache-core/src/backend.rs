@@ -181,4 +181,208 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), Error>;
+
+    /// Counts: atomically adds `delta` to the counter under `key` and returns
+    /// its new value, together with the current value of the counter under
+    /// `peek` (when given) read in the same round trip.
+    ///
+    /// A negative `delta` is a refund: it subtracts, never below 0, and never
+    /// creates a missing key (the answer is then 0).
+    ///
+    /// Returns `(new value of key, value of peek)`; the second is `0` when
+    /// `peek` is `None`, absent, expired or not a counter.
+    ///
+    /// Contract for backend authors:
+    ///
+    /// * **Atomic increment.** Concurrent calls on one key, from any number of
+    ///   tasks or processes, each see a distinct result: 32 calls with
+    ///   `delta = 1` on an absent key return exactly `1..=32` in some order.
+    /// * **Creation sets the expiry, increments keep it.** An absent (or
+    ///   expired) key is created holding `delta` (when positive) and expiring after `ttl`;
+    ///   later increments do not move that expiry (a fixed window stays
+    ///   fixed). A `ttl` under the store's resolution is rounded up.
+    /// * **The peek is a plain read.** It need not be atomic with the
+    ///   increment; it only saves a round trip. Callers that want both keys on
+    ///   one Redis Cluster slot give them a common `{hash tag}`; stores that
+    ///   shard keys should keep such keys together too (the memcached backend
+    ///   does), or read them separately.
+    /// * **Representation.** Counters may share the keyspace with cached
+    ///   values but are not envelopes: do not read them with
+    ///   [`get`](Backend::get) through a [`Cache`](crate::Cache). Incrementing a
+    ///   key that holds a non-counter value is an error; overflow past
+    ///   `i64::MAX` may be an error.
+    /// * Results are clamped to `0..` (a counter is never reported negative).
+    /// * Used by the HTTP rate limiter (`cacheside::http::RateLimitLayer`),
+    ///   which calls it through [`Cache::increment`](crate::Cache::increment)
+    ///   (namespace, op timeout and circuit breaker applied).
+    ///
+    /// The default body returns [`Error::Unsupported`], so backends written
+    /// before this method existed keep compiling; the rate limiter then fails
+    /// open (or closed, as configured) with that error in its log.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Backend, Error, Key, NullBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// // NullBackend keeps nothing: every counter reads as freshly created.
+    /// let (now, before) = NullBackend
+    ///     .increment(Key::plain("hits:{ip}:2"), 1, Duration::from_secs(60), Some(Key::plain("hits:{ip}:1")))
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!((now, before), (1, 0));
+    /// # }
+    /// ```
+    async fn increment(
+        &self,
+        key: Key<'_>,
+        delta: i64,
+        ttl: Duration,
+        peek: Option<Key<'_>>,
+    ) -> Result<(u64, u64), Error> {
+        let _ = (key, delta, ttl, peek);
+        Err(Error::Unsupported {
+            backend: self.name(),
+            op: "increment",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{Cache, Error};
+
+    /// Records the keys it is asked to count.
+    #[derive(Default)]
+    struct Recorder {
+        seen: Mutex<Vec<(String, Option<String>, i64)>>,
+    }
+
+    struct Shared(std::sync::Arc<Recorder>);
+
+    #[async_trait]
+    impl Backend for Shared {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        async fn get(&self, _key: Key<'_>) -> Result<Option<Bytes>, Error> {
+            Ok(None)
+        }
+        async fn set(&self, _: Key<'_>, _: Bytes, _: Option<Duration>) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn delete(&self, _key: Key<'_>) -> Result<bool, Error> {
+            Ok(false)
+        }
+        async fn delete_pattern(&self, _: &str, _: &str) -> Result<u64, Error> {
+            Ok(0)
+        }
+        async fn exists(&self, _key: Key<'_>) -> Result<bool, Error> {
+            Ok(false)
+        }
+        async fn ttl(&self, _key: Key<'_>) -> Result<Option<Duration>, Error> {
+            Ok(None)
+        }
+        async fn clear(&self, _namespace: &str) -> Result<u64, Error> {
+            Ok(0)
+        }
+        async fn ping(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn increment(
+            &self,
+            key: Key<'_>,
+            delta: i64,
+            _ttl: Duration,
+            peek: Option<Key<'_>>,
+        ) -> Result<(u64, u64), Error> {
+            assert_eq!(key.namespace(), "app:");
+            self.0.seen.lock().unwrap().push((
+                key.as_str().to_owned(),
+                peek.map(|p| p.as_str().to_owned()),
+                delta,
+            ));
+            Ok((delta.max(0) as u64, 0))
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_increment_applies_the_namespace_to_both_keys() {
+        let rec = std::sync::Arc::new(Recorder::default());
+        let cache = Cache::builder()
+            .backend(Shared(rec.clone()))
+            .namespace("app")
+            .build();
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            cache.increment("a", 2, minute, Some("b")).await.unwrap(),
+            (2, 0)
+        );
+        cache.increment("a", -1, minute, None).await.unwrap();
+        assert_eq!(
+            *rec.seen.lock().unwrap(),
+            [
+                ("app:a".to_owned(), Some("app:b".to_owned()), 2),
+                ("app:a".to_owned(), None, -1)
+            ]
+        );
+    }
+
+    /// A backend written before `increment` existed (it keeps the default body).
+    struct Legacy;
+
+    #[async_trait]
+    impl Backend for Legacy {
+        fn name(&self) -> &'static str {
+            "legacy"
+        }
+        async fn get(&self, _key: Key<'_>) -> Result<Option<Bytes>, Error> {
+            Ok(None)
+        }
+        async fn set(&self, _: Key<'_>, _: Bytes, _: Option<Duration>) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn delete(&self, _key: Key<'_>) -> Result<bool, Error> {
+            Ok(false)
+        }
+        async fn delete_pattern(&self, _: &str, _: &str) -> Result<u64, Error> {
+            Ok(0)
+        }
+        async fn exists(&self, _key: Key<'_>) -> Result<bool, Error> {
+            Ok(false)
+        }
+        async fn ttl(&self, _key: Key<'_>) -> Result<Option<Duration>, Error> {
+            Ok(None)
+        }
+        async fn clear(&self, _namespace: &str) -> Result<u64, Error> {
+            Ok(0)
+        }
+        async fn ping(&self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn default_increment_is_unsupported_with_a_helpful_message() {
+        let cache = Cache::builder().backend(Legacy).build();
+        let err = cache
+            .increment("k", 1, Duration::from_secs(1), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Unsupported {
+                backend: "legacy",
+                op: "increment"
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "the legacy backend does not support increment; implement `Backend::increment` for it, or use a built-in store (memory, redis, redis-cluster, memcached)"
+        );
+        assert!(!err.is_store_failure());
+        assert_eq!(cache.stats().errors, 1);
+    }
 }

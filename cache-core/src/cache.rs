@@ -576,7 +576,8 @@ impl Cache {
 
     /// Atomically adds `delta` to the counter under `key` (created at `delta`,
     /// expiring after `ttl`, when absent; later increments keep that expiry)
-    /// and reads the counter under `peek` in the same round trip.
+    /// and reads the counter under `peek` in the same round trip. A negative
+    /// `delta` subtracts (never below 0, never creating the key).
     ///
     /// Returns `(new value of key, value of peek)`, the second `0` when
     /// `peek` is `None` or absent. Both keys get the namespace, like
@@ -600,7 +601,7 @@ impl Cache {
     pub async fn increment(
         &self,
         key: &str,
-        delta: u64,
+        delta: i64,
         ttl: Duration,
         peek: Option<&str>,
     ) -> Result<(u64, u64), Error> {

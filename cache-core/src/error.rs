@@ -120,6 +120,16 @@ pub enum Error {
         limit: usize,
     },
 
+    /// The backend does not implement an operation (a custom [`Backend`](crate::Backend)
+    /// written before the operation existed, or a store that cannot offer it).
+    #[error("the {backend} backend does not support {op}; implement `Backend::{op}` for it, or use a built-in store (memory, redis, redis-cluster, memcached)")]
+    Unsupported {
+        /// Backend name.
+        backend: &'static str,
+        /// The operation, e.g. `increment`.
+        op: &'static str,
+    },
+
     /// A key is not acceptable to the store.
     #[error("invalid key {key:?}: {reason}")]
     InvalidKey {

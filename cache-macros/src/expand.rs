@@ -285,7 +285,11 @@ fn output(item: &ItemFn, args: &MacroArgs, errors: &mut Errors) -> Option<(Type,
     if let Some(targs) = last_segment_args(&ret, "Result") {
         if let (Some(ok), Some(err)) = (targs.first().and_then(|t| json_inner(t)), targs.get(1)) {
             let err = (*err).clone();
-            return Some((ret, ok.clone(), Mode::JsonResult(Box::new(ok), Box::new(err))));
+            return Some((
+                ret,
+                ok.clone(),
+                Mode::JsonResult(Box::new(ok), Box::new(err)),
+            ));
         }
         if args.cache_none {
             errors.spanned(
@@ -378,7 +382,9 @@ fn spec_static(args: &MacroArgs, fn_name: &str, krate: &TokenStream) -> TokenStr
 fn method_param(item: &ItemFn) -> Option<TokenStream> {
     item.sig.inputs.iter().find_map(|arg| {
         let FnArg::Typed(pt) = arg else { return None };
-        let Pat::Ident(id) = &*pt.pat else { return None };
+        let Pat::Ident(id) = &*pt.pat else {
+            return None;
+        };
         let Type::Path(tp) = &*pt.ty else { return None };
         let last = tp.path.segments.last()?;
         let ident = &id.ident;
@@ -393,7 +399,16 @@ fn method_param(item: &ItemFn) -> Option<TokenStream> {
 }
 
 /// Type names that say "this parameter identifies the caller".
-const CREDENTIAL_MARKERS: &[&str] = &["Claims", "Auth", "Session", "Cookie", "Token", "Identity", "CurrentUser", "Caller"];
+const CREDENTIAL_MARKERS: &[&str] = &[
+    "Claims",
+    "Auth",
+    "Session",
+    "Cookie",
+    "Token",
+    "Identity",
+    "CurrentUser",
+    "Caller",
+];
 
 /// Warnings (as uses of a deprecated item, the one way a proc macro can warn
 /// on stable) for parameters that identify the caller but do not reach the key:
@@ -417,7 +432,11 @@ fn credential_warnings(item: &ItemFn, key_params: &[usize], shared: bool) -> Tok
              so every caller shares one entry. Put the caller in the key (e.g. key = \"profile:{{claims.sub}}\"), \
              or add `shared = true` if the response is the same for every caller."
         );
-        let warn = format_ident!("__cacheside_key_ignores_credentials_{}", i, span = pt.ty.span());
+        let warn = format_ident!(
+            "__cacheside_key_ignores_credentials_{}",
+            i,
+            span = pt.ty.span()
+        );
         out.extend(quote_spanned! {pt.ty.span()=>
             {
                 #[deprecated(note = #note)]
@@ -507,7 +526,9 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     let ret_tokens = ret.to_token_stream();
     let body = body_block(&item, &ret_tokens);
     let read = match mode.wrapper(&stored, &krate) {
-        None => quote!(#krate::__private::cached::<#ret, _>(&__CACHESIDE_SPEC, __cacheside_key, __cacheside_body).await),
+        None => {
+            quote!(#krate::__private::cached::<#ret, _>(&__CACHESIDE_SPEC, __cacheside_key, __cacheside_body).await)
+        }
         Some(wrapper) => quote!(#krate::__private::cached::<#wrapper, _>(
             &__CACHESIDE_SPEC, __cacheside_key, async move { <#wrapper>::from(__cacheside_body.await) }
         ).await.0),

@@ -8,6 +8,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
+use cacheside::http::{ClientCacheLayer, RateLimitLayer, ResponseCacheLayer};
+use cacheside::Cache;
+
 use crate::db::{Db, DbError, NewWidget, Widget};
 
 /// Errors a handler can answer with.
@@ -52,13 +57,19 @@ fn page_size() -> u32 {
 
 /// Reads one widget: `widget:{id}` for ten minutes.
 #[cacheside::cache(key_prefix = "widget", resource_id = "id", expire = 600)]
-pub async fn get_widget(Path(id): Path<i64>, State(db): State<Db>) -> Result<Json<Widget>, ApiError> {
+pub async fn get_widget(
+    Path(id): Path<i64>,
+    State(db): State<Db>,
+) -> Result<Json<Widget>, ApiError> {
     db.get(id).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// One page of widgets: `widgets:page:{page}:{size}` for a minute.
 #[cacheside::cache(key = "widgets:page:{q.page}:{q.size}", expire = 60)]
-pub async fn list_widgets(Query(q): Query<Page>, State(db): State<Db>) -> Result<Json<Vec<Widget>>, ApiError> {
+pub async fn list_widgets(
+    Query(q): Query<Page>,
+    State(db): State<Db>,
+) -> Result<Json<Vec<Widget>>, ApiError> {
     Ok(Json(db.page(q.page, q.size.clamp(1, 100)).await?))
 }
 
@@ -84,12 +95,18 @@ pub async fn update_widget(
     State(db): State<Db>,
     Json(new): Json<NewWidget>,
 ) -> Result<Json<Widget>, ApiError> {
-    db.update(id, new).await?.map(Json).ok_or(ApiError::NotFound)
+    db.update(id, new)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }
 
 /// Deletes a widget.
 #[cacheside::invalidate(key_prefix = "widget", resource_id = "id", extra = ["widgets:count"], patterns = ["widgets:page:*"])]
-pub async fn delete_widget(Path(id): Path<i64>, State(db): State<Db>) -> Result<StatusCode, ApiError> {
+pub async fn delete_widget(
+    Path(id): Path<i64>,
+    State(db): State<Db>,
+) -> Result<StatusCode, ApiError> {
     if db.delete(id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -124,7 +141,10 @@ pub struct Me {
 /// Per-caller entry: the caller is in the key.
 #[cacheside::cache(key = "me:{caller.sub}", expire = 300)]
 pub async fn me(caller: Caller, State(db): State<Db>) -> Result<Json<Me>, ApiError> {
-    Ok(Json(Me { user: caller.sub, widgets_visible: db.count().await? }))
+    Ok(Json(Me {
+        user: caller.sub,
+        widgets_visible: db.count().await?,
+    }))
 }
 
 /// A public, identical-for-everyone page: cached as a whole response by the
@@ -152,19 +172,81 @@ pub async fn stats(State(db): State<Db>) -> Json<ServiceStats> {
     })
 }
 
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub service: &'static str,
+}
+
+/// A constant answer (the baseline of `scripts/load.sh`).
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        service: "widgets",
+    })
+}
+
 /// The routes, without the HTTP layers.
 pub fn routes(db: Db) -> Router {
     Router::new()
         .route("/widgets", get(list_widgets).post(create_widget))
         .route("/widgets/count", get(count_widgets))
-        .route("/widgets/{id}", get(get_widget).put(update_widget).delete(delete_widget))
+        .route(
+            "/widgets/{id}",
+            get(get_widget).put(update_widget).delete(delete_widget),
+        )
         .route("/me", get(me))
-        .route("/public/catalog", get(catalog))
         .route("/stats", get(stats))
+        .route("/health", get(health))
         .with_state(db)
 }
 
-/// The routes with the HTTP layers (temporary until the layers land).
-pub async fn service(db: Db, _cache: cacheside::Cache) -> Result<Router, cacheside::Error> {
-    Ok(routes(db))
+/// Knobs of the HTTP layers.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Requests per client per `rate_window`.
+    pub rate_limit: u64,
+    pub rate_window: Duration,
+    /// Prefix of the rate limiter's counters (services sharing a store keep apart).
+    pub rate_prefix: String,
+    /// How long the public catalog is cached as a whole response.
+    pub catalog_ttl: Duration,
+}
+
+impl ServiceOptions {
+    /// `RATE_LIMIT_PER_MINUTE` (default 600) per client per minute.
+    pub fn from_env() -> Result<Self, cacheside::Error> {
+        let rate_limit = match std::env::var("RATE_LIMIT_PER_MINUTE") {
+            Ok(v) => v.trim().parse().map_err(|_| cacheside::Error::Config {
+                var: "RATE_LIMIT_PER_MINUTE",
+                value: v,
+                allowed: "a whole number of requests, e.g. 600",
+            })?,
+            Err(_) => 600,
+        };
+        Ok(ServiceOptions {
+            rate_limit,
+            rate_window: Duration::from_secs(60),
+            rate_prefix: "ratelimit".into(),
+            catalog_ttl: Duration::from_secs(30),
+        })
+    }
+}
+
+/// The whole service: routes plus response cache (public catalog), client
+/// cache headers and the rate limiter, all keeping state in `cache`.
+pub fn service(db: Db, cache: Cache, options: &ServiceOptions) -> Result<Router, cacheside::Error> {
+    // Whole-response caching with ETag/304 for the route that is the same for everyone.
+    let public = Router::new()
+        .route("/public/catalog", get(catalog))
+        .with_state(db.clone())
+        .layer(ResponseCacheLayer::new(cache.clone()).ttl(options.catalog_ttl));
+    Ok(routes(db)
+        .merge(public)
+        // Outside the response cache, so that its API default does not stop caching there.
+        .layer(ClientCacheLayer::from_env()?.public_prefix("/public", Some(options.catalog_ttl)))
+        .layer(
+            RateLimitLayer::new(cache, options.rate_limit, options.rate_window)
+                .key_prefix(&options.rate_prefix),
+        ))
 }

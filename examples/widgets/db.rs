@@ -67,10 +67,13 @@ impl Db {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, DbError> {
-        self.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().map_err(|_| DbError("database lock poisoned".into()))?;
+            let conn = conn
+                .lock()
+                .map_err(|_| DbError("database lock poisoned".into()))?;
             f(&conn).map_err(DbError::from)
         })
         .await?
@@ -81,7 +84,13 @@ impl Db {
             c.query_row(
                 "SELECT id, name, price_cents FROM widgets WHERE id = ?1",
                 params![id],
-                |r| Ok(Widget { id: r.get(0)?, name: r.get(1)?, price_cents: r.get(2)? }),
+                |r| {
+                    Ok(Widget {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        price_cents: r.get(2)?,
+                    })
+                },
             )
             .optional()
         })
@@ -95,7 +104,11 @@ impl Db {
                 "SELECT id, name, price_cents FROM widgets ORDER BY id LIMIT ?1 OFFSET ?2",
             )?;
             let rows = stmt.query_map(params![size, offset], |r| {
-                Ok(Widget { id: r.get(0)?, name: r.get(1)?, price_cents: r.get(2)? })
+                Ok(Widget {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    price_cents: r.get(2)?,
+                })
             })?;
             rows.collect()
         })
@@ -103,7 +116,8 @@ impl Db {
     }
 
     pub async fn count(&self) -> Result<i64, DbError> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM widgets", [], |r| r.get(0))).await
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM widgets", [], |r| r.get(0)))
+            .await
     }
 
     pub async fn insert(&self, new: NewWidget) -> Result<Widget, DbError> {
@@ -112,7 +126,11 @@ impl Db {
                 "INSERT INTO widgets (name, price_cents) VALUES (?1, ?2)",
                 params![new.name, new.price_cents],
             )?;
-            Ok(Widget { id: c.last_insert_rowid(), name: new.name, price_cents: new.price_cents })
+            Ok(Widget {
+                id: c.last_insert_rowid(),
+                name: new.name,
+                price_cents: new.price_cents,
+            })
         })
         .await
     }
@@ -124,7 +142,11 @@ impl Db {
                 "UPDATE widgets SET name = ?1, price_cents = ?2 WHERE id = ?3",
                 params![new.name, new.price_cents, id],
             )?;
-            Ok((n == 1).then_some(Widget { id, name: new.name, price_cents: new.price_cents }))
+            Ok((n == 1).then_some(Widget {
+                id,
+                name: new.name,
+                price_cents: new.price_cents,
+            }))
         })
         .await
     }

@@ -24,11 +24,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| e.0)?;
     if db.count().await.map_err(|e| e.0)? == 0 {
         for (name, price_cents) in [("spanner", 1299), ("sprocket", 450), ("flange", 799)] {
-            db.insert(db::NewWidget { name: name.into(), price_cents }).await.map_err(|e| e.0)?;
+            db.insert(db::NewWidget {
+                name: name.into(),
+                price_cents,
+            })
+            .await
+            .map_err(|e| e.0)?;
         }
     }
     let addr = std::env::var("WIDGETS_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let app = app::service(db, cache).await?;
+    let app = app::service(db, cache, &app::ServiceOptions::from_env()?)?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(%addr, "widgets service listening");
     axum::serve(

@@ -1,3 +1,20 @@
 //! HTTP integration (feature `axum`): tower layers that cache whole responses,
 //! set client cache headers and rate-limit callers, with state in the same
 //! stores as the rest of cacheside.
+
+mod client_cache;
+mod rate_limit;
+mod response_cache;
+
+pub use client_cache::{
+    ClientCache, ClientCacheFuture, ClientCacheLayer, DEFAULT_API_CACHE_CONTROL,
+    DEFAULT_CLIENT_MAX_AGE,
+};
+pub use rate_limit::{
+    Decision, RateLimit, RateLimitFuture, RateLimitLayer, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
+    RATELIMIT_RESET, RATE_LIMIT_FALLBACK_KEY, RATE_LIMIT_STORAGE_URI,
+};
+pub use response_cache::{
+    default_cache_status, ResponseCache, ResponseCacheLayer, ResponseEntry, ResponseFuture,
+    StoredResponse, DEFAULT_MAX_BODY_BYTES, X_CACHE,
+};

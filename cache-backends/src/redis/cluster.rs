@@ -13,8 +13,8 @@ use bytes::Bytes;
 use cache_core::{Backend, Error, Key};
 
 use super::{
-    connection_info, describe, glob_keeps, namespace_keeps, namespace_match, pttl_to_ttl,
-    redis_match, scan_cmd, set_cmd, unlink_cmd, RedisOptions,
+    connection_info, describe, glob_keeps, increment_invocation, increment_reply, namespace_keeps,
+    namespace_match, pttl_to_ttl, redis_match, scan_cmd, set_cmd, unlink_cmd, RedisOptions,
 };
 
 const NAME: &str = "redis-cluster";
@@ -259,6 +259,34 @@ impl Backend for RedisClusterBackend {
             namespace_keeps(namespace, k)
         })
         .await
+    }
+
+    /// The same script as the single-node backend, routed by the counter's
+    /// slot. When the peek key lives on another slot (no common `{hash tag}`),
+    /// it is read with a second command (`GET`) instead of failing with `CROSSSLOT`.
+    async fn increment(
+        &self,
+        key: Key<'_>,
+        delta: i64,
+        ttl: Duration,
+        peek: Option<Key<'_>>,
+    ) -> Result<(u64, u64), Error> {
+        let same_slot = peek.is_none_or(|p| {
+            ::redis::cluster_routing::Slot::for_key(p.as_str())
+                == ::redis::cluster_routing::Slot::for_key(key.as_str())
+        });
+        let mut conn = self.conn.clone();
+        let invocation = increment_invocation(key, delta, ttl, if same_slot { peek } else { None });
+        let answer: (i64, i64) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| Error::backend(NAME, "increment", e))?;
+        let (value, mut peeked) = increment_reply(answer);
+        if let (false, Some(p)) = (same_slot, peek) {
+            let raw: Option<String> = self.query("increment", cmd("GET").arg(p.as_str())).await?;
+            peeked = raw.and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+        Ok((value, peeked))
     }
 
     async fn ping(&self) -> Result<(), Error> {

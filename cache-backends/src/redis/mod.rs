@@ -330,6 +330,59 @@ pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
     ms as u64
 }
 
+/// `INCRBY` + `PEXPIRE` (only when the key has no expiry yet, i.e. was just
+/// created) + `GET` of the optional peek key, as one atomic script.
+///
+/// `KEYS[1]` counter, `KEYS[2]` (optional) peeked counter, `ARGV[1]` delta,
+/// `ARGV[2]` TTL in ms. Answers `{new value, peeked value or 0}`. A negative
+/// delta (refund) leaves a missing key alone and stops at 0 (`SET … KEEPTTL`,
+/// Redis 6+). A peeked value that is not an integer reads as 0.
+const INCREMENT_LUA: &str = r"
+local v = 0
+if string.sub(ARGV[1], 1, 1) ~= '-' or redis.call('EXISTS', KEYS[1]) == 1 then
+  v = redis.call('INCRBY', KEYS[1], ARGV[1])
+  if v < 0 then
+    redis.call('SET', KEYS[1], 0, 'KEEPTTL')
+    v = 0
+  end
+  if redis.call('PTTL', KEYS[1]) < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+end
+local p = 0
+if KEYS[2] then
+  p = tonumber(redis.call('GET', KEYS[2])) or 0
+end
+return {v, p}
+";
+
+/// The increment script (`EVALSHA`, loaded again after `NOSCRIPT`, e.g. when the server restarted).
+pub(crate) fn increment_script() -> &'static ::redis::Script {
+    static SCRIPT: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| ::redis::Script::new(INCREMENT_LUA))
+}
+
+/// The invocation of [`increment_script`] for one counter (and an optional peek).
+pub(crate) fn increment_invocation<'s>(
+    key: Key<'_>,
+    delta: i64,
+    ttl: Duration,
+    peek: Option<Key<'_>>,
+) -> ::redis::ScriptInvocation<'s> {
+    let mut invocation = increment_script().key(key.as_str());
+    if let Some(peek) = peek {
+        invocation.key(peek.as_str());
+    }
+    invocation.arg(delta).arg(ttl_millis(ttl));
+    invocation
+}
+
+/// The script's answer as `(value, peeked)`; a negative value (a counter
+/// decremented by hand) reads as 0.
+pub(crate) fn increment_reply(answer: (i64, i64)) -> (u64, u64) {
+    (answer.0.max(0) as u64, answer.1.max(0) as u64)
+}
+
 /// What `PTTL` answers, as a remaining TTL: `-2` (absent) and `-1` (no expiry) are `None`.
 pub(crate) fn pttl_to_ttl(ms: i64) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
@@ -427,6 +480,24 @@ impl Backend for RedisBackend {
             namespace_keeps(namespace, k)
         })
         .await
+    }
+
+    /// One `EVALSHA` of a Lua script: `INCRBY`, `PEXPIRE` when the key is
+    /// new, `GET` of the peek key; atomic on the server.
+    async fn increment(
+        &self,
+        key: Key<'_>,
+        delta: i64,
+        ttl: Duration,
+        peek: Option<Key<'_>>,
+    ) -> Result<(u64, u64), Error> {
+        let invocation = increment_invocation(key, delta, ttl, peek);
+        let mut conn = self.conn.clone();
+        let answer: (i64, i64) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| Error::backend(NAME, "increment", e))?;
+        Ok(increment_reply(answer))
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -1,0 +1,343 @@
+//! [`ClientCacheLayer`]: `Cache-Control` headers for browsers and CDNs, by path prefix.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response};
+use tower::{Layer, Service};
+
+use crate::{Config, Error};
+
+/// The value [`ClientCacheLayer`] uses for paths no rule matches: `private, no-store`.
+///
+/// ```
+/// assert_eq!(cacheside::http::DEFAULT_API_CACHE_CONTROL, "private, no-store");
+/// ```
+pub const DEFAULT_API_CACHE_CONTROL: HeaderValue = HeaderValue::from_static("private, no-store");
+
+/// Default max-age of [`ClientCacheLayer::public_prefix`] rules that name none:
+/// 60 s, like `CLIENT_CACHE_MAX_AGE`'s default.
+///
+/// ```
+/// assert_eq!(cacheside::http::DEFAULT_CLIENT_MAX_AGE.as_secs(), 60);
+/// ```
+pub const DEFAULT_CLIENT_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// A tower [`Layer`] that adds a `Cache-Control` header to responses whose
+/// handler set none, chosen by path prefix.
+///
+/// * [`public_prefix(prefix, max_age)`](Self::public_prefix) rules give
+///   `public, max-age=N` to successful and client-error responses (status
+///   below 500) of `GET` and `HEAD` requests under `prefix` (whole path
+///   segments: `/static` matches `/static` and `/static/app.js`, not
+///   `/statics`). The longest matching prefix wins.
+/// * Everything else (other paths, other methods, 5xx responses) gets the
+///   default, `private, no-store` ([`DEFAULT_API_CACHE_CONTROL`]) unless
+///   changed with [`otherwise`](Self::otherwise): API responses may depend on
+///   who asks and must not sit in shared caches.
+/// * A `Cache-Control` the handler set is never touched.
+///
+/// # With [`ResponseCacheLayer`](crate::http::ResponseCacheLayer)
+///
+/// Add this layer *after* (outside) the response cache: `.layer(response_cache)
+/// .layer(client_cache)`. Inside it, its `private, no-store` would reach the
+/// response cache, which never stores such responses. Outside it, responses
+/// the response cache serves already carry `Cache-Control: max-age=…` (or the
+/// handler's own), which this layer keeps; bypassed ones get the rules here.
+///
+/// # Configuration from the environment
+///
+/// [`from_env`](Self::from_env) / [`from_config`](Self::from_config) map
+/// [`Config`] (`CLIENT_CACHE_ENABLED`, `CLIENT_CACHE_MAX_AGE`) like this:
+///
+/// | variable | effect |
+/// |---|---|
+/// | `CLIENT_CACHE_ENABLED=false` | the layer adds nothing at all (handlers' own headers only) |
+/// | `CLIENT_CACHE_MAX_AGE=N` | the `max-age` of `public_prefix` rules given `None` |
+///
+/// The FastAPI boilerplate's `ClientCacheMiddleware` sets `Cache-Control:
+/// public, max-age=N` on *every* response, overwriting the handler's. This
+/// layer deliberately does not copy that default: a blanket `public` lets
+/// proxies and CDNs serve one user's API answer to another, and it caches
+/// errors and `POST` results. The environment keeps its meaning (enabled
+/// switch, `N` for public responses), but which paths are public is said in
+/// code. To get the boilerplate's behaviour for reads, add
+/// `.public_prefix("/", None)`.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{body::Body, routing::get, Router};
+/// use http::Request;
+/// use tower::ServiceExt;
+/// use cacheside::http::ClientCacheLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let app = Router::new()
+///     .route("/static/app.js", get(|| async { "console.log(1)" }))
+///     .route("/api/me", get(|| async { "{}" }))
+///     .layer(ClientCacheLayer::new().public_prefix("/static", Duration::from_secs(86_400)));
+///
+/// let res = app.clone().oneshot(Request::get("/static/app.js").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(res.headers()["cache-control"], "public, max-age=86400");
+/// let res = app.oneshot(Request::get("/api/me").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(res.headers()["cache-control"], "private, no-store");
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ClientCacheLayer {
+    rules: Arc<Rules>,
+}
+
+#[derive(Clone, Debug)]
+struct Rules {
+    enabled: bool,
+    max_age: Duration,
+    public: Vec<(String, Option<Duration>)>,
+    otherwise: Option<HeaderValue>,
+}
+
+impl Default for ClientCacheLayer {
+    fn default() -> Self {
+        ClientCacheLayer::new()
+    }
+}
+
+impl ClientCacheLayer {
+    /// Enabled, no public rules, `private, no-store` for everything, default
+    /// max-age [`DEFAULT_CLIENT_MAX_AGE`].
+    ///
+    /// ```
+    /// let app: axum::Router = axum::Router::new().layer(cacheside::http::ClientCacheLayer::new());
+    /// ```
+    pub fn new() -> Self {
+        ClientCacheLayer {
+            rules: Arc::new(Rules {
+                enabled: true,
+                max_age: DEFAULT_CLIENT_MAX_AGE,
+                public: Vec::new(),
+                otherwise: Some(DEFAULT_API_CACHE_CONTROL),
+            }),
+        }
+    }
+
+    /// From [`Config::from_env`]; see the [type docs](Self) for the mapping.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cacheside::Error> {
+    /// let layer = cacheside::http::ClientCacheLayer::from_env()?.public_prefix("/static", None);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(Self::from_config(&Config::from_env()?))
+    }
+
+    /// From a [`Config`]: `client_cache_enabled` turns the layer on or off,
+    /// `client_cache_max_age` is the max-age of `public_prefix` rules given `None`.
+    ///
+    /// ```
+    /// use cacheside::{http::ClientCacheLayer, Config};
+    /// let config = Config::from_lookup(|v| match v {
+    ///     "CLIENT_CACHE_MAX_AGE" => Some("300".into()),
+    ///     _ => None,
+    /// })?;
+    /// let layer = ClientCacheLayer::from_config(&config).public_prefix("/static", None); // max-age=300
+    /// # Ok::<(), cacheside::Error>(())
+    /// ```
+    pub fn from_config(config: &Config) -> Self {
+        ClientCacheLayer::new()
+            .enabled(config.client_cache_enabled)
+            .max_age(config.client_cache_max_age)
+    }
+
+    /// Turns the layer on or off (off: it adds no header).
+    ///
+    /// ```
+    /// let layer = cacheside::http::ClientCacheLayer::new().enabled(false);
+    /// ```
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.rules).enabled = enabled;
+        self
+    }
+
+    /// The max-age of [`public_prefix`](Self::public_prefix) rules given
+    /// `None` (default [`DEFAULT_CLIENT_MAX_AGE`]; `CLIENT_CACHE_MAX_AGE` in
+    /// [`from_config`](Self::from_config)).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let layer = cacheside::http::ClientCacheLayer::new().max_age(Duration::from_secs(120));
+    /// ```
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        Arc::make_mut(&mut self.rules).max_age = max_age;
+        self
+    }
+
+    /// `GET`/`HEAD` responses (status < 500) under `prefix` get `public,
+    /// max-age=N`, where `N` is `max_age`, or the layer's
+    /// [`max_age`](Self::max_age) for `None`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let layer = cacheside::http::ClientCacheLayer::new()
+    ///     .public_prefix("/static", Duration::from_secs(86_400))
+    ///     .public_prefix("/docs", None);
+    /// ```
+    pub fn public_prefix(mut self, prefix: &str, max_age: impl Into<Option<Duration>>) -> Self {
+        let prefix = prefix.trim_end_matches('/').to_owned();
+        Arc::make_mut(&mut self.rules)
+            .public
+            .push((prefix, max_age.into()));
+        self
+    }
+
+    /// The value for responses no public rule covers (default `private,
+    /// no-store`); `None` leaves them without a header.
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// let layer = cacheside::http::ClientCacheLayer::new()
+    ///     .otherwise(Some(HeaderValue::from_static("no-cache")));
+    /// ```
+    pub fn otherwise(mut self, value: Option<HeaderValue>) -> Self {
+        Arc::make_mut(&mut self.rules).otherwise = value;
+        self
+    }
+}
+
+impl Rules {
+    /// The max-age of the longest public prefix covering `path`, if any.
+    fn public_max_age(&self, path: &str) -> Option<Duration> {
+        self.public
+            .iter()
+            .filter(|(prefix, _)| {
+                prefix.is_empty()
+                    || path == prefix
+                    || (path.starts_with(prefix.as_str())
+                        && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+            })
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, age)| age.unwrap_or(self.max_age))
+    }
+}
+
+impl<S> Layer<S> for ClientCacheLayer {
+    type Service = ClientCache<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientCache {
+            inner,
+            rules: Arc::clone(&self.rules),
+        }
+    }
+}
+
+/// The service [`ClientCacheLayer`] wraps around an inner service.
+///
+/// ```
+/// use axum::{body::Body, routing::get, Router};
+/// use http::Request;
+/// use tower::{Layer, ServiceExt};
+/// use cacheside::http::ClientCacheLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let svc = ClientCacheLayer::new().layer(Router::new().route("/", get(|| async { "hi" })));
+/// let res = svc.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(res.headers()["cache-control"], "private, no-store");
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientCache<S> {
+    inner: S,
+    rules: Arc<Rules>,
+}
+
+/// The future [`ClientCache`] returns: the inner future, then the header.
+///
+/// ```
+/// use axum::{body::Body, routing::get, Router};
+/// use http::Request;
+/// use tower::{Layer, Service, ServiceExt};
+/// use cacheside::http::{ClientCacheFuture, ClientCacheLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let mut svc = ClientCacheLayer::new().layer(Router::new().route("/", get(|| async { "hi" })));
+/// let ready = ServiceExt::<Request<Body>>::ready(&mut svc).await.unwrap();
+/// let fut: ClientCacheFuture<_> = ready.call(Request::get("/").body(Body::empty()).unwrap());
+/// assert_eq!(fut.await.unwrap().headers()["cache-control"], "private, no-store");
+/// # }
+/// ```
+pub struct ClientCacheFuture<F> {
+    inner: Pin<Box<F>>,
+    public: Option<HeaderValue>,
+    otherwise: Option<HeaderValue>,
+}
+
+impl<F> std::fmt::Debug for ClientCacheFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCacheFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ClientCacheFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut res = match self.inner.as_mut().poll(cx) {
+            Poll::Ready(Ok(res)) => res,
+            other => return other,
+        };
+        if !res.headers().contains_key(header::CACHE_CONTROL) {
+            let value = if res.status().is_server_error() {
+                self.otherwise.take()
+            } else {
+                self.public.take().or_else(|| self.otherwise.take())
+            };
+            if let Some(v) = value {
+                res.headers_mut().insert(header::CACHE_CONTROL, v);
+            }
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ClientCache<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ClientCacheFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let rules = &*self.rules;
+        let (public, otherwise) = if rules.enabled {
+            let public = matches!(*req.method(), Method::GET | Method::HEAD)
+                .then(|| rules.public_max_age(req.uri().path()))
+                .flatten()
+                .map(|age| {
+                    HeaderValue::from_str(&format!("public, max-age={}", age.as_secs()))
+                        .expect("ascii")
+                });
+            (public, rules.otherwise.clone())
+        } else {
+            (None, None)
+        };
+        ClientCacheFuture {
+            inner: Box::pin(self.inner.call(req)),
+            public,
+            otherwise,
+        }
+    }
+}

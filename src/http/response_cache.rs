@@ -1,0 +1,1111 @@
+//! [`ResponseCacheLayer`]: a tower layer that caches whole HTTP responses
+//! (status, headers, body) in a [`Cache`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes, HttpBody};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use tower::{Layer, Service};
+
+use cache_core::Outcome;
+
+use crate::Cache;
+
+/// Default [`ResponseCacheLayer::max_body_bytes`]: 1 MiB.
+///
+/// ```
+/// assert_eq!(cacheside::http::DEFAULT_MAX_BODY_BYTES, 1 << 20);
+/// ```
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The name of the header that says how a response was served: `HIT`, `MISS` or `BYPASS`.
+///
+/// ```
+/// assert_eq!(cacheside::http::X_CACHE.as_str(), "x-cache");
+/// ```
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// Which response statuses are stored by default: 200, 203, 204, 301, 308 and 404
+/// (the statuses RFC 9110 calls heuristically cacheable, minus 405/410/414/501
+/// and 206, which needs range handling).
+///
+/// ```
+/// use http::StatusCode;
+/// assert!(cacheside::http::default_cache_status(StatusCode::OK));
+/// assert!(!cacheside::http::default_cache_status(StatusCode::INTERNAL_SERVER_ERROR));
+/// ```
+pub fn default_cache_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 200 | 203 | 204 | 301 | 308 | 404)
+}
+
+/// A tower [`Layer`] that caches whole responses of `GET` requests in a [`Cache`]
+/// (any backend), cache-aside and single-flight.
+///
+/// # What is cached
+///
+/// * Only `GET` (stored) and `HEAD` (answered from the `GET` entry when there
+///   is one, with `Content-Length` of the stored body and no body; otherwise
+///   the handler runs and its response is returned with `X-Cache: MISS` and
+///   not stored). Other methods pass through with `X-Cache: BYPASS`.
+/// * Responses whose status passes [`cache_status`](Self::cache_status)
+///   (default [`default_cache_status`]), whose body is at most
+///   [`max_body_bytes`](Self::max_body_bytes), and that have no `Set-Cookie`,
+///   no `Cache-Control: private`, `no-store` or `no-cache`, no `Vary: *` and
+///   no trailers. Anything else is returned as is (streamed, never buffered
+///   beyond the limit) with `X-Cache: MISS`.
+/// * Hop-by-hop headers (`Connection` and the headers it names,
+///   `Keep-Alive`, `Transfer-Encoding`, `TE`, `Trailer`, `Upgrade`,
+///   `Proxy-*`) are not stored.
+///
+/// # Requests
+///
+/// * `Authorization` or `Cookie` → `X-Cache: BYPASS` (no read, no write),
+///   unless [`vary_caller`](Self::vary_caller) is set and returns `Some`:
+///   then the response is cached under that caller's key.
+/// * `Cache-Control: no-store` → `BYPASS`. `Cache-Control: no-cache` (or
+///   `Pragma: no-cache` without `Cache-Control`) → the handler runs, its
+///   response replaces the stored one, `X-Cache: MISS`.
+/// * Concurrent misses on one key run the handler once (through
+///   [`Cache::get_or_compute`]); the others get the stored response with
+///   `X-Cache: HIT`.
+/// * Clients can force handler runs with `no-cache`; put a rate limit in
+///   front when that matters.
+///
+/// # Keys
+///
+/// The base key of a request is `{key_prefix}:GET:{path}` + `?{query}`
+/// (parameters sorted by name, the order of repeated names kept) +
+/// `#c={caller}` when [`vary_caller`](Self::vary_caller) names one; the host
+/// is not part of it (use one layer with its own prefix per virtual host).
+/// With the default prefix, `GET /items?b=2&a=1` is stored under
+/// `http:GET:/items?a=1&b=2` (plus the cache's namespace), so
+/// `cache.delete_pattern("http:GET:/items*")` invalidates every page of it.
+///
+/// The base key holds a [`ResponseEntry`]: the response itself when it has
+/// no `Vary` (one store read per hit), or a small *vary index* listing the
+/// `Vary` header names (lower-case, sorted). Each variant is then a
+/// [`StoredResponse`] under `{base}#v={32 hex}`, the hash covering the
+/// values of those request headers, so `Vary: Accept-Language` keeps `en`
+/// and `fr` apart. `Vary: *` is never stored. When the handler's `Vary`
+/// changes, the index is rewritten.
+///
+/// # Headers added
+///
+/// `X-Cache: HIT | MISS | BYPASS`; on stored responses an `ETag` (a strong
+/// `"` + 32 hex digits of [`crate::hash::bytes128`] of the body + `"`,
+/// identical in every process) unless the handler set one; `Cache-Control:
+/// max-age=<remaining TTL>` (`private, max-age=…` for per-caller entries)
+/// unless the handler set a `Cache-Control`; `Age`
+/// (seconds since stored) on hits. A request whose `If-None-Match` matches
+/// the ETag (weak comparison, `*` and lists allowed) gets `304 Not Modified`
+/// without a body.
+///
+/// A store that fails is skipped (fail-open): the handler's response comes
+/// back with `X-Cache: MISS`.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{routing::get, Router, body::Body};
+/// use http::Request;
+/// use tower::ServiceExt;
+/// use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+/// let app = Router::new()
+///     .route("/items", get(|| async { "[1, 2, 3]" }))
+///     .layer(ResponseCacheLayer::new(cache).ttl(Duration::from_secs(60)));
+///
+/// let get = || Request::get("/items?page=1").body(Body::empty()).unwrap();
+/// let first = app.clone().oneshot(get()).await.unwrap();
+/// assert_eq!(first.headers()["x-cache"], "MISS");
+/// assert_eq!(first.headers()["cache-control"], "max-age=60");
+/// let second = app.oneshot(get()).await.unwrap();
+/// assert_eq!(second.headers()["x-cache"], "HIT");
+/// assert_eq!(second.headers()["etag"], first.headers()["etag"]);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ResponseCacheLayer {
+    settings: Settings,
+}
+
+#[derive(Clone)]
+struct Settings {
+    cache: Cache,
+    ttl: Duration,
+    max_body_bytes: usize,
+    cache_status: fn(StatusCode) -> bool,
+    key_prefix: String,
+    vary_caller: Option<fn(&http::request::Parts) -> Option<String>>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCacheLayer")
+            .field("cache", &self.cache)
+            .field("ttl", &self.ttl)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("key_prefix", &self.key_prefix)
+            .field("vary_caller", &self.vary_caller.is_some())
+            .finish()
+    }
+}
+
+impl ResponseCacheLayer {
+    /// A layer storing responses in `cache`, for the cache's default TTL.
+    ///
+    /// ```
+    /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+    /// let layer = ResponseCacheLayer::new(Cache::builder().backend(MemoryBackend::new(100)).build());
+    /// let app: axum::Router = axum::Router::new().layer(layer);
+    /// ```
+    pub fn new(cache: Cache) -> Self {
+        let ttl = cache.default_ttl();
+        ResponseCacheLayer {
+            settings: Settings {
+                cache,
+                ttl,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                cache_status: default_cache_status,
+                key_prefix: "http".to_owned(),
+                vary_caller: None,
+            },
+        }
+    }
+
+    /// How long responses are stored (default: the cache's default TTL).
+    /// `Duration::ZERO` stores nothing: every request is a `BYPASS`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// let layer = ResponseCacheLayer::new(cache).ttl(Duration::from_secs(30));
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.settings.ttl = ttl;
+        self
+    }
+
+    /// Largest body stored (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB). Larger
+    /// bodies are streamed through uncached; at most `limit + 1` bytes (or
+    /// the chunk that crosses the limit) are held before giving up.
+    ///
+    /// ```
+    /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// let layer = ResponseCacheLayer::new(cache).max_body_bytes(64 * 1024);
+    /// ```
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.settings.max_body_bytes = limit;
+        self
+    }
+
+    /// Which statuses are stored (default [`default_cache_status`]).
+    ///
+    /// ```
+    /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// let layer = ResponseCacheLayer::new(cache).cache_status(|s| s.is_success());
+    /// ```
+    pub fn cache_status(mut self, predicate: fn(StatusCode) -> bool) -> Self {
+        self.settings.cache_status = predicate;
+        self
+    }
+
+    /// The first part of every key (default `"http"`).
+    ///
+    /// ```
+    /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// let layer = ResponseCacheLayer::new(cache).key_prefix("pages");
+    /// ```
+    pub fn key_prefix(mut self, prefix: &str) -> Self {
+        self.settings.key_prefix = prefix.to_owned();
+        self
+    }
+
+    /// Keys responses per caller: `f` names the caller of a request (a user
+    /// id from a verified token, a tenant, …), and that name becomes part of
+    /// the key (`…#c={caller}`).
+    ///
+    /// With `vary_caller` set, requests with `Authorization` or `Cookie` are
+    /// cached under their caller's key instead of bypassing the cache; when
+    /// `f` returns `None` for such a request it bypasses. Requests without
+    /// those headers for which `f` returns `None` share the anonymous entry.
+    /// Per-caller responses go out with `Cache-Control: private, max-age=…`
+    /// (when the handler set none), so that shared caches downstream do not
+    /// keep them.
+    /// `f` must only return names it has verified: it decides who sees
+    /// which stored response.
+    ///
+    /// ```
+    /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// let layer = ResponseCacheLayer::new(cache).vary_caller(|parts| {
+    ///     // Real code verifies the token; this reads a trusted proxy's header.
+    ///     parts.headers.get("x-user-id")?.to_str().ok().map(str::to_owned)
+    /// });
+    /// ```
+    pub fn vary_caller(mut self, f: fn(&http::request::Parts) -> Option<String>) -> Self {
+        self.settings.vary_caller = Some(f);
+        self
+    }
+}
+
+impl<S> Layer<S> for ResponseCacheLayer {
+    type Service = ResponseCache<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ResponseCache {
+            inner,
+            settings: Arc::new(self.settings.clone()),
+        }
+    }
+}
+
+/// The service [`ResponseCacheLayer`] wraps around an inner service (usually
+/// an axum `Router`'s routes).
+///
+/// ```
+/// use axum::{body::Body, routing::get, Router};
+/// use http::Request;
+/// use tower::{Layer, ServiceExt};
+/// use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+/// let routes = Router::new().route("/", get(|| async { "hi" }));
+/// let svc = ResponseCacheLayer::new(cache).layer(routes);
+/// let res = svc.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(res.headers()["x-cache"], "MISS");
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ResponseCache<S> {
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+/// The future [`ResponseCache`] returns (boxed: it owns the inner service,
+/// the request and the store calls).
+///
+/// ```
+/// use axum::{body::Body, routing::get, Router};
+/// use http::Request;
+/// use tower::{Layer, Service, ServiceExt};
+/// use cacheside::{backends::MemoryBackend, http::{ResponseCacheLayer, ResponseFuture}, Cache};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+/// let mut svc = ResponseCacheLayer::new(cache).layer(Router::new().route("/", get(|| async { "hi" })));
+/// let ready = ServiceExt::<Request<Body>>::ready(&mut svc).await.unwrap();
+/// let fut: ResponseFuture<_> = ready.call(Request::get("/").body(Body::empty()).unwrap());
+/// assert_eq!(fut.await.unwrap().status(), 200);
+/// # }
+/// ```
+pub struct ResponseFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>,
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<E> std::fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ResponseCache<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The ready service goes into the future; a fresh clone stays behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let settings = Arc::clone(&self.settings);
+        ResponseFuture {
+            inner: Box::pin(handle(settings, inner, req)),
+        }
+    }
+}
+
+/// One stored response, as it sits in the cache (MessagePack by default).
+///
+/// A variant of a `Vary` response is stored as is; a response without
+/// `Vary` is stored as [`ResponseEntry::Response`] under its base key, e.g.
+/// `cache.get::<ResponseEntry>("http:GET:/items")` with the provider API.
+///
+/// ```
+/// use cacheside::http::StoredResponse;
+/// let s = StoredResponse { status: 200, headers: vec![], body: b"hi".to_vec(), stored_at: 0, ttl: 60 };
+/// assert_eq!(s.body, b"hi");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// The status code.
+    pub status: u16,
+    /// End-to-end headers in order (names lower-case), including the `ETag` the layer added.
+    #[serde(with = "bin_pairs")]
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The whole body.
+    #[serde(with = "bin")]
+    pub body: Vec<u8>,
+    /// When it was stored, in seconds since the Unix epoch.
+    pub stored_at: u64,
+    /// The TTL it was stored with, in seconds (for `Cache-Control: max-age`).
+    pub ttl: u64,
+}
+
+/// What a response cache's base key holds (see [the key layout](ResponseCacheLayer#keys)).
+///
+/// ```
+/// use cacheside::http::{ResponseEntry, StoredResponse};
+/// let index = ResponseEntry::Vary(vec!["accept-language".to_string()]);
+/// assert!(matches!(index, ResponseEntry::Vary(ref names) if names.len() == 1));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseEntry {
+    /// The response, which has no `Vary` header.
+    Response(StoredResponse),
+    /// The vary index: the response varies on these request headers
+    /// (lower-case, sorted), and each variant is a [`StoredResponse`] under
+    /// `{base}#v={hash of their values}`.
+    Vary(Vec<String>),
+}
+
+/// `Vec<u8>` as a MessagePack `bin` (a JSON array of numbers under a JSON codec).
+mod bin {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    pub struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+            Ok(v.as_bytes().to_vec())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    /// A byte slice that serializes as `bin`.
+    pub struct Ser<'a>(pub &'a [u8]);
+
+    impl serde::Serialize for Ser<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    /// Owned bytes that deserialize from `bin` (or a sequence).
+    pub struct De(pub Vec<u8>);
+
+    impl<'de> serde::Deserialize<'de> for De {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_byte_buf(BytesVisitor).map(De)
+        }
+    }
+}
+
+/// `Vec<(String, Vec<u8>)>` with the values as `bin`.
+mod bin_pairs {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[(String, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for (name, value) in v {
+            seq.serialize_element(&(name, super::bin::Ser(value)))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        let pairs = Vec::<(String, super::bin::De)>::deserialize(d)?;
+        Ok(pairs.into_iter().map(|(n, v)| (n, v.0)).collect())
+    }
+}
+
+/// What the single-flight read-through returns when the response is not the stored one.
+enum PassThrough<E> {
+    /// Not cacheable: returned as is.
+    Response(Response<Body>),
+    /// Stored under another key than the one being computed (its `Vary` changed).
+    Stored(StoredResponse),
+    /// The inner service failed.
+    Error(E),
+}
+
+/// What [`classify`] decided for a request.
+enum Plan {
+    Bypass,
+    Cache {
+        base: String,
+        revalidate: bool,
+        head: bool,
+        /// Keyed per caller: the added `Cache-Control` says `private`.
+        private: bool,
+    },
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Lower-cased directive names of every `Cache-Control` value in `headers`.
+fn directives(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| {
+            d.split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+fn has_directive(headers: &HeaderMap, names: &[&str]) -> bool {
+    directives(headers).any(|d| names.contains(&d.as_str()))
+}
+
+/// The query with its parameters sorted by name (stable: repeated names keep their order).
+fn sorted_query(query: &str) -> String {
+    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    params.sort_by(|a, b| {
+        let name = |p: &str| p.split('=').next().unwrap_or("").to_owned();
+        name(a).cmp(&name(b))
+    });
+    params.join("&")
+}
+
+fn classify(settings: &Settings, parts: &http::request::Parts) -> Plan {
+    let head = match parts.method {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => return Plan::Bypass,
+    };
+    if settings.ttl.is_zero() || has_directive(&parts.headers, &["no-store"]) {
+        return Plan::Bypass;
+    }
+    let credentials = parts.headers.contains_key(header::AUTHORIZATION)
+        || parts.headers.contains_key(header::COOKIE);
+    let caller = settings.vary_caller.and_then(|f| f(parts));
+    if credentials && caller.is_none() {
+        return Plan::Bypass;
+    }
+    let revalidate = if parts.headers.contains_key(header::CACHE_CONTROL) {
+        has_directive(&parts.headers, &["no-cache"])
+    } else {
+        parts
+            .headers
+            .get_all(header::PRAGMA)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+    };
+    let mut base = format!("{}:GET:{}", settings.key_prefix, parts.uri.path());
+    if let Some(q) = parts.uri.query() {
+        let q = sorted_query(q);
+        if !q.is_empty() {
+            base.push('?');
+            base.push_str(&q);
+        }
+    }
+    let private = caller.is_some();
+    if let Some(c) = caller {
+        base.push_str("#c=");
+        base.push_str(&c);
+    }
+    Plan::Cache {
+        base,
+        revalidate,
+        head,
+        private,
+    }
+}
+
+/// The key of the variant of `base` selected by the request headers `names`.
+fn variant_key(base: &str, names: &[String], request: &HeaderMap) -> String {
+    if names.is_empty() {
+        return base.to_owned();
+    }
+    let mut material = Vec::new();
+    for name in names {
+        material.extend_from_slice(name.as_bytes());
+        material.push(b':');
+        for (i, v) in request.get_all(name.as_str()).iter().enumerate() {
+            if i > 0 {
+                material.push(b',');
+            }
+            material.extend_from_slice(v.as_bytes());
+        }
+        material.push(b'\n');
+    }
+    format!("{base}#v={:032x}", crate::hash::bytes128(&material))
+}
+
+/// The `Vary` names of a response, lower-cased, sorted, deduplicated; `None` for `Vary: *`.
+fn vary_names(headers: &HeaderMap) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for v in headers.get_all(header::VARY) {
+        let Ok(v) = v.to_str() else { return None };
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return None;
+            }
+            names.push(name.to_ascii_lowercase());
+        }
+    }
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+fn stored_vary_names(entry: &StoredResponse) -> Vec<String> {
+    let mut map = HeaderMap::new();
+    for (n, v) in &entry.headers {
+        if n == "vary" {
+            if let Ok(v) = HeaderValue::from_bytes(v) {
+                map.append(header::VARY, v);
+            }
+        }
+    }
+    vary_names(&map).unwrap_or_default()
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus those `Connection` names) and
+/// the headers this layer sets itself are not stored.
+fn not_stored(name: &HeaderName, connection: &[String]) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "age"
+            | "x-cache"
+    ) || connection.iter().any(|c| c == name.as_str())
+}
+
+/// A body that yields some frames already read, then (maybe) an error, then the rest.
+struct Replay {
+    head: std::collections::VecDeque<Frame<Bytes>>,
+    error: Option<axum::Error>,
+    rest: Option<Body>,
+}
+
+impl HttpBody for Replay {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if let Some(f) = self.head.pop_front() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        if let Some(e) = self.error.take() {
+            self.rest = None;
+            return Poll::Ready(Some(Err(e)));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// The handler's response, turned into a stored entry when it qualifies.
+enum Prepared {
+    Store(StoredResponse),
+    Pass(Response<Body>),
+}
+
+async fn prepare(settings: &Settings, res: Response<Body>) -> Prepared {
+    let storable = (settings.cache_status)(res.status())
+        && !res.headers().contains_key(header::SET_COOKIE)
+        && !has_directive(res.headers(), &["private", "no-store", "no-cache"])
+        && vary_names(res.headers()).is_some();
+    if !storable {
+        return Prepared::Pass(res);
+    }
+    let limit = settings.max_body_bytes;
+    if res.body().size_hint().lower() > limit as u64 {
+        return Prepared::Pass(res);
+    }
+    let (parts, mut body) = res.into_parts();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    let give_up = |parts, chunks: Vec<Bytes>, extra: Option<Frame<Bytes>>, error, body| {
+        let mut head: std::collections::VecDeque<Frame<Bytes>> =
+            chunks.into_iter().map(Frame::data).collect();
+        head.extend(extra);
+        Prepared::Pass(Response::from_parts(
+            parts,
+            Body::new(Replay {
+                head,
+                error,
+                rest: Some(body),
+            }),
+        ))
+    };
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => return give_up(parts, chunks, None, Some(e), body),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    total += data.len();
+                    chunks.push(data);
+                    if total > limit {
+                        return give_up(parts, chunks, None, None, body);
+                    }
+                }
+                // Trailers: not stored; pass everything through.
+                Err(frame) => return give_up(parts, chunks, Some(frame), None, body),
+            },
+        }
+    }
+    let mut bytes = Vec::with_capacity(total);
+    for c in &chunks {
+        bytes.extend_from_slice(c);
+    }
+    let connection: Vec<String> = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    let mut headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .filter(|(n, _)| !not_stored(n, &connection))
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    if !parts.headers.contains_key(header::ETAG) {
+        let tag = format!("\"{:032x}\"", crate::hash::bytes128(&bytes));
+        headers.push(("etag".to_owned(), tag.into_bytes()));
+    }
+    Prepared::Store(StoredResponse {
+        status: parts.status.as_u16(),
+        headers,
+        body: bytes,
+        stored_at: now_secs(),
+        ttl: settings.ttl.as_secs(),
+    })
+}
+
+/// True when `If-None-Match` in `request` matches `etag` (weak comparison).
+fn not_modified(request: &HeaderMap, etag: Option<&HeaderValue>) -> bool {
+    let Some(etag) = etag.and_then(|e| e.to_str().ok()) else {
+        return false;
+    };
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let ours = opaque(etag);
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || opaque(t) == ours)
+}
+
+/// How a stored response is being served.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Hit,
+    Miss,
+}
+
+/// The request as [`render`] needs it.
+struct View {
+    headers: HeaderMap,
+    private: bool,
+}
+
+fn render(entry: StoredResponse, served: Served, head: bool, view: &View) -> Response<Body> {
+    let request = &view.headers;
+    let mut headers = HeaderMap::with_capacity(entry.headers.len() + 4);
+    for (n, v) in &entry.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_bytes(v),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    let age = match served {
+        Served::Hit => now_secs().saturating_sub(entry.stored_at),
+        Served::Miss => 0,
+    };
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        let remaining = entry.ttl.saturating_sub(age);
+        let v = if view.private {
+            format!("private, max-age={remaining}")
+        } else {
+            format!("max-age={remaining}")
+        };
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&v).expect("ascii"),
+        );
+    }
+    if served == Served::Hit {
+        headers.insert(header::AGE, HeaderValue::from(age));
+    }
+    headers.insert(
+        X_CACHE,
+        HeaderValue::from_static(match served {
+            Served::Hit => "HIT",
+            Served::Miss => "MISS",
+        }),
+    );
+    if not_modified(request, headers.get(header::ETAG)) {
+        // RFC 9110 §15.4.5: keep the validators and caching headers only.
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        for name in [
+            header::ETAG,
+            header::CACHE_CONTROL,
+            header::AGE,
+            header::VARY,
+            header::EXPIRES,
+            header::DATE,
+            header::CONTENT_LOCATION,
+            header::LAST_MODIFIED,
+            X_CACHE,
+        ] {
+            for v in headers.get_all(&name) {
+                res.headers_mut().append(name.clone(), v.clone());
+            }
+        }
+        return res;
+    }
+    let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
+    let body = if head {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+        Body::empty()
+    } else {
+        Body::from(entry.body)
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
+fn mark(mut res: Response<Body>, label: &'static str) -> Response<Body> {
+    res.headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(label));
+    res
+}
+
+/// Writes `entry` for a request with `request` headers: under the base key
+/// when it has no `Vary`, else under its variant key plus the vary index at
+/// the base key. Failures are ignored: the cache logs and counts them (fail-open).
+async fn write(settings: &Settings, base: &str, entry: &StoredResponse, request: &HeaderMap) {
+    let cache = &settings.cache;
+    let names = stored_vary_names(entry);
+    let ttl = Some(settings.ttl);
+    if names.is_empty() {
+        let _ = cache
+            .set(base, &ResponseEntry::Response(entry.clone()), ttl)
+            .await;
+    } else {
+        let _ = cache
+            .set(&variant_key(base, &names, request), entry, ttl)
+            .await;
+        let _ = cache.set(base, &ResponseEntry::Vary(names), ttl).await;
+    }
+}
+
+/// What the read-through of a base key yields.
+enum BaseOutcome<E> {
+    /// What the base key holds, plus the leader's own response when that is a vary index.
+    Entry(ResponseEntry, Option<StoredResponse>),
+    /// Nothing to store.
+    Pass(PassThrough<E>),
+}
+
+impl<E> Outcome for BaseOutcome<E> {
+    type Value = ResponseEntry;
+
+    fn cacheable(&self) -> Option<&ResponseEntry> {
+        match self {
+            BaseOutcome::Entry(entry, _) => Some(entry),
+            BaseOutcome::Pass(_) => None,
+        }
+    }
+
+    fn from_cached(value: ResponseEntry) -> Self {
+        BaseOutcome::Entry(value, None)
+    }
+}
+
+async fn handle<S, ReqBody, ResBody>(
+    settings: Arc<Settings>,
+    mut inner: S,
+    req: Request<ReqBody>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let (base, revalidate, head, private) = match classify(&settings, &parts) {
+        Plan::Bypass => {
+            let res = inner.call(Request::from_parts(parts, body)).await?;
+            return Ok(mark(res.map(Body::new), "BYPASS"));
+        }
+        Plan::Cache {
+            base,
+            revalidate,
+            head,
+            private,
+        } => (base, revalidate, head, private),
+    };
+    let view = View {
+        headers: parts.headers.clone(),
+        private,
+    };
+    let request_headers = &view.headers;
+    let cache = &settings.cache;
+    let ttl = Some(settings.ttl);
+
+    if head {
+        if !revalidate {
+            let entry = match cache.get::<ResponseEntry>(&base).await {
+                Ok(Some(ResponseEntry::Response(entry))) => Some(entry),
+                Ok(Some(ResponseEntry::Vary(names))) => cache
+                    .get::<StoredResponse>(&variant_key(&base, &names, request_headers))
+                    .await
+                    .ok()
+                    .flatten(),
+                _ => None,
+            };
+            if let Some(entry) = entry {
+                return Ok(render(entry, Served::Hit, true, &view));
+            }
+        }
+        let res = inner.call(Request::from_parts(parts, body)).await?;
+        return Ok(mark(res.map(Body::new), "MISS"));
+    }
+
+    if revalidate {
+        let res = inner.call(Request::from_parts(parts, body)).await?;
+        return Ok(match prepare(&settings, res.map(Body::new)).await {
+            Prepared::Store(entry) => {
+                write(&settings, &base, &entry, request_headers).await;
+                render(entry, Served::Miss, false, &view)
+            }
+            Prepared::Pass(res) => mark(res, "MISS"),
+        });
+    }
+
+    // The handler call, taken by whichever read-through needs it (at most one).
+    let mut job = Some((inner, Request::from_parts(parts, body)));
+    let ran = AtomicBool::new(false);
+    let out: BaseOutcome<S::Error> = cache
+        .get_or_compute(&base, ttl, || async {
+            ran.store(true, Ordering::Relaxed);
+            let (mut inner, req) = job.take().expect("the handler runs once");
+            let res = match inner.call(req).await {
+                Ok(res) => res,
+                Err(e) => return BaseOutcome::Pass(PassThrough::Error(e)),
+            };
+            match prepare(&settings, res.map(Body::new)).await {
+                Prepared::Pass(res) => BaseOutcome::Pass(PassThrough::Response(res)),
+                Prepared::Store(entry) => {
+                    let names = stored_vary_names(&entry);
+                    if names.is_empty() {
+                        BaseOutcome::Entry(ResponseEntry::Response(entry), None)
+                    } else {
+                        // The variant first, so that followers that get the
+                        // index from us find it.
+                        let _ = cache
+                            .set(&variant_key(&base, &names, request_headers), &entry, ttl)
+                            .await;
+                        BaseOutcome::Entry(ResponseEntry::Vary(names), Some(entry))
+                    }
+                }
+            }
+        })
+        .await;
+    let served = if ran.load(Ordering::Relaxed) {
+        Served::Miss
+    } else {
+        Served::Hit
+    };
+    let names = match out {
+        BaseOutcome::Entry(ResponseEntry::Response(entry), _) => {
+            return Ok(render(entry, served, false, &view))
+        }
+        BaseOutcome::Entry(ResponseEntry::Vary(_), Some(entry)) => {
+            return Ok(render(entry, Served::Miss, false, &view))
+        }
+        BaseOutcome::Pass(PassThrough::Response(res)) => return Ok(mark(res, "MISS")),
+        BaseOutcome::Pass(PassThrough::Stored(entry)) => {
+            return Ok(render(entry, Served::Miss, false, &view))
+        }
+        BaseOutcome::Pass(PassThrough::Error(e)) => return Err(e),
+        BaseOutcome::Entry(ResponseEntry::Vary(names), None) => names,
+    };
+
+    // A vary index from the store: read through the variant this request selects.
+    let key = variant_key(&base, &names, request_headers);
+    let ran = AtomicBool::new(false);
+    let out: Result<StoredResponse, PassThrough<S::Error>> = cache
+        .get_or_compute(&key, ttl, || async {
+            ran.store(true, Ordering::Relaxed);
+            let (mut inner, req) = job.take().expect("the handler runs once");
+            let res = match inner.call(req).await {
+                Ok(res) => res,
+                Err(e) => return Err(PassThrough::Error(e)),
+            };
+            match prepare(&settings, res.map(Body::new)).await {
+                Prepared::Store(entry) => {
+                    if stored_vary_names(&entry) == names {
+                        Ok(entry)
+                    } else {
+                        // The resource changed its Vary: rewrite the index
+                        // and store under the key it selects now.
+                        write(&settings, &base, &entry, request_headers).await;
+                        Err(PassThrough::Stored(entry))
+                    }
+                }
+                Prepared::Pass(res) => Err(PassThrough::Response(res)),
+            }
+        })
+        .await;
+    let served = if ran.load(Ordering::Relaxed) {
+        Served::Miss
+    } else {
+        Served::Hit
+    };
+    match out {
+        Ok(entry) => Ok(render(entry, served, false, &view)),
+        Err(PassThrough::Stored(entry)) => Ok(render(entry, Served::Miss, false, &view)),
+        Err(PassThrough::Response(res)) => Ok(mark(res, "MISS")),
+        Err(PassThrough::Error(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_sorted_by_name_keeping_repeats_in_order() {
+        assert_eq!(sorted_query("b=2&a=1&c=3"), "a=1&b=2&c=3");
+        assert_eq!(sorted_query("t=2&a=1&t=1"), "a=1&t=2&t=1");
+        assert_eq!(sorted_query("&&"), "");
+    }
+
+    #[test]
+    fn if_none_match_forms() {
+        let tag = HeaderValue::from_static("\"abc\"");
+        let req = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_NONE_MATCH, HeaderValue::from_static(v));
+            h
+        };
+        assert!(not_modified(&req("\"abc\""), Some(&tag)));
+        assert!(not_modified(&req("W/\"abc\""), Some(&tag)));
+        assert!(not_modified(&req("\"x\", \"abc\""), Some(&tag)));
+        assert!(not_modified(&req("*"), Some(&tag)));
+        assert!(!not_modified(&req("\"x\""), Some(&tag)));
+        assert!(!not_modified(&HeaderMap::new(), Some(&tag)));
+    }
+
+    #[test]
+    fn stored_response_uses_bin_in_msgpack() {
+        let s = StoredResponse {
+            status: 200,
+            headers: vec![("etag".into(), vec![0xff; 4])],
+            body: vec![0xff; 100],
+            stored_at: 1,
+            ttl: 2,
+        };
+        let bytes = rmp_serde::to_vec_named(&s).unwrap();
+        assert!(bytes.len() < 160, "{} bytes", bytes.len());
+        let back: StoredResponse = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, s);
+        let json = serde_json::to_string(&s).unwrap();
+        let back: StoredResponse = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,262 @@
+//! `RateLimitLayer` against real stores: Redis, Redis Cluster (3 nodes) and
+//! Memcached, each started on a free loopback port by `cacheside::testing`.
+//!
+//! Waits are bounded polls; no sleep is used as a timing assertion.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use axum::Router;
+use cacheside::backends::{RedisBackend, RedisOptions};
+use cacheside::http::RateLimitLayer;
+use cacheside::testing::{MemcachedServer, RedisCluster, RedisServer};
+use cacheside::{Breaker, Cache};
+use http::{Request, Response, StatusCode};
+use tower::ServiceExt;
+
+/// Long enough that no test straddles a window boundary (windows are epoch-aligned).
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn app(layer: RateLimitLayer) -> (Router, Arc<AtomicU64>) {
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let router = Router::new()
+        .route(
+            "/",
+            get(move || {
+                let calls = counted.clone();
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        )
+        .layer(layer);
+    (router, calls)
+}
+
+fn from_ip(ip: [u8; 4]) -> Request<Body> {
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((ip, 40_000))));
+    req
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Response<Body> {
+    app.clone().oneshot(req).await.unwrap()
+}
+
+fn header(res: &Response<Body>, name: &str) -> Option<u64> {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().parse().unwrap())
+}
+
+/// N pass with decreasing `RateLimit-Remaining`, then 429 with `Retry-After`;
+/// another client is unaffected; clearing the cache's namespace starts over.
+async fn limits_and_headers(layer: RateLimitLayer) {
+    let cache = layer.cache().clone();
+    let (app, calls) = app(layer);
+    let ip = [10, 0, 0, 1];
+    for expected_remaining in [2, 1, 0] {
+        let res = send(&app, from_ip(ip)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{}", cache.backend_name());
+        assert_eq!(header(&res, "ratelimit-limit"), Some(3));
+        assert_eq!(
+            header(&res, "ratelimit-remaining"),
+            Some(expected_remaining)
+        );
+        assert!(header(&res, "ratelimit-reset").is_some());
+    }
+    for _ in 0..2 {
+        let res = send(&app, from_ip(ip)).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&res, "ratelimit-remaining"), Some(0));
+        let retry = header(&res, "retry-after").expect("Retry-After");
+        assert!((1..=2 * 3600).contains(&retry), "retry-after {retry}");
+        assert_eq!(header(&res, "ratelimit-reset"), Some(retry));
+    }
+    let other = send(&app, from_ip([10, 0, 0, 2])).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(header(&other, "ratelimit-remaining"), Some(2));
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+    cache.clear().await.expect("clear");
+    let res = send(&app, from_ip(ip)).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}: clear must reset counters",
+        cache.backend_name()
+    );
+    assert_eq!(header(&res, "ratelimit-remaining"), Some(2));
+}
+
+/// 32 simultaneous requests of one client, limit 10: exactly 10 pass.
+async fn exact_under_concurrency(layer: RateLimitLayer) {
+    let name = layer.cache().backend_name();
+    let (app, calls) = app(layer);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let app = app.clone();
+        tasks.spawn(async move { send(&app, from_ip([10, 7, 7, 7])).await.status() });
+    }
+    let statuses = tasks.join_all().await;
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((ok, limited), (10, 22), "{name}: {statuses:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 10);
+}
+
+/// With a 1 s window, a refused client gets through again within about two windows.
+async fn window_slides(layer: RateLimitLayer) {
+    let name = layer.cache().backend_name();
+    let (app, _) = app(layer);
+    let ip = [10, 9, 9, 9];
+    let mut passed = 0;
+    loop {
+        let res = send(&app, from_ip(ip)).await;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::OK);
+        passed += 1;
+        assert!(passed <= 4, "{name}: the limit never applied");
+    }
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let res = send(&app, from_ip(ip)).await;
+        if res.status() == StatusCode::OK {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: the window never slid");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn all_behaviours(uri: &str, expected_backend: &str) {
+    let make = |limit, window| async move {
+        let layer = RateLimitLayer::from_uri(uri, limit, window)
+            .await
+            .unwrap_or_else(|e| panic!("from_uri({uri}): {e}"));
+        assert_eq!(layer.cache().backend_name(), expected_backend);
+        layer
+    };
+    limits_and_headers(make(3, HOUR).await.key_prefix("headers")).await;
+    exact_under_concurrency(make(10, HOUR).await.key_prefix("exact")).await;
+    window_slides(make(2, Duration::from_secs(1)).await.key_prefix("slide")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis() {
+    let server = RedisServer::start();
+    all_behaviours(&server.url(), "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster() {
+    let cluster = RedisCluster::start(3);
+    let nodes: Vec<String> = cluster
+        .ports()
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    all_behaviours(
+        &format!("redis-cluster://{}", nodes.join(",")),
+        "redis-cluster",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached() {
+    let server = MemcachedServer::start();
+    all_behaviours(&format!("memcached://{}", server.addr()), "memcached").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_test_fails_open_then_limits_again_after_restart() {
+    const OP_TIMEOUT: Duration = Duration::from_millis(100);
+    let mut server = RedisServer::start();
+    let options = RedisOptions {
+        connect_timeout: OP_TIMEOUT,
+        response_timeout: OP_TIMEOUT,
+        max_reconnect_delay: Duration::from_millis(200),
+        ..RedisOptions::default()
+    };
+    let redis = RedisBackend::connect_with(&server.url(), options)
+        .await
+        .expect("connect to the test server");
+    let cache = Cache::builder()
+        .backend(redis)
+        .op_timeout(OP_TIMEOUT)
+        .breaker(Breaker {
+            threshold: 3,
+            cooldown: Duration::from_millis(300),
+        })
+        .build();
+    let (app, calls) = app(RateLimitLayer::new(cache, 2, HOUR));
+    let ip = [10, 5, 5, 5];
+    for _ in 0..2 {
+        assert_eq!(send(&app, from_ip(ip)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        send(&app, from_ip(ip)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    server.kill();
+    // Every request is answered, promptly, unlimited and without RateLimit fields.
+    for _ in 0..20 {
+        let started = Instant::now();
+        let res = send(&app, from_ip(ip)).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "fail-open while Redis is down"
+        );
+        assert!(res.headers().get("ratelimit-limit").is_none());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a dead store must not stall requests ({:?})",
+            started.elapsed()
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 22);
+
+    server.restart();
+    // Limiting resumes (the restarted server is empty: a fresh budget of 2).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = send(&app, from_ip(ip)).await;
+        if res.headers().get("ratelimit-limit").is_some() {
+            assert_eq!(res.status(), StatusCode::OK);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "limiting did not resume after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(send(&app, from_ip(ip)).await.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}

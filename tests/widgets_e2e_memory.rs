@@ -1,0 +1,38 @@
+//! The widgets example end to end with the in-memory store.
+
+#[allow(dead_code)] // the example's `main` uses the rest
+#[path = "../examples/widgets/app.rs"]
+mod app;
+mod common;
+#[allow(dead_code)]
+#[path = "../examples/widgets/db.rs"]
+mod db;
+mod widgets_e2e;
+
+use cacheside::backends::MemoryBackend;
+use cacheside::Cache;
+use common::run;
+use tokio::sync::OnceCell;
+
+async fn global() -> &'static Cache {
+    static CACHE: OnceCell<Cache> = OnceCell::const_new();
+    CACHE
+        .get_or_init(|| async {
+            let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+            cacheside::init(cache.clone()).expect("first init");
+            cache
+        })
+        .await
+}
+
+/// The checks share one database and one cache (as replicas do), and count
+/// database queries to see hits, so they run in sequence.
+#[test]
+fn widgets_service_in_memory() {
+    run(async {
+        widgets_e2e::reads_are_cached_and_writes_invalidate().await;
+        widgets_e2e::public_route_hits_and_revalidates().await;
+        widgets_e2e::callers_are_kept_apart().await;
+        widgets_e2e::the_rate_limiter_answers_429().await;
+    });
+}
