@@ -64,7 +64,14 @@ async fn memcached_conforms_one_server() {
         let addrs = addrs.clone();
         async move { cache_over(connect(&addrs, options_for_2m()).await, &namespace) }
     };
-    conformance::run(make, conformance::Capabilities { patterns: false }).await;
+    conformance::run(
+        make,
+        conformance::Capabilities {
+            patterns: false,
+            counters: true,
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +84,14 @@ async fn memcached_conforms_two_servers() {
         let cache = cache_over(shared.clone(), namespace);
         async move { cache }
     };
-    conformance::run(make, conformance::Capabilities { patterns: false }).await;
+    conformance::run(
+        make,
+        conformance::Capabilities {
+            patterns: false,
+            counters: true,
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

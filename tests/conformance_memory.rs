@@ -15,5 +15,12 @@ async fn memory_backend_conforms() {
             .build();
         async move { cache }
     };
-    conformance::run(make, Capabilities { patterns: true }).await;
+    conformance::run(
+        make,
+        Capabilities {
+            patterns: true,
+            counters: true,
+        },
+    )
+    .await;
 }

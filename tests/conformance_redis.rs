@@ -22,7 +22,14 @@ async fn redis_backend_conforms() {
             .build();
         async move { cache }
     };
-    conformance::run(make, Capabilities { patterns: true }).await;
+    conformance::run(
+        make,
+        Capabilities {
+            patterns: true,
+            counters: true,
+        },
+    )
+    .await;
     // The suite cleans up after the pattern and clear checks only; it must not have flushed anything else.
     assert_eq!(
         server.command(&[b"PING"]).unwrap(),
@@ -172,7 +179,14 @@ async fn rediss_with_a_private_ca_conforms() {
             .build();
         async move { cache }
     };
-    conformance::run(make, Capabilities { patterns: true }).await;
+    conformance::run(
+        make,
+        Capabilities {
+            patterns: true,
+            counters: true,
+        },
+    )
+    .await;
 
     // Without the CA the server's certificate is not trusted: a clear connect error.
     let untrusted = RedisBackend::connect_with(

@@ -21,7 +21,14 @@ async fn redis_cluster_backend_conforms() {
             .build();
         async move { cache }
     };
-    conformance::run(make, Capabilities { patterns: true }).await;
+    conformance::run(
+        make,
+        Capabilities {
+            patterns: true,
+            counters: true,
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,7 @@
 //!             .build();
 //!         async move { cache }
 //!     };
-//!     conformance::run(make, conformance::Capabilities { patterns: true }).await;
+//!     conformance::run(make, conformance::Capabilities { patterns: true, counters: true }).await;
 //! }
 //! # fn main() {}
 //! ```
@@ -52,13 +52,15 @@ use crate::{Cache, Error};
 /// What the store under test can do; the suite checks the rest is refused cleanly.
 ///
 /// ```
-/// let caps = cacheside::testing::conformance::Capabilities { patterns: false };
+/// let caps = cacheside::testing::conformance::Capabilities { patterns: false, counters: true };
 /// assert!(!caps.patterns);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// `delete_pattern` works; when false it must return [`Error::PatternNotSupported`] and delete nothing.
     pub patterns: bool,
+    /// `increment` works (the rate limiter needs it); when false it must return [`Error::Unsupported`].
+    pub counters: bool,
 }
 
 /// A namespace no other check (and no other run) uses: `cf-<check>-<pid>-<n>-<time>`.
@@ -109,7 +111,7 @@ fn ok<T>(check: &str, step: &str, r: Result<T, Error>) -> T {
 ///     let cache = Cache::builder().backend(store.clone()).namespace(ns).build();
 ///     async move { cache }
 /// };
-/// conformance::run(make, conformance::Capabilities { patterns: true }).await;
+/// conformance::run(make, conformance::Capabilities { patterns: true, counters: true }).await;
 /// # }
 /// # #[cfg(not(feature = "memory"))] fn main() {}
 /// ```
@@ -140,6 +142,7 @@ where
     check!(large_values);
     check!(concurrent_writers);
     check!(single_flight);
+    check!(counters, caps);
 }
 
 /// `set` then `get` returns the value; an absent key reads as `None`.
@@ -157,7 +160,7 @@ where
 ///     async move { cache }
 /// };
 /// conformance::round_trip(&make).await;
-/// conformance::delete_pattern(&make, conformance::Capabilities { patterns: true }).await;
+/// conformance::delete_pattern(&make, conformance::Capabilities { patterns: true, counters: true }).await;
 /// # }
 /// # #[cfg(not(feature = "memory"))] fn main() {}
 /// ```
@@ -823,5 +826,94 @@ where
         ok(C, "get after get_or_set", cache.get::<String>("hot").await).as_deref(),
         Some("computed"),
         "[{C}] get_or_set must store the value"
+    );
+}
+
+/// `increment`: creates at `delta`, adds exactly under concurrency, peeks
+/// another counter in the same call, refunds never go below zero nor create a
+/// key, the creation TTL applies, and counters of two namespaces stay apart.
+/// Counters are read through `increment` (a peek), not `get`/`ttl`/`exists`:
+/// a store may keep them apart from cached values (Memcached does). A backend
+/// without counters must answer [`Error::Unsupported`].
+pub async fn counters<F, Fut>(make: &F, caps: Capabilities)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "counters";
+    let cache = cache_for(make, C).await;
+    let minute = Duration::from_secs(60);
+    if !caps.counters {
+        let got = cache.increment("n", 1, minute, None).await;
+        assert!(
+            matches!(got, Err(Error::Unsupported { .. })),
+            "{C}: a backend without counters must answer Error::Unsupported, got {got:?}"
+        );
+        return;
+    }
+    let inc = |key: &'static str, delta: i64, peek: Option<&'static str>| {
+        let cache = cache.clone();
+        async move { cache.increment(key, delta, minute, peek).await.unwrap() }
+    };
+    assert_eq!(inc("n", 1, None).await, (1, 0), "{C}: created at delta");
+    assert_eq!(inc("n", 2, None).await, (3, 0), "{C}: added");
+    assert_eq!(
+        inc("m", 1, Some("n")).await,
+        (1, 3),
+        "{C}: peek reads the other counter"
+    );
+    assert_eq!(inc("n", -1, None).await, (2, 0), "{C}: refund");
+    assert_eq!(inc("n", -5, None).await, (0, 0), "{C}: never below zero");
+    assert_eq!(
+        inc("never", -1, None).await,
+        (0, 0),
+        "{C}: refund on a missing counter"
+    );
+    assert_eq!(
+        inc("never", 1, None).await.0,
+        1,
+        "{C}: a refund creates nothing"
+    );
+
+    // The TTL given at creation applies: a one-second counter disappears (bounded poll).
+    cache
+        .increment("short", 5, Duration::from_secs(1), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        inc("probe", 0, Some("short")).await.1,
+        5,
+        "{C}: short-lived counter present"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while inc("probe", 0, Some("short")).await.1 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{C}: a counter with a 1 s TTL still there after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Exact under concurrency.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let cache = cache.clone();
+        tasks.spawn(async move {
+            for _ in 0..10 {
+                cache.increment("hot", 1, minute, None).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap_or_else(|e| panic!("{C}: incrementing task failed: {e}"));
+    }
+    assert_eq!(inc("hot", 0, None).await.0, 320, "{C}: 32 x 10 increments");
+
+    // Namespaces keep counters apart.
+    let other = cache_for(make, "counters-other").await;
+    assert_eq!(
+        other.increment("hot", 1, minute, None).await.unwrap().0,
+        1,
+        "{C}: another namespace has its own counter"
     );
 }
