@@ -9,6 +9,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v memcached >/dev/null 2>&1 || missing+=(memcached)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)   # the rediss:// test makes its own CA
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} (the integration tests start their own servers)"
   sudo=""
