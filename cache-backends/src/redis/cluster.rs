@@ -8,13 +8,12 @@ use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use ::redis::io::tcp::TcpSettings;
 use ::redis::{cmd, Cmd, RedisError, Value};
-use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{Backend, Error, Key};
+use cache_core::{Error, Key};
 
 use super::{
-    connection_info, describe, glob_keeps, increment_invocation, increment_reply, namespace_keeps,
-    namespace_match, pttl_to_ttl, redis_match, scan_cmd, set_cmd, unlink_cmd, RedisOptions,
+    connection_info, describe, increment_invocation, increment_reply, scan_cmd, unlink_cmd,
+    RedisOptions,
 };
 
 const NAME: &str = "redis-cluster";
@@ -212,55 +211,7 @@ fn primaries_from_cluster_slots(reply: Value) -> Result<Vec<u16>, String> {
     Ok(primaries.into_values().collect())
 }
 
-#[async_trait]
-impl Backend for RedisClusterBackend {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
-        let v: Option<Vec<u8>> = self.query("get", cmd("GET").arg(key.as_str())).await?;
-        Ok(v.map(Bytes::from))
-    }
-
-    async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
-        self.query::<()>("set", &set_cmd(key.as_str(), &value, ttl))
-            .await
-    }
-
-    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
-        let n: u64 = self
-            .query("delete", cmd("UNLINK").arg(key.as_str()))
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
-        self.scan_unlink("delete_pattern", &redis_match(namespace, glob), |k| {
-            glob_keeps(namespace, glob, k)
-        })
-        .await
-    }
-
-    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
-        let n: u64 = self
-            .query("exists", cmd("EXISTS").arg(key.as_str()))
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
-        let ms: i64 = self.query("ttl", cmd("PTTL").arg(key.as_str())).await?;
-        Ok(pttl_to_ttl(ms))
-    }
-
-    async fn clear(&self, namespace: &str) -> Result<u64, Error> {
-        self.scan_unlink("clear", &namespace_match(namespace), |k| {
-            namespace_keeps(namespace, k)
-        })
-        .await
-    }
-
+super::redis_backend_impl!(RedisClusterBackend, {
     /// The same script as the single-node backend, routed by the counter's
     /// slot. When the peek key lives on another slot (no common `{hash tag}`),
     /// it is read with a second command (`GET`) instead of failing with `CROSSSLOT`.
@@ -294,7 +245,7 @@ impl Backend for RedisClusterBackend {
         let _: Value = self.query("ping", &cmd("PING")).await?;
         Ok(())
     }
-}
+});
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use ::redis::{cmd, Cmd, IntoConnectionInfo, RedisError};
-use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{pattern, Backend, Config, Error, Key};
 
@@ -428,60 +427,68 @@ pub(crate) fn glob_keeps(namespace: &str, glob: &str, key: &[u8]) -> bool {
         .is_some_and(|local| pattern::matches(glob, local))
 }
 
+/// The `Backend` impl both Redis backends share: every operation but
+/// `increment` and `ping` is the same commands over the backend's own
+/// `query` (one key, routed by slot on a cluster) and `scan_unlink` (every
+/// primary on a cluster). The caller passes the items that differ.
+macro_rules! redis_backend_impl {
+    ($backend:ty, { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl cache_core::Backend for $backend {
+            fn name(&self) -> &'static str {
+                NAME
+            }
+
+            async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+                let v: Option<Vec<u8>> = self.query("get", cmd("GET").arg(key.as_str())).await?;
+                Ok(v.map(Bytes::from))
+            }
+
+            async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
+                self.query::<()>("set", &$crate::redis::set_cmd(key.as_str(), &value, ttl)).await
+            }
+
+            async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+                let n: u64 = self.query("delete", cmd("UNLINK").arg(key.as_str())).await?;
+                Ok(n > 0)
+            }
+
+            async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
+                self.scan_unlink("delete_pattern", &$crate::redis::redis_match(namespace, glob), |k| {
+                    $crate::redis::glob_keeps(namespace, glob, k)
+                })
+                .await
+            }
+
+            async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+                let n: u64 = self.query("exists", cmd("EXISTS").arg(key.as_str())).await?;
+                Ok(n > 0)
+            }
+
+            async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
+                let ms: i64 = self.query("ttl", cmd("PTTL").arg(key.as_str())).await?;
+                Ok($crate::redis::pttl_to_ttl(ms))
+            }
+
+            async fn clear(&self, namespace: &str) -> Result<u64, Error> {
+                self.scan_unlink("clear", &$crate::redis::namespace_match(namespace), |k| {
+                    $crate::redis::namespace_keeps(namespace, k)
+                })
+                .await
+            }
+
+            $($own)*
+        }
+    };
+}
+pub(crate) use redis_backend_impl;
+
 /// True when the store key `key` lies under `namespace`.
 pub(crate) fn namespace_keeps(namespace: &str, key: &[u8]) -> bool {
     key.starts_with(namespace.as_bytes())
 }
 
-#[async_trait]
-impl Backend for RedisBackend {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
-        let v: Option<Vec<u8>> = self.query("get", cmd("GET").arg(key.as_str())).await?;
-        Ok(v.map(Bytes::from))
-    }
-
-    async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
-        self.query::<()>("set", &set_cmd(key.as_str(), &value, ttl))
-            .await
-    }
-
-    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
-        let n: u64 = self
-            .query("delete", cmd("UNLINK").arg(key.as_str()))
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
-        self.scan_unlink("delete_pattern", &redis_match(namespace, glob), |k| {
-            glob_keeps(namespace, glob, k)
-        })
-        .await
-    }
-
-    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
-        let n: u64 = self
-            .query("exists", cmd("EXISTS").arg(key.as_str()))
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
-        let ms: i64 = self.query("ttl", cmd("PTTL").arg(key.as_str())).await?;
-        Ok(pttl_to_ttl(ms))
-    }
-
-    async fn clear(&self, namespace: &str) -> Result<u64, Error> {
-        self.scan_unlink("clear", &namespace_match(namespace), |k| {
-            namespace_keeps(namespace, k)
-        })
-        .await
-    }
-
+redis_backend_impl!(RedisBackend, {
     /// One `EVALSHA` of a Lua script: `INCRBY`, `PEXPIRE` when the key is
     /// new, `GET` of the peek key; atomic on the server.
     async fn increment(
@@ -512,7 +519,7 @@ impl Backend for RedisBackend {
             ))
         }
     }
-}
+});
 
 /// Connects the server `config.redis_url` names (what `CACHE_BACKEND=redis` uses).
 ///
