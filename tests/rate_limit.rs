@@ -1,61 +1,21 @@
 //! `RateLimitLayer` on the in-memory store, driven through an axum `Router`.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+mod rate_limit_support;
+use rate_limit_support::{app, from_ip, header, send};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::routing::get;
-use axum::Router;
 use cacheside::backends::MemoryBackend;
 use cacheside::http::RateLimitLayer;
 use cacheside::{async_trait, Backend, Breaker, Bytes, Cache, Error, Key};
-use http::{Request, Response, StatusCode};
-use tower::ServiceExt;
+use http::{Request, StatusCode};
 
 /// Long enough that no test straddles a window boundary (windows are epoch-aligned).
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn memory() -> Cache {
     Cache::builder().backend(MemoryBackend::new(10_000)).build()
-}
-
-/// A router whose handler counts its calls.
-fn app(layer: RateLimitLayer) -> (Router, Arc<AtomicU64>) {
-    let calls = Arc::new(AtomicU64::new(0));
-    let counted = calls.clone();
-    let router = Router::new()
-        .route(
-            "/",
-            get(move || {
-                let calls = counted.clone();
-                async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    "ok"
-                }
-            }),
-        )
-        .layer(layer);
-    (router, calls)
-}
-
-fn from_ip(ip: [u8; 4]) -> Request<Body> {
-    let mut req = Request::get("/").body(Body::empty()).unwrap();
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from((ip, 40_000))));
-    req
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Response<Body> {
-    app.clone().oneshot(req).await.unwrap()
-}
-
-fn header(res: &Response<Body>, name: &str) -> Option<u64> {
-    res.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().parse().unwrap())
 }
 
 #[tokio::test]
