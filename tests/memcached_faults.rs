@@ -55,6 +55,17 @@ where
     }
 }
 
+// The annotated functions under load, one per test (each test registers its own cache).
+#[cacheside::cache(key = "{key}", cache = "mc-faults-kill")]
+async fn value_during_kill(key: String) -> String {
+    value_for(&key)
+}
+
+#[cacheside::cache(key = "{key}", cache = "mc-faults-stop")]
+async fn value_during_stop(key: String) -> String {
+    value_for(&key)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_load_stays_correct_and_recovers_after_restart() {
     const TASKS: u64 = 50;
@@ -67,13 +78,13 @@ async fn sigkill_during_load_stays_correct_and_recovers_after_restart() {
             cooldown: Duration::from_millis(200),
         },
     );
+    cacheside::register("mc-faults-kill", cache.clone());
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     // Half of the workers hold at their 100th call until the kill has happened,
     // so that the kill lands mid-load however the scheduler runs the others.
     let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
     for t in 0..TASKS {
-        let cache = cache.clone();
         let done = done.clone();
         let mut killed = killed_rx.clone();
         tasks.spawn(async move {
@@ -86,10 +97,7 @@ async fn sigkill_during_load_stays_correct_and_recovers_after_restart() {
                 }
                 let key = format!("k{}", (t * 7 + i) % 500);
                 let expected = value_for(&key);
-                let got: String = cache
-                    .get_or_set(&key, None, || async { value_for(&key) })
-                    .await
-                    .expect("get_or_set never fails on store errors");
+                let got = value_during_kill(key.clone()).await;
                 assert_eq!(got, expected, "wrong value for {key}");
                 done.fetch_add(1, Ordering::Relaxed);
                 if i % 16 == 0 {
@@ -154,22 +162,29 @@ async fn sigstop_fails_open_then_the_breaker_makes_calls_cheap() {
         },
     );
     cache.set("warm", "w", None).await.unwrap();
+    cacheside::register("mc-faults-stop", cache.clone());
     server.pause();
 
+    // Each call completes within one op timeout (the body takes no time);
+    // SLACK covers scheduling on 2 cores, the point is that nothing hangs.
+    const SLACK: Duration = Duration::from_millis(400);
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..20 {
-        let cache = cache.clone();
         tasks.spawn(async move {
             let key = format!("frozen{t}");
-            let got: String = cache
-                .get_or_set(&key, None, || async { value_for(&key) })
-                .await
-                .unwrap();
+            let started = Instant::now();
+            let got = value_during_stop(key.clone()).await;
+            let took = started.elapsed();
             assert_eq!(got, value_for(&key));
+            took
         });
     }
     while let Some(r) = tasks.join_next().await {
-        r.expect("a call on a frozen store returned a wrong value");
+        let took = r.expect("a call on a frozen store returned a wrong value");
+        assert!(
+            took <= OP_TIMEOUT + SLACK,
+            "a call took {took:?} with the store paused; the bound is the op timeout ({OP_TIMEOUT:?}) plus the body"
+        );
     }
 
     eventually(Duration::from_secs(10), "circuit open", || {
@@ -186,10 +201,7 @@ async fn sigstop_fails_open_then_the_breaker_makes_calls_cheap() {
     for i in 0..50 {
         let key = format!("open{i}");
         let started = Instant::now();
-        let got: String = cache
-            .get_or_set(&key, None, || async { value_for(&key) })
-            .await
-            .unwrap();
+        let got = value_during_stop(key.clone()).await;
         costs.push(started.elapsed());
         assert_eq!(got, value_for(&key));
     }

@@ -53,22 +53,44 @@ where
     }
 }
 
-/// 50 tasks × `per_task` `get_or_set` calls over 100 keys; every answer must be right.
-fn spawn_load(cache: &Cache, per_task: u64, done: &Arc<AtomicU64>) -> tokio::task::JoinSet<()> {
+// The annotated functions under load, one per test (each test registers its own cache).
+#[cacheside::cache(key = "{key}", cache = "faults-kill")]
+async fn value_during_kill(key: String) -> String {
+    expected(&key)
+}
+
+#[cacheside::cache(key = "{key}", cache = "faults-stop")]
+async fn value_during_stop(key: String) -> String {
+    expected(&key)
+}
+
+/// 50 tasks × `per_task` annotated calls over 100 keys; every answer must be
+/// right. Records the slowest call, in microseconds, in `slowest`.
+fn spawn_load<F, Fut>(
+    call: F,
+    per_task: u64,
+    done: &Arc<AtomicU64>,
+    slowest: &Arc<AtomicU64>,
+) -> tokio::task::JoinSet<()>
+where
+    F: Fn(String) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = String> + Send,
+{
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..50u64 {
-        let cache = cache.clone();
         let done = done.clone();
+        let slowest = slowest.clone();
         tasks.spawn(async move {
             for i in 0..per_task {
                 let key = format!("k{}", (t * per_task + i) % 100);
-                let want = expected(&key);
-                let body_value = want.clone();
-                let got: String = cache
-                    .get_or_set(&key, None, || async move { body_value })
-                    .await
-                    .unwrap_or_else(|e| panic!("get_or_set({key}) must fail open, got {e}"));
-                assert_eq!(got, want, "get_or_set({key}) returned a wrong value");
+                let started = Instant::now();
+                let got = call(key.clone()).await;
+                slowest.fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                assert_eq!(
+                    got,
+                    expected(&key),
+                    "annotated call for {key} returned a wrong value"
+                );
                 done.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -80,8 +102,10 @@ fn spawn_load(cache: &Cache, per_task: u64, done: &Arc<AtomicU64>) -> tokio::tas
 async fn sigkill_under_load_fails_open_then_recovers_after_restart() {
     let server = RedisServer::start();
     let cache = cache_on(&server, "kill").await;
+    cacheside::register("faults-kill", cache.clone());
     let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = spawn_load(&cache, 200, &done);
+    let slowest = Arc::new(AtomicU64::new(0));
+    let mut tasks = spawn_load(value_during_kill, 200, &done, &slowest);
 
     // Kill the server once a third of the 10,000 calls went through it
     // (watched from a blocking thread, so the kill lands while the load runs).
@@ -150,14 +174,24 @@ async fn sigstop_fails_open_and_the_open_circuit_is_cheap() {
         .await
         .expect("the server answers before the pause");
 
+    cacheside::register("faults-stop", cache.clone());
     server.pause();
-    // Calls still complete, with the right value, while the store hangs.
+    // Calls still complete, with the right value, while the store hangs, each
+    // within one op timeout (the body takes no time here). SLACK covers
+    // scheduling of 50 tasks on 2 cores; without the bound a call would hang.
+    const SLACK: Duration = Duration::from_millis(400);
     let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = spawn_load(&cache, 20, &done);
+    let slowest = Arc::new(AtomicU64::new(0));
+    let mut tasks = spawn_load(value_during_stop, 20, &done, &slowest);
     while let Some(r) = tasks.join_next().await {
         r.expect("a load task panicked");
     }
     assert_eq!(done.load(Ordering::Relaxed), 1_000);
+    let slowest = Duration::from_micros(slowest.load(Ordering::Relaxed));
+    assert!(
+        slowest <= OP_TIMEOUT + SLACK,
+        "a call took {slowest:?} with the store paused; the bound is the op timeout ({OP_TIMEOUT:?}) plus the body"
+    );
 
     // The breaker has opened (or opens within a few more failures).
     let mut opened = false;

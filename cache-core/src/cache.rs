@@ -458,8 +458,19 @@ impl Cache {
     }
 
     async fn store(&self, full: &str, bytes: Bytes, ttl: Duration) -> Result<(), Error> {
+        self.store_within(full, bytes, ttl, self.inner.op_timeout)
+            .await
+    }
+
+    async fn store_within(
+        &self,
+        full: &str,
+        bytes: Bytes,
+        ttl: Duration,
+        limit: Duration,
+    ) -> Result<(), Error> {
         let key = self.key(full);
-        self.guarded("set", self.inner.backend.set(key, bytes, Some(ttl)))
+        self.guarded_for("set", limit, self.inner.backend.set(key, bytes, Some(ttl)))
             .await
     }
 
@@ -711,9 +722,16 @@ impl Cache {
         O: Outcome,
         Fut: Future<Output = O>,
     {
+        // One store budget per call: the write after the body gets what the
+        // read left of the op timeout, so a hanging store costs a call at most
+        // one timeout plus the body's own time.
+        let started = (!self.inner.backend.is_in_process()).then(tokio::time::Instant::now);
         if let Lookup::Hit(v) = self.lookup::<O::Value>(full).await {
             return (O::from_cached(v), None);
         }
+        let write_budget = started.map_or(self.inner.op_timeout, |t| {
+            self.inner.op_timeout.saturating_sub(t.elapsed())
+        });
         match self.inner.flights.join(full) {
             Role::Leader(guard) => {
                 let out = body.await;
@@ -729,10 +747,16 @@ impl Cache {
                     None => None,
                 };
                 guard.land(sealed.clone());
-                if let Some(bytes) = sealed {
-                    if let Err(e) = self.store(full, bytes, ttl).await {
-                        self.note_failure("write", full, &e);
+                match sealed {
+                    // The read used the whole budget (the store hangs or is
+                    // down, already counted): do not wait for the write too.
+                    Some(_) if write_budget.is_zero() => {}
+                    Some(bytes) => {
+                        if let Err(e) = self.store_within(full, bytes, ttl, write_budget).await {
+                            self.note_failure("write", full, &e);
+                        }
                     }
+                    None => {}
                 }
                 drop(guard);
                 (out, encode_error)
@@ -838,4 +862,68 @@ impl<T: Serialize + DeserializeOwned> Outcome for CacheNone<T> {
 fn _assert_send_sync() {
     fn is<T: Send + Sync + Clone>() {}
     is::<Cache>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{async_trait, Key};
+
+    /// A store whose every operation hangs until the caller's timeout fires.
+    struct Hanging;
+
+    #[async_trait]
+    impl Backend for Hanging {
+        fn name(&self) -> &'static str {
+            "hanging"
+        }
+        async fn get(&self, _: Key<'_>) -> Result<Option<Bytes>, Error> {
+            std::future::pending().await
+        }
+        async fn set(&self, _: Key<'_>, _: Bytes, _: Option<Duration>) -> Result<(), Error> {
+            std::future::pending().await
+        }
+        async fn delete(&self, _: Key<'_>) -> Result<bool, Error> {
+            std::future::pending().await
+        }
+        async fn delete_pattern(&self, _: &str, _: &str) -> Result<u64, Error> {
+            std::future::pending().await
+        }
+        async fn exists(&self, _: Key<'_>) -> Result<bool, Error> {
+            std::future::pending().await
+        }
+        async fn ttl(&self, _: Key<'_>) -> Result<Option<Duration>, Error> {
+            std::future::pending().await
+        }
+        async fn clear(&self, _: &str) -> Result<u64, Error> {
+            std::future::pending().await
+        }
+        async fn ping(&self) -> Result<(), Error> {
+            std::future::pending().await
+        }
+    }
+
+    /// With tokio's clock paused, time moves only through timers: the
+    /// measured duration is exact, not a sleep-based guess.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_store_costs_a_miss_one_op_timeout_not_two() {
+        let timeout = Duration::from_millis(200);
+        let cache = Cache::builder()
+            .backend(Hanging)
+            .op_timeout(timeout)
+            .breaker(Breaker {
+                threshold: 0, // no breaker: every call meets the hanging store
+                cooldown: Duration::ZERO,
+            })
+            .build();
+        let started = tokio::time::Instant::now();
+        let v: u32 = cache.get_or_set("k", None, || async { 7 }).await.unwrap();
+        assert_eq!(v, 7);
+        assert_eq!(
+            started.elapsed(),
+            timeout,
+            "the read used the whole budget, so the write is not attempted"
+        );
+        assert!(cache.stats().errors >= 1);
+    }
 }
