@@ -114,3 +114,25 @@ async fn uses_unregistered_cache() -> u8 {
 async fn an_unregistered_named_cache_runs_uncached() {
     assert_eq!(uses_unregistered_cache().await, 5);
 }
+
+/// cacheside re-exported under another path, as a framework crate would.
+mod reexport {
+    pub use cacheside as cache_lib;
+}
+
+#[cacheside::cache(key = "crate-override:{id}", crate = "crate::reexport::cache_lib")]
+async fn via_reexport(id: u32) -> u32 {
+    id + 100
+}
+
+#[cacheside::invalidate(key = "crate-override:{id}", crate = "crate::reexport::cache_lib")]
+async fn invalidate_via_reexport(id: u32) {}
+
+#[tokio::test]
+async fn the_crate_argument_points_the_expansion_at_a_reexport() {
+    let cache = global().await;
+    assert_eq!(via_reexport(1).await, 101);
+    assert!(cache.exists("crate-override:1").await.unwrap());
+    invalidate_via_reexport(1).await;
+    assert!(!cache.exists("crate-override:1").await.unwrap());
+}

@@ -259,6 +259,37 @@ fn method_aware_handlers_read_on_get_and_invalidate_on_successful_mutations() {
     });
 }
 
+/// Method-aware through the whole request (`Request` must come last in axum).
+#[cacheside::cache(key_prefix = "ax:req", resource_id = "id")]
+async fn by_request(Path(id): Path<u64>, State(db): State<Db>, req: Request<Body>) -> Json<String> {
+    db.calls.hit();
+    Json(format!("{} {id}", req.method()))
+}
+
+#[test]
+fn a_handler_taking_the_request_is_method_aware() {
+    run(async {
+        let cache = cache();
+        let db = Db::default();
+        let app = Router::new()
+            .route("/req/{id}", get(by_request).post(by_request))
+            .with_state(db.clone());
+        assert_eq!(send(&app, Method::GET, "/req/3", &[]).await.1, r#""GET 3""#);
+        assert_eq!(send(&app, Method::GET, "/req/3", &[]).await.1, r#""GET 3""#);
+        assert_eq!(db.calls.get(), 1, "GET read through the cache");
+        assert!(cache.exists("ax:req:3").await.unwrap());
+        assert_eq!(
+            send(&app, Method::POST, "/req/3", &[]).await.1,
+            r#""POST 3""#
+        );
+        assert_eq!(db.calls.get(), 2, "POST ran the handler");
+        assert!(
+            !cache.exists("ax:req:3").await.unwrap(),
+            "POST invalidated the entry"
+        );
+    });
+}
+
 /// A caller identity from a header, as an auth extractor would provide.
 struct Caller {
     sub: String,
