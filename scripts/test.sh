@@ -24,5 +24,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+echo "==> cargo doc (all features, warnings denied: broken links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
+
 echo "==> cargo test (workspace, all features: unit, integration, doc, UI)"
 cargo test --workspace --all-features

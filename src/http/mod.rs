@@ -2,9 +2,9 @@
 //! set client cache headers and rate-limit callers, with state in the same
 //! stores as the rest of cacheside.
 
-mod client_cache;
-mod rate_limit;
-mod response_cache;
+pub mod client_cache;
+pub mod rate_limit;
+pub mod response_cache;
 
 pub use client_cache::{
     ClientCache, ClientCacheFuture, ClientCacheLayer, DEFAULT_API_CACHE_CONTROL,

@@ -22,7 +22,7 @@ const NAME: &str = "redis-cluster";
 ///
 /// Commands on one key go to the primary that owns its slot (redis-rs
 /// `cluster-async`, which follows `MOVED`/`ASK` and refreshes the slot map).
-/// [`delete_pattern`](Backend::delete_pattern) and [`clear`](Backend::clear)
+/// [`delete_pattern`](cache_core::Backend::delete_pattern) and [`clear`](cache_core::Backend::clear)
 /// read the primaries from `CLUSTER SLOTS`, `SCAN` each of them, and `UNLINK`
 /// what matched (redis-rs splits a multi-key `UNLINK` by slot).
 ///
