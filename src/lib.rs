@@ -55,7 +55,7 @@ pub use cache_core::{
 /// | argument | meaning |
 /// |---|---|
 /// | `key_prefix = "widget"` | key `widget:{resource_id}`; may hold `{param}` placeholders |
-/// | `resource_id = "widget_id"` | the parameter (or pattern binding) whose `Display` ends the key |
+/// | `resource_id = "widget_id"` | the parameter (or pattern binding) whose `Display` ends the key (prefix without `key_prefix`: `module::path::function`) |
 /// | `key = "page:{q.page}:{q.size}"` | the whole key template instead (`{param.field}` allowed) |
 /// | *(neither)* | `{key_prefix}:` + stable 128-bit hash of all arguments but `self` (they must be `Hash`) |
 /// | `expire = 600` | seconds; absent → the cache's default TTL; `0` → not cached |

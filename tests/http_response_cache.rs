@@ -848,3 +848,25 @@ fn redis_backed_response_cache() {
         assert!(matches!(entry, ResponseEntry::Response(r) if r.body == b"from redis"));
     });
 }
+
+#[tokio::test]
+async fn a_stored_404_is_never_answered_with_304() {
+    // RFC 9110 §13.2.1: If-None-Match applies only to 2xx responses.
+    let app = Router::new()
+        .route(
+            "/gone",
+            get(|| async { (StatusCode::NOT_FOUND, "no such thing") }),
+        )
+        .layer(ResponseCacheLayer::new(memory()));
+    let first = send(&app, get_req("/gone")).await;
+    assert_eq!(first.status, StatusCode::NOT_FOUND);
+    for value in [
+        "*".to_owned(),
+        first.header("etag").unwrap_or("\"x\"").to_owned(),
+    ] {
+        let res = send(&app, with_header("/gone", "if-none-match", &value)).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "If-None-Match: {value}");
+        assert_eq!(res.text(), "no such thing");
+        assert_eq!(res.x_cache(), "HIT");
+    }
+}

@@ -136,3 +136,28 @@ async fn the_crate_argument_points_the_expansion_at_a_reexport() {
     invalidate_via_reexport(1).await;
     assert!(!cache.exists("crate-override:1").await.unwrap());
 }
+
+#[cacheside::invalidate(key = "slow:{id}", extra = ["slow:count"], cache = "slow-deletes")]
+async fn mutate_then_invalidate(id: u32) -> Result<(), String> {
+    let _ = id;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_dropped_during_invalidation_does_not_leave_stale_entries() {
+    let cache = Cache::builder()
+        .backend(common::SlowDeletes {
+            inner: MemoryBackend::new(100),
+            delay: Duration::from_millis(50),
+        })
+        .build();
+    cacheside::register("slow-deletes", cache.clone());
+    seed(&cache, &["slow:1", "slow:count"]).await;
+    // The caller gives up while the first delete is under way.
+    let dropped = tokio::time::timeout(Duration::from_millis(10), mutate_then_invalidate(1)).await;
+    assert!(dropped.is_err(), "the call was cancelled mid-invalidation");
+    // The remaining deletes finish in a task (paused clock: exact, no sleeps guessed).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!cache.exists("slow:1").await.unwrap());
+    assert!(!cache.exists("slow:count").await.unwrap());
+}

@@ -340,3 +340,55 @@ fn per_caller_entries_when_the_caller_is_in_the_key() {
         );
     });
 }
+
+/// `expire = 0` turns caching off for reads; mutations still invalidate the
+/// entries `extra` and `patterns` name (they belong to other functions).
+#[cacheside::cache(key_prefix = "ax:nocache", resource_id = "id", expire = 0, extra = ["ax:nocache:list"])]
+async fn uncached_item(method: Method, Path(id): Path<u64>) -> Json<u64> {
+    let _ = method;
+    Json(id)
+}
+
+#[test]
+fn expire_zero_handlers_still_invalidate_on_mutations() {
+    run(async {
+        let cache = cache();
+        let app = Router::new().route("/nocache/{id}", get(uncached_item).put(uncached_item));
+        cache.set("ax:nocache:list", &1u8, None).await.unwrap();
+        send(&app, Method::GET, "/nocache/1", &[]).await;
+        assert!(
+            !cache.exists("ax:nocache:1").await.unwrap(),
+            "expire = 0: nothing cached"
+        );
+        assert!(cache.exists("ax:nocache:list").await.unwrap());
+        assert_eq!(
+            send(&app, Method::PUT, "/nocache/1", &[]).await.0,
+            StatusCode::OK
+        );
+        assert!(
+            !cache.exists("ax:nocache:list").await.unwrap(),
+            "the PUT invalidated extra"
+        );
+    });
+}
+
+/// `#[invalidate]` on a handler returning `impl IntoResponse`.
+#[cacheside::invalidate(key = "ax:opaque:{id}")]
+async fn opaque_delete(Path(id): Path<u64>) -> impl IntoResponse {
+    let _ = id;
+    StatusCode::NO_CONTENT
+}
+
+#[test]
+fn invalidate_works_on_impl_into_response_handlers() {
+    run(async {
+        let cache = cache();
+        cache.set("ax:opaque:4", &1u8, None).await.unwrap();
+        let app = Router::new().route("/opaque/{id}", axum::routing::delete(opaque_delete));
+        assert_eq!(
+            send(&app, Method::DELETE, "/opaque/4", &[]).await.0,
+            StatusCode::NO_CONTENT
+        );
+        assert!(!cache.exists("ax:opaque:4").await.unwrap());
+    });
+}

@@ -1,12 +1,7 @@
 //! The widgets example end to end with the in-memory store.
 
-#[allow(dead_code)] // the example's `main` uses the rest
-#[path = "../examples/widgets/app.rs"]
-mod app;
+use widgets_example::{app, db};
 mod common;
-#[allow(dead_code)]
-#[path = "../examples/widgets/db.rs"]
-mod db;
 mod widgets_e2e;
 
 use cacheside::backends::MemoryBackend;

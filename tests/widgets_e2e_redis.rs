@@ -1,13 +1,8 @@
 //! The widgets example end to end with a real `redis-server` (started on a
 //! free loopback port), including Redis being killed mid-test.
 
-#[allow(dead_code)] // the example's `main` uses the rest
-#[path = "../examples/widgets/app.rs"]
-mod app;
+use widgets_example::{app, db};
 mod common;
-#[allow(dead_code)]
-#[path = "../examples/widgets/db.rs"]
-mod db;
 mod widgets_e2e;
 
 use std::sync::{Mutex, OnceLock};

@@ -285,6 +285,26 @@ impl CacheBuilder {
     }
 }
 
+/// Reports a cancelled probe as a failed one (see `Cache::guarded_for`).
+struct ProbeGuard<'a> {
+    circuit: &'a Circuit,
+    armed: bool,
+}
+
+impl ProbeGuard<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.circuit.failure(&Admit::Probe);
+        }
+    }
+}
+
 /// Outcome of reading one key, as the runtime sees it.
 pub(crate) enum Lookup<T> {
     Hit(T),
@@ -361,6 +381,10 @@ impl Cache {
     }
 
     /// Like `guarded`, with an explicit bound (bulk operations get a longer one).
+    ///
+    /// A timeout under a bound shorter than the op timeout (the remainder of a
+    /// call's budget) is the budget running out, not evidence that the store
+    /// is failing: it does not count towards opening the circuit.
     async fn guarded_for<T>(
         &self,
         op: &'static str,
@@ -376,15 +400,27 @@ impl Cache {
         if matches!(admitted, Admit::Skip) {
             return Err(Error::CircuitOpen { backend });
         }
-        let result = match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                backend,
-                op,
-                after: limit,
-            }),
+        // If this call is the probe and gets cancelled (the caller's future is
+        // dropped), the guard reports a failed probe: the circuit must not stay
+        // "probing" forever.
+        let probe = ProbeGuard {
+            circuit: &inner.circuit,
+            armed: matches!(admitted, Admit::Probe),
         };
+        let (result, budget_ran_out) = match tokio::time::timeout(limit, fut).await {
+            Ok(r) => (r, false),
+            Err(_) => (
+                Err(Error::Timeout {
+                    backend,
+                    op,
+                    after: limit,
+                }),
+                limit < inner.op_timeout,
+            ),
+        };
+        probe.disarm();
         match &result {
+            Err(_) if budget_ran_out && !matches!(admitted, Admit::Probe) => {}
             Err(e) if e.is_store_failure() => {
                 if inner.circuit.failure(&admitted) {
                     tracing::warn!(backend, "cache store keeps failing; circuit opened, calls skip the store until a probe succeeds");
@@ -547,8 +583,9 @@ impl Cache {
     ///
     /// [`Error::PatternNotSupported`] on stores that cannot match (Memcached).
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64, Error> {
-        self.guarded(
+        self.guarded_for(
             "delete_pattern",
+            self.inner.bulk_timeout,
             self.inner
                 .backend
                 .delete_pattern(&self.inner.prefix, pattern),
@@ -750,7 +787,7 @@ impl Cache {
                 match sealed {
                     // The read used the whole budget (the store hangs or is
                     // down, already counted): do not wait for the write too.
-                    Some(_) if write_budget.is_zero() => {}
+                    Some(_) if write_budget.is_zero() || self.inner.circuit.is_open() => {}
                     Some(bytes) => {
                         if let Err(e) = self.store_within(full, bytes, ttl, write_budget).await {
                             self.note_failure("write", full, &e);
@@ -925,5 +962,59 @@ mod tests {
             "the read used the whole budget, so the write is not attempted"
         );
         assert!(cache.stats().errors >= 1);
+    }
+
+    fn hanging_cache(threshold: u32) -> Cache {
+        Cache::builder()
+            .backend(Hanging)
+            .op_timeout(Duration::from_millis(100))
+            .bulk_timeout(Duration::from_secs(1))
+            .breaker(Breaker {
+                threshold,
+                cooldown: Duration::from_millis(50),
+            })
+            .build()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_does_not_leave_the_circuit_open_forever() {
+        let cache = hanging_cache(1);
+        assert!(matches!(
+            cache.get::<u8>("k").await,
+            Err(Error::Timeout { .. })
+        ));
+        assert!(matches!(
+            cache.get::<u8>("k").await,
+            Err(Error::CircuitOpen { .. })
+        ));
+        tokio::time::sleep(Duration::from_millis(60)).await; // cool-down over
+                                                             // The probe is cancelled by the caller before the store answers.
+        let cancelled = tokio::time::timeout(Duration::from_millis(10), cache.get::<u8>("k")).await;
+        assert!(cancelled.is_err(), "the probe was cut short");
+        assert!(matches!(
+            cache.get::<u8>("k").await,
+            Err(Error::CircuitOpen { .. })
+        ));
+        // After the next cool-down a new probe reaches the store again.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            matches!(cache.get::<u8>("k").await, Err(Error::Timeout { .. })),
+            "a new probe must be admitted"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_operations_get_the_bulk_timeout() {
+        let cache = hanging_cache(0);
+        for result in [cache.delete_pattern("x*").await, cache.clear().await] {
+            match result {
+                Err(Error::Timeout { after, .. }) => assert_eq!(after, Duration::from_secs(1)),
+                other => panic!("expected a bulk timeout, got {other:?}"),
+            }
+        }
+        match cache.delete("x").await {
+            Err(Error::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(100)),
+            other => panic!("expected the op timeout, got {other:?}"),
+        }
     }
 }

@@ -216,22 +216,18 @@ pub fn type_fingerprint<T: ?Sized>() -> u64 {
     // Memoised per thread by the name's address: a hit costs a TLS read and
     // two compares instead of a scan and a hash of the name on every read.
     const SLOTS: usize = 64;
+    type Slot = std::cell::Cell<(usize, usize, u64)>;
     thread_local! {
-        static MEMO: std::cell::Cell<[(usize, usize, u64); SLOTS]> =
-            const { std::cell::Cell::new([(0, 0, 0); SLOTS]) };
+        static MEMO: [Slot; SLOTS] = const { [const { std::cell::Cell::new((0, 0, 0)) }; SLOTS] };
     }
     let (addr, len) = (name.as_ptr() as usize, name.len());
     let slot = (addr >> 3) % SLOTS;
-    let memo = MEMO.with(|m| m.get()[slot]);
+    let memo = MEMO.with(|m| m[slot].get());
     if memo.0 == addr && memo.1 == len {
         return memo.2;
     }
     let fp = fingerprint_of_name(name);
-    MEMO.with(|m| {
-        let mut table = m.get();
-        table[slot] = (addr, len, fp);
-        m.set(table);
-    });
+    MEMO.with(|m| m[slot].set((addr, len, fp)));
     fp
 }
 

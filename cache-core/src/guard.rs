@@ -2,11 +2,16 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+/// Milliseconds on tokio's clock (the one the op timeouts use, and the one a
+/// paused test runtime controls); std's clock outside a runtime.
 fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    static START: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let start = *START.get_or_init(tokio::time::Instant::now);
+    tokio::time::Instant::now()
+        .saturating_duration_since(start)
+        .as_millis() as u64
 }
 
 /// Circuit breaker settings: after `threshold` consecutive store failures the
@@ -105,7 +110,6 @@ impl Circuit {
         false
     }
 
-    #[cfg(test)]
     pub(crate) fn is_open(&self) -> bool {
         self.open_until.load(Ordering::Acquire) != 0
     }
@@ -153,6 +157,7 @@ impl WarnOnce {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn opens_after_threshold_and_probes_once_after_cooldown() {

@@ -99,9 +99,42 @@ where
     }
     let out = body.await;
     if succeeded(&out) {
-        invalidate_now(spec, &targets).await;
+        // The mutation is done: if this caller is dropped before the deletes
+        // finish (a client disconnecting from a PUT), they finish in a task.
+        let mut pending = PendingInvalidation {
+            spec,
+            targets: Some(targets),
+        };
+        if let Some(targets) = pending.targets.as_ref() {
+            invalidate_now(spec, targets).await;
+        }
+        pending.targets = None;
     }
     out
+}
+
+/// Deletes that must happen even if the caller goes away mid-way.
+struct PendingInvalidation {
+    spec: &'static InvalidateSpec,
+    targets: Option<Targets>,
+}
+
+impl Drop for PendingInvalidation {
+    fn drop(&mut self) {
+        let Some(targets) = self.targets.take() else {
+            return;
+        };
+        let spec = self.spec;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move { invalidate_now(spec, &targets).await });
+            }
+            Err(_) => tracing::warn!(
+                function = spec.function,
+                "invalidation interrupted outside a tokio runtime; entries expire by TTL"
+            ),
+        }
+    }
 }
 
 /// Deletes every target, fail-open: one failure does not stop the others.

@@ -146,17 +146,18 @@ fn key_expr(
         };
         params.push(b.param);
         let ident = format_ident!("{}", name);
-        let (format, exprs) = match prefix {
-            Some((f, e)) => (format!("{f}:{{}}"), e),
-            None => {
-                let f = format!("{fn_name}:{{}}");
-                (f, Vec::new())
+        let tokens = match prefix {
+            Some((f, e)) => {
+                let format = format!("{f}:{{}}");
+                quote!(::std::format!(#format, #(#e,)* #ident))
             }
+            // No prefix: `module::path::function:{id}`, unique like the hashed default
+            // (a bare function name would collide between modules).
+            None => quote!(::std::format!(
+                "{}::{}:{}", ::core::module_path!(), #fn_name, #ident
+            )),
         };
-        return Some(KeyExpr {
-            tokens: quote!(::std::format!(#format, #(#exprs,)* #ident)),
-            params,
-        });
+        return Some(KeyExpr { tokens, params });
     }
     // No resource id: prefix plus a stable hash of every argument but `self`.
     let prefix_tokens = match prefix {
@@ -241,6 +242,13 @@ fn last_segment_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
             })
             .collect(),
     )
+}
+
+fn contains_impl_trait_tokens(tokens: &TokenStream) -> bool {
+    tokens
+        .clone()
+        .into_iter()
+        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
@@ -339,6 +347,10 @@ fn body_block(item: &ItemFn, ret: &TokenStream) -> TokenStream {
     let block = &item.block;
     // Splice the statements, not the block: `{ { expr } }` would trip `unused_braces`.
     let stmts = &block.stmts;
+    if contains_impl_trait_tokens(ret) {
+        // `impl Trait` cannot be named in a `let`: the block's type is inferred instead.
+        return quote_spanned! {block.span()=> async move { #(#stmts)* } };
+    }
     quote_spanned! {block.span()=>
         async move {
             #[allow(
@@ -546,16 +558,15 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
             let patterns = invalidation_templates(&args.patterns, &info, &mut Errors::default());
             quote! {
                 let __cacheside_read = #krate::__private::http::is_read_method(#method_expr);
-                let __cacheside_targets = match (&__cacheside_key, __cacheside_read) {
-                    (::core::option::Option::Some(__k), false) => ::core::option::Option::Some(#krate::__private::Targets {
-                        keys: {
-                            let mut __keys = ::std::vec![::std::clone::Clone::clone(__k)];
-                            __keys.extend([#(#extra),*]);
-                            __keys
-                        },
+                // Mutations invalidate whenever caching is on, also with
+                // `expire = 0` (extra/patterns belong to other functions' entries).
+                let __cacheside_targets = if !__cacheside_read && #krate::__private::invalidation_active() {
+                    ::core::option::Option::Some(#krate::__private::Targets {
+                        keys: ::std::vec![#key_tokens, #(#extra),*],
                         patterns: ::std::vec![#(#patterns),*],
-                    }),
-                    _ => ::core::option::Option::None,
+                    })
+                } else {
+                    ::core::option::Option::None
                 };
                 let __cacheside_body = #body;
                 if __cacheside_read {
@@ -654,6 +665,13 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
     } = prepare(Kind::Invalidate, attr_tokens, &item);
 
     let mut keys = Vec::new();
+    if let (Some(rid), None) = (&args.resource_id, &args.key_prefix) {
+        errors.spanned(
+            rid,
+            "#[invalidate] with `resource_id` also needs the `key_prefix` of the #[cache] function \
+             whose entry it deletes (or give the whole `key`)",
+        );
+    }
     if args.key.is_some() || args.resource_id.is_some() {
         if let Some(k) = key_expr(&args, &info, &fn_name, &krate, &mut errors) {
             keys.push(k.tokens);
@@ -687,12 +705,16 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, t) => t.to_token_stream(),
     };
+    let opaque = contains_impl_trait_tokens(&ret);
     let succeeded = match &item.sig.output {
         ReturnType::Type(_, t) if last_segment_args(t, "Result").is_some() => {
             quote!(|__r: &#ret| __r.is_ok())
         }
+        // An `impl Trait` return cannot be named: let inference fill it in.
+        _ if opaque => quote!(|_: &_| true),
         _ => quote!(|_: &#ret| true),
     };
+    let ret_arg = if opaque { quote!(_) } else { ret.clone() };
     let cache = option_lit(&args.cache);
     let before = args.before;
     let body = body_block(&item, &ret);
@@ -716,7 +738,7 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
             } else {
                 ::core::option::Option::None
             };
-            #krate::__private::invalidating::<#ret, _>(&__CACHESIDE_INVALIDATE, __cacheside_targets, #succeeded, #body).await
+            #krate::__private::invalidating::<#ret_arg, _>(&__CACHESIDE_INVALIDATE, __cacheside_targets, #succeeded, #body).await
         }
     })
 }

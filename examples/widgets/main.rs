@@ -2,15 +2,14 @@
 //! response cache on a public route, client cache headers and a rate limiter.
 //!
 //! ```text
-//! cargo run --example widgets --features axum,redis
-//! CACHE_BACKEND=redis cargo run --example widgets --features axum,redis
+//! cargo run --example widgets
+//! CACHE_BACKEND=redis cargo run --example widgets
 //! ```
 //!
 //! Listens on 127.0.0.1:3000 (`WIDGETS_ADDR`), database `widgets.db`
 //! (`WIDGETS_DB`, `:memory:` for a throwaway one).
 
-mod app;
-mod db;
+use widgets_example::{app, db};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -830,7 +830,10 @@ fn render(entry: StoredResponse, served: Served, head: bool, view: &View) -> Res
             Served::Miss => "MISS",
         }),
     );
-    if not_modified(request, headers.get(header::ETAG)) {
+    // RFC 9110 §13.2.1: If-None-Match is evaluated only for responses that
+    // would be 2xx; a stored 404 or 301 is served as is, never as a 304.
+    let success = (200..300).contains(&entry.status);
+    if success && not_modified(request, headers.get(header::ETAG)) {
         // RFC 9110 §15.4.5: keep the validators and caching headers only.
         let mut res = Response::new(Body::empty());
         *res.status_mut() = StatusCode::NOT_MODIFIED;

@@ -146,3 +146,45 @@ impl Backend for NoPatterns {
         Ok(())
     }
 }
+
+/// A memory store whose deletes take `delay` (tokio time) before they happen.
+#[derive(Clone)]
+pub struct SlowDeletes {
+    pub inner: cacheside::backends::MemoryBackend,
+    pub delay: Duration,
+}
+
+#[async_trait]
+impl Backend for SlowDeletes {
+    fn name(&self) -> &'static str {
+        "slow-deletes"
+    }
+    fn is_in_process(&self) -> bool {
+        true
+    }
+    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: Key<'_>, v: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
+        self.inner.set(key, v, ttl).await
+    }
+    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.delete(key).await
+    }
+    async fn delete_pattern(&self, ns: &str, p: &str) -> Result<u64, Error> {
+        self.inner.delete_pattern(ns, p).await
+    }
+    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+        self.inner.exists(key).await
+    }
+    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
+        self.inner.ttl(key).await
+    }
+    async fn clear(&self, ns: &str) -> Result<u64, Error> {
+        self.inner.clear(ns).await
+    }
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}

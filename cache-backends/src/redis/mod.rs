@@ -481,6 +481,7 @@ macro_rules! redis_backend_impl {
         }
     };
 }
+#[cfg_attr(not(feature = "redis-cluster"), allow(unused_imports))]
 pub(crate) use redis_backend_impl;
 
 /// True when the store key `key` lies under `namespace`.
