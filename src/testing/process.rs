@@ -170,8 +170,30 @@ impl ServerProcess {
     }
 
     /// SIGSTOP: the server keeps its sockets open but answers nothing.
+    ///
+    /// Returns once the kernel reports the process stopped (state `T` in
+    /// `/proc/<pid>/stat`, at most 2 s): the signal is asynchronous, and a
+    /// worker thread could otherwise still answer a request sent right after.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
+        let Some(pid) = self.pid() else { return };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the parenthesised command name: "pid (comm) T ...".
+            let state = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next());
+            if matches!(state, Some('T' | 't')) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} (pid {pid}) did not stop within 2 s of SIGSTOP (state {state:?})",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// SIGCONT after [`pause`](ServerProcess::pause).
