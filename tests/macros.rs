@@ -161,3 +161,57 @@ async fn a_caller_dropped_during_invalidation_does_not_leave_stale_entries() {
     assert!(!cache.exists("slow:1").await.unwrap());
     assert!(!cache.exists("slow:count").await.unwrap());
 }
+
+// --- a read that started before a mutation --------------------------------
+
+static RACE_DB: std::sync::Mutex<&'static str> = std::sync::Mutex::new("v1");
+static RACE_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static RACE_FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+#[cacheside::cache(key = "race:{id}")]
+async fn racing_read(id: u32) -> String {
+    let _ = id;
+    let seen = *RACE_DB.lock().unwrap();
+    if RACE_FIRST.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        RACE_GATE.notified().await; // the first reader is slow
+    }
+    seen.to_string()
+}
+
+#[cacheside::invalidate(key = "race:{id}")]
+async fn racing_write(id: u32) -> Result<(), String> {
+    let _ = id;
+    *RACE_DB.lock().unwrap() = "v2";
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_started_before_an_invalidation_is_neither_shared_nor_stored() {
+    let cache = global().await;
+    let slow = tokio::spawn(racing_read(1)); // reads "v1", then waits
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while RACE_FIRST.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow read did not start"
+        );
+        tokio::task::yield_now().await;
+    }
+    racing_write(1).await.unwrap(); // commits "v2" and invalidates race:1
+                                    // A read after the mutation must not join the slow read's flight.
+    let fresh = tokio::time::timeout(Duration::from_secs(5), racing_read(1))
+        .await
+        .expect("a read after the mutation waited on the read that started before it");
+    assert_eq!(fresh, "v2");
+    RACE_GATE.notify_one();
+    assert_eq!(
+        slow.await.unwrap(),
+        "v1",
+        "the slow caller gets what it read"
+    );
+    assert_eq!(
+        cache.get::<String>("race:1").await.unwrap().as_deref(),
+        Some("v2"),
+        "the stale value must not overwrite the fresh one"
+    );
+}

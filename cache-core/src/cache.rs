@@ -573,8 +573,13 @@ impl Cache {
     }
 
     /// Removes `key`; true when it was there.
+    ///
+    /// Also marks a miss in flight for `key` stale (single-flight in this
+    /// process): callers after this point do not receive, and the stale body
+    /// does not store, a value computed before the mutation.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let full = self.full_key(key);
+        self.inner.flights.invalidate_where(|k| k == full.as_ref());
         self.guarded("delete", self.inner.backend.delete(self.key(&full)))
             .await
     }
@@ -583,6 +588,11 @@ impl Cache {
     ///
     /// [`Error::PatternNotSupported`] on stores that cannot match (Memcached).
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64, Error> {
+        let prefix = &self.inner.prefix;
+        self.inner.flights.invalidate_where(|k| {
+            k.strip_prefix(prefix.as_str())
+                .is_some_and(|local| crate::pattern::matches(pattern, local))
+        });
         self.guarded_for(
             "delete_pattern",
             self.inner.bulk_timeout,
@@ -609,6 +619,10 @@ impl Cache {
 
     /// Removes every entry of this cache's namespace (all entries when it has none); other namespaces stay.
     pub async fn clear(&self) -> Result<u64, Error> {
+        let prefix = &self.inner.prefix;
+        self.inner
+            .flights
+            .invalidate_where(|k| k.starts_with(prefix.as_str()));
         self.guarded_for(
             "clear",
             self.inner.bulk_timeout,
@@ -787,6 +801,8 @@ impl Cache {
                 match sealed {
                     // The read used the whole budget (the store hangs or is
                     // down, already counted): do not wait for the write too.
+                    // Invalidated while the body ran: its value may predate the mutation.
+                    Some(_) if guard.is_stale() => {}
                     Some(_) if write_budget.is_zero() || self.inner.circuit.is_open() => {}
                     Some(bytes) => {
                         if let Err(e) = self.store_within(full, bytes, ttl, write_budget).await {

@@ -5,8 +5,14 @@
 //! to store, so coalescing works even when the store itself is down. If the
 //! leader produced nothing cacheable (an `Err`, a `None`) or was cancelled,
 //! each waiting caller runs the body itself.
+//!
+//! An invalidation of a key (delete, pattern, clear) marks its flight stale:
+//! callers that arrive afterwards start a new flight instead of joining one
+//! whose body may have read the data before the mutation, and the stale
+//! leader does not write its value to the store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -15,9 +21,14 @@ use tokio::sync::watch;
 /// What a leader hands to its followers: the sealed value, or nothing cacheable.
 pub(crate) type Landing = Option<Bytes>;
 
+struct Flight {
+    rx: watch::Receiver<Option<Landing>>,
+    stale: Arc<AtomicBool>,
+}
+
 #[derive(Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<String, watch::Receiver<Option<Landing>>>>,
+    map: Mutex<HashMap<String, Flight>>,
 }
 
 pub(crate) enum Role<'a> {
@@ -28,16 +39,37 @@ pub(crate) enum Role<'a> {
 impl Flights {
     pub(crate) fn join(&self, key: &str) -> Role<'_> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(rx) = map.get(key) {
-            return Role::Follower(rx.clone());
+        if let Some(flight) = map.get(key) {
+            return Role::Follower(flight.rx.clone());
         }
         let (tx, rx) = watch::channel(None);
-        map.insert(key.to_owned(), rx);
+        let stale = Arc::new(AtomicBool::new(false));
+        map.insert(
+            key.to_owned(),
+            Flight {
+                rx,
+                stale: Arc::clone(&stale),
+            },
+        );
         Role::Leader(LeaderGuard {
             flights: self,
             key: key.to_owned(),
-            tx: Arc::new(tx),
+            tx,
+            stale,
         })
+    }
+
+    /// Marks the flights whose key satisfies `pred` stale and forgets them.
+    pub(crate) fn invalidate_where(&self, pred: impl Fn(&str) -> bool) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|key, flight| {
+            if pred(key) {
+                flight.stale.store(true, Ordering::Release);
+                false
+            } else {
+                true
+            }
+        });
     }
 
     #[cfg(test)]
@@ -53,13 +85,19 @@ impl Flights {
 pub(crate) struct LeaderGuard<'a> {
     flights: &'a Flights,
     key: String,
-    tx: Arc<watch::Sender<Option<Landing>>>,
+    tx: watch::Sender<Option<Landing>>,
+    stale: Arc<AtomicBool>,
 }
 
 impl LeaderGuard<'_> {
     /// Wakes every follower with the result.
     pub(crate) fn land(&self, landing: Landing) {
         self.tx.send_replace(Some(landing));
+    }
+
+    /// True when the key was invalidated while the body ran: do not store.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
     }
 }
 
@@ -70,7 +108,13 @@ impl Drop for LeaderGuard<'_> {
             .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        map.remove(&self.key);
+        // Only our own flight: after an invalidation a newer one may own the key.
+        if map
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(&f.stale, &self.stale))
+        {
+            map.remove(&self.key);
+        }
         // Dropping the sender wakes followers that still wait (cancelled leader).
     }
 }
@@ -117,5 +161,23 @@ mod tests {
         drop(guard);
         assert_eq!(follow(rx).await, None);
         assert!(matches!(flights.join("k"), Role::Leader(_)));
+    }
+
+    #[test]
+    fn an_invalidated_flight_is_stale_and_later_callers_lead_anew() {
+        let flights = Flights::default();
+        let Role::Leader(old) = flights.join("k") else {
+            panic!("first caller must lead")
+        };
+        flights.invalidate_where(|k| k == "k");
+        assert!(old.is_stale());
+        let Role::Leader(new) = flights.join("k") else {
+            panic!("after an invalidation a caller must not join the stale flight")
+        };
+        assert!(!new.is_stale());
+        drop(old); // must not remove the new flight
+        assert!(matches!(flights.join("k"), Role::Follower(_)));
+        drop(new);
+        assert_eq!(flights.in_flight(), 0);
     }
 }
