@@ -215,3 +215,17 @@ async fn a_read_that_started_before_an_invalidation_is_neither_shared_nor_stored
         "the stale value must not overwrite the fresh one"
     );
 }
+
+/// Parameters named like the wrapper's own variables do not collide with them.
+#[cacheside::cache(key = "hygiene:{__cacheside_key}")]
+async fn hygienic(__cacheside_key: u32, __cacheside_body: u32) -> u32 {
+    __cacheside_key + __cacheside_body
+}
+
+#[tokio::test]
+async fn generated_locals_cannot_shadow_parameters() {
+    let cache = global().await;
+    assert_eq!(hygienic(2, 3).await, 5);
+    assert_eq!(hygienic(2, 3).await, 5);
+    assert_eq!(cache.get::<u32>("hygiene:2").await.unwrap(), Some(5));
+}

@@ -341,9 +341,16 @@ fn check_async(item: &ItemFn, kind: &str, errors: &mut Errors) {
     }
 }
 
+/// A local variable of the generated code, invisible to the user's code
+/// (mixed-site hygiene): a parameter named like it cannot collide.
+fn local(name: &str) -> proc_macro2::Ident {
+    proc_macro2::Ident::new(name, proc_macro2::Span::mixed_site())
+}
+
 /// The body as an `async move` block whose output type is pinned to `ret`
 /// (so `?` and `return` inside the body keep their meaning).
 fn body_block(item: &ItemFn, ret: &TokenStream) -> TokenStream {
+    let local_fake_return = local("__cacheside_fake_return");
     let block = &item.block;
     // Splice the statements, not the block: `{ { expr } }` would trip `unused_braces`.
     let stmts = &block.stmts;
@@ -358,8 +365,8 @@ fn body_block(item: &ItemFn, ret: &TokenStream) -> TokenStream {
                 clippy::empty_loop, clippy::let_unit_value, clippy::needless_return
             )]
             if false {
-                let __cacheside_fake_return: #ret = loop {};
-                return __cacheside_fake_return;
+                let #local_fake_return: #ret = loop {};
+                return #local_fake_return;
             }
             #(#stmts)*
         }
@@ -501,6 +508,12 @@ fn prepare(kind: Kind, attr_tokens: TokenStream, item: &ItemFn) -> Prepared {
 
 /// `#[cache]`.
 pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
+    let (local_key, local_body, local_read, local_targets) = (
+        local("__cacheside_key"),
+        local("__cacheside_body"),
+        local("__cacheside_read"),
+        local("__cacheside_targets"),
+    );
     let Prepared {
         mut errors,
         args,
@@ -539,15 +552,15 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     let body = body_block(&item, &ret_tokens);
     let read = match mode.wrapper(&stored, &krate) {
         None => {
-            quote!(#krate::__private::cached::<#ret, _>(&__CACHESIDE_SPEC, __cacheside_key, __cacheside_body).await)
+            quote!(#krate::__private::cached::<#ret, _>(&__CACHESIDE_SPEC, #local_key, #local_body).await)
         }
         Some(wrapper) => quote!(#krate::__private::cached::<#wrapper, _>(
-            &__CACHESIDE_SPEC, __cacheside_key, async move { <#wrapper>::from(__cacheside_body.await) }
+            &__CACHESIDE_SPEC, #local_key, async move { <#wrapper>::from(#local_body.await) }
         ).await.0),
     };
     let call = match &method {
         None => quote! {
-            let __cacheside_body = #body;
+            let #local_body = #body;
             #read
         },
         Some(method_expr) => {
@@ -557,10 +570,10 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
             let extra = invalidation_templates(&args.extra, &info, &mut Errors::default());
             let patterns = invalidation_templates(&args.patterns, &info, &mut Errors::default());
             quote! {
-                let __cacheside_read = #krate::__private::http::is_read_method(#method_expr);
+                let #local_read = #krate::__private::http::is_read_method(#method_expr);
                 // Mutations invalidate whenever caching is on, also with
                 // `expire = 0` (extra/patterns belong to other functions' entries).
-                let __cacheside_targets = if !__cacheside_read && #krate::__private::invalidation_active() {
+                let #local_targets = if !#local_read && #krate::__private::invalidation_active() {
                     ::core::option::Option::Some(#krate::__private::Targets {
                         keys: ::std::vec![#key_tokens, #(#extra),*],
                         patterns: ::std::vec![#(#patterns),*],
@@ -568,8 +581,8 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
                 } else {
                     ::core::option::Option::None
                 };
-                let __cacheside_body = #body;
-                if __cacheside_read {
+                let #local_body = #body;
+                if #local_read {
                     #read
                 } else {
                     static __CACHESIDE_INVALIDATE: #krate::__private::InvalidateSpec = #krate::__private::InvalidateSpec {
@@ -578,7 +591,7 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
                         before: false,
                         auto_init: #krate::__private::auto_init,
                     };
-                    #krate::__private::invalidating::<#ret, _>(&__CACHESIDE_INVALIDATE, __cacheside_targets, #succeeded, __cacheside_body).await
+                    #krate::__private::invalidating::<#ret, _>(&__CACHESIDE_INVALIDATE, #local_targets, #succeeded, #local_body).await
                 }
             }
         }
@@ -596,7 +609,7 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
             #assert_cacheable
             #credential_warnings
             #spec
-            let __cacheside_key: ::core::option::Option<::std::string::String> =
+            let #local_key: ::core::option::Option<::std::string::String> =
                 if __CACHESIDE_SPEC.active() {
                     ::core::option::Option::Some(#key_tokens)
                 } else {
@@ -656,6 +669,7 @@ fn strip_mut(pat: &mut Pat) {
 
 /// `#[invalidate]`.
 pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<TokenStream> {
+    let local_targets = local("__cacheside_targets");
     let Prepared {
         mut errors,
         args,
@@ -730,7 +744,7 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
                 before: #before,
                 auto_init: #krate::__private::auto_init,
             };
-            let __cacheside_targets = if #krate::__private::invalidation_active() {
+            let #local_targets = if #krate::__private::invalidation_active() {
                 ::core::option::Option::Some(#krate::__private::Targets {
                     keys: ::std::vec![#(#keys),*],
                     patterns: ::std::vec![#(#patterns),*],
@@ -738,7 +752,7 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
             } else {
                 ::core::option::Option::None
             };
-            #krate::__private::invalidating::<#ret_arg, _>(&__CACHESIDE_INVALIDATE, __cacheside_targets, #succeeded, #body).await
+            #krate::__private::invalidating::<#ret_arg, _>(&__CACHESIDE_INVALIDATE, #local_targets, #succeeded, #body).await
         }
     })
 }
