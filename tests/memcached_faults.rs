@@ -3,6 +3,8 @@
 //! Every test starts its own `memcached` processes on free loopback ports.
 //! Waits are bounded polls; no sleep is used as a timing assertion.
 
+mod common;
+use common::eventually;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,22 +39,6 @@ fn cache_with(backend: MemcachedBackend, breaker: Breaker) -> Cache {
 
 fn value_for(key: &str) -> String {
     format!("value-of-{key}")
-}
-
-/// Polls `probe` every 20 ms until it returns true, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if probe().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 // The annotated functions under load, one per test (each test registers its own cache).
@@ -135,7 +121,7 @@ async fn sigkill_during_load_stays_correct_and_recovers_after_restart() {
 
     server.restart();
     let hits_before = cache.stats().hits;
-    eventually(Duration::from_secs(10), "hits after restart", || {
+    eventually("hits after restart", Duration::from_secs(10), || {
         let cache = cache.clone();
         async move {
             let _ = cache.set("probe", "p", None).await;
@@ -187,7 +173,7 @@ async fn sigstop_fails_open_then_the_breaker_makes_calls_cheap() {
         );
     }
 
-    eventually(Duration::from_secs(10), "circuit open", || {
+    eventually("circuit open", Duration::from_secs(10), || {
         let cache = cache.clone();
         async move {
             matches!(
@@ -214,8 +200,8 @@ async fn sigstop_fails_open_then_the_breaker_makes_calls_cheap() {
 
     server.resume();
     eventually(
-        Duration::from_secs(10),
         "store answers after resume",
+        Duration::from_secs(10),
         || {
             let cache = cache.clone();
             async move { matches!(cache.get::<String>("warm").await, Ok(Some(v)) if v == "w") }

@@ -3,6 +3,8 @@
 //! The cache must fail open (every call gets the correct value), keep a dead
 //! store cheap (circuit breaker), and recover on its own.
 
+mod common;
+use common::eventually;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,25 +34,6 @@ async fn cache_on(server: &RedisServer, namespace: &str) -> Cache {
 
 fn expected(key: &str) -> String {
     format!("value-of-{key}")
-}
-
-/// Polls (every 50 ms, at most `limit`) until `probe` returns true.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if probe().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // The annotated functions under load, one per test (each test registers its own cache).

@@ -22,6 +22,26 @@ pub fn run<F: std::future::Future>(fut: F) -> F::Output {
     .block_on(fut)
 }
 
+/// Polls `probe` every 20 ms until it returns true; fails after `limit` with `what`.
+/// (Bounded polling: the test waits for an outcome, it never asserts a duration.)
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if probe().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Counts how often a body ran.
 #[derive(Clone, Debug, Default)]
 pub struct Calls(Arc<AtomicUsize>);
