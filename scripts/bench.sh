@@ -10,7 +10,12 @@ what="${1:-all}"
 
 cargo bench --bench memory_hit -- --noplot >&2
 if [ "$what" = all ]; then
-  cargo bench --features testing,redis,memcached --bench store_hit -- --noplot >&2
+  # Pinned to one core, servers included (they inherit the affinity): on 2
+  # shared cores the 64-task figures swung 0.5-1.0 between identical runs;
+  # pinned, the ratio is the CPU cost per hit and repeats within ~2%.
+  pin=()
+  command -v taskset >/dev/null 2>&1 && pin=(taskset -c 0)
+  "${pin[@]}" cargo bench --features testing,redis,memcached --bench store_hit -- --noplot >&2
 fi
 
 python3 - "$what" <<'PY'

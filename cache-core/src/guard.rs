@@ -86,7 +86,11 @@ impl Circuit {
     }
 
     pub(crate) fn success(&self, admitted: &Admit) {
-        self.failures.store(0, Ordering::Release);
+        // Read before writing: on the hot path the count is already 0, and an
+        // unconditional store would bounce this cache line between cores on every hit.
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Release);
+        }
         if matches!(admitted, Admit::Probe) || self.open_until.load(Ordering::Acquire) != 0 {
             if self.open_until.swap(0, Ordering::AcqRel) != 0 {
                 tracing::info!("cache store answers again; circuit closed");
