@@ -305,14 +305,6 @@ impl Drop for ProbeGuard<'_> {
     }
 }
 
-/// Outcome of reading one key, as the runtime sees it.
-pub(crate) enum Lookup<T> {
-    Hit(T),
-    Miss,
-    /// The store failed; the caller must fall back to the body.
-    Failed,
-}
-
 impl Cache {
     /// Starts a [`CacheBuilder`].
     pub fn builder() -> CacheBuilder {
@@ -439,54 +431,64 @@ impl Cache {
         }
     }
 
-    /// Reads and decodes; undecodable entries are deleted and count as errors.
-    async fn lookup<T: DeserializeOwned>(&self, full: &str) -> Lookup<T> {
+    /// Reads and decodes the entry under `full`. An entry that does not
+    /// decode as `T` is a miss: it is deleted and counted as an error. Store
+    /// failures are returned (uncounted) for the caller to propagate or fail open on.
+    async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<T>, Error> {
         let key = self.key(full);
-        let bytes = match self.guarded("get", self.inner.backend.get(key)).await {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                bump(&self.inner.counters.misses);
-                return Lookup::Miss;
-            }
-            Err(e) => {
-                self.note_failure("read", full, &e);
-                return Lookup::Failed;
-            }
+        let Some(bytes) = self.guarded("get", self.inner.backend.get(key)).await? else {
+            bump(&self.inner.counters.misses);
+            return Ok(None);
         };
         match codec::open::<T>(&*self.inner.codec, &bytes) {
             Ok(v) => {
                 bump(&self.inner.counters.hits);
-                Lookup::Hit(v)
+                Ok(Some(v))
             }
             Err(reason) => {
                 bump(&self.inner.counters.misses);
                 bump(&self.inner.counters.errors);
                 tracing::warn!(key = full, expected = std::any::type_name::<T>(), %reason, "cache entry does not decode; treating as a miss and deleting it");
-                if let Err(e) = self.guarded("delete", self.inner.backend.delete(key)).await {
-                    self.note_failure("delete of an undecodable entry", full, &e);
-                }
-                Lookup::Miss
+                self.guarded("delete", self.inner.backend.delete(key))
+                    .await?;
+                Ok(None)
             }
         }
     }
 
-    /// Seals a value for the store, honouring the size limit. `Ok(None)` = too large (skipped).
-    fn seal<T: Serialize + ?Sized>(&self, full: &str, value: &T) -> Result<Option<Bytes>, Error> {
+    /// The envelope plus the encoded value; a value over the size limit is
+    /// counted in `skipped` and refused with [`Error::ValueTooLarge`].
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, Error> {
         let bytes = codec::seal(&*self.inner.codec, value).map_err(|e| Error::Encode {
             codec: self.inner.codec.name(),
             message: e.0,
         })?;
         if bytes.len() > self.inner.max_value_size {
             bump(&self.inner.counters.skipped);
-            tracing::warn!(
-                key = full,
-                size = bytes.len(),
-                limit = self.inner.max_value_size,
-                "value over the cache's size limit; not stored"
-            );
-            return Ok(None);
+            return Err(Error::ValueTooLarge {
+                size: bytes.len(),
+                limit: self.inner.max_value_size,
+            });
         }
-        Ok(Some(Bytes::from(bytes)))
+        Ok(Bytes::from(bytes))
+    }
+
+    /// [`encode`](Cache::encode) for the cache-aside path: an oversize value
+    /// is skipped (logged), not an error. `Ok(None)` = skipped.
+    fn seal<T: Serialize + ?Sized>(&self, full: &str, value: &T) -> Result<Option<Bytes>, Error> {
+        match self.encode(value) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(Error::ValueTooLarge { size, limit }) => {
+                tracing::warn!(
+                    key = full,
+                    size,
+                    limit,
+                    "value over the cache's size limit; not stored"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) fn resolve_ttl(&self, ttl: Option<Duration>) -> Duration {
@@ -515,35 +517,9 @@ impl Cache {
     /// `Ok(None)` when absent, expired, or not a valid `T` (such an entry is
     /// deleted and counted in [`Stats::errors`]). `Err` when the store fails.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let full = self.full_key(key);
-        let bytes = match self
-            .guarded("get", self.inner.backend.get(self.key(&full)))
+        self.read(&self.full_key(key))
             .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                bump(&self.inner.counters.errors);
-                return Err(e);
-            }
-        };
-        let Some(bytes) = bytes else {
-            bump(&self.inner.counters.misses);
-            return Ok(None);
-        };
-        match codec::open::<T>(&*self.inner.codec, &bytes) {
-            Ok(v) => {
-                bump(&self.inner.counters.hits);
-                Ok(Some(v))
-            }
-            Err(reason) => {
-                bump(&self.inner.counters.misses);
-                bump(&self.inner.counters.errors);
-                tracing::warn!(key = %full, expected = std::any::type_name::<T>(), %reason, "cache entry does not decode; treating as a miss and deleting it");
-                self.guarded("delete", self.inner.backend.delete(self.key(&full)))
-                    .await?;
-                Ok(None)
-            }
-        }
+            .inspect_err(|_| bump(&self.inner.counters.errors))
     }
 
     /// Writes `value` under `key` for `ttl` (the default TTL when `None`).
@@ -556,20 +532,9 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
+        let bytes = self.encode(value)?;
         let full = self.full_key(key);
-        let bytes = codec::seal(&*self.inner.codec, value).map_err(|e| Error::Encode {
-            codec: self.inner.codec.name(),
-            message: e.0,
-        })?;
-        if bytes.len() > self.inner.max_value_size {
-            bump(&self.inner.counters.skipped);
-            return Err(Error::ValueTooLarge {
-                size: bytes.len(),
-                limit: self.inner.max_value_size,
-            });
-        }
-        self.store(&full, Bytes::from(bytes), self.resolve_ttl(ttl))
-            .await
+        self.store(&full, bytes, self.resolve_ttl(ttl)).await
     }
 
     /// Removes `key`; true when it was there.
@@ -777,8 +742,10 @@ impl Cache {
         // read left of the op timeout, so a hanging store costs a call at most
         // one timeout plus the body's own time.
         let started = (!self.inner.backend.is_in_process()).then(tokio::time::Instant::now);
-        if let Lookup::Hit(v) = self.lookup::<O::Value>(full).await {
-            return (O::from_cached(v), None);
+        match self.read::<O::Value>(full).await {
+            Ok(Some(v)) => return (O::from_cached(v), None),
+            Ok(None) => {}
+            Err(e) => self.note_failure("read", full, &e),
         }
         let write_budget = started.map_or(self.inner.op_timeout, |t| {
             self.inner.op_timeout.saturating_sub(t.elapsed())
