@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cacheside::backends::MemoryBackend;
 use cacheside::{Cache, Error};
-use common::{Breakage, BrokenBackend, Calls, NoPatterns};
+use common::{Breakage, BrokenBackend, Calls, TweakedMemory};
 use macro_suite::seed;
 
 const PATTERNS: bool = true;
@@ -33,8 +33,9 @@ async fn invalidate_without_patterns(id: u32) {}
 #[tokio::test]
 async fn a_backend_without_patterns_still_deletes_exact_keys() {
     let cache = Cache::builder()
-        .backend(NoPatterns {
-            inner: MemoryBackend::new(100),
+        .backend(TweakedMemory {
+            patterns: false,
+            ..TweakedMemory::new(MemoryBackend::new(100))
         })
         .build();
     cacheside::register("no-patterns", cache.clone());
@@ -146,9 +147,9 @@ async fn mutate_then_invalidate(id: u32) -> Result<(), String> {
 #[tokio::test(start_paused = true)]
 async fn a_caller_dropped_during_invalidation_does_not_leave_stale_entries() {
     let cache = Cache::builder()
-        .backend(common::SlowDeletes {
-            inner: MemoryBackend::new(100),
-            delay: Duration::from_millis(50),
+        .backend(TweakedMemory {
+            delete_delay: Duration::from_millis(50),
+            ..TweakedMemory::new(MemoryBackend::new(100))
         })
         .build();
     cacheside::register("slow-deletes", cache.clone());

@@ -125,16 +125,29 @@ impl Backend for BrokenBackend {
     }
 }
 
-/// A memory store that cannot match patterns (like Memcached), recording deletes.
+/// A memory store with two knobs: no pattern matching (like Memcached), and
+/// deletes that take `delete_delay` (tokio time) before they happen.
 #[derive(Clone)]
-pub struct NoPatterns {
+pub struct TweakedMemory {
     pub inner: cacheside::backends::MemoryBackend,
+    pub patterns: bool,
+    pub delete_delay: Duration,
+}
+
+impl TweakedMemory {
+    pub fn new(inner: cacheside::backends::MemoryBackend) -> Self {
+        TweakedMemory {
+            inner,
+            patterns: true,
+            delete_delay: Duration::ZERO,
+        }
+    }
 }
 
 #[async_trait]
-impl Backend for NoPatterns {
+impl Backend for TweakedMemory {
     fn name(&self) -> &'static str {
-        "no-patterns"
+        "tweaked-memory"
     }
     fn is_in_process(&self) -> bool {
         true
@@ -146,53 +159,17 @@ impl Backend for NoPatterns {
         self.inner.set(key, v, ttl).await
     }
     async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
-        self.inner.delete(key).await
-    }
-    async fn delete_pattern(&self, _ns: &str, _p: &str) -> Result<u64, Error> {
-        Err(Error::PatternNotSupported {
-            backend: "no-patterns",
-        })
-    }
-    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
-        self.inner.exists(key).await
-    }
-    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
-        self.inner.ttl(key).await
-    }
-    async fn clear(&self, ns: &str) -> Result<u64, Error> {
-        self.inner.clear(ns).await
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-/// A memory store whose deletes take `delay` (tokio time) before they happen.
-#[derive(Clone)]
-pub struct SlowDeletes {
-    pub inner: cacheside::backends::MemoryBackend,
-    pub delay: Duration,
-}
-
-#[async_trait]
-impl Backend for SlowDeletes {
-    fn name(&self) -> &'static str {
-        "slow-deletes"
-    }
-    fn is_in_process(&self) -> bool {
-        true
-    }
-    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
-        self.inner.get(key).await
-    }
-    async fn set(&self, key: Key<'_>, v: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
-        self.inner.set(key, v, ttl).await
-    }
-    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
-        tokio::time::sleep(self.delay).await;
+        if !self.delete_delay.is_zero() {
+            tokio::time::sleep(self.delete_delay).await;
+        }
         self.inner.delete(key).await
     }
     async fn delete_pattern(&self, ns: &str, p: &str) -> Result<u64, Error> {
+        if !self.patterns {
+            return Err(Error::PatternNotSupported {
+                backend: "tweaked-memory",
+            });
+        }
         self.inner.delete_pattern(ns, p).await
     }
     async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
