@@ -1,6 +1,9 @@
 //! Memcached against the conformance suite, plus memcached-specific checks,
 //! on real `memcached` processes started here.
 
+mod common;
+use common::eventually;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -89,6 +92,104 @@ async fn memcached_conforms_two_servers() {
         conformance::Capabilities {
             patterns: false,
             counters: true,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_conforms_with_generation_refresh() {
+    let server = MemcachedServer::start_with_args(&["-I", ITEM_LIMIT]);
+    let shared = connect(
+        &[server.addr()],
+        MemcachedOptions {
+            generation_refresh: Duration::from_secs(600),
+            ..options_for_2m()
+        },
+    )
+    .await;
+    // One backend (one process) for every namespace: its own clears are seen at once.
+    let make = |namespace: &str| {
+        let cache = cache_over(shared.clone(), namespace);
+        async move { cache }
+    };
+    conformance::run(
+        make,
+        conformance::Capabilities {
+            patterns: false,
+            counters: true,
+        },
+    )
+    .await;
+}
+
+/// `incr_hits` from the server's `stats`: how many `ma` commands found their
+/// counter, i.e. how many generation reads the server answered.
+fn generation_reads(addr: &str) -> u64 {
+    raw(addr, "stats\r\n", "END\r\n")
+        .lines()
+        .find_map(|line| line.strip_prefix("STAT incr_hits "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("incr_hits in memcached's stats")
+}
+
+#[tokio::test]
+async fn generation_refresh_trades_clear_visibility_for_one_command_hits() {
+    let server = MemcachedServer::start();
+    let addrs = [server.addr()];
+    let addr = addrs[0].as_str();
+    let trusting = |window| MemcachedOptions {
+        generation_refresh: window,
+        ..MemcachedOptions::default()
+    };
+    let exact = cache_over(connect(&addrs, MemcachedOptions::default()).await, "app");
+    let reader = cache_over(
+        connect(&addrs, trusting(Duration::from_secs(600))).await,
+        "app",
+    );
+    exact.set("k", &1u32, None).await.unwrap();
+    assert_eq!(reader.get::<u32>("k").await.unwrap(), Some(1));
+
+    // Exact (the default): every hit reads the global and the namespace generation.
+    let before = generation_reads(addr);
+    for _ in 0..10 {
+        assert_eq!(exact.get::<u32>("k").await.unwrap(), Some(1));
+    }
+    assert_eq!(generation_reads(addr) - before, 20);
+    // Within the window: hits are one `mg` each, no generation read.
+    let before = generation_reads(addr);
+    for _ in 0..10 {
+        assert_eq!(reader.get::<u32>("k").await.unwrap(), Some(1));
+    }
+    assert_eq!(generation_reads(addr), before);
+
+    // The price, as documented: another process's clear is not seen within the window...
+    exact.clear().await.unwrap();
+    assert_eq!(exact.get::<u32>("k").await.unwrap(), None);
+    assert_eq!(reader.get::<u32>("k").await.unwrap(), Some(1));
+    // ...but a write re-reads the generations, and this backend's own clear is seen at once.
+    reader.set("m", &3u32, None).await.unwrap();
+    assert_eq!(reader.get::<u32>("k").await.unwrap(), None);
+    assert_eq!(exact.get::<u32>("m").await.unwrap(), Some(3));
+    assert_eq!(reader.get::<u32>("m").await.unwrap(), Some(3));
+    reader.clear().await.unwrap();
+    assert_eq!(reader.get::<u32>("m").await.unwrap(), None);
+    assert_eq!(exact.get::<u32>("m").await.unwrap(), None);
+
+    // A short window: another process's clear is seen once it ends.
+    let brief = cache_over(
+        connect(&addrs, trusting(Duration::from_millis(100))).await,
+        "app",
+    );
+    exact.set("n", &4u32, None).await.unwrap();
+    assert_eq!(brief.get::<u32>("n").await.unwrap(), Some(4));
+    exact.clear().await.unwrap();
+    eventually(
+        "a clear elsewhere seen after the window",
+        Duration::from_secs(10),
+        || {
+            let brief = brief.clone();
+            async move { brief.get::<u32>("n").await.unwrap().is_none() }
         },
     )
     .await;
@@ -327,6 +428,7 @@ async fn connect_fails_without_any_server_and_from_config_works() {
         "CACHE_BACKEND" => Some("memcached".into()),
         "CACHE_MEMCACHED_SERVERS" => Some(server.addr()),
         "CACHE_MEMCACHED_POOL_SIZE" => Some("2".into()),
+        "CACHE_MEMCACHED_GENERATION_REFRESH_MS" => Some("1000".into()),
         "CACHE_NAMESPACE" => Some("cfg".into()),
         _ => None,
     })

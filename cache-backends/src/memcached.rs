@@ -79,6 +79,16 @@ pub struct MemcachedOptions {
     pub io_timeout: Duration,
     /// Largest value sent, in bytes (the server's `-I` minus overhead). Default 1 MiB − 1 KiB.
     pub max_value_size: usize,
+    /// How long this backend (and its clones) trusts the namespace
+    /// generations it last read (see [`MemcachedBackend`], "`clear` without
+    /// `flush_all`"). Default zero: every hit reads them in the same round
+    /// trip as the entry, so a `clear()` by any process is seen at once.
+    /// A positive value makes a hit within that window one `mg`, what a raw
+    /// client costs; the price is that a `clear()` *by another process* is
+    /// seen here only when the window ends (this backend's own `clear()` is
+    /// seen at once). Deletes, `#[invalidate]` and TTLs are unaffected.
+    /// `CACHE_MEMCACHED_GENERATION_REFRESH_MS` sets it from the environment.
+    pub generation_refresh: Duration,
 }
 
 impl Default for MemcachedOptions {
@@ -88,6 +98,7 @@ impl Default for MemcachedOptions {
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
             max_value_size: SERVER_ITEM_LIMIT - ITEM_OVERHEAD,
+            generation_refresh: Duration::ZERO,
         }
     }
 }
@@ -224,6 +235,13 @@ impl Router for RingRouter {
     }
 }
 
+/// What this backend last read of one namespace's generations on one server, and when.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    gens: Gens,
+    at: tokio::time::Instant,
+}
+
 /// The generations an entry's stamp is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Gens {
@@ -319,8 +337,15 @@ fn is_too_large(e: &memcache::exp::Error) -> bool {
 ///
 /// * `clear("myapp:")` increments `myapp:`'s counter on every server: every
 ///   entry of that namespace becomes unreachable at once, for every process
-///   (nothing is cached locally that could hide the change), and expires by
-///   its TTL or by LRU. Other namespaces keep their entries.
+///   (by default nothing is cached locally that could hide the change), and
+///   expires by its TTL or by LRU. Other namespaces keep their entries.
+/// * Reading the generations costs a hit a second command in its batch (one
+///   round trip still, but more work on both ends than a raw `mg`).
+///   [`MemcachedOptions::generation_refresh`] trades that for freshness:
+///   within the window a hit is one `mg` checked against the generations
+///   this backend last read, so a `clear()` by *another* process is seen
+///   here up to that long later. This backend's own `clear()` forgets what it
+///   read and is seen at once. Zero (the default) keeps every hit exact.
 /// * `clear("")` increments the global counter: every entry this backend can
 ///   see becomes unreachable.
 /// * A write stamps with the generations last seen by this process and reads
@@ -365,9 +390,11 @@ fn is_too_large(e: &memcache::exp::Error) -> bool {
 pub struct MemcachedBackend {
     client: AsyncMetaClient,
     ring: Arc<Ring>,
-    /// Per server: the generations last seen for each namespace (a hint for writes only).
-    seen: Arc<[Mutex<HashMap<String, Gens>>]>,
+    /// Per server: the generations last seen for each namespace: a hint for
+    /// writes, and what hits trust for `generation_refresh`.
+    seen: Arc<[Mutex<HashMap<String, Seen>>]>,
     max_value_size: usize,
+    generation_refresh: Duration,
 }
 
 impl std::fmt::Debug for MemcachedBackend {
@@ -448,6 +475,7 @@ impl MemcachedBackend {
             seen: addrs.iter().map(|_| Mutex::default()).collect(),
             ring,
             max_value_size: options.max_value_size,
+            generation_refresh: options.generation_refresh,
         };
         let mut last_error = None;
         let mut answered = 0;
@@ -567,25 +595,44 @@ impl MemcachedBackend {
     }
 
     fn remember(&self, server: usize, namespace: &str, gens: Gens) {
+        let now = Seen {
+            gens,
+            at: tokio::time::Instant::now(),
+        };
         let mut seen = self.seen[server].lock().unwrap_or_else(|e| e.into_inner());
         match seen.get_mut(namespace) {
-            Some(g) => *g = gens,
+            Some(g) => *g = now,
             None => {
                 if seen.len() >= MAX_REMEMBERED_NAMESPACES {
-                    // Only a hint for writes: forgetting costs one round trip, never correctness.
+                    // Forgetting costs one round trip, never correctness.
                     seen.clear();
                 }
-                seen.insert(namespace.to_owned(), gens);
+                seen.insert(namespace.to_owned(), now);
             }
         }
     }
 
-    fn remembered(&self, server: usize, namespace: &str) -> Option<Gens> {
+    fn seen(&self, server: usize, namespace: &str) -> Option<Seen> {
         self.seen[server]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(namespace)
             .copied()
+    }
+
+    /// The generations last read, however old: what writes stamp with first.
+    fn remembered(&self, server: usize, namespace: &str) -> Option<Gens> {
+        self.seen(server, namespace).map(|s| s.gens)
+    }
+
+    /// The generations last read, if read less than `generation_refresh` ago.
+    fn trusted(&self, server: usize, namespace: &str) -> Option<Gens> {
+        if self.generation_refresh.is_zero() {
+            return None;
+        }
+        self.seen(server, namespace)
+            .filter(|s| s.at.elapsed() < self.generation_refresh)
+            .map(|s| s.gens)
     }
 
     /// The get result of a batch, when the entry is live under the current stamp.
@@ -663,6 +710,16 @@ impl Backend for MemcachedBackend {
 
     async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
         let (wire, server) = self.route_key(key);
+        if let Some(gens) = self.trusted(server, key.namespace()) {
+            // Within `generation_refresh`: one `mg`, checked against the remembered stamp.
+            let got = self
+                .client
+                .run(Get::new(&*wire))
+                .await
+                .map_err(|e| backend_error("get", e))?;
+            let live = got.hit() && got.client_flags.unwrap_or(0) == gens.stamp();
+            return Ok(live.then(|| Bytes::from(got.value.unwrap_or_default())));
+        }
         let (gens, mut results) = self
             .batch(
                 "get",
@@ -878,7 +935,8 @@ impl Backend for MemcachedBackend {
 }
 
 /// Builds the backend that a [`Config`] describes (`CACHE_MEMCACHED_SERVERS`,
-/// `CACHE_MEMCACHED_POOL_SIZE`; `CACHE_OP_TIMEOUT_MS` bounds connects and exchanges).
+/// `CACHE_MEMCACHED_POOL_SIZE`, `CACHE_MEMCACHED_GENERATION_REFRESH_MS`;
+/// `CACHE_OP_TIMEOUT_MS` bounds connects and exchanges).
 ///
 /// Crate-private (every backend module has one; [`crate::connect`] picks it):
 /// `CACHE_BACKEND=memcached` reaches it through `cache_backends::connect`.
@@ -887,6 +945,7 @@ pub(crate) async fn connect_from_config(config: &Config) -> Result<Box<dyn Backe
         pool_size: config.memcached_pool_size.max(1) as usize,
         connect_timeout: config.op_timeout,
         io_timeout: config.op_timeout,
+        generation_refresh: config.memcached_generation_refresh,
         ..MemcachedOptions::default()
     };
     Ok(Box::new(

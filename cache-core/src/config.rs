@@ -14,6 +14,7 @@
 //! | `CACHE_MEMCACHED_SERVERS` | from the two below | comma-separated `host:port` |
 //! | `CACHE_MEMCACHED_HOST` / `_PORT` | `127.0.0.1` / `11211` | used when `CACHE_MEMCACHED_SERVERS` is unset |
 //! | `CACHE_MEMCACHED_POOL_SIZE` | `4` | connections per Memcached server |
+//! | `CACHE_MEMCACHED_GENERATION_REFRESH_MS` | `0` | how long a process trusts the namespace generations it read; `0` reads them with every hit (see `MemcachedOptions::generation_refresh`) |
 //! | `CLIENT_CACHE_ENABLED` | `true` | client `Cache-Control` headers (HTTP layer) |
 //! | `CLIENT_CACHE_MAX_AGE` | `60` | their `max-age` in seconds |
 
@@ -123,6 +124,8 @@ pub struct Config {
     pub memcached_servers: Vec<String>,
     /// `CACHE_MEMCACHED_POOL_SIZE`.
     pub memcached_pool_size: u32,
+    /// `CACHE_MEMCACHED_GENERATION_REFRESH_MS` (zero: generations are read with every hit).
+    pub memcached_generation_refresh: Duration,
     /// `CLIENT_CACHE_ENABLED`.
     pub client_cache_enabled: bool,
     /// `CLIENT_CACHE_MAX_AGE`.
@@ -142,6 +145,7 @@ impl Default for Config {
             redis_cluster_nodes: Vec::new(),
             memcached_servers: vec!["127.0.0.1:11211".into()],
             memcached_pool_size: 4,
+            memcached_generation_refresh: Duration::ZERO,
             client_cache_enabled: true,
             client_cache_max_age: Duration::from_secs(60),
         }
@@ -280,6 +284,13 @@ impl Config {
                 "a whole number of connections, e.g. 4",
             )?;
         }
+        if let Some(v) = get("CACHE_MEMCACHED_GENERATION_REFRESH_MS") {
+            c.memcached_generation_refresh = Duration::from_millis(parse_num(
+                "CACHE_MEMCACHED_GENERATION_REFRESH_MS",
+                &v,
+                "a whole number of milliseconds, e.g. 0 (read with every hit) or 1000",
+            )?);
+        }
         if let Some(v) = get("CLIENT_CACHE_ENABLED") {
             c.client_cache_enabled = parse_bool("CLIENT_CACHE_ENABLED", &v)?;
         }
@@ -326,6 +337,7 @@ mod tests {
         assert_eq!(c.default_ttl, Duration::from_secs(3600));
         assert_eq!(c.redis_url, "redis://127.0.0.1:6379/0");
         assert_eq!(c.memcached_servers, vec!["127.0.0.1:11211"]);
+        assert_eq!(c.memcached_generation_refresh, Duration::ZERO);
     }
 
     #[test]
@@ -350,6 +362,11 @@ mod tests {
             ("CACHE_REDIS_PORT", "70000", "port"),
             ("CACHE_REDIS_URL", "http://x", "redis://"),
             ("CLIENT_CACHE_MAX_AGE", "1m", "seconds"),
+            (
+                "CACHE_MEMCACHED_GENERATION_REFRESH_MS",
+                "1s",
+                "milliseconds",
+            ),
         ];
         for (var, value, allowed) in cases {
             let msg = cfg(&[(var, value)]).unwrap_err().to_string();
@@ -385,5 +402,11 @@ mod tests {
         assert_eq!(c.backend, BackendKind::RedisCluster);
         assert_eq!(c.redis_cluster_nodes.len(), 2);
         assert_eq!(c.memcached_servers.len(), 2);
+    }
+
+    #[test]
+    fn memcached_generation_refresh_in_milliseconds() {
+        let c = cfg(&[("CACHE_MEMCACHED_GENERATION_REFRESH_MS", "1500")]).unwrap();
+        assert_eq!(c.memcached_generation_refresh, Duration::from_millis(1500));
     }
 }
