@@ -253,6 +253,17 @@ impl Gens {
     fn stamp(&self) -> u32 {
         self.global.wrapping_add(self.namespace.unwrap_or(0)) as u32
     }
+
+    /// True when `get` found an entry written under these generations.
+    fn admits(&self, get: &GetResult) -> bool {
+        get.hit() && get.client_flags.unwrap_or(0) == self.stamp()
+    }
+
+    /// The value of `get` when it is live under these generations.
+    fn value_of(&self, get: GetResult) -> Option<Bytes> {
+        self.admits(&get)
+            .then(|| Bytes::from(get.value.unwrap_or_default()))
+    }
 }
 
 fn unix_secs() -> u64 {
@@ -644,8 +655,7 @@ impl MemcachedBackend {
         let get = result
             .and_then(OpResult::as_get)
             .ok_or_else(|| protocol_error(op, "missing mg result"))?;
-        let stamp = gens.stamp();
-        Ok((get.hit() && get.client_flags.unwrap_or(0) == stamp).then_some(get))
+        Ok(gens.admits(get).then_some(get))
     }
 
     /// The value of the counter `key` under the current generations (0 when absent).
@@ -717,10 +727,9 @@ impl Backend for MemcachedBackend {
                 .run(Get::new(&*wire))
                 .await
                 .map_err(|e| backend_error("get", e))?;
-            let live = got.hit() && got.client_flags.unwrap_or(0) == gens.stamp();
-            return Ok(live.then(|| Bytes::from(got.value.unwrap_or_default())));
+            return Ok(gens.value_of(got));
         }
-        let (gens, mut results) = self
+        let (gens, results) = self
             .batch(
                 "get",
                 server,
@@ -728,11 +737,8 @@ impl Backend for MemcachedBackend {
                 vec![Get::new(&*wire).into()],
             )
             .await?;
-        if Self::live(gens, results.first(), "get")?.is_none() {
-            return Ok(None);
-        }
-        match results.swap_remove(0) {
-            OpResult::Get(g) => Ok(Some(Bytes::from(g.value.unwrap_or_default()))),
+        match results.into_iter().next() {
+            Some(OpResult::Get(g)) => Ok(gens.value_of(g)),
             _ => Err(protocol_error("get", "missing mg result")),
         }
     }
