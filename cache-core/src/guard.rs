@@ -5,13 +5,29 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Milliseconds on tokio's clock (the one the op timeouts use, and the one a
-/// paused test runtime controls); std's clock outside a runtime.
+/// paused test runtime controls; std's clock outside a runtime), counted from
+/// a process-wide anchor.
+///
+/// Each paused runtime has a clock of its own, frozen near the real time the
+/// runtime was built: that can be *before* the anchor, when another thread or
+/// runtime took the anchor later. The count is therefore biased, not clamped
+/// at the anchor: clamping made every reading of such a clock 0, so a
+/// cool-down never ended on it.
 fn now_ms() -> u64 {
-    static START: OnceLock<tokio::time::Instant> = OnceLock::new();
-    let start = *START.get_or_init(tokio::time::Instant::now);
-    tokio::time::Instant::now()
-        .saturating_duration_since(start)
-        .as_millis() as u64
+    static ANCHOR: OnceLock<std::time::Instant> = OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(std::time::Instant::now);
+    ms_from(anchor, tokio::time::Instant::now().into_std())
+}
+
+/// About 35 years either side of the anchor; keeps every reading above 0,
+/// which [`Circuit`] uses to mean "closed".
+const ANCHOR_BIAS_MS: u64 = 1 << 40;
+
+fn ms_from(anchor: std::time::Instant, now: std::time::Instant) -> u64 {
+    match now.checked_duration_since(anchor) {
+        Some(after) => ANCHOR_BIAS_MS.saturating_add(after.as_millis() as u64),
+        None => ANCHOR_BIAS_MS.saturating_sub(anchor.duration_since(now).as_millis() as u64),
+    }
 }
 
 /// Circuit breaker settings: after `threshold` consecutive store failures the
@@ -186,6 +202,44 @@ mod tests {
         c.success(&probe);
         assert!(!c.is_open());
         assert!(matches!(c.admit(), Admit::Go));
+    }
+
+    #[test]
+    fn a_clock_behind_the_anchor_still_counts() {
+        // A paused runtime's clock can stand before the anchor another test took.
+        let anchor = Instant::now() + Duration::from_secs(1);
+        let now = anchor - Duration::from_millis(700);
+        let before = ms_from(anchor, now);
+        let later = ms_from(anchor, now + Duration::from_millis(60));
+        assert_eq!(later - before, 60, "readings before the anchor still move");
+        assert!(before > 0, "0 means a closed circuit");
+        assert_eq!(
+            ms_from(anchor, anchor + Duration::from_millis(5)) - ms_from(anchor, anchor),
+            5
+        );
+    }
+
+    #[test]
+    fn a_paused_runtime_started_before_the_anchor_ends_its_cool_down() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        // Real time passes while the paused clock stays put; then the anchor is taken
+        // (unless another test took it earlier, when this test checks the ordinary case).
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = now_ms();
+        rt.block_on(async {
+            let c = Circuit::new(Breaker {
+                threshold: 1,
+                cooldown: Duration::from_millis(50),
+            });
+            c.failure(&Admit::Go);
+            assert!(matches!(c.admit(), Admit::Skip));
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            assert!(matches!(c.admit(), Admit::Probe), "the cool-down is over");
+        });
     }
 
     #[test]
