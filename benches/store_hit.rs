@@ -271,34 +271,40 @@ fn main() {
         std::hint::black_box(widget_on_memcached_refresh(7).await);
     });
 
+    // `STORE_BENCH_ONLY=redis` (or `memcached`, `nagle`, `64`): only the comparisons
+    // whose description contains every listed word; for quick runs while tuning one path.
+    let only = std::env::var("STORE_BENCH_ONLY").unwrap_or_default();
+    let wanted = |what: &str| {
+        only.split(',')
+            .filter(|w| !w.is_empty())
+            .all(|w| what.contains(w))
+    };
     println!("store hits, {rounds} paired rounds each (throughput = hits per second):");
     rt.block_on(async {
         for tasks in [1u64, 64] {
-            compare(&redis_macro, &redis_raw, tasks, rounds, "target >= 0.90").await;
-            compare(
-                &memcached_macro,
-                &memcached_raw,
-                tasks,
-                rounds,
-                "exact generations (default)",
-            )
-            .await;
-            compare(
-                &memcached_macro_refresh,
-                &memcached_raw,
-                tasks,
-                rounds,
-                "generation_refresh = 1 s; target >= 0.90",
-            )
-            .await;
-            compare(
-                &redis_raw,
-                &redis_raw_nagle,
-                tasks,
-                rounds,
-                "reference: TCP_NODELAY vs redis-rs's default (Nagle)",
-            )
-            .await;
+            let comparisons: [(&Side, &Side, &str); 4] = [
+                (&redis_macro, &redis_raw, "target >= 0.90"),
+                (
+                    &memcached_macro,
+                    &memcached_raw,
+                    "exact generations (default); target >= 0.90",
+                ),
+                (
+                    &memcached_macro_refresh,
+                    &memcached_raw,
+                    "generation_refresh = 1 s; target >= 0.90",
+                ),
+                (
+                    &redis_raw,
+                    &redis_raw_nagle,
+                    "reference: TCP_NODELAY vs redis-rs's default (Nagle)",
+                ),
+            ];
+            for (a, b, note) in comparisons {
+                if wanted(&format!("{} {} {tasks} {note}", a.name, b.name)) {
+                    compare(a, b, tasks, rounds, note).await;
+                }
+            }
         }
     });
     drop(redis_server);

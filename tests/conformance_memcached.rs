@@ -112,14 +112,22 @@ async fn memcached_conforms_with_generation_refresh() {
     conforms_sharing(connect(&[server.addr()], options).await).await;
 }
 
-/// `incr_hits` from the server's `stats`: how many `ma` commands found their
-/// counter, i.e. how many generation reads the server answered.
-fn generation_reads(addr: &str) -> u64 {
+/// One counter of the server's `stats` (`get_hits`, `incr_hits`, …).
+fn server_stat(addr: &str, name: &str) -> u64 {
+    let prefix = format!("STAT {name} ");
     raw(addr, "stats\r\n", "END\r\n")
         .lines()
-        .find_map(|line| line.strip_prefix("STAT incr_hits "))
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
-        .expect("incr_hits in memcached's stats")
+        .unwrap_or_else(|| panic!("{name} in memcached's stats"))
+}
+
+/// (`mg` hits, `ma` hits) the server answered since it started.
+fn reads_and_arithmetic(addr: &str) -> (u64, u64) {
+    (
+        server_stat(addr, "get_hits"),
+        server_stat(addr, "incr_hits"),
+    )
 }
 
 #[tokio::test]
@@ -139,18 +147,20 @@ async fn generation_refresh_trades_clear_visibility_for_one_command_hits() {
     exact.set("k", &1u32, None).await.unwrap();
     assert_eq!(reader.get::<u32>("k").await.unwrap(), Some(1));
 
-    // Exact (the default): every hit reads the global and the namespace generation.
-    let before = generation_reads(addr);
+    // Exact (the default): every hit reads the global and the namespace
+    // generation beside the entry (three `mg` hits), and the steady state
+    // writes nothing (no `ma`, which would rewrite the counters).
+    let (gets, incrs) = reads_and_arithmetic(addr);
     for _ in 0..10 {
         assert_eq!(exact.get::<u32>("k").await.unwrap(), Some(1));
     }
-    assert_eq!(generation_reads(addr) - before, 20);
+    assert_eq!(reads_and_arithmetic(addr), (gets + 30, incrs));
     // Within the window: hits are one `mg` each, no generation read.
-    let before = generation_reads(addr);
+    let (gets, incrs) = reads_and_arithmetic(addr);
     for _ in 0..10 {
         assert_eq!(reader.get::<u32>("k").await.unwrap(), Some(1));
     }
-    assert_eq!(generation_reads(addr), before);
+    assert_eq!(reads_and_arithmetic(addr), (gets + 10, incrs));
 
     // The price, as documented: another process's clear is not seen within the window...
     exact.clear().await.unwrap();
@@ -182,6 +192,117 @@ async fn generation_refresh_trades_clear_visibility_for_one_command_hits() {
         },
     )
     .await;
+}
+
+/// `%XX` escapes of `lru_crawler metadump` keys, decoded.
+fn percent_decode(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        let hex = |b: Option<u8>| (b? as char).to_digit(16);
+        out.push(match b {
+            b'%' => match (hex(bytes.next()), hex(bytes.next())) {
+                (Some(h), Some(l)) => (h * 16 + l) as u8,
+                _ => panic!("bad escape in metadump key {s}"),
+            },
+            b => b,
+        });
+    }
+    String::from_utf8(out).expect("utf-8 key")
+}
+
+/// The names of the generation counters on the server, found with
+/// `lru_crawler metadump`. The crawler serves one dump at a time (`BUSY`
+/// meanwhile) and may not list items written a moment ago: asked again, a
+/// bounded number of times, until it lists `expected` of them.
+fn generation_keys(addr: &str, expected: usize) -> Vec<String> {
+    let mut keys = Vec::new();
+    for _ in 0..250 {
+        let dump = raw(addr, "lru_crawler metadump all\r\n", "END\r\n");
+        keys = dump
+            .lines()
+            .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("key=")))
+            .map(percent_decode)
+            .filter(|key| key.starts_with("__cacheside_gen:"))
+            .collect();
+        if keys.len() >= expected {
+            return keys;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("metadump never listed {expected} generation counters: {keys:?}");
+}
+
+/// `mg <key> t`: the remaining lifetime memcached reports (`Some(-1)`: never
+/// expires), `None` when the key is absent.
+fn lifetime(addr: &str, key: &str) -> Option<i64> {
+    let reply = raw(addr, &format!("mg {key} t\r\n"), "\r\n");
+    if reply == "EN\r\n" {
+        return None;
+    }
+    let t = reply
+        .trim_end()
+        .strip_prefix("HD ")
+        .and_then(|flags| flags.strip_prefix('t'))
+        .unwrap_or_else(|| panic!("unexpected mg reply {reply:?}"));
+    Some(t.parse().expect("a number of seconds"))
+}
+
+#[tokio::test]
+async fn generations_are_created_on_first_use_permanent_and_recreated_when_lost() {
+    let server = MemcachedServer::start();
+    let addr = server.addr();
+    let cache = cache_over(
+        connect(std::slice::from_ref(&addr), MemcachedOptions::default()).await,
+        "app:",
+    );
+    // First use creates the global and the namespace counter (`ma` with autovivify).
+    cache.set("k", &1u32, None).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
+    let gens = generation_keys(&addr, 2);
+    assert_eq!(gens.len(), 2, "global and namespace counter: {gens:?}");
+    let lifetimes = |keys: &[String]| keys.iter().map(|k| lifetime(&addr, k)).collect::<Vec<_>>();
+    assert_eq!(lifetimes(&gens), [Some(-1), Some(-1)], "they never expire");
+    // The steady state only reads them.
+    let (_, incrs) = reads_and_arithmetic(&addr);
+    for _ in 0..5 {
+        assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
+    }
+    assert_eq!(
+        reads_and_arithmetic(&addr).1,
+        incrs,
+        "no `ma` on a steady hit"
+    );
+
+    // A counter lost (evicted, deleted by hand) is created again on the next use.
+    for key in &gens {
+        assert_eq!(raw(&addr, &format!("md {key}\r\n"), "\r\n"), "HD\r\n");
+    }
+    assert_eq!(lifetimes(&gens), [None, None]);
+    let _ = cache.get::<u32>("k").await.unwrap();
+    assert_eq!(
+        lifetimes(&gens),
+        [Some(-1), Some(-1)],
+        "recreated, permanent"
+    );
+    // One given a lifetime (by hand, or by an older writer) is made permanent again.
+    for key in &gens {
+        assert_eq!(
+            raw(&addr, &format!("touch {key} 600\r\n"), "\r\n"),
+            "TOUCHED\r\n"
+        );
+    }
+    assert!(lifetimes(&gens)
+        .iter()
+        .all(|t| matches!(t, Some(t) if *t > 0)));
+    let _ = cache.get::<u32>("k").await.unwrap();
+    assert_eq!(
+        lifetimes(&gens),
+        [Some(-1), Some(-1)],
+        "made permanent again"
+    );
+    cache.set("k", &2u32, None).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2));
 }
 
 #[tokio::test]

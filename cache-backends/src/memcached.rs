@@ -226,6 +226,20 @@ fn counter_value(get: &GetResult) -> u64 {
         .unwrap_or(0)
 }
 
+/// A generation read by `mg … v t`: its value when present and permanent.
+/// `None` asks for the `ma` that creates it or makes it permanent.
+fn settled_generation(result: &OpResult) -> Option<u64> {
+    let get = result.as_get()?;
+    if !get.hit() || get.item.ttl != Some(-1) {
+        return None;
+    }
+    std::str::from_utf8(get.value.as_deref()?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Routes generation keys to the server their tag names, and data keys by the ring.
 struct RingRouter(Arc<Ring>);
 
@@ -342,16 +356,20 @@ fn is_too_large(e: &memcache::exp::Error) -> bool {
 /// back larger). The namespace `""` has one too: it is the *global*
 /// generation. Every entry is written with its **client flags** set to its
 /// *stamp*: the global generation plus (for a namespaced key) the namespace's
-/// generation, modulo 2³². A read sends the generation reads and the `mg` of
-/// the entry in one pipelined batch to the entry's server (one round trip)
-/// and serves the entry only when its flags equal the current stamp.
+/// generation, modulo 2³². A read sends the generation reads (`mg … v t`,
+/// read-only on the server) and the `mg` of the entry in one pipelined batch
+/// to the entry's server (one round trip) and serves the entry only when its
+/// flags equal the current stamp. A generation that is missing, or that
+/// carries a lifetime, is created or made permanent by an `ma` in a second
+/// round trip: that happens on first use and after a restart, not on a
+/// steady hit.
 ///
 /// * `clear("myapp:")` increments `myapp:`'s counter on every server: every
 ///   entry of that namespace becomes unreachable at once, for every process
 ///   (by default nothing is cached locally that could hide the change), and
 ///   expires by its TTL or by LRU. Other namespaces keep their entries.
-/// * Reading the generations costs a hit a second command in its batch (one
-///   round trip still, but more work on both ends than a raw `mg`).
+/// * Reading the generations costs a hit one or two more `mg` lookups in its
+///   batch (one round trip still, but more work on both ends than a raw `mg`).
 ///   [`MemcachedOptions::generation_refresh`] trades that for freshness:
 ///   within the window a hit is one `mg` checked against the generations
 ///   this backend last read, so a `clear()` by *another* process is seen
@@ -546,16 +564,51 @@ impl MemcachedBackend {
             .ttl(Ttl::NEVER)
     }
 
-    fn gen_ops(&self, server: usize, namespace: &str) -> Vec<Op> {
-        let mut ops: Vec<Op> = vec![self.gen_op(server, "", 0).into()];
-        if !namespace.is_empty() {
-            ops.push(self.gen_op(server, namespace, 0).into());
-        }
-        ops
+    /// The namespaces whose generations make up a stamp: the global one
+    /// (`""`), then `namespace` when it is not the global one.
+    fn stamp_namespaces(namespace: &str) -> impl Iterator<Item = &str> {
+        std::iter::once("").chain((!namespace.is_empty()).then_some(namespace))
     }
 
-    /// Runs `gen_ops(server, namespace) ++ rest` as one pipelined batch on
-    /// `server`; returns the generations read and the results of `rest`.
+    /// Per generation, the `ma … D0` that reads it (creating it when
+    /// missing) and an `mg … T0` that makes it permanent. (`ma`'s own `T0`
+    /// is not applied reliably: seen skipped when the server rewrote the
+    /// item instead of updating it in place.)
+    fn gen_ops(&self, server: usize, namespace: &str) -> Vec<Op> {
+        Self::stamp_namespaces(namespace)
+            .flat_map(|ns| {
+                let made: Op = self.gen_op(server, ns, 0).into();
+                let permanent: Op = Get::new(self.ring.gen_key(server, ns))
+                    .without_value()
+                    .touch(Ttl::NEVER)
+                    .into();
+                [made, permanent]
+            })
+            .collect()
+    }
+
+    /// The plain `mg <gen> v t` reads of the steady state: read-only on the
+    /// server, unlike `ma` (which rewrites the item and its CAS even for a
+    /// delta of 0), so a hit costs the server about one extra lookup.
+    fn gen_reads(&self, server: usize, namespace: &str) -> Vec<Op> {
+        Self::stamp_namespaces(namespace)
+            .map(|ns| {
+                Get::new(self.ring.gen_key(server, ns))
+                    .meta(Meta::NONE.ttl())
+                    .into()
+            })
+            .collect()
+    }
+
+    /// Runs `gen_reads(server, namespace) ++ rest` as one pipelined batch on
+    /// `server`; returns the generations and the results of `rest`.
+    ///
+    /// When a generation is missing (first use, a restarted server) or still
+    /// carries the lifetime it was created with, its `ma` (which creates it,
+    /// or makes it permanent) follows in a second round trip, and its result
+    /// is what is returned: the generations are then read *after* `rest`,
+    /// which callers handle as they handle a concurrent `clear` (a read
+    /// misses, a write or a count is repeated under the new stamp).
     async fn batch(
         &self,
         op: &'static str,
@@ -563,46 +616,62 @@ impl MemcachedBackend {
         namespace: &str,
         rest: Vec<Op>,
     ) -> Result<(Gens, Vec<OpResult>), Error> {
-        let mut ops = self.gen_ops(server, namespace);
+        let mut ops = self.gen_reads(server, namespace);
         let n_gens = ops.len();
         ops.extend(rest);
+        let mut out = self.run_batch(op, ops).await?;
+        if out.len() < n_gens {
+            return Err(protocol_error(op, "fewer results than requests in a batch"));
+        }
+        let rest = out.split_off(n_gens);
+        let read: Option<Vec<u64>> = out.iter().map(settled_generation).collect();
+        let values = match read {
+            Some(values) => values,
+            None => {
+                let made = self.run_batch(op, self.gen_ops(server, namespace)).await?;
+                made.iter()
+                    .step_by(2)
+                    .map(|r| {
+                        r.as_arithmetic()
+                            .and_then(|a| a.value)
+                            .ok_or_else(|| protocol_error(op, "generation counter without a value"))
+                    })
+                    .collect::<Result<Vec<u64>, Error>>()?
+            }
+        };
+        let gens = match values[..] {
+            [global] if namespace.is_empty() => Gens {
+                global,
+                namespace: None,
+            },
+            [global, ns] if !namespace.is_empty() => Gens {
+                global,
+                namespace: Some(ns),
+            },
+            _ => return Err(protocol_error(op, "wrong number of generation counters")),
+        };
+        self.remember(server, namespace, gens);
+        Ok((gens, rest))
+    }
+
+    /// `run_batch`, with per-op errors mapped (a refused large value is [`Error::ValueTooLarge`]).
+    async fn run_batch(&self, op: &'static str, ops: Vec<Op>) -> Result<Vec<OpResult>, Error> {
         let results = self
             .client
             .run_batch(ops)
             .await
             .map_err(|e| backend_error(op, e))?;
-        let mut out = Vec::with_capacity(results.len());
-        for r in results {
-            match r {
-                Ok(r) => out.push(r),
-                Err(e) if is_too_large(&e) => {
-                    return Err(Error::ValueTooLarge {
-                        size: 0,
-                        limit: self.max_value_size,
-                    })
-                }
-                Err(e) => return Err(backend_error(op, e)),
-            }
-        }
-        if out.len() < n_gens {
-            return Err(protocol_error(op, "fewer results than requests in a batch"));
-        }
-        let rest = out.split_off(n_gens);
-        let mut gen_values = out.iter().map(|r| {
-            r.as_arithmetic()
-                .and_then(|a| a.value)
-                .ok_or_else(|| protocol_error(op, "generation counter without a value"))
-        });
-        let global = gen_values
-            .next()
-            .ok_or_else(|| protocol_error(op, "no global generation in the batch"))??;
-        let namespace_gen = gen_values.next().transpose()?;
-        let gens = Gens {
-            global,
-            namespace: namespace_gen,
-        };
-        self.remember(server, namespace, gens);
-        Ok((gens, rest))
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(r) => Ok(r),
+                Err(e) if is_too_large(&e) => Err(Error::ValueTooLarge {
+                    size: 0,
+                    limit: self.max_value_size,
+                }),
+                Err(e) => Err(backend_error(op, e)),
+            })
+            .collect()
     }
 
     fn remember(&self, server: usize, namespace: &str, gens: Gens) {
