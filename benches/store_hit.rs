@@ -17,8 +17,11 @@
 //!
 //! The raw clients are configured as the backends configure theirs, so that
 //! the ratio is what cacheside adds, not a transport setting:
-//! * `redis_raw`: a redis-rs `ConnectionManager` with `TCP_NODELAY` and the
-//!   backend's response timeout. `redis_raw_nagle` is the same client with
+//! * `redis_raw`: a redis-rs `ConnectionManager` with `TCP_NODELAY` and a
+//!   response timeout of the cache's op timeout (250 ms), so that each side
+//!   bounds a GET with exactly one timer: the raw client's inside redis-rs,
+//!   cacheside's in the `Cache` (its backend arms none of its own for
+//!   single-key commands). `redis_raw_nagle` is the same client with
 //!   redis-rs's defaults (Nagle's algorithm on), for reference: at 64 tasks
 //!   the kernel then coalesces the pipelined writes, which is faster on
 //!   loopback and not what a latency-bound cache client should do.
@@ -32,7 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cacheside::backends::{MemcachedBackend, MemcachedOptions, RedisBackend, RedisOptions};
+use cacheside::backends::{MemcachedBackend, MemcachedOptions, RedisBackend};
 use cacheside::testing::{MemcachedServer, RedisServer};
 use cacheside::Cache;
 mod common;
@@ -60,7 +63,8 @@ async fn widget_on_memcached_refresh(widget_id: u64) -> Widget {
 
 const RAW_KEY: &str = "raw:widget:7";
 
-/// A raw redis-rs connection to `url`; `nodelay` as the backend sets it, or redis-rs's default.
+/// A raw redis-rs connection to `url` with a 250 ms response timeout; `nodelay`
+/// as the backend sets it, or redis-rs's default.
 async fn raw_redis_client(url: &str, nodelay: bool) -> redis::aio::ConnectionManager {
     use redis::IntoConnectionInfo;
     let info = url.into_connection_info().expect("redis url");
@@ -72,7 +76,7 @@ async fn raw_redis_client(url: &str, nodelay: bool) -> redis::aio::ConnectionMan
     };
     let client = redis::Client::open(info).expect("redis client");
     let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RedisOptions::default().response_timeout));
+        .set_response_timeout(Some(cacheside::DEFAULT_OP_TIMEOUT));
     redis::aio::ConnectionManager::new_with_config(client, config)
         .await
         .expect("raw redis")

@@ -229,6 +229,36 @@ async fn sigstop_fails_open_and_the_open_circuit_is_cheap() {
     .await;
 }
 
+/// Bulk operations scan page by page; each page is bounded by the backend's
+/// `response_timeout`, so a hanging server fails them that fast, not at the
+/// cache's 30 s bulk timeout. (The timeout's own figure says which bound fired.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstop_fails_bulk_operations_at_the_page_timeout() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, "bulk").await;
+    cache
+        .set("a", &1u32, None)
+        .await
+        .expect("answers before the pause");
+    server.pause();
+    for (op, result) in [
+        ("clear", cache.clear().await),
+        ("delete_pattern", cache.delete_pattern("a*").await),
+    ] {
+        match result {
+            Err(Error::Timeout { after, .. }) => assert_eq!(after, OP_TIMEOUT, "{op}"),
+            other => panic!("{op} on a paused server: expected the page timeout, got {other:?}"),
+        }
+    }
+    server.resume();
+    eventually("clear after SIGCONT", Duration::from_secs(10), || {
+        let cache = cache.clone();
+        async move { cache.clear().await.is_ok() }
+    })
+    .await;
+    assert_eq!(cache.get::<u32>("a").await.unwrap(), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_entries_are_misses_that_get_deleted_and_replaced() {
     let server = RedisServer::start();

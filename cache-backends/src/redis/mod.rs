@@ -45,7 +45,19 @@ type Prepared = (
 pub struct RedisOptions {
     /// Bound on each attempt to open a connection (TCP, TLS, `AUTH`, `SELECT`). Default 1 s.
     pub connect_timeout: Duration,
-    /// Bound on each command's answer. Default 250 ms, like the cache's operation timeout.
+    /// Bound on the answer to each page (`SCAN`, `UNLINK`) of `delete_pattern`
+    /// and `clear`, so that a hanging server fails a bulk operation this fast
+    /// rather than at the cache's bulk timeout. Default 250 ms, like the
+    /// cache's operation timeout.
+    ///
+    /// Single-key commands get no timer of their own in [`RedisBackend`]: the
+    /// [`Cache`](cache_core::Cache) bounds every call with its operation
+    /// timeout (`CACHE_OP_TIMEOUT_MS`), which also covers waiting for a
+    /// reconnect, and a second timer per command cost about 2 % of a hit's
+    /// throughput at 64 concurrent tasks (BENCHMARKS.md). Calling the
+    /// backend's methods yourself, without a `Cache`, wrap them in
+    /// `tokio::time::timeout`. (`RedisClusterBackend`
+    /// passes this value to redis-rs as its response timeout for every command.)
     pub response_timeout: Duration,
     /// Longest pause between reconnection attempts after the server went away. Default 1 s.
     pub max_reconnect_delay: Duration,
@@ -111,6 +123,8 @@ impl RedisOptions {
 pub struct RedisBackend {
     conn: ::redis::aio::ConnectionManager,
     target: String,
+    /// [`RedisOptions::response_timeout`]: the bound on each page of a bulk operation.
+    page_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -222,7 +236,11 @@ impl RedisBackend {
         let conn = ::redis::aio::ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| Error::backend(NAME, "connect", e))?;
-        Ok(RedisBackend { conn, target })
+        Ok(RedisBackend {
+            conn,
+            target,
+            page_timeout: options.response_timeout,
+        })
     }
 
     /// Like [`connect_with`](RedisBackend::connect_with), but returns at once
@@ -240,7 +258,11 @@ impl RedisBackend {
         let (client, config, target) = Self::prepare(url, &options)?;
         let conn = ::redis::aio::ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| Error::backend(NAME, "connect", e))?;
-        Ok(RedisBackend { conn, target })
+        Ok(RedisBackend {
+            conn,
+            target,
+            page_timeout: options.response_timeout,
+        })
     }
 
     /// The client, manager settings and display name for `url`.
@@ -250,7 +272,8 @@ impl RedisBackend {
         let client = client(NAME, info, options)?;
         let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
+            // The cache's op timeout bounds each single-key call (see `RedisOptions::response_timeout`).
+            .set_response_timeout(None)
             .set_max_delay(options.max_reconnect_delay)
             .set_number_of_retries(options.reconnect_attempts);
         Ok((client, config, target))
@@ -268,6 +291,21 @@ impl RedisBackend {
             .map_err(|e: RedisError| Error::backend(NAME, op, e))
     }
 
+    /// `query`, bounded by the page timeout.
+    async fn query_page<T: ::redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        command: &Cmd,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.page_timeout, self.query(op, command))
+            .await
+            .map_err(|_| Error::Timeout {
+                backend: NAME,
+                op,
+                after: self.page_timeout,
+            })?
+    }
+
     /// SCANs the whole keyspace with `redis_match`, UNLINKs the keys `keep` accepts, page by page.
     async fn scan_unlink(
         &self,
@@ -279,9 +317,9 @@ impl RedisBackend {
         let mut removed = 0u64;
         loop {
             let (next, keys): (u64, Vec<Vec<u8>>) =
-                self.query(op, &scan_cmd(cursor, redis_match)).await?;
+                self.query_page(op, &scan_cmd(cursor, redis_match)).await?;
             if let Some(unlink) = unlink_cmd(keys.iter().filter(|k| keep(k))) {
-                removed += self.query::<u64>(op, &unlink).await?;
+                removed += self.query_page::<u64>(op, &unlink).await?;
             }
             if next == 0 {
                 return Ok(removed);
