@@ -210,6 +210,45 @@ async fn sigstop_fails_open_then_the_breaker_makes_calls_cheap() {
     .await;
 }
 
+/// The exchanges no `Cache` timer covers carry the backend's `io_timeout`:
+/// `clear` on a frozen server fails at that bound, not at the cache's 30 s
+/// bulk timeout, and connecting to a frozen server is an error, not a hang.
+/// (The timeout's own figure says which bound fired.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstop_fails_clear_and_connect_at_the_io_timeout() {
+    let server = MemcachedServer::start();
+    let cache = cache_with(backend(&[server.addr()]).await, Breaker::default());
+    cache
+        .set("a", &1u32, None)
+        .await
+        .expect("answers before the pause");
+    server.pause();
+    match cache.clear().await {
+        Err(Error::Timeout { after, .. }) => assert_eq!(after, OP_TIMEOUT),
+        other => panic!("clear on a frozen server: expected the io timeout, got {other:?}"),
+    }
+    let connecting = MemcachedBackend::connect_with(
+        [server.addr()],
+        MemcachedOptions {
+            connect_timeout: OP_TIMEOUT,
+            io_timeout: OP_TIMEOUT,
+            ..MemcachedOptions::default()
+        },
+    );
+    match tokio::time::timeout(Duration::from_secs(20), connecting).await {
+        Ok(Err(Error::Timeout { after, .. })) => assert_eq!(after, OP_TIMEOUT),
+        Ok(other) => panic!("connect to a frozen server: expected the io timeout, got {other:?}"),
+        Err(_) => panic!("connect to a frozen server hung for 20 s"),
+    }
+    server.resume();
+    eventually("clear after SIGCONT", Duration::from_secs(10), || {
+        let cache = cache.clone();
+        async move { cache.clear().await.is_ok() }
+    })
+    .await;
+    assert_eq!(cache.get::<u32>("a").await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn garbage_bytes_read_as_a_miss_and_count_an_error() {
     let server = MemcachedServer::start();

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -75,7 +76,17 @@ pub struct MemcachedOptions {
     pub pool_size: usize,
     /// Bound on dialling a connection, and on waiting for a free one. Default 1 s.
     pub connect_timeout: Duration,
-    /// Bound on one exchange (write and read of one batch). Default 1 s.
+    /// Bound on the exchanges that no [`Cache`](cache_core::Cache) timer
+    /// covers: the check that a server answers in `connect`, and the batch
+    /// of `clear`. Default 1 s.
+    ///
+    /// Single-key operations get no timer in the client: the `Cache` bounds
+    /// every call with its operation timeout (`CACHE_OP_TIMEOUT_MS`), which
+    /// also covers waiting for a free pooled connection, and a second timer
+    /// per exchange only costs throughput. A connection whose exchange is cut
+    /// short is dropped, never returned to the pool half-read. Calling the
+    /// backend's methods yourself, without a `Cache`, wrap them in
+    /// `tokio::time::timeout`.
     pub io_timeout: Duration,
     /// Largest value sent, in bytes (the server's `-I` minus overhead). Default 1 MiB − 1 KiB.
     pub max_value_size: usize,
@@ -110,16 +121,27 @@ struct Ring {
     ids: Vec<u128>,
     /// 16 hex digits per server, used in generation keys.
     tags: Vec<String>,
+    /// Per server, the key of the global generation (read on every exact hit).
+    global_gen: Vec<String>,
 }
 
 impl Ring {
     fn new(addrs: Vec<String>) -> Ring {
         let ids: Vec<u128> = addrs.iter().map(|a| bytes128(a.as_bytes())).collect();
-        let tags = ids
+        let tags: Vec<String> = ids
             .iter()
             .map(|id| format!("{:016x}", (*id >> 64) as u64))
             .collect();
-        Ring { addrs, ids, tags }
+        let global_gen = tags
+            .iter()
+            .map(|tag| format!("{GEN_PREFIX}{tag}:"))
+            .collect();
+        Ring {
+            addrs,
+            ids,
+            tags,
+            global_gen,
+        }
     }
 
     /// The server of a wire key: rendezvous over SipHash (see `MemcachedBackend`).
@@ -151,10 +173,13 @@ impl Ring {
     }
 
     /// `__cacheside_gen:<tag>:<namespace>` (namespace hashed when unsafe or long).
-    fn gen_key(&self, server: usize, namespace: &str) -> String {
+    fn gen_key(&self, server: usize, namespace: &str) -> Cow<'_, str> {
+        if namespace.is_empty() {
+            return Cow::Borrowed(&self.global_gen[server]);
+        }
         let key = format!("{GEN_PREFIX}{}:{namespace}", self.tags[server]);
         let safe = key.len() <= MAX_KEY_LEN && key.bytes().all(|b| (0x21..=0x7e).contains(&b));
-        if safe {
+        Cow::Owned(if safe {
             key
         } else {
             // A hashed namespace never ends with ':' while real ones do: no clash.
@@ -163,7 +188,7 @@ impl Ring {
                 self.tags[server],
                 bytes128(namespace.as_bytes())
             )
-        }
+        })
     }
 }
 
@@ -424,6 +449,8 @@ pub struct MemcachedBackend {
     seen: Arc<[Mutex<HashMap<String, Seen>>]>,
     max_value_size: usize,
     generation_refresh: Duration,
+    /// [`MemcachedOptions::io_timeout`]: the bound on connect checks and `clear`.
+    io_timeout: Duration,
 }
 
 impl std::fmt::Debug for MemcachedBackend {
@@ -495,7 +522,8 @@ impl MemcachedBackend {
             .max_idle(pool)
             .max_connections(Some(pool))
             .connect_timeout(Some(options.connect_timeout))
-            .io_timeout(Some(options.io_timeout))
+            // The cache's op timeout bounds single-key calls (see `MemcachedOptions::io_timeout`).
+            .io_timeout(None)
             .connect_multiple_async(addrs.iter().map(String::as_str))
             .await
             .map_err(|e| backend_error("connect", e))?;
@@ -505,6 +533,7 @@ impl MemcachedBackend {
             ring,
             max_value_size: options.max_value_size,
             generation_refresh: options.generation_refresh,
+            io_timeout: options.io_timeout,
         };
         let mut last_error = None;
         let mut answered = 0;
@@ -549,16 +578,26 @@ impl MemcachedBackend {
 
     async fn ping_server(&self, server: usize) -> Result<(), Error> {
         // A generation read doubles as a no-op that the router sends to exactly this server.
-        self.client
-            .run(self.gen_op(server, "", 0))
-            .await
+        self.bounded("ping", self.client.run(self.gen_op(server, "", 0)))
+            .await?
             .map(|_| ())
             .map_err(|e| backend_error("ping", e))
     }
 
+    /// `fut` under the io timeout, for the exchanges no `Cache` timer covers.
+    async fn bounded<T>(&self, op: &'static str, fut: impl Future<Output = T>) -> Result<T, Error> {
+        tokio::time::timeout(self.io_timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout {
+                backend: NAME,
+                op,
+                after: self.io_timeout,
+            })
+    }
+
     /// `ma <gen> N<30d> J<now> D<delta> T0 v`: reads (delta 0) or bumps a generation, creating it if absent.
     fn gen_op(&self, server: usize, namespace: &str, delta: u64) -> Arithmetic {
-        Arithmetic::new(self.ring.gen_key(server, namespace))
+        Arithmetic::new(self.ring.gen_key(server, namespace).as_bytes())
             .delta(delta)
             .initial(unix_secs(), GEN_CREATE_TTL)
             .ttl(Ttl::NEVER)
@@ -578,7 +617,7 @@ impl MemcachedBackend {
         Self::stamp_namespaces(namespace)
             .flat_map(|ns| {
                 let made: Op = self.gen_op(server, ns, 0).into();
-                let permanent: Op = Get::new(self.ring.gen_key(server, ns))
+                let permanent: Op = Get::new(self.ring.gen_key(server, ns).as_bytes())
                     .without_value()
                     .touch(Ttl::NEVER)
                     .into();
@@ -593,7 +632,7 @@ impl MemcachedBackend {
     fn gen_reads(&self, server: usize, namespace: &str) -> Vec<Op> {
         Self::stamp_namespaces(namespace)
             .map(|ns| {
-                Get::new(self.ring.gen_key(server, ns))
+                Get::new(self.ring.gen_key(server, ns).as_bytes())
                     .meta(Meta::NONE.ttl())
                     .into()
             })
@@ -675,19 +714,23 @@ impl MemcachedBackend {
     }
 
     fn remember(&self, server: usize, namespace: &str, gens: Gens) {
-        let now = Seen {
+        // Exact hits (no refresh window) never read `at`: when nothing
+        // changed, the steady state skips the clock and the write.
+        let exact = self.generation_refresh.is_zero();
+        let now = || Seen {
             gens,
             at: tokio::time::Instant::now(),
         };
         let mut seen = self.seen[server].lock().unwrap_or_else(|e| e.into_inner());
         match seen.get_mut(namespace) {
-            Some(g) => *g = now,
+            Some(g) if exact && g.gens == gens => {}
+            Some(g) => *g = now(),
             None => {
                 if seen.len() >= MAX_REMEMBERED_NAMESPACES {
                     // Forgetting costs one round trip, never correctness.
                     seen.clear();
                 }
-                seen.insert(namespace.to_owned(), now);
+                seen.insert(namespace.to_owned(), now());
             }
         }
     }
@@ -902,9 +945,8 @@ impl Backend for MemcachedBackend {
             .map(|server| self.gen_op(server, namespace, 1).into())
             .collect();
         let results = self
-            .client
-            .run_batch(ops)
-            .await
+            .bounded("clear", self.client.run_batch(ops))
+            .await?
             .map_err(|e| backend_error("clear", e))?;
         for seen in self.seen.iter() {
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
