@@ -42,6 +42,17 @@ where
     }
 }
 
+/// After a frozen store is resumed: `clear` works again (bounded poll), and
+/// the `u32` entry under `key` that it removed reads as a miss.
+pub async fn clear_works_again(cache: &cacheside::Cache, key: &str) {
+    eventually("clear after SIGCONT", Duration::from_secs(10), || {
+        let cache = cache.clone();
+        async move { cache.clear().await.is_ok() }
+    })
+    .await;
+    assert_eq!(cache.get::<u32>(key).await.unwrap(), None);
+}
+
 /// Counts how often a body ran.
 #[derive(Clone, Debug, Default)]
 pub struct Calls(Arc<AtomicUsize>);
