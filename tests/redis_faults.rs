@@ -231,7 +231,8 @@ async fn sigstop_fails_open_and_the_open_circuit_is_cheap() {
 
 /// Bulk operations scan page by page; each page is bounded by the backend's
 /// `response_timeout`, so a hanging server fails them that fast, not at the
-/// cache's 30 s bulk timeout. (The timeout's own figure says which bound fired.)
+/// cache's 30 s bulk timeout (the timeout's own figure says which bound
+/// fired); connecting to a hanging server fails too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_fails_bulk_operations_at_the_page_timeout() {
     let server = RedisServer::start();
@@ -249,6 +250,23 @@ async fn sigstop_fails_bulk_operations_at_the_page_timeout() {
             Err(Error::Timeout { after, .. }) => assert_eq!(after, OP_TIMEOUT, "{op}"),
             other => panic!("{op} on a paused server: expected the page timeout, got {other:?}"),
         }
+    }
+    // Connecting to it is an error, not a hang: each attempt, handshake
+    // included, is bounded by the connect timeout.
+    let options = RedisOptions {
+        connect_timeout: OP_TIMEOUT,
+        reconnect_attempts: 1,
+        ..RedisOptions::default()
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(20),
+        RedisBackend::connect_with(&server.url(), options),
+    )
+    .await
+    {
+        Ok(Err(Error::Backend { .. })) => {}
+        Ok(other) => panic!("connect to a paused server: expected an error, got {other:?}"),
+        Err(_) => panic!("connect to a paused server hung for 20 s"),
     }
     server.resume();
     clear_works_again(&cache, "a").await;
