@@ -50,7 +50,10 @@ fn raw(addr: &str, request: &str, until: &str) -> String {
             break;
         }
         out.extend_from_slice(&buf[..n]);
-        if out.ends_with(until.as_bytes()) {
+        // `lru_crawler metadump` answers a one-line `BUSY …` while the
+        // crawler runs (its own background runs too), leaving the socket open.
+        let busy = out.starts_with(b"BUSY") && out.ends_with(b"\r\n");
+        if out.ends_with(until.as_bytes()) || busy {
             break;
         }
     }

@@ -244,6 +244,41 @@ async fn sigstop_fails_clear_and_connect_at_the_io_timeout() {
     clear_works_again(&cache, "a").await;
 }
 
+/// A `clear` that times out on one server still took effect on the others,
+/// and this backend must read their generations afresh: its own clear is
+/// seen at once, even when it trusts generations for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_that_times_out_on_one_server_is_still_seen_on_the_others() {
+    let healthy = MemcachedServer::start();
+    let frozen = MemcachedServer::start();
+    let backend = MemcachedBackend::connect_with(
+        [healthy.addr(), frozen.addr()],
+        MemcachedOptions {
+            connect_timeout: OP_TIMEOUT,
+            io_timeout: OP_TIMEOUT,
+            generation_refresh: Duration::from_secs(600),
+            ..MemcachedOptions::default()
+        },
+    )
+    .await
+    .expect("connect to the test memcached servers");
+    let cache = cache_with(backend.clone(), Breaker::default());
+    let key = (0..100)
+        .map(|i| format!("k{i}"))
+        .find(|k| backend.server_for(&cache.full_key(k)) == healthy.addr())
+        .expect("some key lives on the healthy server");
+    cache.set(&key, &1u32, None).await.expect("set");
+    assert_eq!(cache.get::<u32>(&key).await.unwrap(), Some(1));
+    frozen.pause();
+    assert!(matches!(cache.clear().await, Err(Error::Timeout { .. })));
+    assert_eq!(
+        cache.get::<u32>(&key).await.unwrap(),
+        None,
+        "the healthy server took the clear; this backend must not trust what it read before"
+    );
+    frozen.resume();
+}
+
 #[tokio::test]
 async fn garbage_bytes_read_as_a_miss_and_count_an_error() {
     let server = MemcachedServer::start();

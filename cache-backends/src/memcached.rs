@@ -343,9 +343,10 @@ fn is_too_large(e: &memcache::exp::Error) -> bool {
 /// pool of connections per server (a checked-out connection is dropped, not
 /// returned, when its future is cancelled mid-exchange, so the runtime's
 /// timeouts never leave a half-read response in the pool; broken pooled
-/// connections are detected and redialled), TCP_NODELAY, one I/O deadline per
-/// exchange, binary-safe values and pipelined batches (one write, one round
-/// trip) per server. This type adds what cacheside needs on top:
+/// connections are detected and redialled), TCP_NODELAY, binary-safe values
+/// and pipelined batches (one write, one round trip) per server. Single-key
+/// exchanges are bounded by the cache's op timeout, the rest by
+/// [`MemcachedOptions::io_timeout`]. This type adds what cacheside needs on top:
 ///
 /// # Keys
 ///
@@ -667,6 +668,13 @@ impl MemcachedBackend {
         let values = match read {
             Some(values) => values,
             None => {
+                // First use, a restarted server, or a counter with a lifetime.
+                // Seen on every call, this means the repair does not hold.
+                tracing::debug!(
+                    server = %self.ring.addrs[server],
+                    namespace,
+                    "memcached generation missing or not permanent; creating or repairing it"
+                );
                 let made = self.run_batch(op, self.gen_ops(server, namespace)).await?;
                 made.iter()
                     .step_by(2)
@@ -944,10 +952,10 @@ impl Backend for MemcachedBackend {
         let ops: Vec<Op> = (0..self.ring.addrs.len())
             .map(|server| self.gen_op(server, namespace, 1).into())
             .collect();
-        let results = self
-            .bounded("clear", self.client.run_batch(ops))
-            .await?
-            .map_err(|e| backend_error("clear", e))?;
+        let outcome = self.bounded("clear", self.client.run_batch(ops)).await;
+        // Forget what was read whatever the outcome: servers that took the
+        // bump must be read afresh, so this backend's own clear is seen at
+        // once even with `generation_refresh` (and even when it failed elsewhere).
         for seen in self.seen.iter() {
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             if namespace.is_empty() {
@@ -956,6 +964,13 @@ impl Backend for MemcachedBackend {
                 seen.remove(namespace);
             }
         }
+        let results = match outcome {
+            Ok(batch) => batch.map_err(|e| backend_error("clear", e))?,
+            Err(timeout) => {
+                tracing::warn!(servers = ?self.ring.addrs, namespace, error = %timeout, "memcached clear timed out; a server that did not take it keeps this namespace's entries visible");
+                return Err(timeout);
+            }
+        };
         for (server, result) in results.into_iter().enumerate() {
             if let Err(e) = result {
                 tracing::warn!(server = %self.ring.addrs[server], namespace, error = %e, "memcached server missed a clear; its entries of this namespace stay visible");
@@ -1053,7 +1068,8 @@ impl Backend for MemcachedBackend {
 
 /// Builds the backend that a [`Config`] describes (`CACHE_MEMCACHED_SERVERS`,
 /// `CACHE_MEMCACHED_POOL_SIZE`, `CACHE_MEMCACHED_GENERATION_REFRESH_MS`;
-/// `CACHE_OP_TIMEOUT_MS` bounds connects and exchanges).
+/// `CACHE_OP_TIMEOUT_MS` bounds dialling, the connect check and `clear`; the
+/// cache bounds every other call with the same value).
 ///
 /// Crate-private (every backend module has one; [`crate::connect`] picks it):
 /// `CACHE_BACKEND=memcached` reaches it through `cache_backends::connect`.

@@ -122,7 +122,8 @@ impl Circuit {
         }
         let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
         if matches!(admitted, Admit::Probe) || n >= self.cfg.threshold {
-            let until = now_ms() + self.cfg.cooldown.as_millis().max(1) as u64;
+            let cooldown = u64::try_from(self.cfg.cooldown.as_millis()).unwrap_or(u64::MAX);
+            let until = now_ms().saturating_add(cooldown.max(1));
             let was = self.open_until.swap(until, Ordering::AcqRel);
             self.probing.store(false, Ordering::Release);
             return was == 0 || matches!(admitted, Admit::Probe);

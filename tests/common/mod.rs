@@ -42,14 +42,18 @@ where
     }
 }
 
-/// After a frozen store is resumed: `clear` works again (bounded poll), and
-/// the `u32` entry under `key` that it removed reads as a miss.
+/// After a frozen store is resumed: `clear` works again (bounded poll) and
+/// removes an entry written after the resume (one written before could have
+/// been removed by the clear that was waiting in the socket).
 pub async fn clear_works_again(cache: &cacheside::Cache, key: &str) {
     eventually("clear after SIGCONT", Duration::from_secs(10), || {
         let cache = cache.clone();
         async move { cache.clear().await.is_ok() }
     })
     .await;
+    cache.set(key, &2u32, None).await.expect("set after resume");
+    assert_eq!(cache.get::<u32>(key).await.unwrap(), Some(2));
+    cache.clear().await.expect("clear after resume");
     assert_eq!(cache.get::<u32>(key).await.unwrap(), None);
 }
 

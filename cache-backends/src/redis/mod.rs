@@ -82,7 +82,8 @@ impl Default for RedisOptions {
 }
 
 impl RedisOptions {
-    /// The options `connect_from_config` uses: answers bounded by `CACHE_OP_TIMEOUT_MS`,
+    /// The options `connect_from_config` uses: bulk pages bounded by
+    /// `CACHE_OP_TIMEOUT_MS` (the cache bounds every call with it too),
     /// connection attempts by the same value but at least one second.
     ///
     /// ```
