@@ -253,8 +253,7 @@ fn counter_value(get: &GetResult) -> u64 {
 
 /// A generation read by `mg … v t`: its value when present and permanent.
 /// `None` asks for the `ma` that creates it or makes it permanent.
-fn settled_generation(result: &OpResult) -> Option<u64> {
-    let get = result.as_get()?;
+fn settled_generation(get: &GetResult) -> Option<u64> {
     if !get.hit() || get.item.ttl != Some(-1) {
         return None;
     }
@@ -630,14 +629,54 @@ impl MemcachedBackend {
     /// The plain `mg <gen> v t` reads of the steady state: read-only on the
     /// server, unlike `ma` (which rewrites the item and its CAS even for a
     /// delta of 0), so a hit costs the server about one extra lookup.
-    fn gen_reads(&self, server: usize, namespace: &str) -> Vec<Op> {
-        Self::stamp_namespaces(namespace)
-            .map(|ns| {
-                Get::new(self.ring.gen_key(server, ns).as_bytes())
-                    .meta(Meta::NONE.ttl())
-                    .into()
-            })
-            .collect()
+    fn gen_reads<'a>(
+        &'a self,
+        server: usize,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = Get> + 'a {
+        Self::stamp_namespaces(namespace).map(move |ns| {
+            Get::new(self.ring.gen_key(server, ns).as_bytes()).meta(Meta::NONE.ttl())
+        })
+    }
+
+    /// The exact read of a hit: the generation reads and the entry's `mg`,
+    /// as one typed batch (no `Op` wrapping, nothing remembered: in exact
+    /// mode only writes use what was remembered, and they read their own).
+    /// `None` when a generation needs creating or repair: the caller then
+    /// takes the general path.
+    async fn get_exact(
+        &self,
+        server: usize,
+        namespace: &str,
+        wire: &str,
+    ) -> Result<Option<Option<Bytes>>, Error> {
+        let mut gets = Vec::with_capacity(3);
+        gets.extend(self.gen_reads(server, namespace));
+        gets.push(Get::new(wire));
+        let mut out = self
+            .client
+            .run_many(gets)
+            .await
+            .map_err(|e| backend_error("get", e))?;
+        let entry = out
+            .pop()
+            .ok_or_else(|| protocol_error("get", "missing mg result"))?
+            .map_err(|e| backend_error("get", e))?;
+        let mut values = out
+            .iter()
+            .map(|r| r.as_ref().ok().and_then(settled_generation));
+        let gens = match (values.next().flatten(), values.next(), namespace.is_empty()) {
+            (Some(global), None, true) => Gens {
+                global,
+                namespace: None,
+            },
+            (Some(global), Some(Some(ns)), false) => Gens {
+                global,
+                namespace: Some(ns),
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(gens.value_of(entry)))
     }
 
     /// Runs `gen_reads(server, namespace) ++ rest` as one pipelined batch on
@@ -656,7 +695,7 @@ impl MemcachedBackend {
         namespace: &str,
         rest: Vec<Op>,
     ) -> Result<(Gens, Vec<OpResult>), Error> {
-        let mut ops = self.gen_reads(server, namespace);
+        let mut ops: Vec<Op> = self.gen_reads(server, namespace).map(Op::from).collect();
         let n_gens = ops.len();
         ops.extend(rest);
         let mut out = self.run_batch(op, ops).await?;
@@ -664,7 +703,10 @@ impl MemcachedBackend {
             return Err(protocol_error(op, "fewer results than requests in a batch"));
         }
         let rest = out.split_off(n_gens);
-        let read: Option<Vec<u64>> = out.iter().map(settled_generation).collect();
+        let read: Option<Vec<u64>> = out
+            .iter()
+            .map(|r| r.as_get().and_then(settled_generation))
+            .collect();
         let values = match read {
             Some(values) => values,
             None => {
@@ -848,6 +890,11 @@ impl Backend for MemcachedBackend {
                 .await
                 .map_err(|e| backend_error("get", e))?;
             return Ok(gens.value_of(got));
+        }
+        if self.generation_refresh.is_zero() {
+            if let Some(value) = self.get_exact(server, key.namespace(), &wire).await? {
+                return Ok(value);
+            }
         }
         let (gens, results) = self
             .batch(
