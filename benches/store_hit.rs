@@ -26,7 +26,9 @@
 //!   the kernel then coalesces the pipelined writes, which is faster on
 //!   loopback and not what a latency-bound cache client should do.
 //! * `memcached_raw`: the memcache crate's async meta client with the same
-//!   pool size. `memcached_macro` uses the default (exact) backend, whose hits
+//!   pool size and the crate's default I/O timeout (again one timer per GET
+//!   on each side: the backend's client has none, the `Cache` bounds the
+//!   call). `memcached_macro` uses the default (exact) backend, whose hits
 //!   also read the namespace generations; `memcached_macro_refresh` trusts
 //!   them for a second (`MemcachedOptions::generation_refresh`).
 

@@ -31,6 +31,25 @@ mod memcached;
 #[cfg(feature = "memcached")]
 pub use crate::memcached::*;
 
+/// `fut` bounded by `limit`: [`Error::Timeout`] naming the store and the
+/// operation when it runs out. For the exchanges a network backend bounds
+/// itself, those no [`Cache`] timer covers call by call.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+async fn within<T>(
+    backend: &'static str,
+    op: &'static str,
+    limit: std::time::Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| Error::Timeout {
+            backend,
+            op,
+            after: limit,
+        })
+}
+
 /// Builds the [`Cache`] that `config` describes, connecting to its store.
 ///
 /// ```

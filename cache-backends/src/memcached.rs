@@ -288,6 +288,20 @@ struct Gens {
 }
 
 impl Gens {
+    /// The generations of `namespace`'s stamp from their values, in
+    /// `stamp_namespaces` order; `None` when there are too few or too many.
+    fn from_values(namespace: &str, mut values: impl Iterator<Item = u64>) -> Option<Gens> {
+        let global = values.next()?;
+        let namespace = match namespace.is_empty() {
+            true => None,
+            false => Some(values.next()?),
+        };
+        values
+            .next()
+            .is_none()
+            .then_some(Gens { global, namespace })
+    }
+
     fn stamp(&self) -> u32 {
         self.global.wrapping_add(self.namespace.unwrap_or(0)) as u32
     }
@@ -586,13 +600,7 @@ impl MemcachedBackend {
 
     /// `fut` under the io timeout, for the exchanges no `Cache` timer covers.
     async fn bounded<T>(&self, op: &'static str, fut: impl Future<Output = T>) -> Result<T, Error> {
-        tokio::time::timeout(self.io_timeout, fut)
-            .await
-            .map_err(|_| Error::Timeout {
-                backend: NAME,
-                op,
-                after: self.io_timeout,
-            })
+        crate::within(NAME, op, self.io_timeout, fut).await
     }
 
     /// `ma <gen> N<30d> J<now> D<delta> T0 v`: reads (delta 0) or bumps a generation, creating it if absent.
@@ -662,21 +670,11 @@ impl MemcachedBackend {
             .pop()
             .ok_or_else(|| protocol_error("get", "missing mg result"))?
             .map_err(|e| backend_error("get", e))?;
-        let mut values = out
+        // A read that is not settled ends the values early: too few, so `None`.
+        let settled = out
             .iter()
-            .map(|r| r.as_ref().ok().and_then(settled_generation));
-        let gens = match (values.next().flatten(), values.next(), namespace.is_empty()) {
-            (Some(global), None, true) => Gens {
-                global,
-                namespace: None,
-            },
-            (Some(global), Some(Some(ns)), false) => Gens {
-                global,
-                namespace: Some(ns),
-            },
-            _ => return Ok(None),
-        };
-        Ok(Some(gens.value_of(entry)))
+            .map_while(|r| r.as_ref().ok().and_then(settled_generation));
+        Ok(Gens::from_values(namespace, settled).map(|gens| gens.value_of(entry)))
     }
 
     /// Runs `gen_reads(server, namespace) ++ rest` as one pipelined batch on
@@ -703,12 +701,11 @@ impl MemcachedBackend {
             return Err(protocol_error(op, "fewer results than requests in a batch"));
         }
         let rest = out.split_off(n_gens);
-        let read: Option<Vec<u64>> = out
+        let settled = out
             .iter()
-            .map(|r| r.as_get().and_then(settled_generation))
-            .collect();
-        let values = match read {
-            Some(values) => values,
+            .map_while(|r| r.as_get().and_then(settled_generation));
+        let gens = match Gens::from_values(namespace, settled) {
+            Some(gens) => gens,
             None => {
                 // First use, a restarted server, or a counter with a lifetime.
                 // Seen on every call, this means the repair does not hold.
@@ -718,26 +715,18 @@ impl MemcachedBackend {
                     "memcached generation missing or not permanent; creating or repairing it"
                 );
                 let made = self.run_batch(op, self.gen_ops(server, namespace)).await?;
-                made.iter()
+                let values = made
+                    .iter()
                     .step_by(2)
                     .map(|r| {
                         r.as_arithmetic()
                             .and_then(|a| a.value)
                             .ok_or_else(|| protocol_error(op, "generation counter without a value"))
                     })
-                    .collect::<Result<Vec<u64>, Error>>()?
+                    .collect::<Result<Vec<u64>, Error>>()?;
+                Gens::from_values(namespace, values.into_iter())
+                    .ok_or_else(|| protocol_error(op, "wrong number of generation counters"))?
             }
-        };
-        let gens = match values[..] {
-            [global] if namespace.is_empty() => Gens {
-                global,
-                namespace: None,
-            },
-            [global, ns] if !namespace.is_empty() => Gens {
-                global,
-                namespace: Some(ns),
-            },
-            _ => return Err(protocol_error(op, "wrong number of generation counters")),
         };
         self.remember(server, namespace, gens);
         Ok((gens, rest))
@@ -1274,6 +1263,33 @@ mod tests {
         assert_eq!(vivify_ttl(Duration::from_millis(1)), 1);
         assert_eq!(vivify_ttl(Duration::from_secs(120)), 120);
         assert!(vivify_ttl(Duration::from_secs(40 * 86_400)) > 1_000_000_000);
+    }
+
+    #[test]
+    fn generations_need_exactly_one_value_per_stamp_namespace() {
+        let of = |ns: &str, v: &[u64]| Gens::from_values(ns, v.iter().copied());
+        assert_eq!(
+            of("", &[7]),
+            Some(Gens {
+                global: 7,
+                namespace: None
+            })
+        );
+        assert_eq!(
+            of("app:", &[7, 9]),
+            Some(Gens {
+                global: 7,
+                namespace: Some(9)
+            })
+        );
+        for (ns, values) in [
+            ("", &[][..]),
+            ("", &[7, 9]),
+            ("app:", &[7]),
+            ("app:", &[7, 9, 1]),
+        ] {
+            assert_eq!(of(ns, values), None, "{ns:?} {values:?}");
+        }
     }
 
     #[test]

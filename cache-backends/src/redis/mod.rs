@@ -298,13 +298,7 @@ impl RedisBackend {
         op: &'static str,
         command: &Cmd,
     ) -> Result<T, Error> {
-        tokio::time::timeout(self.page_timeout, self.query(op, command))
-            .await
-            .map_err(|_| Error::Timeout {
-                backend: NAME,
-                op,
-                after: self.page_timeout,
-            })?
+        crate::within(NAME, op, self.page_timeout, self.query(op, command)).await?
     }
 
     /// SCANs the whole keyspace with `redis_match`, UNLINKs the keys `keep` accepts, page by page.
