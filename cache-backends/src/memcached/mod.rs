@@ -10,14 +10,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::hash::bytes128;
 use cache_core::{Backend, Config, Error, Key};
-use memcache::exp::{
-    Arithmetic, AsyncMetaClient, Delete, Get, GetResult, Meta, Op, OpResult, Router, Set, Ttl,
-};
+
+mod meta;
+
+use meta::{Cmd, MetaClient, MetaError, Reply, MAX_KEY_LEN};
 
 const NAME: &str = "memcached";
-
-/// Longest key memcached accepts.
-const MAX_KEY_LEN: usize = 250;
 
 /// Keys starting with this are reserved for cacheside's own items (hashed keys, generations).
 const RESERVED: &str = "__cacheside_";
@@ -163,15 +161,6 @@ impl Ring {
         best.0
     }
 
-    /// The server a generation or counter key lives on, from its tag.
-    fn gen_target(&self, key: &[u8]) -> Option<usize> {
-        let rest = key
-            .strip_prefix(GEN_PREFIX.as_bytes())
-            .or_else(|| key.strip_prefix(COUNTER_PREFIX.as_bytes()))?;
-        let tag = rest.get(..16)?;
-        self.tags.iter().position(|t| t.as_bytes() == tag)
-    }
-
     /// `__cacheside_gen:<tag>:<namespace>` (namespace hashed when unsafe or long).
     fn gen_key(&self, server: usize, namespace: &str) -> Cow<'_, str> {
         if namespace.is_empty() {
@@ -226,8 +215,10 @@ impl Ring {
     }
 }
 
-/// `N` of an `ma`: whole seconds rounded up (at least 1), absolute past 30 days.
-fn vivify_ttl(ttl: Duration) -> u32 {
+/// The `T` (or `N`) of a TTL: whole seconds rounded up (at least 1), sent
+/// as an absolute unix time past 30 days as the protocol requires, and 0
+/// (never expires) when that time is past memcached's 32-bit clock (2106).
+fn expiry(ttl: Duration) -> u32 {
     let secs = ttl
         .as_secs()
         .saturating_add(u64::from(ttl.subsec_nanos() > 0))
@@ -239,38 +230,26 @@ fn vivify_ttl(ttl: Duration) -> u32 {
     }
 }
 
+/// The `T` of an `ms`: [`expiry`], or 0 (no expiry) without a TTL.
+fn wire_ttl(ttl: Option<Duration>) -> u32 {
+    ttl.map_or(0, expiry)
+}
+
 /// A counter's ASCII decimal value (0 when absent or not a number).
-fn counter_value(get: &GetResult) -> u64 {
+fn counter_value(get: &Reply) -> u64 {
     if !get.hit() {
         return 0;
     }
-    get.value
-        .as_deref()
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    get.number().unwrap_or(0)
 }
 
 /// A generation read by `mg … v t`: its value when present and permanent.
 /// `None` asks for the `ma` that creates it or makes it permanent.
-fn settled_generation(get: &GetResult) -> Option<u64> {
-    if !get.hit() || get.item.ttl != Some(-1) {
+fn settled_generation(get: &Reply) -> Option<u64> {
+    if !get.hit() || get.ttl != Some(-1) {
         return None;
     }
-    std::str::from_utf8(get.value.as_deref()?)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Routes generation keys to the server their tag names, and data keys by the ring.
-struct RingRouter(Arc<Ring>);
-
-impl Router for RingRouter {
-    fn route(&self, key: &[u8], _servers: &[String]) -> usize {
-        self.0.gen_target(key).unwrap_or_else(|| self.0.route(key))
-    }
+    get.number()
 }
 
 /// What this backend last read of one namespace's generations on one server, and when.
@@ -307,14 +286,13 @@ impl Gens {
     }
 
     /// True when `get` found an entry written under these generations.
-    fn admits(&self, get: &GetResult) -> bool {
+    fn admits(&self, get: &Reply) -> bool {
         get.hit() && get.client_flags.unwrap_or(0) == self.stamp()
     }
 
     /// The value of `get` when it is live under these generations.
-    fn value_of(&self, get: GetResult) -> Option<Bytes> {
-        self.admits(&get)
-            .then(|| Bytes::from(get.value.unwrap_or_default()))
+    fn value_of(&self, get: Reply) -> Option<Bytes> {
+        self.admits(&get).then(|| get.value.unwrap_or_default())
     }
 }
 
@@ -324,7 +302,7 @@ fn unix_secs() -> u64 {
         .map_or(1, |d| d.as_secs().max(1))
 }
 
-fn backend_error(op: &'static str, e: memcache::exp::Error) -> Error {
+fn backend_error(op: &'static str, e: MetaError) -> Error {
     Error::backend(NAME, op, e)
 }
 
@@ -337,14 +315,6 @@ fn protocol_error(op: &'static str, what: &str) -> Error {
 }
 
 /// True when the server refused a value as too large (`SERVER_ERROR object too large for cache`).
-fn is_too_large(e: &memcache::exp::Error) -> bool {
-    match e {
-        memcache::exp::Error::Server(message) => message.contains("too large"),
-        memcache::exp::Error::Ambiguous { source, .. } => is_too_large(source),
-        _ => false,
-    }
-}
-
 /// Memcached as a cacheside [`Backend`]: meta protocol, a connection pool per
 /// server, several servers by rendezvous hashing, `clear` by generations.
 ///
@@ -456,7 +426,7 @@ fn is_too_large(e: &memcache::exp::Error) -> bool {
 /// ```
 #[derive(Clone)]
 pub struct MemcachedBackend {
-    client: AsyncMetaClient,
+    client: Arc<MetaClient>,
     ring: Arc<Ring>,
     /// Per server: the generations last seen for each namespace: a hint for
     /// writes, and what hits trust for `generation_refresh`.
@@ -531,16 +501,9 @@ impl MemcachedBackend {
         }
         let ring = Arc::new(Ring::new(addrs.clone()));
         let pool = options.pool_size.max(1);
-        let client = AsyncMetaClient::builder()
-            .router(RingRouter(Arc::clone(&ring)))
-            .max_idle(pool)
-            .max_connections(Some(pool))
-            .connect_timeout(Some(options.connect_timeout))
-            // The cache's op timeout bounds single-key calls (see `MemcachedOptions::io_timeout`).
-            .io_timeout(None)
-            .connect_multiple_async(addrs.iter().map(String::as_str))
-            .await
-            .map_err(|e| backend_error("connect", e))?;
+        // No I/O timer in the client: the cache's op timeout bounds
+        // single-key calls (see `MemcachedOptions::io_timeout`).
+        let client = Arc::new(MetaClient::new(&addrs, pool, options.connect_timeout));
         let backend = MemcachedBackend {
             client,
             seen: addrs.iter().map(|_| Mutex::default()).collect(),
@@ -591,10 +554,8 @@ impl MemcachedBackend {
     }
 
     async fn ping_server(&self, server: usize) -> Result<(), Error> {
-        // A generation read doubles as a no-op that the router sends to exactly this server.
-        self.bounded("ping", self.client.run(self.gen_op(server, "", 0)))
+        self.bounded("ping", self.client.noop(server))
             .await?
-            .map(|_| ())
             .map_err(|e| backend_error("ping", e))
     }
 
@@ -604,11 +565,14 @@ impl MemcachedBackend {
     }
 
     /// `ma <gen> N<30d> J<now> D<delta> T0 v`: reads (delta 0) or bumps a generation, creating it if absent.
-    fn gen_op(&self, server: usize, namespace: &str, delta: u64) -> Arithmetic {
-        Arithmetic::new(self.ring.gen_key(server, namespace).as_bytes())
-            .delta(delta)
-            .initial(unix_secs(), GEN_CREATE_TTL)
-            .ttl(Ttl::NEVER)
+    fn gen_op(&self, server: usize, namespace: &str, delta: u64) -> Cmd<'_> {
+        Cmd::Arith {
+            key: self.ring.gen_key(server, namespace),
+            delta,
+            decrement: false,
+            vivify: Some((GEN_CREATE_TTL, unix_secs())),
+            expiry: Some(0),
+        }
     }
 
     /// The namespaces whose generations make up a stamp: the global one
@@ -621,15 +585,17 @@ impl MemcachedBackend {
     /// missing) and an `mg … T0` that makes it permanent. (`ma`'s own `T0`
     /// is not applied reliably: seen skipped when the server rewrote the
     /// item instead of updating it in place.)
-    fn gen_ops(&self, server: usize, namespace: &str) -> Vec<Op> {
+    fn gen_ops(&self, server: usize, namespace: &str) -> Vec<Cmd<'_>> {
         Self::stamp_namespaces(namespace)
             .flat_map(|ns| {
-                let made: Op = self.gen_op(server, ns, 0).into();
-                let permanent: Op = Get::new(self.ring.gen_key(server, ns).as_bytes())
-                    .without_value()
-                    .touch(Ttl::NEVER)
-                    .into();
-                [made, permanent]
+                let permanent = Cmd::Get {
+                    key: self.ring.gen_key(server, ns),
+                    value: false,
+                    client_flags: false,
+                    ttl: false,
+                    touch: Some(0),
+                };
+                [self.gen_op(server, ns, 0), permanent]
             })
             .collect()
     }
@@ -641,17 +607,20 @@ impl MemcachedBackend {
         &'a self,
         server: usize,
         namespace: &'a str,
-    ) -> impl Iterator<Item = Get> + 'a {
-        Self::stamp_namespaces(namespace).map(move |ns| {
-            Get::new(self.ring.gen_key(server, ns).as_bytes()).meta(Meta::NONE.ttl())
+    ) -> impl Iterator<Item = Cmd<'a>> + 'a {
+        Self::stamp_namespaces(namespace).map(move |ns| Cmd::Get {
+            key: self.ring.gen_key(server, ns),
+            value: true,
+            client_flags: false,
+            ttl: true,
+            touch: None,
         })
     }
 
-    /// The exact read of a hit: the generation reads and the entry's `mg`,
-    /// as one typed batch (no `Op` wrapping, nothing remembered: in exact
-    /// mode only writes use what was remembered, and they read their own).
-    /// `None` when a generation needs creating or repair: the caller then
-    /// takes the general path.
+    /// The exact read of a hit: the generation reads and the entry's `mg`
+    /// in one batch, nothing remembered (in exact mode only writes use what
+    /// was remembered, and they read their own). `None` when a generation
+    /// needs creating or repair: the caller then takes the general path.
     async fn get_exact(
         &self,
         server: usize,
@@ -660,10 +629,10 @@ impl MemcachedBackend {
     ) -> Result<Option<Option<Bytes>>, Error> {
         let mut gets = Vec::with_capacity(3);
         gets.extend(self.gen_reads(server, namespace));
-        gets.push(Get::new(wire));
+        gets.push(Cmd::get(wire));
         let mut out = self
             .client
-            .run_many(gets)
+            .exchange(server, &gets)
             .await
             .map_err(|e| backend_error("get", e))?;
         let entry = out
@@ -691,19 +660,17 @@ impl MemcachedBackend {
         op: &'static str,
         server: usize,
         namespace: &str,
-        rest: Vec<Op>,
-    ) -> Result<(Gens, Vec<OpResult>), Error> {
-        let mut ops: Vec<Op> = self.gen_reads(server, namespace).map(Op::from).collect();
+        rest: Vec<Cmd<'_>>,
+    ) -> Result<(Gens, Vec<Reply>), Error> {
+        let mut ops: Vec<Cmd<'_>> = self.gen_reads(server, namespace).collect();
         let n_gens = ops.len();
         ops.extend(rest);
-        let mut out = self.run_batch(op, ops).await?;
+        let mut out = self.run_batch(op, server, &ops).await?;
         if out.len() < n_gens {
             return Err(protocol_error(op, "fewer results than requests in a batch"));
         }
         let rest = out.split_off(n_gens);
-        let settled = out
-            .iter()
-            .map_while(|r| r.as_get().and_then(settled_generation));
+        let settled = out.iter().map_while(settled_generation);
         let gens = match Gens::from_values(namespace, settled) {
             Some(gens) => gens,
             None => {
@@ -714,13 +681,14 @@ impl MemcachedBackend {
                     namespace,
                     "memcached generation missing or not permanent; creating or repairing it"
                 );
-                let made = self.run_batch(op, self.gen_ops(server, namespace)).await?;
+                let made = self
+                    .run_batch(op, server, &self.gen_ops(server, namespace))
+                    .await?;
                 let values = made
                     .iter()
                     .step_by(2)
                     .map(|r| {
-                        r.as_arithmetic()
-                            .and_then(|a| a.value)
+                        r.number()
                             .ok_or_else(|| protocol_error(op, "generation counter without a value"))
                     })
                     .collect::<Result<Vec<u64>, Error>>()?;
@@ -732,18 +700,24 @@ impl MemcachedBackend {
         Ok((gens, rest))
     }
 
-    /// `run_batch`, with per-op errors mapped (a refused large value is [`Error::ValueTooLarge`]).
-    async fn run_batch(&self, op: &'static str, ops: Vec<Op>) -> Result<Vec<OpResult>, Error> {
+    /// One pipelined batch on `server`, with per-command errors mapped (a
+    /// refused large value is [`Error::ValueTooLarge`]).
+    async fn run_batch(
+        &self,
+        op: &'static str,
+        server: usize,
+        ops: &[Cmd<'_>],
+    ) -> Result<Vec<Reply>, Error> {
         let results = self
             .client
-            .run_batch(ops)
+            .exchange(server, ops)
             .await
             .map_err(|e| backend_error(op, e))?;
         results
             .into_iter()
             .map(|r| match r {
                 Ok(r) => Ok(r),
-                Err(e) if is_too_large(&e) => Err(Error::ValueTooLarge {
+                Err(e) if e.is_too_large() => Err(Error::ValueTooLarge {
                     size: 0,
                     limit: self.max_value_size,
                 }),
@@ -800,12 +774,10 @@ impl MemcachedBackend {
     /// The get result of a batch, when the entry is live under the current stamp.
     fn live<'r>(
         gens: Gens,
-        result: Option<&'r OpResult>,
+        result: Option<&'r Reply>,
         op: &'static str,
-    ) -> Result<Option<&'r GetResult>, Error> {
-        let get = result
-            .and_then(OpResult::as_get)
-            .ok_or_else(|| protocol_error(op, "missing mg result"))?;
+    ) -> Result<Option<&'r Reply>, Error> {
+        let get = result.ok_or_else(|| protocol_error(op, "missing mg result"))?;
         Ok(gens.admits(get).then_some(get))
     }
 
@@ -823,16 +795,13 @@ impl MemcachedBackend {
         };
         let wire = self.ring.counter_key(server, gens.stamp(), key.as_str());
         let (current, results) = self
-            .batch("increment", server, namespace, vec![Get::new(&wire).into()])
+            .batch("increment", server, namespace, vec![Cmd::get(wire)])
             .await?;
         if current != gens {
             // Cleared meanwhile: the counter of the new generation is fresh.
             return Ok(0);
         }
-        Ok(results
-            .first()
-            .and_then(OpResult::as_get)
-            .map_or(0, counter_value))
+        Ok(results.first().map_or(0, counter_value))
     }
 
     fn route_key<'k>(&self, key: Key<'k>) -> (Cow<'k, str>, usize) {
@@ -840,23 +809,6 @@ impl MemcachedBackend {
         let server = self.ring.route(wire.as_bytes());
         (wire, server)
     }
-}
-
-/// `T` of an `ms`: whole seconds rounded up (at least 1); none → `T0` (no expiry).
-/// A TTL that ends past memcached's 32-bit clock (year 2106) is "no expiry" too.
-fn wire_ttl(ttl: Option<Duration>) -> Ttl {
-    let Some(d) = ttl else {
-        return Ttl::NEVER;
-    };
-    let secs = d
-        .as_secs()
-        .saturating_add(u64::from(d.subsec_nanos() > 0))
-        .max(1);
-    if unix_secs().saturating_add(secs) >= u64::from(u32::MAX) {
-        return Ttl::NEVER;
-    }
-    // `Ttl::secs` sends more than 30 days as an absolute time, as the protocol needs.
-    Ttl::secs(secs as u32)
 }
 
 #[async_trait]
@@ -875,7 +827,7 @@ impl Backend for MemcachedBackend {
             // Within `generation_refresh`: one `mg`, checked against the remembered stamp.
             let got = self
                 .client
-                .run(Get::new(&*wire))
+                .one(server, Cmd::get(&*wire))
                 .await
                 .map_err(|e| backend_error("get", e))?;
             return Ok(gens.value_of(got));
@@ -886,16 +838,11 @@ impl Backend for MemcachedBackend {
             }
         }
         let (gens, results) = self
-            .batch(
-                "get",
-                server,
-                key.namespace(),
-                vec![Get::new(&*wire).into()],
-            )
+            .batch("get", server, key.namespace(), vec![Cmd::get(&*wire)])
             .await?;
         match results.into_iter().next() {
-            Some(OpResult::Get(g)) => Ok(gens.value_of(g)),
-            _ => Err(protocol_error("get", "missing mg result")),
+            Some(g) => Ok(gens.value_of(g)),
+            None => Err(protocol_error("get", "missing mg result")),
         }
     }
 
@@ -915,11 +862,14 @@ impl Backend for MemcachedBackend {
         };
         // Second try only when a clear elsewhere moved the generations under us.
         for _ in 0..2 {
-            let op = Set::new(&*wire, &value)
-                .client_flags(stamp_gens.stamp())
-                .ttl(ttl);
+            let op = Cmd::Set {
+                key: Cow::Borrowed(&wire),
+                value: &value,
+                client_flags: stamp_gens.stamp(),
+                expiry: ttl,
+            };
             let (current, results) = self
-                .batch("set", server, namespace, vec![op.into()])
+                .batch("set", server, namespace, vec![op])
                 .await
                 .map_err(|e| match e {
                     Error::ValueTooLarge { limit, .. } => Error::ValueTooLarge {
@@ -930,7 +880,6 @@ impl Backend for MemcachedBackend {
                 })?;
             let stored = results
                 .first()
-                .and_then(OpResult::as_mutation)
                 .ok_or_else(|| protocol_error("set", "missing ms result"))?;
             if !stored.applied() {
                 return Err(protocol_error("set", "ms was not applied"));
@@ -947,14 +896,15 @@ impl Backend for MemcachedBackend {
     async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
         let (wire, server) = self.route_key(key);
         let ops = vec![
-            Get::new(&*wire).without_value().into(),
-            Delete::new(&*wire).into(),
+            Cmd::probe(&*wire),
+            Cmd::Delete {
+                key: Cow::Borrowed(&wire),
+            },
         ];
         let (gens, results) = self.batch("delete", server, key.namespace(), ops).await?;
         let was_live = Self::live(gens, results.first(), "delete")?.is_some();
         let deleted = results
             .get(1)
-            .and_then(OpResult::as_mutation)
             .ok_or_else(|| protocol_error("delete", "missing md result"))?
             .applied();
         Ok(was_live && deleted)
@@ -966,29 +916,29 @@ impl Backend for MemcachedBackend {
 
     async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
         let (wire, server) = self.route_key(key);
-        let ops = vec![Get::new(&*wire).without_value().into()];
+        let ops = vec![Cmd::probe(&*wire)];
         let (gens, results) = self.batch("exists", server, key.namespace(), ops).await?;
         Ok(Self::live(gens, results.first(), "exists")?.is_some())
     }
 
     async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
         let (wire, server) = self.route_key(key);
-        let ops = vec![Get::new(&*wire)
-            .without_value()
-            .meta(Meta::NONE.ttl())
-            .into()];
+        let ops = vec![Cmd::probe(&*wire).with_ttl()];
         let (gens, results) = self.batch("ttl", server, key.namespace(), ops).await?;
         Ok(Self::live(gens, results.first(), "ttl")?
-            .and_then(|g| g.item.ttl)
+            .and_then(|g| g.ttl)
             .filter(|&secs| secs >= 0)
             .map(|secs| Duration::from_secs(secs as u64)))
     }
 
     async fn clear(&self, namespace: &str) -> Result<u64, Error> {
-        let ops: Vec<Op> = (0..self.ring.addrs.len())
-            .map(|server| self.gen_op(server, namespace, 1).into())
-            .collect();
-        let outcome = self.bounded("clear", self.client.run_batch(ops)).await;
+        let outcome = self
+            .bounded(
+                "clear",
+                self.client
+                    .on_every_server(|server| self.gen_op(server, namespace, 1)),
+            )
+            .await;
         // Forget what was read whatever the outcome: servers that took the
         // bump must be read afresh, so this backend's own clear is seen at
         // once even with `generation_refresh` (and even when it failed elsewhere).
@@ -1001,7 +951,7 @@ impl Backend for MemcachedBackend {
             }
         }
         let results = match outcome {
-            Ok(batch) => batch.map_err(|e| backend_error("clear", e))?,
+            Ok(results) => results,
             Err(timeout) => {
                 tracing::warn!(servers = ?self.ring.addrs, namespace, error = %timeout, "memcached clear timed out; a server that did not take it keeps this namespace's entries visible");
                 return Err(timeout);
@@ -1049,24 +999,23 @@ impl Backend for MemcachedBackend {
         let mut answer = (0, 0);
         for _ in 0..2 {
             let stamp = gens.stamp();
-            let counter = Arithmetic::new(self.ring.counter_key(server, stamp, key.as_str()))
-                .delta(delta.unsigned_abs());
-            let counter = if delta < 0 {
-                // A refund: `MD`, floored at 0 by memcached, no autovivify.
-                counter.decrement()
-            } else {
-                counter.initial(delta.unsigned_abs(), vivify_ttl(ttl))
+            // A refund (`delta < 0`) is `MD`, floored at 0 by memcached, without autovivify.
+            let counter = Cmd::Arith {
+                key: self.ring.counter_key(server, stamp, key.as_str()).into(),
+                delta: delta.unsigned_abs(),
+                decrement: delta < 0,
+                vivify: (delta >= 0).then(|| (expiry(ttl), delta.unsigned_abs())),
+                expiry: None,
             };
-            let mut ops: Vec<Op> = vec![counter.into()];
+            let mut ops = vec![counter];
             if let Some(p) = peek_along {
-                ops.push(Get::new(self.ring.counter_key(server, stamp, p.as_str())).into());
+                ops.push(Cmd::get(self.ring.counter_key(server, stamp, p.as_str())));
             }
             let (current, results) = self.batch(OP, server, namespace, ops).await?;
             let counted = results
                 .first()
-                .and_then(OpResult::as_arithmetic)
                 .ok_or_else(|| protocol_error(OP, "missing ma result"))?;
-            let value = match counted.value {
+            let value = match counted.number() {
                 Some(v) => v,
                 // A refund of a counter that is gone (`NF`).
                 None if delta < 0 => 0,
@@ -1076,7 +1025,6 @@ impl Backend for MemcachedBackend {
                 Some(_) => counter_value(
                     results
                         .get(1)
-                        .and_then(OpResult::as_get)
                         .ok_or_else(|| protocol_error(OP, "missing mg result"))?,
                 ),
                 None => 0,
@@ -1095,10 +1043,13 @@ impl Backend for MemcachedBackend {
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        self.client
-            .noop()
-            .await
-            .map_err(|e| backend_error("ping", e))
+        for server in 0..self.ring.addrs.len() {
+            self.client
+                .noop(server)
+                .await
+                .map_err(|e| backend_error("ping", e))?;
+        }
+        Ok(())
     }
 }
 
@@ -1217,22 +1168,19 @@ mod tests {
     }
 
     #[test]
-    fn generation_keys_route_to_their_server() {
+    fn generation_keys_are_safe_and_carry_their_servers_tag() {
         let r = ring(3);
         for server in 0..3 {
             for ns in ["", "myapp:", "with space:", &"n".repeat(300)] {
                 let key = r.gen_key(server, ns);
                 assert!(key.len() <= MAX_KEY_LEN, "{key}");
                 assert!(key.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{key}");
-                assert_eq!(r.gen_target(key.as_bytes()), Some(server));
-                assert_eq!(
-                    RingRouter(Arc::new(ring(3))).route(key.as_bytes(), &[]),
-                    server
-                );
+                // Two addresses of one memcached never share a counter.
+                assert!(key.starts_with(&format!("{GEN_PREFIX}{}:", r.tags[server])));
+                assert_ne!(key, r.gen_key((server + 1) % 3, ns));
             }
         }
         assert_ne!(r.gen_key(0, ""), r.gen_key(0, "a:"));
-        assert_eq!(r.gen_target(b"widget:7"), None);
     }
 
     #[test]
@@ -1248,8 +1196,7 @@ mod tests {
                 let wire = r.counter_key(server, 0xdead_beef, key);
                 assert!(wire.len() <= MAX_KEY_LEN, "{wire}");
                 assert!(wire.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{wire}");
-                assert_eq!(r.gen_target(wire.as_bytes()), Some(server));
-                assert!(wire.contains(":deadbeef:"), "{wire}");
+                assert!(wire.starts_with(&format!("{COUNTER_PREFIX}{}:deadbeef:", r.tags[server])));
             }
         }
         assert_ne!(r.counter_key(0, 1, "k"), r.counter_key(0, 2, "k"));
@@ -1260,9 +1207,9 @@ mod tests {
         );
         assert_eq!(counter_route("a{}b"), "a{}b");
         assert_eq!(counter_route("no-tag"), "no-tag");
-        assert_eq!(vivify_ttl(Duration::from_millis(1)), 1);
-        assert_eq!(vivify_ttl(Duration::from_secs(120)), 120);
-        assert!(vivify_ttl(Duration::from_secs(40 * 86_400)) > 1_000_000_000);
+        assert_eq!(expiry(Duration::from_millis(1)), 1);
+        assert_eq!(expiry(Duration::from_secs(120)), 120);
+        assert!(expiry(Duration::from_secs(40 * 86_400)) > 1_000_000_000);
     }
 
     #[test]
@@ -1317,15 +1264,12 @@ mod tests {
 
     #[test]
     fn ttls_round_up_to_whole_seconds() {
-        assert_eq!(wire_ttl(None), Ttl::NEVER);
-        assert_eq!(wire_ttl(Some(Duration::from_millis(1))), Ttl::secs(1));
-        assert_eq!(wire_ttl(Some(Duration::ZERO)), Ttl::secs(1));
-        assert_eq!(wire_ttl(Some(Duration::from_millis(1500))), Ttl::secs(2));
-        assert_eq!(wire_ttl(Some(Duration::from_secs(60))), Ttl::secs(60));
-        assert_eq!(wire_ttl(Some(Duration::MAX)), Ttl::NEVER);
-        assert_eq!(
-            wire_ttl(Some(Duration::from_secs(200 * 365 * 86_400))),
-            Ttl::NEVER
-        );
+        assert_eq!(wire_ttl(None), 0);
+        assert_eq!(wire_ttl(Some(Duration::from_millis(1))), 1);
+        assert_eq!(wire_ttl(Some(Duration::ZERO)), 1);
+        assert_eq!(wire_ttl(Some(Duration::from_millis(1500))), 2);
+        assert_eq!(wire_ttl(Some(Duration::from_secs(60))), 60);
+        assert_eq!(wire_ttl(Some(Duration::MAX)), 0);
+        assert_eq!(wire_ttl(Some(Duration::from_secs(200 * 365 * 86_400))), 0);
     }
 }
