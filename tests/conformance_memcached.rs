@@ -554,3 +554,39 @@ async fn connect_fails_without_any_server_and_from_config_works() {
         Some("v")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_opens_at_most_pool_size_connections_and_reuses_them() {
+    let server = MemcachedServer::start();
+    let addr = server.addr();
+    let backend = connect(
+        std::slice::from_ref(&addr),
+        MemcachedOptions {
+            pool_size: 2,
+            ..MemcachedOptions::default()
+        },
+    )
+    .await;
+    let key = Key::plain("pool:k");
+    backend
+        .set(key, Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    // Every `stats` below is one more connection of its own.
+    let before = server_stat(&addr, "total_connections");
+    for _ in 0..5 {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let backend = backend.clone();
+            calls.spawn(async move { backend.get(Key::plain("pool:k")).await });
+        }
+        for got in calls.join_all().await {
+            assert_eq!(got.unwrap().as_deref(), Some(&b"v"[..]));
+        }
+    }
+    let opened = server_stat(&addr, "total_connections") - before - 1;
+    assert!(
+        (1..=2).contains(&opened),
+        "320 calls over a pool of 2 opened {opened} connections"
+    );
+}

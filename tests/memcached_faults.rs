@@ -420,3 +420,56 @@ async fn a_cancelled_call_never_desynchronises_the_pool() {
         assert_eq!(backend.get(k1).await.unwrap().as_deref(), Some(&b"one"[..]));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_to_a_restarted_server_are_replaced_before_use() {
+    let mut server = MemcachedServer::start();
+    let backend = MemcachedBackend::connect_with(
+        &[server.addr()],
+        MemcachedOptions {
+            pool_size: 4,
+            ..MemcachedOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Fill the pool: concurrent calls each take a connection of their own.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let backend = backend.clone();
+        calls.spawn(async move {
+            let key = format!("restart:{i}");
+            backend
+                .set(Key::plain(&key), Bytes::from(key.clone()), None)
+                .await
+        });
+    }
+    for stored in calls.join_all().await {
+        stored.unwrap();
+    }
+    server.restart();
+    // Every pooled connection is now closed by the old process: not one
+    // call may fail because of it, sequential or concurrent.
+    let key = Key::plain("restart:after");
+    for _ in 0..4 {
+        assert_eq!(
+            backend.get(key).await.unwrap(),
+            None,
+            "the restart emptied the server"
+        );
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let backend = backend.clone();
+        calls.spawn(async move {
+            let key = format!("restart:again:{i}");
+            backend
+                .set(Key::plain(&key), Bytes::from(key.clone()), None)
+                .await?;
+            backend.get(Key::plain(&key)).await
+        });
+    }
+    for got in calls.join_all().await {
+        assert!(got.unwrap().is_some());
+    }
+}

@@ -595,7 +595,10 @@ impl MetaClient {
                 }
                 // The server closed this pooled connection while it was idle
                 // (the probe can miss a close that is still in flight): the
-                // command never ran, so it is sent once more on a new one.
+                // commands never ran, so they are sent once more on a new
+                // one. (A server that ran them and then died without a word
+                // took its items with it; repeating reads, writes or a
+                // generation bump is harmless.)
                 Err(Failure { error, answered })
                     if checkout.pooled && !answered && error.is_stale() =>
                 {
@@ -786,5 +789,48 @@ mod tests {
             );
         }
         assert!(parse(&[b'x'; MAX_LINE + 1]).is_err());
+    }
+
+    /// A fake server on loopback: per accepted connection, reads one request
+    /// of `mn\r\n` and either answers `MN` or (when `script` says so) closes.
+    async fn fake_server(script: Vec<bool>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut script = script.into_iter();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                // Answer requests on this connection until the script says close.
+                let mut buf = [0u8; 4];
+                loop {
+                    if socket.read_exact(&mut buf).await.is_err() {
+                        break;
+                    }
+                    match script.next() {
+                        Some(true) => socket.write_all(b"MN\r\n").await.unwrap(),
+                        _ => break,
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_closed_before_answering_is_redialled_once() {
+        // Answer, then close the (now pooled) connection on the next request,
+        // then answer on the new connection.
+        let addr = fake_server(vec![true, false, true]).await;
+        let client = MetaClient::new(&[addr], 1, Duration::from_secs(1));
+        client.noop(0).await.expect("first exchange");
+        client.noop(0).await.expect("resent on a fresh connection");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_connection_that_fails_is_an_error_not_a_retry() {
+        let addr = fake_server(vec![false, true]).await;
+        let client = MetaClient::new(&[addr], 1, Duration::from_secs(1));
+        let err = client.noop(0).await.expect_err("closed without an answer");
+        assert!(err.is_stale(), "{err}");
     }
 }
