@@ -528,6 +528,16 @@ async fn connect_fails_without_any_server_and_from_config_works() {
     .await
     .unwrap_err();
     assert!(err.is_store_failure(), "{err}");
+    // One address that cannot resolve fails the connect, even beside a good one.
+    let server = MemcachedServer::start();
+    let err = MemcachedBackend::connect([server.addr().as_str(), "127.0.0.1"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("\"127.0.0.1\" does not resolve"),
+        "{err}"
+    );
+    drop(server);
     assert!(matches!(
         MemcachedBackend::connect(Vec::<String>::new()).await,
         Err(Error::Config {

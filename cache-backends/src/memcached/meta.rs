@@ -28,10 +28,11 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,6 +51,18 @@ const MAX_VALUE: usize = 1024 * 1024 * 1024;
 /// Initial read buffer of a connection; grows for large values.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Most the read buffer grows by per read: memory follows the bytes that
+/// arrive, not the size a reply announces.
+const MAX_GROWTH: usize = 1024 * 1024;
+
+/// A pooled connection's buffers are shrunk back when a large value grew them past this.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Pooled connections idle this long are closed instead of reused: a NAT
+/// or firewall may have dropped them silently, and such a connection would
+/// swallow a request until the op timeout.
+const MAX_IDLE: Duration = Duration::from_secs(90);
+
 /// What went wrong talking to memcached.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MetaError {
@@ -61,12 +74,14 @@ pub(crate) enum MetaError {
     PoolExhausted(Duration),
     #[error("memcached answered SERVER_ERROR {0}")]
     Server(String),
-    #[error("memcached rejected a request ({0}); this is a cacheside bug, please report it")]
+    #[error("memcached rejected a request ({0}); check that the item is not one another client wrote in another format")]
     Client(String),
     #[error("unexpected reply from memcached: {0}; is the address a memcached 1.6+ server?")]
     Protocol(&'static str),
     #[error("{0:?} is not a valid memcached key (1 to 250 bytes, printable ASCII, no spaces)")]
     InvalidKey(String),
+    #[error("memcached server address {addr:?} does not resolve ({source}); use host:port")]
+    Resolve { addr: String, source: io::Error },
 }
 
 impl MetaError {
@@ -123,6 +138,17 @@ pub(crate) enum Cmd<'a> {
 }
 
 impl<'a> Cmd<'a> {
+    /// True when running the command twice has the effect of running it
+    /// once: reads, writes of the same value, arithmetic of zero. Not a
+    /// count, a delete (its second run reports "not found"), a generation bump.
+    fn repeatable(&self) -> bool {
+        match self {
+            Cmd::Get { .. } | Cmd::Set { .. } | Cmd::Noop => true,
+            Cmd::Arith { delta, .. } => *delta == 0,
+            Cmd::Delete { .. } => false,
+        }
+    }
+
     /// `mg <key> v f`: the value and the client flags.
     pub(crate) fn get(key: impl Into<Cow<'a, str>>) -> Cmd<'a> {
         Cmd::Get {
@@ -396,24 +422,17 @@ struct Conn {
     write: Vec<u8>,
 }
 
-/// How an exchange on a connection failed: the error, and whether any reply byte had arrived.
+/// How an exchange on a connection failed: the error, whether any request
+/// byte had left, and whether any reply byte had arrived.
 struct Failure {
     error: MetaError,
+    written: bool,
     answered: bool,
 }
 
-impl From<MetaError> for Failure {
-    fn from(error: MetaError) -> Failure {
-        Failure {
-            error,
-            answered: false,
-        }
-    }
-}
-
 impl Conn {
-    async fn dial(addr: &str, timeout: Duration) -> Result<Conn, MetaError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    async fn dial(addrs: &[SocketAddr], timeout: Duration) -> Result<Conn, MetaError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addrs))
             .await
             .map_err(|_| MetaError::ConnectTimeout(timeout))??;
         stream.set_nodelay(true)?;
@@ -434,12 +453,38 @@ impl Conn {
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
+    /// Large values leave large buffers: shrink them before the connection is pooled.
+    fn shrink(&mut self) {
+        if self.write.capacity() > KEEP_BUFFER {
+            self.write = Vec::with_capacity(256);
+        }
+        if self.read.capacity() > KEEP_BUFFER && self.read.is_empty() {
+            self.read = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+
     /// Writes `self.write`, then reads `count` replies.
     async fn round_trip(&mut self, count: usize) -> Result<Vec<Result<Reply, MetaError>>, Failure> {
-        self.stream
-            .write_all(&self.write)
-            .await
-            .map_err(|e| Failure::from(MetaError::Io(e)))?;
+        let mut sent = 0;
+        while sent < self.write.len() {
+            match self.stream.write(&self.write[sent..]).await {
+                Ok(0) => {
+                    return Err(Failure {
+                        error: io::Error::from(io::ErrorKind::WriteZero).into(),
+                        written: sent > 0,
+                        answered: false,
+                    })
+                }
+                Ok(n) => sent += n,
+                Err(e) => {
+                    return Err(Failure {
+                        error: e.into(),
+                        written: sent > 0,
+                        answered: false,
+                    })
+                }
+            }
+        }
         let mut replies = Vec::with_capacity(count);
         let mut answered = false;
         while replies.len() < count {
@@ -450,7 +495,9 @@ impl Conn {
                 }
                 Ok(Parsed::Incomplete(need)) => {
                     let free = self.read.capacity() - self.read.len();
-                    let want = need.saturating_sub(self.read.len()).max(READ_CHUNK / 2);
+                    let want = need
+                        .saturating_sub(self.read.len())
+                        .clamp(READ_CHUNK / 2, MAX_GROWTH);
                     if free < want {
                         self.read.reserve(want.max(READ_CHUNK));
                     }
@@ -458,6 +505,7 @@ impl Conn {
                         Ok(0) => {
                             return Err(Failure {
                                 error: io::Error::from(io::ErrorKind::UnexpectedEof).into(),
+                                written: true,
                                 answered,
                             })
                         }
@@ -465,12 +513,19 @@ impl Conn {
                         Err(e) => {
                             return Err(Failure {
                                 error: e.into(),
+                                written: true,
                                 answered,
                             })
                         }
                     }
                 }
-                Err(error) => return Err(Failure { error, answered }),
+                Err(error) => {
+                    return Err(Failure {
+                        error,
+                        written: true,
+                        answered,
+                    })
+                }
             }
         }
         Ok(replies)
@@ -480,7 +535,10 @@ impl Conn {
 /// One server's pool.
 struct Server {
     addr: String,
-    idle: Mutex<Vec<Conn>>,
+    /// `addr` resolved once, when the client was made.
+    resolved: Vec<SocketAddr>,
+    /// Idle connections, each with the time it was returned.
+    idle: Mutex<Vec<(Conn, Instant)>>,
     slots: Semaphore,
 }
 
@@ -494,9 +552,11 @@ struct Checkout<'a> {
 }
 
 impl Checkout<'_> {
-    fn put_back(self) {
+    fn put_back(mut self) {
+        self.conn.shrink();
+        let now = Instant::now();
         let mut idle = self.server.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.push(self.conn);
+        idle.push((self.conn, now));
     }
 }
 
@@ -504,6 +564,8 @@ impl Checkout<'_> {
 pub(crate) struct MetaClient {
     servers: Box<[Server]>,
     connect_timeout: Duration,
+    /// [`MAX_IDLE`], or less in tests.
+    max_idle: Duration,
 }
 
 impl std::fmt::Debug for MetaClient {
@@ -518,21 +580,41 @@ impl std::fmt::Debug for MetaClient {
 }
 
 impl MetaClient {
-    /// A client for `addrs` (nothing is dialled until used); at most
+    /// A client for `addrs` (`host:port` each, resolved now, each within
+    /// `connect_timeout`; nothing is dialled until used), with at most
     /// `pool_size` connections per server, each dialled within `connect_timeout`.
-    pub(crate) fn new(addrs: &[String], pool_size: usize, connect_timeout: Duration) -> MetaClient {
-        let servers = addrs
-            .iter()
-            .map(|addr| Server {
+    pub(crate) async fn resolve(
+        addrs: &[String],
+        pool_size: usize,
+        connect_timeout: Duration,
+    ) -> Result<MetaClient, MetaError> {
+        let mut servers = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let failed = |source| MetaError::Resolve {
                 addr: addr.clone(),
+                source,
+            };
+            let resolved: Vec<SocketAddr> =
+                tokio::time::timeout(connect_timeout, tokio::net::lookup_host(addr.as_str()))
+                    .await
+                    .map_err(|_| failed(io::ErrorKind::TimedOut.into()))?
+                    .map_err(failed)?
+                    .collect();
+            if resolved.is_empty() {
+                return Err(failed(io::ErrorKind::NotFound.into()));
+            }
+            servers.push(Server {
+                addr: addr.clone(),
+                resolved,
                 idle: Mutex::new(Vec::new()),
-                slots: Semaphore::new(pool_size.max(1)),
-            })
-            .collect();
-        MetaClient {
-            servers,
-            connect_timeout,
+                slots: Semaphore::new(pool_size.clamp(1, Semaphore::MAX_PERMITS)),
+            });
         }
+        Ok(MetaClient {
+            servers: servers.into(),
+            connect_timeout,
+            max_idle: MAX_IDLE,
+        })
     }
 
     async fn checkout(&self, server: usize) -> Result<Checkout<'_>, MetaError> {
@@ -547,7 +629,7 @@ impl MetaClient {
         loop {
             let conn = server.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match conn {
-                Some(conn) if conn.is_reusable() => {
+                Some((conn, since)) if since.elapsed() < self.max_idle && conn.is_reusable() => {
                     return Ok(Checkout {
                         server,
                         conn,
@@ -559,7 +641,7 @@ impl MetaClient {
                 None => break,
             }
         }
-        let conn = Conn::dial(&server.addr, self.connect_timeout).await?;
+        let conn = Conn::dial(&server.resolved, self.connect_timeout).await?;
         Ok(Checkout {
             server,
             conn,
@@ -594,15 +676,22 @@ impl MetaClient {
                     return Ok(replies);
                 }
                 // The server closed this pooled connection while it was idle
-                // (the probe can miss a close that is still in flight): the
-                // commands never ran, so they are sent once more on a new
-                // one. (A server that ran them and then died without a word
-                // took its items with it; repeating reads, writes or a
-                // generation bump is harmless.)
-                Err(Failure { error, answered })
-                    if checkout.pooled && !answered && error.is_stale() =>
+                // (the probe can miss a close that is still in flight): sent
+                // once more on a new connection, when that cannot repeat an
+                // effect: nothing had been written, or every command is
+                // repeatable (a count or a delete that ran before the
+                // connection broke must not run twice).
+                Err(Failure {
+                    error,
+                    written,
+                    answered,
+                }) if checkout.pooled
+                    && !answered
+                    && error.is_stale()
+                    && (!written || cmds.iter().all(Cmd::repeatable)) =>
                 {
-                    let mut fresh = Conn::dial(&checkout.server.addr, self.connect_timeout).await?;
+                    let mut fresh =
+                        Conn::dial(&checkout.server.resolved, self.connect_timeout).await?;
                     std::mem::swap(&mut fresh.write, &mut checkout.conn.write);
                     checkout.conn = fresh;
                     checkout.pooled = false;
@@ -669,6 +758,8 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     fn encoded(cmd: Cmd<'_>) -> Result<String, MetaError> {
         let mut out = Vec::new();
@@ -794,12 +885,18 @@ mod tests {
     /// A fake server on loopback: per accepted connection, reads one request
     /// of `mn\r\n` and either answers `MN` or (when `script` says so) closes.
     async fn fake_server(script: Vec<bool>) -> String {
+        fake_server_counting(script, Arc::default()).await
+    }
+
+    /// [`fake_server`], counting the connections it accepts in `accepted`.
+    async fn fake_server_counting(script: Vec<bool>, accepted: Arc<AtomicUsize>) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
             let mut script = script.into_iter();
             while let Ok((mut socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 // Answer requests on this connection until the script says close.
                 let mut buf = [0u8; 4];
                 loop {
@@ -821,7 +918,9 @@ mod tests {
         // Answer, then close the (now pooled) connection on the next request,
         // then answer on the new connection.
         let addr = fake_server(vec![true, false, true]).await;
-        let client = MetaClient::new(&[addr], 1, Duration::from_secs(1));
+        let client = MetaClient::resolve(&[addr], 1, Duration::from_secs(1))
+            .await
+            .unwrap();
         client.noop(0).await.expect("first exchange");
         client.noop(0).await.expect("resent on a fresh connection");
     }
@@ -829,8 +928,53 @@ mod tests {
     #[tokio::test]
     async fn a_fresh_connection_that_fails_is_an_error_not_a_retry() {
         let addr = fake_server(vec![false, true]).await;
-        let client = MetaClient::new(&[addr], 1, Duration::from_secs(1));
+        let client = MetaClient::resolve(&[addr], 1, Duration::from_secs(1))
+            .await
+            .unwrap();
         let err = client.noop(0).await.expect_err("closed without an answer");
         assert!(err.is_stale(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_count_or_delete_written_to_a_connection_that_then_closes_is_not_repeated() {
+        // Answer `mn`, close on the `md` (after reading it), then answer on a new connection.
+        let addr = fake_server(vec![true, false, true]).await;
+        let client = MetaClient::resolve(&[addr], 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        client.noop(0).await.expect("first exchange");
+        let delete = Cmd::Delete { key: "k".into() };
+        let err = client
+            .one(0, delete)
+            .await
+            .expect_err("may have run: not resent");
+        assert!(err.is_stale(), "{err}");
+        client.noop(0).await.expect("the next call dials afresh");
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_limit_are_dialled_afresh() {
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let addr = fake_server_counting(vec![true; 6], Arc::clone(&accepted)).await;
+        let mut client = MetaClient::resolve(&[addr], 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            client.noop(0).await.unwrap();
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "reused within the limit"
+        );
+        client.max_idle = Duration::ZERO;
+        for _ in 0..3 {
+            client.noop(0).await.unwrap();
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            4,
+            "one dial per call past the limit"
+        );
     }
 }

@@ -217,16 +217,22 @@ impl Ring {
 
 /// The `T` (or `N`) of a TTL: whole seconds rounded up (at least 1), sent
 /// as an absolute unix time past 30 days as the protocol requires, and 0
-/// (never expires) when that time is past memcached's 32-bit clock (2106).
+/// (never expires) when that time is past what memcached parses: it reads
+/// the number as a signed 32-bit value, so a time after 2038-01-19 would
+/// turn negative and expire the item at once.
 fn expiry(ttl: Duration) -> u32 {
     let secs = ttl
         .as_secs()
         .saturating_add(u64::from(ttl.subsec_nanos() > 0))
         .max(1);
     if secs <= 30 * 24 * 60 * 60 {
-        secs as u32
+        return secs as u32;
+    }
+    let at = unix_secs().saturating_add(secs);
+    if at > i32::MAX as u64 {
+        0
     } else {
-        u32::try_from(unix_secs().saturating_add(secs)).unwrap_or(0)
+        at as u32
     }
 }
 
@@ -510,7 +516,10 @@ impl MemcachedBackend {
         let pool = options.pool_size.max(1);
         // No I/O timer in the client: the cache's op timeout bounds
         // single-key calls (see `MemcachedOptions::io_timeout`).
-        let client = Arc::new(MetaClient::new(&addrs, pool, options.connect_timeout));
+        let client = MetaClient::resolve(&addrs, pool, options.connect_timeout)
+            .await
+            .map_err(|e| backend_error("connect", e))?;
+        let client = Arc::new(client);
         let backend = MemcachedBackend {
             client,
             seen: addrs.iter().map(|_| Mutex::default()).collect(),
@@ -1278,5 +1287,13 @@ mod tests {
         assert_eq!(wire_ttl(Some(Duration::from_secs(60))), 60);
         assert_eq!(wire_ttl(Some(Duration::MAX)), 0);
         assert_eq!(wire_ttl(Some(Duration::from_secs(200 * 365 * 86_400))), 0);
+        // Past 2038-01-19 memcached's signed 32-bit parse would expire the item at once.
+        let until_2038 = i32::MAX as u64 - unix_secs();
+        assert_eq!(wire_ttl(Some(Duration::from_secs(until_2038 + 10))), 0);
+        let ten_years = wire_ttl(Some(Duration::from_secs(10 * 365 * 86_400)));
+        assert!(
+            ten_years > 1_900_000_000 && ten_years <= i32::MAX as u32,
+            "{ten_years}"
+        );
     }
 }
