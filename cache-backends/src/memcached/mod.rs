@@ -334,8 +334,11 @@ fn protocol_error(op: &'static str, what: &str) -> Error {
 /// to the pool only after a complete exchange: one whose future is cancelled
 /// mid-exchange (the cache's op timeout) is closed, so a half-read reply
 /// never reaches the next call. A pooled connection that the server closed
-/// (a restart) is detected before use by a non-blocking read, or redialled
-/// once if it fails before any reply byte. Single-key exchanges are bounded
+/// (a restart) is detected before use by a non-blocking read, or replaced
+/// once if it fails before any reply byte and resending cannot repeat an
+/// effect (a count or a delete that may have run is an error instead); one
+/// idle for 90 s is closed rather than trusted past a NAT's or firewall's
+/// idle limit. Addresses are resolved once, in `connect`. Single-key exchanges are bounded
 /// by the cache's op timeout, the rest by [`MemcachedOptions::io_timeout`].
 /// (The `memcache` crate's `exp` client served here first and passed the
 /// same tests, but its per-command allocations held exact hits at 64 tasks
@@ -418,7 +421,9 @@ fn protocol_error(op: &'static str, what: &str) -> Error {
 ///   sending them; a server that still answers `SERVER_ERROR object too large`
 ///   (started with a smaller `-I`) yields [`Error::ValueTooLarge`].
 /// * TTL: `ms … T<secs>`, sub-second TTLs rounded up to 1 s, more than 30 days
-///   sent as an absolute time; no TTL is `T0` (no expiry). `ttl()` reads back
+///   sent as an absolute time; no TTL is `T0` (no expiry), and so is a TTL
+///   that would end after 2038-01-19 (memcached parses the time as a signed
+///   32-bit number and would expire the item at once). `ttl()` reads back
 ///   the remaining seconds with `mg … t`.
 /// * `delete_pattern` is [`Error::PatternNotSupported`]: memcached cannot list
 ///   keys.
