@@ -285,6 +285,13 @@ impl CacheBuilder {
     }
 }
 
+/// `limit` from now; an op timeout too large to add is "about 30 years", as in `tokio::time::timeout`.
+fn deadline_after(limit: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
 /// Reports a cancelled probe as a failed one (see `Cache::guarded_for`).
 struct ProbeGuard<'a> {
     circuit: &'a Circuit,
@@ -383,10 +390,23 @@ impl Cache {
         limit: Duration,
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let inner = &*self.inner;
-        if inner.backend.is_in_process() {
+        if self.inner.backend.is_in_process() {
             return fut.await;
         }
+        self.guarded_until(op, limit, deadline_after(limit), fut)
+            .await
+    }
+
+    /// `guarded_for` with the deadline already taken (`limit` from now):
+    /// a read-through call takes one clock reading for its read and its write.
+    async fn guarded_until<T>(
+        &self,
+        op: &'static str,
+        limit: Duration,
+        deadline: tokio::time::Instant,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let inner = &*self.inner;
         let backend = inner.backend.name();
         let admitted = inner.circuit.admit();
         if matches!(admitted, Admit::Skip) {
@@ -399,7 +419,7 @@ impl Cache {
             circuit: &inner.circuit,
             armed: matches!(admitted, Admit::Probe),
         };
-        let (result, budget_ran_out) = match tokio::time::timeout(limit, fut).await {
+        let (result, budget_ran_out) = match tokio::time::timeout_at(deadline, fut).await {
             Ok(r) => (r, false),
             Err(_) => (
                 Err(Error::Timeout {
@@ -435,8 +455,26 @@ impl Cache {
     /// decode as `T` is a miss: it is deleted and counted as an error. Store
     /// failures are returned (uncounted) for the caller to propagate or fail open on.
     async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<T>, Error> {
+        self.read_by(full, None).await
+    }
+
+    /// `read`, bounded by `deadline` (a store's op timeout from a moment
+    /// already taken) instead of the op timeout from now.
+    async fn read_by<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<T>, Error> {
         let key = self.key(full);
-        let Some(bytes) = self.guarded("get", self.inner.backend.get(key)).await? else {
+        let get = self.inner.backend.get(key);
+        let got = match deadline {
+            Some(deadline) => {
+                self.guarded_until("get", self.inner.op_timeout, deadline, get)
+                    .await
+            }
+            None => self.guarded("get", get).await,
+        };
+        let Some(bytes) = got? else {
             bump(&self.inner.counters.misses);
             return Ok(None);
         };
@@ -741,14 +779,15 @@ impl Cache {
         // One store budget per call: the write after the body gets what the
         // read left of the op timeout, so a hanging store costs a call at most
         // one timeout plus the body's own time.
-        let started = (!self.inner.backend.is_in_process()).then(tokio::time::Instant::now);
-        match self.read::<O::Value>(full).await {
+        let deadline =
+            (!self.inner.backend.is_in_process()).then(|| deadline_after(self.inner.op_timeout));
+        match self.read_by::<O::Value>(full, deadline).await {
             Ok(Some(v)) => return (O::from_cached(v), None),
             Ok(None) => {}
             Err(e) => self.note_failure("read", full, &e),
         }
-        let write_budget = started.map_or(self.inner.op_timeout, |t| {
-            self.inner.op_timeout.saturating_sub(t.elapsed())
+        let write_budget = deadline.map_or(self.inner.op_timeout, |d| {
+            d.saturating_duration_since(tokio::time::Instant::now())
         });
         match self.inner.flights.join(full) {
             Role::Leader(guard) => {
