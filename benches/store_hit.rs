@@ -25,9 +25,10 @@
 //!   redis-rs's defaults (Nagle's algorithm on), for reference: at 64 tasks
 //!   the kernel then coalesces the pipelined writes, which is faster on
 //!   loopback and not what a latency-bound cache client should do.
-//! * `memcached_raw`: the memcache crate's async meta client with the same
-//!   pool size and the crate's default I/O timeout (again one timer per GET
-//!   on each side: the backend's client has none, the `Cache` bounds the
+//! * `memcached_raw`: the memcache crate's async meta client (what a user
+//!   would otherwise call; the backend has its own, leaner client) with the
+//!   same pool size and the crate's default I/O timeout (again one timer per
+//!   GET on each side: the backend's client has none, the `Cache` bounds the
 //!   call). `memcached_macro` uses the default (exact) backend, whose hits
 //!   also read the namespace generations; `memcached_macro_refresh` trusts
 //!   them for a second (`MemcachedOptions::generation_refresh`).
