@@ -28,6 +28,19 @@ async fn backend(addrs: &[String]) -> MemcachedBackend {
     .expect("connect to the test memcached")
 }
 
+/// A backend of one server with `pool_size` connections, defaults otherwise.
+async fn with_pool(addr: &str, pool_size: usize) -> MemcachedBackend {
+    MemcachedBackend::connect_with(
+        [addr],
+        MemcachedOptions {
+            pool_size,
+            ..MemcachedOptions::default()
+        },
+    )
+    .await
+    .expect("connect to the test memcached")
+}
+
 fn cache_with(backend: MemcachedBackend, breaker: Breaker) -> Cache {
     Cache::builder()
         .backend(backend)
@@ -391,15 +404,7 @@ async fn two_servers_spread_keys_and_survive_losing_one() {
 async fn a_cancelled_call_never_desynchronises_the_pool() {
     let server = MemcachedServer::start();
     // One connection, so a connection returned half-read would be reused at once.
-    let backend = MemcachedBackend::connect_with(
-        &[server.addr()],
-        MemcachedOptions {
-            pool_size: 1,
-            ..MemcachedOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let backend = with_pool(&server.addr(), 1).await;
     let k1 = Key::plain("cancel:1");
     let k2 = Key::plain("cancel:2");
     backend
@@ -424,15 +429,7 @@ async fn a_cancelled_call_never_desynchronises_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connections_to_a_restarted_server_are_replaced_before_use() {
     let mut server = MemcachedServer::start();
-    let backend = MemcachedBackend::connect_with(
-        &[server.addr()],
-        MemcachedOptions {
-            pool_size: 4,
-            ..MemcachedOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let backend = with_pool(&server.addr(), 4).await;
     // Fill the pool: concurrent calls each take a connection of their own.
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..32 {

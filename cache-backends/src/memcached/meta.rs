@@ -888,6 +888,14 @@ mod tests {
         fake_server_counting(script, Arc::default()).await
     }
 
+    /// A one-connection client of a [`fake_server`] with this script.
+    async fn client_of_fake(script: Vec<bool>) -> MetaClient {
+        let addr = fake_server(script).await;
+        MetaClient::resolve(&[addr], 1, Duration::from_secs(1))
+            .await
+            .unwrap()
+    }
+
     /// [`fake_server`], counting the connections it accepts in `accepted`.
     async fn fake_server_counting(script: Vec<bool>, accepted: Arc<AtomicUsize>) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -917,20 +925,14 @@ mod tests {
     async fn a_pooled_connection_closed_before_answering_is_redialled_once() {
         // Answer, then close the (now pooled) connection on the next request,
         // then answer on the new connection.
-        let addr = fake_server(vec![true, false, true]).await;
-        let client = MetaClient::resolve(&[addr], 1, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let client = client_of_fake(vec![true, false, true]).await;
         client.noop(0).await.expect("first exchange");
         client.noop(0).await.expect("resent on a fresh connection");
     }
 
     #[tokio::test]
     async fn a_fresh_connection_that_fails_is_an_error_not_a_retry() {
-        let addr = fake_server(vec![false, true]).await;
-        let client = MetaClient::resolve(&[addr], 1, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let client = client_of_fake(vec![false, true]).await;
         let err = client.noop(0).await.expect_err("closed without an answer");
         assert!(err.is_stale(), "{err}");
     }
@@ -938,10 +940,7 @@ mod tests {
     #[tokio::test]
     async fn a_count_or_delete_written_to_a_connection_that_then_closes_is_not_repeated() {
         // Answer `mn`, close on the `md` (after reading it), then answer on a new connection.
-        let addr = fake_server(vec![true, false, true]).await;
-        let client = MetaClient::resolve(&[addr], 1, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let client = client_of_fake(vec![true, false, true]).await;
         client.noop(0).await.expect("first exchange");
         let delete = Cmd::Delete { key: "k".into() };
         let err = client
