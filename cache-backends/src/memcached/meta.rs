@@ -882,6 +882,43 @@ mod tests {
         assert!(parse(&[b'x'; MAX_LINE + 1]).is_err());
     }
 
+    #[test]
+    fn every_prefix_of_a_reply_asks_for_more_and_random_bytes_never_panic() {
+        let replies: [&[u8]; 5] = [
+            b"VA 5 f42 t-1\r\nab\r\nc\r\n",
+            b"HD f7 t30\r\n",
+            b"EN\r\n",
+            b"VA 0 f1\r\n\r\n",
+            b"SERVER_ERROR out of memory storing object\r\n",
+        ];
+        for reply in replies {
+            for cut in 0..reply.len() {
+                assert!(
+                    matches!(parse(&reply[..cut]), Ok(Parsed::Incomplete(n)) if n > cut),
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(reply)
+                );
+            }
+            assert!(matches!(parse(reply), Ok(Parsed::Reply(_, n)) if n == reply.len()));
+        }
+        // Bounded pseudo-random input, biased towards protocol bytes: any
+        // outcome but a panic, and a reply never claims more bytes than there are.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let alphabet = b"VAHDENSX 0123456789ftv\r\n-";
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|i| alphabet[((state >> (i % 8 * 8)) as usize + i) % alphabet.len()])
+                .collect();
+            if let Ok(Parsed::Reply(_, taken)) = parse(&buf) {
+                assert!(taken <= buf.len());
+            }
+        }
+    }
+
     /// A fake server on loopback: per accepted connection, reads one request
     /// of `mn\r\n` and either answers `MN` or (when `script` says so) closes.
     async fn fake_server(script: Vec<bool>) -> String {
