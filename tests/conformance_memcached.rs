@@ -306,6 +306,14 @@ async fn generations_are_created_on_first_use_permanent_and_recreated_when_lost(
     );
     cache.set("k", &2u32, None).await.unwrap();
     assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2));
+
+    // Cleared, then the counters are lost at once (in the same second):
+    // the recreated ones must not bring the cleared entry back.
+    cache.clear().await.unwrap();
+    for key in &gens {
+        assert_eq!(raw(&addr, &format!("md {key}\r\n"), "\r\n"), "HD\r\n");
+    }
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), None, "stays cleared");
 }
 
 #[tokio::test]

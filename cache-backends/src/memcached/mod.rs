@@ -302,6 +302,16 @@ impl Gens {
     }
 }
 
+/// The initial value of a generation counter: microseconds since the epoch.
+/// A counter lost and created again starts past every value the lost one
+/// can have reached (a clear adds 1, and recreating takes more than a
+/// microsecond), so entries it retired never match again.
+fn unix_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| {
+        u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
 fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -377,7 +387,7 @@ fn protocol_error(op: &'static str, what: &str) -> Error {
 /// Each server keeps, per namespace, a generation counter under
 /// `__cacheside_gen:<server-tag>:<namespace>` (the server tag is 16 hex digits
 /// of the hash of its address; the counter is created atomically on first use
-/// with `ma … N J<unix seconds> D0`, so a counter lost with a restart comes
+/// with `ma … N J<unix microseconds> D0`, so a counter lost with a restart comes
 /// back larger). The namespace `""` has one too: it is the *global*
 /// generation. Every entry is written with its **client flags** set to its
 /// *stamp*: the global generation plus (for a namespaced key) the namespace's
@@ -591,7 +601,7 @@ impl MemcachedBackend {
             key: self.ring.gen_key(server, namespace),
             delta,
             decrement: false,
-            vivify: Some((GEN_CREATE_TTL, unix_secs())),
+            vivify: Some((GEN_CREATE_TTL, unix_micros())),
             expiry: Some(0),
         }
     }
