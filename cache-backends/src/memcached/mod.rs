@@ -330,7 +330,6 @@ fn protocol_error(op: &'static str, what: &str) -> Error {
     )
 }
 
-/// True when the server refused a value as too large (`SERVER_ERROR object too large for cache`).
 /// Memcached as a cacheside [`Backend`]: meta protocol, a connection pool per
 /// server, several servers by rendezvous hashing, `clear` by generations.
 ///
