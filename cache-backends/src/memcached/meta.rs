@@ -247,11 +247,14 @@ impl<'a> Cmd<'a> {
     }
 }
 
+/// A key memcached accepts and that cannot inject a command: 1 to 250
+/// bytes of printable ASCII without spaces (`0x21..=0x7e`).
+pub(crate) fn is_valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
 fn head(out: &mut Vec<u8>, verb: &[u8], key: &str) -> Result<(), MetaError> {
-    let ok = !key.is_empty()
-        && key.len() <= MAX_KEY_LEN
-        && key.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if !ok {
+    if !is_valid_key(key) {
         return Err(MetaError::InvalidKey(key.to_owned()));
     }
     out.extend_from_slice(verb);

@@ -13,7 +13,7 @@ use cache_core::{Backend, Config, Error, Key};
 
 mod meta;
 
-use meta::{Cmd, MetaClient, MetaError, Reply, MAX_KEY_LEN};
+use meta::{is_valid_key, Cmd, MetaClient, MetaError, Reply, MAX_KEY_LEN};
 
 const NAME: &str = "memcached";
 
@@ -45,11 +45,7 @@ const GEN_CREATE_TTL: u32 = 30 * 24 * 60 * 60;
 /// assert!(memcached_wire_key(&"x".repeat(300)).len() <= 250);
 /// ```
 pub fn memcached_wire_key(key: &str) -> Cow<'_, str> {
-    let safe = !key.is_empty()
-        && key.len() <= MAX_KEY_LEN
-        && key.bytes().all(|b| (0x21..=0x7e).contains(&b))
-        && !key.starts_with(RESERVED);
-    if safe {
+    if is_valid_key(key) && !key.starts_with(RESERVED) {
         Cow::Borrowed(key)
     } else {
         Cow::Owned(format!("{HASHED_PREFIX}{:032x}", bytes128(key.as_bytes())))
@@ -167,8 +163,7 @@ impl Ring {
             return Cow::Borrowed(&self.global_gen[server]);
         }
         let key = format!("{GEN_PREFIX}{}:{namespace}", self.tags[server]);
-        let safe = key.len() <= MAX_KEY_LEN && key.bytes().all(|b| (0x21..=0x7e).contains(&b));
-        Cow::Owned(if safe {
+        Cow::Owned(if is_valid_key(&key) {
             key
         } else {
             // A hashed namespace never ends with ':' while real ones do: no clash.
