@@ -468,8 +468,10 @@ impl Conn {
         }
     }
 
-    /// Writes `self.write`, then reads `count` replies.
-    async fn round_trip(&mut self, count: usize) -> Result<Vec<Result<Reply, MetaError>>, Failure> {
+    /// Writes `self.write`, then reads `count` replies. The inner error is
+    /// the first `SERVER_ERROR` among them: the stream is read to the end
+    /// all the same, so the connection stays in step.
+    async fn round_trip(&mut self, count: usize) -> Result<Result<Vec<Reply>, MetaError>, Failure> {
         let mut sent = 0;
         while sent < self.write.len() {
             match self.stream.write(&self.write[sent..]).await {
@@ -491,12 +493,20 @@ impl Conn {
             }
         }
         let mut replies = Vec::with_capacity(count);
+        let mut refused = None;
+        let mut parsed = 0;
         let mut answered = false;
-        while replies.len() < count {
+        while parsed < count {
             match parse(&self.read) {
                 Ok(Parsed::Reply(reply, taken)) => {
                     self.read.advance(taken);
-                    replies.push(reply);
+                    parsed += 1;
+                    match reply {
+                        Ok(reply) => replies.push(reply),
+                        Err(error) => {
+                            refused.get_or_insert(error);
+                        }
+                    }
                 }
                 Ok(Parsed::Incomplete(need)) => {
                     let free = self.read.capacity() - self.read.len();
@@ -533,7 +543,10 @@ impl Conn {
                 }
             }
         }
-        Ok(replies)
+        Ok(match refused {
+            Some(error) => Err(error),
+            None => Ok(replies),
+        })
     }
 }
 
@@ -655,16 +668,16 @@ impl MetaClient {
         })
     }
 
-    /// Sends `cmds` to `server` as one pipelined batch; one result per
-    /// command, in order. The outer error fails the whole exchange (no
-    /// connection, a broken or desynchronised stream, an invalid key: then
-    /// nothing was written); an inner one is the server's `SERVER_ERROR`
-    /// for that command.
+    /// Sends `cmds` to `server` as one pipelined batch; one reply per
+    /// command, in order. Fails when there is no connection, the stream
+    /// breaks or desynchronises, a key is invalid (then nothing was
+    /// written), or the server answers a command with `SERVER_ERROR` (the
+    /// first such [`MetaError::Server`]; the connection stays usable).
     pub(crate) async fn exchange(
         &self,
         server: usize,
         cmds: &[Cmd<'_>],
-    ) -> Result<Vec<Result<Reply, MetaError>>, MetaError> {
+    ) -> Result<Vec<Reply>, MetaError> {
         let mut checkout = self.checkout(server).await?;
         checkout.conn.write.clear();
         for cmd in cmds {
@@ -678,7 +691,7 @@ impl MetaClient {
             match checkout.conn.round_trip(cmds.len()).await {
                 Ok(replies) => {
                     checkout.put_back();
-                    return Ok(replies);
+                    return replies;
                 }
                 // The server closed this pooled connection while it was idle
                 // (the probe can miss a close that is still in flight): sent
@@ -711,7 +724,7 @@ impl MetaClient {
         self.exchange(server, std::slice::from_ref(&cmd))
             .await?
             .pop()
-            .ok_or(MetaError::Protocol("missing reply"))?
+            .ok_or(MetaError::Protocol("missing reply"))
     }
 
     /// `mn` on `server`.

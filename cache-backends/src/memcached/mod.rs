@@ -642,44 +642,72 @@ impl MemcachedBackend {
         })
     }
 
-    /// The exact read of a hit: the generation reads and the entry's `mg`
-    /// in one batch, nothing remembered (in exact mode only writes use what
-    /// was remembered, and they read their own). `None` when a generation
-    /// needs creating or repair: the caller then takes the general path.
-    async fn get_exact(
-        &self,
+    /// Sends `gen_reads(server, namespace) ++ rest` as one pipelined batch
+    /// on `server`: the generations, when every one is present and
+    /// permanent, and the results of `rest`.
+    async fn read_with_gens<'a>(
+        &'a self,
+        op: &'static str,
         server: usize,
-        namespace: &str,
-        wire: &str,
-    ) -> Result<Option<Option<Bytes>>, Error> {
-        let mut gets = Vec::with_capacity(3);
-        gets.extend(self.gen_reads(server, namespace));
-        gets.push(Cmd::get(wire));
-        let mut out = self
-            .client
-            .exchange(server, &gets)
-            .await
-            .map_err(|e| backend_error("get", e))?;
-        let entry = out
-            .pop()
-            .ok_or_else(|| protocol_error("get", "missing mg result"))?
-            .map_err(|e| backend_error("get", e))?;
+        namespace: &'a str,
+        rest: impl IntoIterator<Item = Cmd<'a>>,
+    ) -> Result<(Option<Gens>, Vec<Reply>), Error> {
+        let mut ops = Vec::with_capacity(3);
+        ops.extend(self.gen_reads(server, namespace));
+        let n_gens = ops.len();
+        ops.extend(rest);
+        let mut out = self.run_batch(op, server, &ops).await?;
+        if out.len() < n_gens {
+            return Err(protocol_error(op, "fewer results than requests in a batch"));
+        }
         // A read that is not settled ends the values early: too few, so `None`.
-        let settled = out
-            .iter()
-            .map_while(|r| r.as_ref().ok().and_then(settled_generation));
-        Ok(Gens::from_values(namespace, settled).map(|gens| gens.value_of(entry)))
+        let gens = Gens::from_values(
+            namespace,
+            out.drain(..n_gens).map_while(|r| settled_generation(&r)),
+        );
+        Ok((gens, out))
     }
 
-    /// Runs `gen_reads(server, namespace) ++ rest` as one pipelined batch on
-    /// `server`; returns the generations and the results of `rest`.
-    ///
-    /// When a generation is missing (first use, a restarted server) or still
-    /// carries the lifetime it was created with, its `ma` (which creates it,
-    /// or makes it permanent) follows in a second round trip, and its result
-    /// is what is returned: the generations are then read *after* `rest`,
-    /// which callers handle as they handle a concurrent `clear` (a read
-    /// misses, a write or a count is repeated under the new stamp).
+    /// The generations `read_with_gens` found, or, when one is missing
+    /// (first use, a restarted server) or still carries the lifetime it was
+    /// created with, the values of the `ma` that creates it or makes it
+    /// permanent, in a second round trip. Those are read *after* the rest
+    /// of the first batch, which callers handle as they handle a concurrent
+    /// `clear` (a read misses, a write or a count is repeated under the new
+    /// stamp).
+    async fn settle(
+        &self,
+        op: &'static str,
+        server: usize,
+        namespace: &str,
+        read: Option<Gens>,
+    ) -> Result<Gens, Error> {
+        if let Some(gens) = read {
+            return Ok(gens);
+        }
+        // Seen on every call, this means the repair does not hold.
+        tracing::debug!(
+            server = %self.ring.addrs[server],
+            namespace,
+            "memcached generation missing or not permanent; creating or repairing it"
+        );
+        let made = self
+            .run_batch(op, server, &self.gen_ops(server, namespace))
+            .await?;
+        let values = made
+            .iter()
+            .step_by(2)
+            .map(|r| {
+                r.number()
+                    .ok_or_else(|| protocol_error(op, "generation counter without a value"))
+            })
+            .collect::<Result<Vec<u64>, Error>>()?;
+        Gens::from_values(namespace, values.into_iter())
+            .ok_or_else(|| protocol_error(op, "wrong number of generation counters"))
+    }
+
+    /// `read_with_gens` and `settle`, remembering the generations: returns
+    /// them and the results of `rest`.
     async fn batch(
         &self,
         op: &'static str,
@@ -687,68 +715,30 @@ impl MemcachedBackend {
         namespace: &str,
         rest: Vec<Cmd<'_>>,
     ) -> Result<(Gens, Vec<Reply>), Error> {
-        let mut ops: Vec<Cmd<'_>> = self.gen_reads(server, namespace).collect();
-        let n_gens = ops.len();
-        ops.extend(rest);
-        let mut out = self.run_batch(op, server, &ops).await?;
-        if out.len() < n_gens {
-            return Err(protocol_error(op, "fewer results than requests in a batch"));
-        }
-        let rest = out.split_off(n_gens);
-        let settled = out.iter().map_while(settled_generation);
-        let gens = match Gens::from_values(namespace, settled) {
-            Some(gens) => gens,
-            None => {
-                // First use, a restarted server, or a counter with a lifetime.
-                // Seen on every call, this means the repair does not hold.
-                tracing::debug!(
-                    server = %self.ring.addrs[server],
-                    namespace,
-                    "memcached generation missing or not permanent; creating or repairing it"
-                );
-                let made = self
-                    .run_batch(op, server, &self.gen_ops(server, namespace))
-                    .await?;
-                let values = made
-                    .iter()
-                    .step_by(2)
-                    .map(|r| {
-                        r.number()
-                            .ok_or_else(|| protocol_error(op, "generation counter without a value"))
-                    })
-                    .collect::<Result<Vec<u64>, Error>>()?;
-                Gens::from_values(namespace, values.into_iter())
-                    .ok_or_else(|| protocol_error(op, "wrong number of generation counters"))?
-            }
-        };
+        let (read, rest) = self.read_with_gens(op, server, namespace, rest).await?;
+        let gens = self.settle(op, server, namespace, read).await?;
         self.remember(server, namespace, gens);
         Ok((gens, rest))
     }
 
-    /// One pipelined batch on `server`, with per-command errors mapped (a
-    /// refused large value is [`Error::ValueTooLarge`]).
+    /// One pipelined batch on `server`, its error mapped (a refused large
+    /// value is [`Error::ValueTooLarge`]).
     async fn run_batch(
         &self,
         op: &'static str,
         server: usize,
         ops: &[Cmd<'_>],
     ) -> Result<Vec<Reply>, Error> {
-        let results = self
-            .client
+        self.client
             .exchange(server, ops)
             .await
-            .map_err(|e| backend_error(op, e))?;
-        results
-            .into_iter()
-            .map(|r| match r {
-                Ok(r) => Ok(r),
-                Err(e) if e.is_too_large() => Err(Error::ValueTooLarge {
+            .map_err(|e| match e {
+                e if e.is_too_large() => Error::ValueTooLarge {
                     size: 0,
                     limit: self.max_value_size,
-                }),
-                Err(e) => Err(backend_error(op, e)),
+                },
+                e => backend_error(op, e),
             })
-            .collect()
     }
 
     fn remember(&self, server: usize, namespace: &str, gens: Gens) {
@@ -857,14 +847,21 @@ impl Backend for MemcachedBackend {
                 .map_err(|e| backend_error("get", e))?;
             return Ok(gens.value_of(got));
         }
-        if self.generation_refresh.is_zero() {
-            if let Some(value) = self.get_exact(server, key.namespace(), &wire).await? {
-                return Ok(value);
-            }
-        }
-        let (gens, results) = self
-            .batch("get", server, key.namespace(), vec![Cmd::get(&*wire)])
+        let namespace = key.namespace();
+        let (read, results) = self
+            .read_with_gens("get", server, namespace, [Cmd::get(&*wire)])
             .await?;
+        let gens = match read {
+            // An exact hit remembers nothing: only writes use what was
+            // remembered (and they read their own), so the steady state
+            // takes no lock.
+            Some(gens) if self.generation_refresh.is_zero() => gens,
+            read => {
+                let gens = self.settle("get", server, namespace, read).await?;
+                self.remember(server, namespace, gens);
+                gens
+            }
+        };
         match results.into_iter().next() {
             Some(g) => Ok(gens.value_of(g)),
             None => Err(protocol_error("get", "missing mg result")),
