@@ -455,11 +455,17 @@ impl Cache {
     /// decode as `T` is a miss: it is deleted and counted as an error. Store
     /// failures are returned (uncounted) for the caller to propagate or fail open on.
     async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<T>, Error> {
-        self.read_by(full, None).await
+        self.read_by(full, self.call_deadline()).await
     }
 
-    /// `read`, bounded by `deadline` (a store's op timeout from a moment
-    /// already taken) instead of the op timeout from now.
+    /// The op timeout from now, for a store outside the process (`None`:
+    /// an in-process store is not bounded). One reading of the clock serves
+    /// a read-through call's read and its write.
+    fn call_deadline(&self) -> Option<tokio::time::Instant> {
+        (!self.inner.backend.is_in_process()).then(|| deadline_after(self.inner.op_timeout))
+    }
+
+    /// `read`, bounded by `deadline` from [`Cache::call_deadline`].
     async fn read_by<T: DeserializeOwned>(
         &self,
         full: &str,
@@ -472,7 +478,7 @@ impl Cache {
                 self.guarded_until("get", self.inner.op_timeout, deadline, get)
                     .await
             }
-            None => self.guarded("get", get).await,
+            None => get.await,
         };
         let Some(bytes) = got? else {
             bump(&self.inner.counters.misses);
@@ -779,8 +785,7 @@ impl Cache {
         // One store budget per call: the write after the body gets what the
         // read left of the op timeout, so a hanging store costs a call at most
         // one timeout plus the body's own time.
-        let deadline =
-            (!self.inner.backend.is_in_process()).then(|| deadline_after(self.inner.op_timeout));
+        let deadline = self.call_deadline();
         match self.read_by::<O::Value>(full, deadline).await {
             Ok(Some(v)) => return (O::from_cached(v), None),
             Ok(None) => {}
