@@ -42,6 +42,15 @@ where
     }
 }
 
+/// `fut`'s output, or a failure naming `what` when it has not finished
+/// within 20 s (a hang, where the test expects an answer or an error).
+pub async fn finishes<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(20), fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("{what} hung for 20 s"),
+    }
+}
+
 /// After a frozen store is resumed: `clear` works again (bounded poll) and
 /// removes an entry written after the resume (one written before could have
 /// been removed by the clear that was waiting in the socket).
