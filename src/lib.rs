@@ -43,7 +43,8 @@
 #![warn(missing_docs)]
 
 pub use cache_core::{
-    async_trait, codec, global, hash, init, is_enabled, named, pattern, register, set_enabled,
+    async_trait, codec, global, hash, init, invalidation_enabled, is_enabled, keys, mode, named,
+    pattern, register, set_enabled, set_mode, CacheMode,
     Backend, BackendKind, Breaker, Bytes, Cache, CacheBuilder, Codec, Config, Entry, Error, Key,
     NullBackend, Stats, DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
     DEFAULT_TTL,
@@ -194,7 +195,7 @@ pub async fn init_from_env() -> Result<Cache, Error> {
 /// Like [`init_from_env`], with a [`Config`] built in code.
 pub async fn init_from_config(config: &Config) -> Result<Cache, Error> {
     let cache = cache_backends::connect(config).await?;
-    set_enabled(config.enabled);
+    set_mode(config.mode);
     init(cache.clone())?;
     Ok(cache)
 }
@@ -202,10 +203,13 @@ pub async fn init_from_config(config: &Config) -> Result<Cache, Error> {
 /// What the macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use cache_core::keys;
     pub use cache_core::runtime::{
-        assert_cacheable, cached, hashed_key, invalidating, invalidation_active, Entry,
-        InvalidateSpec, Spec, Targets,
+        assert_cacheable, cached, fn_path, hashed_key, instance, invalidating, invalidation_active,
+        same_stored, uncached_generic_impl, CacheNoneKind, Entry, InvalidateSpec, Kind, Probe, Spec,
+        Targets, ViaAnything, ViaOutcome, ViaPlain, ViaResult,
     };
+    pub use std::sync::OnceLock;
     pub use cache_core::{CacheNone, Plain};
 
     /// Outcomes of axum handlers, for `#[cache]` on them.

@@ -133,7 +133,7 @@ impl<'a> Key<'a> {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let cache = cache_core::Cache::builder().backend(MapBackend::default()).build();
-/// cache.set("greeting", &"hello", None).await.unwrap();
+/// cache.set("greeting", "hello", None).await.unwrap();
 /// assert_eq!(cache.get::<String>("greeting").await.unwrap().as_deref(), Some("hello"));
 /// # }
 /// ```

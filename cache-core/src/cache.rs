@@ -11,9 +11,10 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::backend::{Backend, Key};
-use crate::codec::{self, Codec, MsgPack};
+use crate::codec::{self, Codec, MsgPack, Salt, Storable};
 use crate::flight::{self, Flights, Role};
 use crate::guard::{Admit, Breaker, Circuit, WarnOnce};
+use crate::pending::{Batch, Pending, Pushed, Target};
 use crate::Error;
 
 /// Default time to live when neither the call nor the builder names one (`DEFAULT_CACHE_EXPIRATION`).
@@ -44,6 +45,14 @@ pub struct Stats {
     pub coalesced: u64,
     /// Values not written because they were over the size limit.
     pub skipped: u64,
+    /// Invalidations the store did not take (circuit open, timeout, error),
+    /// kept to be delivered when it answers again.
+    pub invalidations_queued: u64,
+    /// Kept invalidations delivered later.
+    pub invalidations_delivered: u64,
+    /// Times more than 1,024 kept invalidations collapsed into one `clear()`
+    /// of the namespace (logged as an error).
+    pub invalidation_overflows: u64,
 }
 
 impl Stats {
@@ -96,6 +105,9 @@ struct Counters {
     errors: Counter,
     coalesced: Counter,
     skipped: Counter,
+    invalidations_queued: Counter,
+    invalidations_delivered: Counter,
+    invalidation_overflows: Counter,
 }
 
 fn bump(c: &Counter) {
@@ -130,7 +142,9 @@ pub struct Cache {
 struct Inner {
     backend: Box<dyn Backend>,
     codec: Box<dyn Codec>,
-    /// `"ns:"` or `""`.
+    /// The namespace as given (for [`Cache::namespace`]).
+    namespace: String,
+    /// `"{encoded ns}:"` or `""`.
     prefix: String,
     default_ttl: Duration,
     op_timeout: Duration,
@@ -140,6 +154,7 @@ struct Inner {
     flights: Flights,
     circuit: Circuit,
     warn: WarnOnce,
+    pending: Pending,
 }
 
 impl fmt::Debug for Cache {
@@ -209,6 +224,12 @@ impl CacheBuilder {
     }
 
     /// A prefix for every key (`"{namespace}:{key}"`); empty means none.
+    ///
+    /// The namespace is encoded like a key value (see [`crate::keys`]), so no
+    /// namespace can reach into another: `app` and `app:eu` are stored as
+    /// `app:…` and `app%3Aeu:…`, and `clear()` of one leaves the other. A
+    /// cache without a namespace is the root of the store: its keys are
+    /// stored as given and its `clear()` removes every entry.
     pub fn namespace(mut self, namespace: &str) -> Self {
         self.namespace = namespace.to_owned();
         self
@@ -265,12 +286,13 @@ impl CacheBuilder {
         let prefix = if self.namespace.is_empty() {
             String::new()
         } else {
-            format!("{}:", self.namespace)
+            format!("{}:", crate::keys::part(&self.namespace))
         };
         Cache {
             inner: Arc::new(Inner {
                 backend,
                 codec: self.codec,
+                namespace: self.namespace,
                 prefix,
                 default_ttl: self.default_ttl,
                 op_timeout: self.op_timeout,
@@ -280,6 +302,7 @@ impl CacheBuilder {
                 flights: Flights::default(),
                 circuit: Circuit::new(self.breaker),
                 warn: WarnOnce::default(),
+                pending: Pending::default(),
             }),
         }
     }
@@ -320,10 +343,7 @@ impl Cache {
 
     /// The namespace given to the builder (without separator), or `""`.
     pub fn namespace(&self) -> &str {
-        self.inner
-            .prefix
-            .strip_suffix(':')
-            .unwrap_or(&self.inner.prefix)
+        &self.inner.namespace
     }
 
     /// The backend's name (`"memory"`, `"redis"`, …).
@@ -336,12 +356,14 @@ impl Cache {
         self.inner.default_ttl
     }
 
-    /// The store key for `key`: namespace in front.
+    /// The store key for `key`: the (encoded) namespace in front.
     ///
     /// ```
     /// # use cache_core::{Cache, NullBackend};
     /// let cache = Cache::builder().backend(NullBackend).namespace("app").build();
     /// assert_eq!(cache.full_key("widget:7"), "app:widget:7");
+    /// let nested = Cache::builder().backend(NullBackend).namespace("app:eu").build();
+    /// assert_eq!(nested.full_key("widget:7"), "app%3Aeu:widget:7");
     /// ```
     pub fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
         if self.inner.prefix.is_empty() {
@@ -367,6 +389,9 @@ impl Cache {
             errors: c.errors.load(),
             coalesced: c.coalesced.load(),
             skipped: c.skipped.load(),
+            invalidations_queued: c.invalidations_queued.load(),
+            invalidations_delivered: c.invalidations_delivered.load(),
+            invalidation_overflows: c.invalidation_overflows.load(),
         }
     }
 
@@ -438,9 +463,87 @@ impl Cache {
                     tracing::warn!(backend, "cache store keeps failing; circuit opened, calls skip the store until a probe succeeds");
                 }
             }
-            _ => inner.circuit.success(&admitted),
+            _ => {
+                inner.circuit.success(&admitted);
+                if !inner.pending.is_empty() {
+                    self.deliver_pending();
+                }
+            }
         }
         result
+    }
+
+    /// Keeps an invalidation the store did not take (see [`crate::pending`]).
+    fn keep_invalidation(&self, target: Target<'_>, what: &str, err: &Error) {
+        bump(&self.inner.counters.invalidations_queued);
+        if self.inner.pending.push(target) == Pushed::Collapsed {
+            bump(&self.inner.counters.invalidation_overflows);
+            tracing::error!(
+                backend = self.backend_name(),
+                namespace = self.namespace(),
+                "more than 1024 invalidations are waiting for the store; they collapse into one clear() \
+                 of the namespace, delivered when the store answers again (until then every read misses)"
+            );
+        }
+        if let Some(suppressed) = self.inner.warn.should_log() {
+            tracing::warn!(backend = self.backend_name(), error = %err, suppressed, "cache {what} failed; kept, and delivered when the store answers again (until then reads of what it covers miss)");
+        }
+    }
+
+    /// Starts delivering kept invalidations in a task (one at a time).
+    fn deliver_pending(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(batch) = self.inner.pending.take() else {
+            return;
+        };
+        let cache = self.clone();
+        handle.spawn(async move { cache.deliver(batch).await });
+    }
+
+    async fn deliver(&self, batch: Batch) {
+        let inner = &*self.inner;
+        let prefix = inner.prefix.as_str();
+        let mut sent = 0u64;
+        for full in batch.keys.keys() {
+            let key = Key::new(full, prefix.len().min(full.len()));
+            if self.guarded("delete", inner.backend.delete(key)).await.is_err() {
+                return inner.pending.failed();
+            }
+            sent += 1;
+        }
+        for pattern in batch.patterns.keys() {
+            match self
+                .guarded_for(
+                    "delete_pattern",
+                    inner.bulk_timeout,
+                    inner.backend.delete_pattern(prefix, pattern),
+                )
+                .await
+            {
+                Ok(_) | Err(Error::PatternNotSupported { .. }) => sent += 1,
+                Err(_) => return inner.pending.failed(),
+            }
+        }
+        if batch.clear.is_some() {
+            let cleared = self
+                .guarded_for("clear", inner.bulk_timeout, inner.backend.clear(prefix))
+                .await;
+            if cleared.is_err() {
+                return inner.pending.failed();
+            }
+            sent += 1;
+        }
+        inner.pending.delivered(&batch);
+        for _ in 0..sent {
+            bump(&inner.counters.invalidations_delivered);
+        }
+        tracing::info!(
+            backend = self.backend_name(),
+            delivered = sent,
+            "the cache store answers again; kept invalidations delivered"
+        );
     }
 
     /// Logs a fail-open event (at most once per burst) and counts it.
@@ -455,7 +558,7 @@ impl Cache {
     /// decode as `T` is a miss: it is deleted and counted as an error. Store
     /// failures are returned (uncounted) for the caller to propagate or fail open on.
     async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<T>, Error> {
-        self.read_by(full, self.call_deadline()).await
+        self.read_by(full, self.call_deadline(), Salt::NONE).await
     }
 
     /// The op timeout from now, for a store outside the process (`None`:
@@ -470,8 +573,16 @@ impl Cache {
         &self,
         full: &str,
         deadline: Option<tokio::time::Instant>,
+        salt: Salt,
     ) -> Result<Option<T>, Error> {
         let key = self.key(full);
+        if self.inner.pending.covers(full, self.inner.prefix.len()) {
+            // A kept invalidation covers this key: the store may still hold
+            // the old value. A miss, and another try at delivering.
+            bump(&self.inner.counters.misses);
+            self.deliver_pending();
+            return Ok(None);
+        }
         let get = self.inner.backend.get(key);
         let got = match deadline {
             Some(deadline) => {
@@ -484,7 +595,7 @@ impl Cache {
             bump(&self.inner.counters.misses);
             return Ok(None);
         };
-        match codec::open::<T>(&*self.inner.codec, &bytes) {
+        match codec::open_salted::<T>(&*self.inner.codec, &bytes, salt) {
             Ok(v) => {
                 bump(&self.inner.counters.hits);
                 Ok(Some(v))
@@ -493,8 +604,16 @@ impl Cache {
                 bump(&self.inner.counters.misses);
                 bump(&self.inner.counters.errors);
                 tracing::warn!(key = full, expected = std::any::type_name::<T>(), %reason, "cache entry does not decode; treating as a miss and deleting it");
-                self.guarded("delete", self.inner.backend.delete(key))
-                    .await?;
+                // The delete shares the call's one budget: a store that
+                // answers the read and then hangs costs one op timeout, not two.
+                let delete = self.inner.backend.delete(key);
+                match deadline {
+                    Some(deadline) => {
+                        self.guarded_until("delete", self.inner.op_timeout, deadline, delete)
+                            .await?
+                    }
+                    None => delete.await?,
+                };
                 Ok(None)
             }
         }
@@ -502,8 +621,8 @@ impl Cache {
 
     /// The envelope plus the encoded value; a value over the size limit is
     /// counted in `skipped` and refused with [`Error::ValueTooLarge`].
-    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, Error> {
-        let bytes = codec::seal(&*self.inner.codec, value).map_err(|e| Error::Encode {
+    fn encode<T: Storable + ?Sized>(&self, value: &T, salt: Salt) -> Result<Bytes, Error> {
+        let bytes = codec::seal_salted(&*self.inner.codec, value, salt).map_err(|e| Error::Encode {
             codec: self.inner.codec.name(),
             message: e.0,
         })?;
@@ -519,8 +638,13 @@ impl Cache {
 
     /// [`encode`](Cache::encode) for the cache-aside path: an oversize value
     /// is skipped (logged), not an error. `Ok(None)` = skipped.
-    fn seal<T: Serialize + ?Sized>(&self, full: &str, value: &T) -> Result<Option<Bytes>, Error> {
-        match self.encode(value) {
+    fn seal<T: Storable + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+        salt: Salt,
+    ) -> Result<Option<Bytes>, Error> {
+        match self.encode(value, salt) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(Error::ValueTooLarge { size, limit }) => {
                 tracing::warn!(
@@ -568,15 +692,29 @@ impl Cache {
 
     /// Writes `value` under `key` for `ttl` (the default TTL when `None`).
     ///
-    /// A value over the size limit is an [`Error::ValueTooLarge`] here (the
-    /// annotated functions skip such values instead).
-    pub async fn set<T: Serialize + ?Sized>(
+    /// The entry's fingerprint is the shape of the type readers ask for:
+    /// `T` itself, `String` for a `str`, `Vec<T>` for a `[T]` (see
+    /// [`Storable`]). A value over the size limit is an
+    /// [`Error::ValueTooLarge`] here (the annotated functions skip such
+    /// values instead).
+    pub async fn set<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
-        let bytes = self.encode(value)?;
+        self.set_salted(key, value, ttl, Salt::NONE).await
+    }
+
+    /// [`set`](Cache::set) with the fingerprint salt of an annotated function.
+    pub(crate) async fn set_salted<T: Storable + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+        salt: Salt,
+    ) -> Result<(), Error> {
+        let bytes = self.encode(value, salt)?;
         let full = self.full_key(key);
         self.store(&full, bytes, self.resolve_ttl(ttl)).await
     }
@@ -586,30 +724,50 @@ impl Cache {
     /// Also marks a miss in flight for `key` stale (single-flight in this
     /// process): callers after this point do not receive, and the stale body
     /// does not store, a value computed before the mutation.
+    ///
+    /// When the store does not take the delete (circuit open, timeout,
+    /// error), the error is returned **and** the delete is kept: reads of
+    /// `key` miss until it is delivered, which happens as soon as the store
+    /// answers again ([`Stats::invalidations_queued`]).
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let full = self.full_key(key);
         self.inner.flights.invalidate_where(|k| k == full.as_ref());
-        self.guarded("delete", self.inner.backend.delete(self.key(&full)))
-            .await
+        let result = self
+            .guarded("delete", self.inner.backend.delete(self.key(&full)))
+            .await;
+        if let Err(e) = &result {
+            if e.is_store_failure() {
+                self.keep_invalidation(Target::Key(&full), "delete", e);
+            }
+        }
+        result
     }
 
     /// Removes every key of this namespace matching the glob (`*`, `?`; see [`crate::pattern`]); returns how many.
     ///
     /// [`Error::PatternNotSupported`] on stores that cannot match (Memcached).
+    /// A pattern the store does not take is kept like a failed [`delete`](Cache::delete).
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64, Error> {
         let prefix = &self.inner.prefix;
         self.inner.flights.invalidate_where(|k| {
             k.strip_prefix(prefix.as_str())
                 .is_some_and(|local| crate::pattern::matches(pattern, local))
         });
-        self.guarded_for(
-            "delete_pattern",
-            self.inner.bulk_timeout,
-            self.inner
-                .backend
-                .delete_pattern(&self.inner.prefix, pattern),
-        )
-        .await
+        let result = self
+            .guarded_for(
+                "delete_pattern",
+                self.inner.bulk_timeout,
+                self.inner
+                    .backend
+                    .delete_pattern(&self.inner.prefix, pattern),
+            )
+            .await;
+        if let Err(e) = &result {
+            if e.is_store_failure() {
+                self.keep_invalidation(Target::Pattern(pattern), "pattern delete", e);
+            }
+        }
+        result
     }
 
     /// True when `key` holds a live entry.
@@ -627,17 +785,26 @@ impl Cache {
     }
 
     /// Removes every entry of this cache's namespace (all entries when it has none); other namespaces stay.
+    ///
+    /// A clear the store does not take is kept like a failed [`delete`](Cache::delete).
     pub async fn clear(&self) -> Result<u64, Error> {
         let prefix = &self.inner.prefix;
         self.inner
             .flights
             .invalidate_where(|k| k.starts_with(prefix.as_str()));
-        self.guarded_for(
-            "clear",
-            self.inner.bulk_timeout,
-            self.inner.backend.clear(&self.inner.prefix),
-        )
-        .await
+        let result = self
+            .guarded_for(
+                "clear",
+                self.inner.bulk_timeout,
+                self.inner.backend.clear(&self.inner.prefix),
+            )
+            .await;
+        if let Err(e) = &result {
+            if e.is_store_failure() {
+                self.keep_invalidation(Target::Clear, "clear", e);
+            }
+        }
+        result
     }
 
     /// Checks that the store answers.
@@ -725,7 +892,7 @@ impl Cache {
     {
         let full = self.full_key(key);
         let (out, encode_error) = self
-            .read_through(&full, self.resolve_ttl(ttl), async { Plain(make().await) })
+            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async { Plain(make().await) })
             .await;
         match encode_error {
             Some(e) => Err(e),
@@ -759,7 +926,7 @@ impl Cache {
     {
         let full = self.full_key(key);
         let (out, encode_error) = self
-            .read_through(&full, self.resolve_ttl(ttl), async { make().await })
+            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async { make().await })
             .await;
         if let Some(e) = encode_error {
             self.note_failure("encode", &full, &e);
@@ -776,6 +943,7 @@ impl Cache {
         &self,
         full: &str,
         ttl: Duration,
+        salt: Salt,
         body: Fut,
     ) -> (O, Option<Error>)
     where
@@ -786,7 +954,7 @@ impl Cache {
         // read left of the op timeout, so a hanging store costs a call at most
         // one timeout plus the body's own time.
         let deadline = self.call_deadline();
-        match self.read_by::<O::Value>(full, deadline).await {
+        match self.read_by::<O::Value>(full, deadline, salt).await {
             Ok(Some(v)) => return (O::from_cached(v), None),
             Ok(None) => {}
             Err(e) => self.note_failure("read", full, &e),
@@ -797,45 +965,98 @@ impl Cache {
         match self.inner.flights.join(full) {
             Role::Leader(guard) => {
                 let out = body.await;
-                let mut encode_error = None;
-                let sealed = match out.cacheable() {
-                    Some(v) => match self.seal(full, v) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            encode_error = Some(e);
-                            None
-                        }
-                    },
-                    None => None,
-                };
+                let (sealed, encode_error) = self.seal_outcome(full, &out, salt);
                 guard.land(sealed.clone());
-                match sealed {
-                    // The read used the whole budget (the store hangs or is
-                    // down, already counted): do not wait for the write too.
+                if let Some(bytes) = sealed {
                     // Invalidated while the body ran: its value may predate the mutation.
-                    Some(_) if guard.is_stale() => {}
-                    Some(_) if write_budget.is_zero() || self.inner.circuit.is_open() => {}
-                    Some(bytes) => {
-                        if let Err(e) = self.store_within(full, bytes, ttl, write_budget).await {
-                            self.note_failure("write", full, &e);
-                        }
+                    if !guard.is_stale() {
+                        self.fill(full, bytes, ttl, write_budget, || guard.is_stale())
+                            .await;
                     }
-                    None => {}
                 }
                 drop(guard);
                 (out, encode_error)
             }
             Role::Follower(rx) => {
+                // An invalidation from here on makes what this caller computes stale too.
+                let epoch = self.inner.flights.epoch();
                 if let Some(bytes) = flight::follow(rx).await {
-                    if let Ok(v) = codec::open::<O::Value>(&*self.inner.codec, &bytes) {
+                    if let Ok(v) = codec::open_salted::<O::Value>(&*self.inner.codec, &bytes, salt) {
                         bump(&self.inner.counters.coalesced);
                         return (O::from_cached(v), None);
                     }
                 }
-                // The leader had nothing to share (error, None, cancelled): run our own body.
-                (body.await, None)
+                // The leader had nothing to share (error, None, cancelled):
+                // run our own body, and store what it gives like a leader would.
+                let out = body.await;
+                let (sealed, encode_error) = self.seal_outcome(full, &out, salt);
+                let stale = || self.inner.flights.epoch() != epoch;
+                if let Some(bytes) = sealed {
+                    if !stale() {
+                        self.fill(full, bytes, ttl, write_budget, stale).await;
+                    }
+                }
+                (out, encode_error)
             }
         }
+    }
+
+    /// The sealed cacheable part of `out` (`None`: nothing to store), and an encode error.
+    fn seal_outcome<O: Outcome>(
+        &self,
+        full: &str,
+        out: &O,
+        salt: Salt,
+    ) -> (Option<Bytes>, Option<Error>) {
+        match out.cacheable() {
+            Some(v) => match self.seal(full, v, salt) {
+                Ok(b) => (b, None),
+                Err(e) => (None, Some(e)),
+            },
+            None => (None, None),
+        }
+    }
+
+    /// Writes a miss's value, unless the read used the whole budget (the
+    /// store hangs or is down, already counted) or the circuit is open.
+    /// When `stale()` turns true while the write is in flight (an
+    /// invalidation landed meanwhile), the write is undone: the delete that
+    /// raced it must win.
+    async fn fill(
+        &self,
+        full: &str,
+        bytes: Bytes,
+        ttl: Duration,
+        budget: Duration,
+        stale: impl Fn() -> bool,
+    ) {
+        if budget.is_zero() || self.inner.circuit.is_open() {
+            return;
+        }
+        if let Err(e) = self.store_within(full, bytes, ttl, budget).await {
+            self.note_failure("write", full, &e);
+        }
+        if stale() {
+            let undo = self
+                .guarded("delete", self.inner.backend.delete(self.key(full)))
+                .await;
+            if let Err(e) = undo {
+                if e.is_store_failure() {
+                    self.keep_invalidation(Target::Key(full), "undo of a stale write", &e);
+                }
+            }
+        }
+    }
+
+    /// [`get`](Cache::get) with the fingerprint salt of an annotated function.
+    pub(crate) async fn get_salted<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        salt: Salt,
+    ) -> Result<Option<T>, Error> {
+        self.read_by(&self.full_key(key), self.call_deadline(), salt)
+            .await
+            .inspect_err(|_| bump(&self.inner.counters.errors))
     }
 }
 

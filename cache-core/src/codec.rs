@@ -192,148 +192,148 @@ pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Res
 }
 
 const MAGIC: u8 = 0xC5;
-const FORMAT_VERSION: u8 = 1;
+/// 2: the fingerprint is the type's traced shape (1 was its name).
+const FORMAT_VERSION: u8 = 2;
 /// Length of the envelope in front of every stored payload.
 pub const ENVELOPE_LEN: usize = 11;
 
-/// The type fingerprint stored in the envelope: a stable hash of the type's name.
+/// What a caller mixes into the type fingerprint besides the type's shape.
 ///
-/// Two programs that share a store and cache the same type from the same
-/// crate path read each other's entries; a renamed or moved type is a miss.
-/// Borrowed and owned forms that serialize alike count as one type:
-/// references are transparent, `str` is `String`, `[T]` is `Vec<T>`.
+/// `always` is mixed into every entry (`#[cache(version = N)]`, the type
+/// parameters of a generic function); `untraced` only into entries of types
+/// whose shape could not be traced whole ([`Shape::complete`](crate::shape::Shape)
+/// false: the annotated function's crate version). [`Salt::NONE`] is what the
+/// provider API uses.
 ///
 /// ```
-/// use cache_core::codec::type_fingerprint;
-/// assert_eq!(type_fingerprint::<&str>(), type_fingerprint::<String>());
-/// assert_eq!(type_fingerprint::<&[u8]>(), type_fingerprint::<Vec<u8>>());
-/// assert_eq!(type_fingerprint::<Vec<&str>>(), type_fingerprint::<Vec<String>>());
-/// assert_ne!(type_fingerprint::<u32>(), type_fingerprint::<u64>());
-/// assert_ne!(type_fingerprint::<[u8; 4]>(), type_fingerprint::<Vec<u8>>());
+/// use cache_core::codec::{fingerprint, Salt};
+/// #[derive(serde::Deserialize)] struct W { id: u64 }
+/// assert_eq!(fingerprint::<W>(Salt::NONE), fingerprint::<W>(Salt::NONE));
+/// assert_ne!(fingerprint::<W>(Salt::NONE), fingerprint::<W>(Salt::of_version(2)));
 /// ```
-pub fn type_fingerprint<T: ?Sized>() -> u64 {
-    let name: &'static str = std::any::type_name::<T>();
-    // Memoised per thread by the name's address: a hit costs a TLS read and
-    // two compares instead of a scan and a hash of the name on every read.
-    const SLOTS: usize = 64;
-    type Slot = std::cell::Cell<(usize, usize, u64)>;
-    thread_local! {
-        static MEMO: [Slot; SLOTS] = const { [const { std::cell::Cell::new((0, 0, 0)) }; SLOTS] };
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Salt {
+    /// Mixed into every fingerprint.
+    pub always: u64,
+    /// Mixed in only when the type's shape is not fully traced.
+    pub untraced: u64,
+}
+
+impl Salt {
+    /// No salt: the fingerprint is the shape's.
+    pub const NONE: Salt = Salt {
+        always: 0,
+        untraced: 0,
+    };
+
+    /// The salt of `#[cache(version = N)]` (`0`: none).
+    pub fn of_version(version: u32) -> Salt {
+        Salt {
+            always: if version == 0 {
+                0
+            } else {
+                bytes128(format!("version|{version}").as_bytes()) as u64
+            },
+            untraced: 0,
+        }
     }
-    let (addr, len) = (name.as_ptr() as usize, name.len());
-    let slot = (addr >> 3) % SLOTS;
-    let memo = MEMO.with(|m| m[slot].get());
-    if memo.0 == addr && memo.1 == len {
-        return memo.2;
+
+    /// `self` with `text` (a crate version, a list of type parameters) mixed into `always`.
+    pub fn with(self, text: &str) -> Salt {
+        Salt {
+            always: self.always ^ bytes128(text.as_bytes()) as u64,
+            ..self
+        }
     }
-    let fp = fingerprint_of_name(name);
-    MEMO.with(|m| m[slot].set((addr, len, fp)));
+
+    /// `self` with `text` mixed into `untraced`.
+    pub fn with_untraced(self, text: &str) -> Salt {
+        Salt {
+            untraced: self.untraced ^ bytes128(text.as_bytes()) as u64,
+            ..self
+        }
+    }
+}
+
+/// The type fingerprint stored in the envelope: the traced shape of `T`
+/// ([`crate::shape`]) mixed with `salt`.
+///
+/// Any change to the shape (a field added, removed, renamed or retyped, a
+/// variant added, recursively) changes it, so bytes written for another shape
+/// are a miss, never decoded into the new one. Renaming or moving the Rust
+/// type alone does not.
+///
+/// ```
+/// use cache_core::codec::{fingerprint, Salt};
+/// assert_ne!(fingerprint::<u32>(Salt::NONE), fingerprint::<u64>(Salt::NONE));
+/// assert_eq!(fingerprint::<Box<String>>(Salt::NONE), fingerprint::<String>(Salt::NONE));
+/// ```
+pub fn fingerprint<T: DeserializeOwned>(salt: Salt) -> u64 {
+    let shape = crate::shape::shape_of::<T>();
+    let mut fp = shape.fingerprint ^ salt.always;
+    if !shape.complete {
+        fp ^= salt.untraced;
+    }
     fp
 }
 
-fn fingerprint_of_name(name: &str) -> u64 {
-    if needs_normalizing(name) {
-        bytes128(normalize_type_name(name).as_bytes()) as u64
-    } else {
-        bytes128(name.as_bytes()) as u64
-    }
+/// A value that can be written: its type, or the owned type readers ask for
+/// (`str` is read as `String`, `[T]` as `Vec<T>`), which gives the fingerprint.
+///
+/// ```
+/// use cache_core::codec::{fingerprint, Salt, Storable};
+/// fn owned_fp<V: Storable + ?Sized>() -> u64 { fingerprint::<V::Owned>(Salt::NONE) }
+/// assert_eq!(owned_fp::<str>(), fingerprint::<String>(Salt::NONE));
+/// assert_eq!(owned_fp::<[u8]>(), fingerprint::<Vec<u8>>(Salt::NONE));
+/// ```
+pub trait Storable: Serialize {
+    /// The type a reader decodes this value as.
+    type Owned: Serialize + DeserializeOwned;
 }
 
-/// True when `name` holds a reference, a slice/array, or a standalone `str`.
-fn needs_normalizing(name: &str) -> bool {
-    if name.contains(['&', '[']) {
-        return true;
-    }
-    let b = name.as_bytes();
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
-    name.match_indices("str")
-        .any(|(i, _)| (i == 0 || !word(b[i - 1])) && b.get(i + 3).is_none_or(|&c| !word(c)))
+impl<T: Serialize + DeserializeOwned> Storable for T {
+    type Owned = T;
 }
 
-/// Folds borrowed forms into owned ones in a `type_name` string.
-fn normalize_type_name(name: &str) -> String {
-    // Drop reference markers first.
-    let mut plain = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(c) = rest.chars().next() {
-        if c == '&' {
-            rest = rest[1..].trim_start();
-            rest = rest.strip_prefix("mut ").unwrap_or(rest);
-            continue;
-        }
-        plain.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    // Then rewrite `str` and slices `[T]` (arrays `[T; N]` stay).
-    let mut out = String::with_capacity(plain.len() + 16);
-    let bytes = plain.as_bytes();
-    let mut i = 0;
-    let mut stack: Vec<bool> = Vec::new(); // for each open '[': is it a slice?
-    while i < bytes.len() {
-        let c = bytes[i] as char;
-        let at_word_start = i == 0
-            || !(bytes[i - 1].is_ascii_alphanumeric()
-                || bytes[i - 1] == b'_'
-                || bytes[i - 1] == b':');
-        if at_word_start && plain[i..].starts_with("str") {
-            let end = i + 3;
-            let at_word_end =
-                end == bytes.len() || !(bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_');
-            if at_word_end {
-                out.push_str("alloc::string::String");
-                i = end;
-                continue;
-            }
-        }
-        match c {
-            '[' => {
-                let is_slice = slice_bracket(&plain[i..]);
-                stack.push(is_slice);
-                out.push_str(if is_slice { "alloc::vec::Vec<" } else { "[" });
-            }
-            ']' => {
-                let is_slice = stack.pop().unwrap_or(false);
-                out.push(if is_slice { '>' } else { ']' });
-            }
-            _ => out.push(c),
-        }
-        i += c.len_utf8();
-    }
-    out
+impl Storable for str {
+    type Owned = String;
 }
 
-/// True when the `[` at the start of `s` opens a slice (no `;` at its own depth).
-fn slice_bracket(s: &str) -> bool {
-    let mut depth = 0usize;
-    for c in s.chars() {
-        match c {
-            '[' | '<' | '(' => depth += 1,
-            ']' | '>' | ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return true;
-                }
-            }
-            ';' if depth == 1 => return false,
-            _ => {}
-        }
-    }
-    true
+impl<T: Serialize + DeserializeOwned> Storable for [T] {
+    type Owned = Vec<T>;
 }
 
-/// Envelope plus payload, ready for the store.
-pub fn seal<T: Serialize + ?Sized>(codec: &dyn Codec, value: &T) -> Result<Vec<u8>, CodecError> {
+/// Envelope plus payload, ready for the store (no salt).
+pub fn seal<T: Storable + ?Sized>(codec: &dyn Codec, value: &T) -> Result<Vec<u8>, CodecError> {
+    seal_salted(codec, value, Salt::NONE)
+}
+
+/// [`seal`] with a [`Salt`] mixed into the fingerprint.
+pub fn seal_salted<T: Storable + ?Sized>(
+    codec: &dyn Codec,
+    value: &T,
+    salt: Salt,
+) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(ENVELOPE_LEN + 64);
     out.push(MAGIC);
     out.push(FORMAT_VERSION);
     out.push(codec.id());
-    out.extend_from_slice(&type_fingerprint::<T>().to_le_bytes());
+    out.extend_from_slice(&fingerprint::<T::Owned>(salt).to_le_bytes());
     encode_into(codec, value, &mut out)?;
     Ok(out)
 }
 
-/// Checks the envelope and decodes the payload as `T`.
+/// Checks the envelope and decodes the payload as `T` (no salt).
 pub fn open<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, CodecError> {
+    open_salted(codec, bytes, Salt::NONE)
+}
+
+/// [`open`] for entries sealed with `salt`.
+pub fn open_salted<T: DeserializeOwned>(
+    codec: &dyn Codec,
+    bytes: &[u8],
+    salt: Salt,
+) -> Result<T, CodecError> {
     if bytes.len() < ENVELOPE_LEN {
         return Err(CodecError(format!(
             "{} bytes, shorter than the envelope",
@@ -355,8 +355,10 @@ pub fn open<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, C
     }
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&bytes[3..ENVELOPE_LEN]);
-    if u64::from_le_bytes(fp) != type_fingerprint::<T>() {
-        return Err(CodecError("written for another type".into()));
+    if u64::from_le_bytes(fp) != fingerprint::<T>(salt) {
+        return Err(CodecError(
+            "written for another shape of the type (or another version)".into(),
+        ));
     }
     decode_value(codec, &bytes[ENVELOPE_LEN..])
 }
@@ -508,37 +510,55 @@ mod tests {
     }
 
     #[test]
-    fn memoised_fingerprint_matches_the_computed_one() {
-        for _ in 0..3 {
-            assert_eq!(
-                type_fingerprint::<Dto>(),
-                fingerprint_of_name(std::any::type_name::<Dto>())
-            );
-            assert_eq!(type_fingerprint::<&str>(), type_fingerprint::<String>());
-            assert_ne!(type_fingerprint::<u32>(), type_fingerprint::<u64>());
+    fn bytes_written_for_an_older_shape_are_rejected() {
+        #[derive(Serialize, Deserialize)]
+        struct User {
+            id: u64,
+            name: String,
+        }
+        mod next {
+            #[derive(serde::Serialize, serde::Deserialize, Debug)]
+            pub struct User {
+                pub id: u64,
+                pub name: String,
+                pub email: Option<String>,
+                #[serde(default)]
+                pub is_admin: bool,
+            }
+        }
+        for codec in [&MsgPack as &dyn Codec, &Json] {
+            let old = seal(codec, &User { id: 1, name: "ana".into() }).unwrap();
+            // The payload alone would decode into the new shape (wrong data)…
+            assert!(decode_value::<next::User>(codec, &old[ENVELOPE_LEN..]).is_ok());
+            // …the envelope makes it a miss.
+            assert!(open::<next::User>(codec, &old).is_err(), "{}", codec.name());
+            assert!(open::<User>(codec, &old).is_ok());
         }
     }
 
     #[test]
-    fn fingerprint_fast_path_agrees_with_normalizing() {
-        for name in [
-            "app::Widget",
-            "alloc::string::String",
-            "alloc::vec::Vec<alloc::string::String>",
-            "u8",
-        ] {
-            assert!(!needs_normalizing(name), "{name}");
-            assert_eq!(normalize_type_name(name), name);
-        }
-        for name in [
-            "&str",
-            "str",
-            "[u8]",
-            "(u8, str)",
-            "core::option::Option<&app::W>",
-        ] {
-            assert!(needs_normalizing(name), "{name}");
-        }
+    fn salts_separate_versions_and_untraced_types_only_where_asked() {
+        let v = seal_salted(&MsgPack, &5u32, Salt::of_version(3)).unwrap();
+        assert!(open::<u32>(&MsgPack, &v).is_err());
+        assert!(open_salted::<u32>(&MsgPack, &v, Salt::of_version(4)).is_err());
+        assert_eq!(open_salted::<u32>(&MsgPack, &v, Salt::of_version(3)).unwrap(), 5);
+        // The crate version only matters for types that cannot be traced whole.
+        let crate_v1 = Salt::NONE.with_untraced("1.0.0");
+        let crate_v2 = Salt::NONE.with_untraced("1.0.1");
+        let traced = seal_salted(&MsgPack, &5u32, crate_v1).unwrap();
+        assert_eq!(open_salted::<u32>(&MsgPack, &traced, crate_v2).unwrap(), 5);
+        let value = serde_json::json!({"a": 1});
+        let untraced = seal_salted(&MsgPack, &value, crate_v1).unwrap();
+        assert!(open_salted::<serde_json::Value>(&MsgPack, &untraced, crate_v2).is_err());
+        assert!(open_salted::<serde_json::Value>(&MsgPack, &untraced, crate_v1).is_ok());
+        assert_eq!(Salt::of_version(0), Salt::NONE);
+    }
+
+    #[test]
+    fn format_version_1_entries_are_a_miss() {
+        let mut bytes = seal(&MsgPack, &5u32).unwrap();
+        bytes[1] = 1;
+        assert!(open::<u32>(&MsgPack, &bytes).is_err());
     }
 
     #[test]

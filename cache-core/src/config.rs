@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `CACHE_ENABLED` | `true` | `false`/`0`/`no`/`off` make annotated functions plain calls |
+//! | `CACHE_ENABLED` | `true` | `false`/`0`/`no`/`off` make annotated functions plain calls; `invalidate-only`: no reads, invalidations still delete |
 //! | `CACHE_BACKEND` | `memory` | `memory`, `redis`, `redis-cluster`, `memcached`, `none`, `auto` |
 //! | `DEFAULT_CACHE_EXPIRATION` | `3600` | default TTL in seconds |
 //! | `CACHE_NAMESPACE` | empty | prefix of every key (`{ns}:{key}`) |
@@ -104,8 +104,11 @@ impl FromStr for BackendKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// `CACHE_ENABLED`.
+    /// `CACHE_ENABLED`: true when annotated functions read through the cache.
     pub enabled: bool,
+    /// `CACHE_ENABLED` in full (`invalidate-only` keeps invalidation on
+    /// while `enabled` is false). `init_from_config` applies it.
+    pub mode: crate::CacheMode,
     /// `CACHE_BACKEND`.
     pub backend: BackendKind,
     /// `DEFAULT_CACHE_EXPIRATION`.
@@ -136,6 +139,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             enabled: true,
+            mode: crate::CacheMode::On,
             backend: BackendKind::Memory,
             default_ttl: DEFAULT_TTL,
             namespace: String::new(),
@@ -149,6 +153,23 @@ impl Default for Config {
             client_cache_enabled: true,
             client_cache_max_age: Duration::from_secs(60),
         }
+    }
+}
+
+/// Parses `CACHE_ENABLED`: a boolean, or `invalidate-only`.
+pub(crate) fn parse_mode(var: &'static str, value: &str) -> Result<crate::CacheMode, Error> {
+    use crate::CacheMode;
+    match value.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "invalidate-only" | "invalidate" => Ok(CacheMode::InvalidateOnly),
+        _ => match parse_bool(var, value) {
+            Ok(true) => Ok(CacheMode::On),
+            Ok(false) => Ok(CacheMode::Off),
+            Err(_) => Err(Error::Config {
+                var,
+                value: value.to_owned(),
+                allowed: "true/false (also 1/0, yes/no, on/off) or invalidate-only",
+            }),
+        },
     }
 }
 
@@ -197,7 +218,8 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut c = Config::default();
         if let Some(v) = get("CACHE_ENABLED") {
-            c.enabled = parse_bool("CACHE_ENABLED", &v)?;
+            c.mode = parse_mode("CACHE_ENABLED", &v)?;
+            c.enabled = c.mode == crate::CacheMode::On;
         }
         if let Some(v) = get("CACHE_BACKEND") {
             c.backend = v.parse()?;
@@ -355,7 +377,7 @@ mod tests {
         let cases = [
             ("CACHE_BACKEND", "rdis", "memory, redis"),
             ("DEFAULT_CACHE_EXPIRATION", "ten", "seconds"),
-            ("CACHE_ENABLED", "maybe", "true/false"),
+            ("CACHE_ENABLED", "maybe", "invalidate-only"),
             ("CACHE_OP_TIMEOUT_MS", "0", "above 0"),
             ("CACHE_OP_TIMEOUT_MS", "-5", "milliseconds"),
             ("CACHE_MEMORY_MAX_ENTRIES", "1e6", "entries"),
@@ -374,6 +396,17 @@ mod tests {
             assert!(msg.contains(&format!("{value:?}")), "{msg}");
             assert!(msg.contains(allowed), "{msg}");
         }
+    }
+
+    #[test]
+    fn invalidate_only_mode_is_read_from_cache_enabled() {
+        for v in ["invalidate-only", "INVALIDATE_ONLY", " invalidate "] {
+            let c = cfg(&[("CACHE_ENABLED", v)]).unwrap();
+            assert_eq!(c.mode, crate::CacheMode::InvalidateOnly, "{v}");
+            assert!(!c.enabled);
+        }
+        assert_eq!(cfg(&[]).unwrap().mode, crate::CacheMode::On);
+        assert_eq!(cfg(&[("CACHE_ENABLED", "off")]).unwrap().mode, crate::CacheMode::Off);
     }
 
     #[test]

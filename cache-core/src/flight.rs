@@ -12,7 +12,7 @@
 //! leader does not write its value to the store.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -29,6 +29,10 @@ struct Flight {
 #[derive(Default)]
 pub(crate) struct Flights {
     map: Mutex<HashMap<String, Flight>>,
+    /// Bumped by every invalidation: a caller that computes a value outside
+    /// a flight (a follower whose leader failed) compares it before and
+    /// after, and does not keep a value an invalidation may have outdated.
+    epoch: AtomicU64,
 }
 
 pub(crate) enum Role<'a> {
@@ -61,6 +65,7 @@ impl Flights {
 
     /// Marks the flights whose key satisfies `pred` stale and forgets them.
     pub(crate) fn invalidate_where(&self, pred: impl Fn(&str) -> bool) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         map.retain(|key, flight| {
             if pred(key) {
@@ -70,6 +75,11 @@ impl Flights {
                 true
             }
         });
+    }
+
+    /// The number of invalidations so far (see the field).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     #[cfg(test)]

@@ -9,7 +9,7 @@
 //! * [`codec`]: [`Codec`], [`MsgPack`](codec::MsgPack) (default), [`Json`](codec::Json), the value envelope;
 //! * [`Config`]: environment variables;
 //! * the registry: [`init`], [`register`], [`global`], [`named`], [`set_enabled`], [`is_enabled`];
-//! * [`pattern`] (globs) and [`hash`] (stable hashing).
+//! * [`keys`] (how key values are encoded), [`pattern`] (globs) and [`hash`] (stable hashing).
 #![warn(missing_docs)]
 
 mod backend;
@@ -20,8 +20,11 @@ mod error;
 mod flight;
 mod guard;
 pub mod hash;
+pub mod keys;
 mod null;
+mod pending;
 pub mod pattern;
+pub mod shape;
 mod registry;
 #[doc(hidden)]
 pub mod runtime;
@@ -38,5 +41,8 @@ pub use config::{BackendKind, Config};
 pub use error::{BoxError, Error};
 pub use guard::Breaker;
 pub use null::NullBackend;
-pub use registry::{global, init, is_enabled, named, register, set_enabled, AutoInit};
+pub use registry::{
+    global, init, invalidation_enabled, is_enabled, mode, named, register, set_enabled, set_mode,
+    AutoInit, CacheMode,
+};
 pub use runtime::Entry;

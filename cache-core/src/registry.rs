@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
 
 use tokio::sync::OnceCell;
 
-use crate::config::parse_bool;
+use crate::config::parse_mode;
 use crate::{Cache, Error};
 
 static GLOBAL: OnceCell<Cache> = OnceCell::const_new();
@@ -17,18 +17,62 @@ static GLOBAL: OnceCell<Cache> = OnceCell::const_new();
 static NAMED: LazyLock<RwLock<HashMap<String, &'static Cache>>> = LazyLock::new(Default::default);
 /// Bumped by every `register`: invalidates the per-thread lookups below.
 static NAMED_GENERATION: AtomicU64 = AtomicU64::new(0);
-static ENABLED: LazyLock<AtomicBool> = LazyLock::new(|| AtomicBool::new(enabled_from_env()));
+static MODE: LazyLock<AtomicU8> = LazyLock::new(|| AtomicU8::new(mode_from_env() as u8));
 
-fn enabled_from_env() -> bool {
+fn mode_from_env() -> CacheMode {
     match std::env::var("CACHE_ENABLED") {
-        Err(_) => true,
-        Ok(v) => match parse_bool("CACHE_ENABLED", &v) {
-            Ok(b) => b,
+        Err(_) => CacheMode::On,
+        Ok(v) => match parse_mode("CACHE_ENABLED", &v) {
+            Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "caching stays enabled");
-                true
+                CacheMode::On
             }
         },
+    }
+}
+
+/// What annotated functions do with the cache (`CACHE_ENABLED`).
+///
+/// ```
+/// use cache_core::CacheMode;
+/// assert_eq!("invalidate-only".parse::<CacheMode>().unwrap(), CacheMode::InvalidateOnly);
+/// assert_eq!("false".parse::<CacheMode>().unwrap(), CacheMode::Off);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum CacheMode {
+    /// Read through the cache and invalidate (`CACHE_ENABLED=true`, the default).
+    On = 0,
+    /// Touch no store at all: `#[cache]` runs its body, `#[invalidate]`
+    /// deletes nothing (`CACHE_ENABLED=false`; the switch for tests).
+    Off = 1,
+    /// Never read or write cached values, but still delete what mutations
+    /// invalidate (`CACHE_ENABLED=invalidate-only`): for a worker or a batch
+    /// job that shares the store with the cached service and must not leave
+    /// stale entries behind, nor serve from the cache itself.
+    InvalidateOnly = 2,
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        parse_mode("CACHE_ENABLED", s)
+    }
+}
+
+/// Sets what annotated functions do with the cache (see [`CacheMode`]).
+pub fn set_mode(mode: CacheMode) {
+    MODE.store(mode as u8, Ordering::Relaxed);
+}
+
+/// What annotated functions do with the cache (initially from `CACHE_ENABLED`).
+pub fn mode() -> CacheMode {
+    match MODE.load(Ordering::Relaxed) {
+        0 => CacheMode::On,
+        1 => CacheMode::Off,
+        _ => CacheMode::InvalidateOnly,
     }
 }
 
@@ -106,15 +150,24 @@ fn named_fast(name: &'static str) -> Option<&'static Cache> {
 
 /// Turns every annotated function on or off at run time (the `CACHE_ENABLED` switch).
 ///
-/// Off, annotated functions run their bodies and touch no store. The provider
-/// API ([`Cache`] methods) is not affected.
+/// Off, annotated functions run their bodies and touch no store (neither
+/// `#[cache]` nor `#[invalidate]`). The provider API ([`Cache`] methods) is
+/// not affected. See [`set_mode`] for a process that must still invalidate.
 pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Ordering::Relaxed);
+    set_mode(if enabled { CacheMode::On } else { CacheMode::Off });
 }
 
-/// Whether annotated functions use the cache (initially from `CACHE_ENABLED`; default on).
+/// Whether annotated functions read through the cache ([`CacheMode::On`]).
+#[inline]
 pub fn is_enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    MODE.load(Ordering::Relaxed) == CacheMode::On as u8
+}
+
+/// Whether `#[invalidate]` (and mutations of method-aware handlers) delete:
+/// every mode but [`CacheMode::Off`].
+#[inline]
+pub fn invalidation_enabled() -> bool {
+    MODE.load(Ordering::Relaxed) != CacheMode::Off as u8
 }
 
 /// Builds the default cache from the environment when no `init` ran (supplied by the facade).

@@ -80,7 +80,7 @@ impl Kind {
     fn allowed(self) -> &'static str {
         match self {
             Kind::Cache => {
-                "key_prefix, resource_id, key, expire, cache, cache_none, companion, crate"
+                "key_prefix, resource_id, key, expire, version, cache, cache_none, companion, shared, crate"
             }
             Kind::Invalidate => {
                 "key_prefix, resource_id, key, extra, patterns, before, cache, crate"
@@ -96,6 +96,8 @@ pub(crate) struct MacroArgs {
     pub resource_id: Option<LitStr>,
     pub key: Option<LitStr>,
     pub expire: Option<u64>,
+    /// `version = N`: mixed into the fingerprint of every entry (0: none).
+    pub version: u32,
     pub cache: Option<LitStr>,
     pub cache_none: bool,
     pub companion: bool,
@@ -184,6 +186,30 @@ fn expire(errors: &mut Errors, value: &Expr) -> Option<u64> {
     }
 }
 
+fn version(errors: &mut Errors, value: &Expr) -> Option<u32> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => match i.base10_parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errors.push(syn::Error::new(
+                    i.span(),
+                    format!("`version` must fit in u32: {e}"),
+                ));
+                None
+            }
+        },
+        other => {
+            errors.spanned(
+                other,
+                "`version` takes a whole number, e.g. version = 2 (bump it when the cached type changes in a way cacheside cannot trace)",
+            );
+            None
+        }
+    }
+}
+
 /// Parses the attribute arguments for `kind`, collecting every error.
 pub(crate) fn parse(
     kind: Kind,
@@ -223,6 +249,7 @@ pub(crate) fn parse(
                 }
             }
             (Kind::Cache, "expire") => out.expire = expire(errors, &value),
+            (Kind::Cache, "version") => out.version = version(errors, &value).unwrap_or(0),
             (Kind::Cache, "cache_none") => out.cache_none = lit_bool(errors, &name, &value).unwrap_or(false),
             (Kind::Cache, "companion") => out.companion = lit_bool(errors, &name, &value).unwrap_or(true),
             (Kind::Cache, "shared") => out.shared = lit_bool(errors, &name, &value).unwrap_or(false),
@@ -239,7 +266,7 @@ pub(crate) fn parse(
                 &name,
                 "`before` belongs to #[invalidate], not #[cache]: put it on the function that changes the data",
             ),
-            (Kind::Invalidate, "expire" | "cache_none" | "companion" | "shared") => errors.spanned(
+            (Kind::Invalidate, "expire" | "version" | "cache_none" | "companion" | "shared") => errors.spanned(
                 &name,
                 format!("`{key}` belongs to #[cache], not #[invalidate]"),
             ),

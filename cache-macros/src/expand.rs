@@ -78,10 +78,36 @@ struct KeyExpr {
     params: Vec<usize>,
 }
 
+/// A key value as the runtime encodes it (`cache_core::keys::Part`).
+fn key_part(krate: &TokenStream, expr: TokenStream) -> TokenStream {
+    quote!(#krate::__private::keys::Part(&#expr))
+}
+
+/// The path of the annotated function (`crate::module::Type::method`), at run
+/// time: the `type_name` of a function item nested in it, less the item's own
+/// name. Unlike `module_path!()` it names the `Self` type of a method, so two
+/// `impl` blocks with one method name get two default keys. `suffix` is what
+/// to strip: `__CACHESIDE_SUFFIX`, a const the wrapper and the companion each
+/// define (the companion strips its own name down to the function's).
+fn fn_path(krate: &TokenStream) -> TokenStream {
+    quote!(#krate::__private::fn_path(__cacheside_here, __CACHESIDE_SUFFIX))
+}
+
+/// The function item whose `type_name` gives the path, and the suffix to strip.
+fn here_item(suffix: &str) -> TokenStream {
+    quote! {
+        #[allow(dead_code)]
+        fn __cacheside_here() {}
+        #[allow(dead_code)]
+        const __CACHESIDE_SUFFIX: &str = #suffix;
+    }
+}
+
 /// Builds `format!(…)` for a template, checking that every placeholder names a binding.
 fn template_expr(
     lit: &LitStr,
     info: &FnInfo,
+    krate: &TokenStream,
     errors: &mut Errors,
     params: &mut Vec<usize>,
 ) -> Option<(String, Vec<TokenStream>)> {
@@ -98,7 +124,7 @@ fn template_expr(
         match info.find(&ph.root) {
             Some(b) => {
                 params.push(b.param);
-                exprs.push(ph.expr());
+                exprs.push(key_part(krate, ph.expr()));
             }
             None => {
                 ok = false;
@@ -119,13 +145,12 @@ fn template_expr(
 fn key_expr(
     args: &MacroArgs,
     info: &FnInfo,
-    fn_name: &str,
     krate: &TokenStream,
     errors: &mut Errors,
 ) -> Option<KeyExpr> {
     let mut params = Vec::new();
     if let Some(key) = &args.key {
-        let (format, exprs) = template_expr(key, info, errors, &mut params)?;
+        let (format, exprs) = template_expr(key, info, krate, errors, &mut params)?;
         return Some(KeyExpr {
             tokens: quote!(::std::format!(#format, #(#exprs),*)),
             params,
@@ -133,7 +158,7 @@ fn key_expr(
     }
     let prefix = match &args.key_prefix {
         Some(p) => {
-            let (format, exprs) = template_expr(p, info, errors, &mut params)?;
+            let (format, exprs) = template_expr(p, info, krate, errors, &mut params)?;
             Some((format, exprs))
         }
         None => None,
@@ -145,24 +170,26 @@ fn key_expr(
             return None;
         };
         params.push(b.param);
-        let ident = format_ident!("{}", name);
+        let id = key_part(krate, format_ident!("{}", name).into_token_stream());
         let tokens = match prefix {
             Some((f, e)) => {
                 let format = format!("{f}:{{}}");
-                quote!(::std::format!(#format, #(#e,)* #ident))
+                quote!(::std::format!(#format, #(#e,)* #id))
             }
-            // No prefix: `module::path::function:{id}`, unique like the hashed default
-            // (a bare function name would collide between modules).
-            None => quote!(::std::format!(
-                "{}::{}:{}", ::core::module_path!(), #fn_name, #ident
-            )),
+            // No prefix: `crate::module::Type::function:{id}`, unique like the
+            // hashed default (a bare function name would collide between
+            // modules, a module path between impl blocks).
+            None => {
+                let path = fn_path(krate);
+                quote!(::std::format!("{}:{}", #path, #id))
+            }
         };
         return Some(KeyExpr { tokens, params });
     }
     // No resource id: prefix plus a stable hash of every argument but `self`.
     let prefix_tokens = match prefix {
         Some((format, exprs)) => quote!(&::std::format!(#format, #(#exprs),*)),
-        None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
+        None => fn_path(krate),
     };
     let all: Vec<TokenStream> = info
         .bindings
@@ -179,15 +206,16 @@ fn key_expr(
 }
 
 /// How the return type maps to what is cached.
+///
+/// Whether a return type is a `Result` or an `Option` is decided by the type
+/// system (`__private::Probe`), never by its written name, so an alias of
+/// either behaves like the real one. Only the axum shapes are recognised by
+/// name (`Json<T>` is a concrete type of one crate).
 enum Mode {
-    /// Cached as is (runtime wrapper `Plain`).
-    Plain,
-    /// `Result<T, E>`: `Ok` cached.
-    Result,
-    /// `Option<T>`: `Some` cached.
-    Option,
-    /// `Option<T>` with `cache_none = true`; holds `T`.
-    CacheNone(Box<Type>),
+    /// The type system picks: an `Outcome` (`Result`, `Option`, aliases) or cached whole.
+    Probe,
+    /// `cache_none = true`: an `Option` (or alias) whose `None` is cached too.
+    CacheNone,
     /// axum `Json<T>`; holds `T`.
     Json(Box<Type>),
     /// `Result<Json<T>, E>`; holds `T` and `E`.
@@ -197,26 +225,46 @@ enum Mode {
 }
 
 impl Mode {
-    /// The runtime wrapper type (implementing `Outcome`), when the return type is not one itself.
-    fn wrapper(&self, stored: &Type, krate: &TokenStream) -> Option<TokenStream> {
+    /// The runtime wrapper type of an axum shape (implementing `Outcome`).
+    fn wrapper(&self, krate: &TokenStream) -> Option<TokenStream> {
         Some(match self {
-            Mode::Result | Mode::Option => return None,
-            Mode::Plain => quote!(#krate::__private::Plain<#stored>),
-            Mode::CacheNone(inner) => quote!(#krate::__private::CacheNone<#inner>),
+            Mode::Probe | Mode::CacheNone => return None,
             Mode::Json(t) => quote!(#krate::__private::http::JsonOutcome<#t>),
             Mode::JsonResult(t, e) => quote!(#krate::__private::http::JsonResult<#t, #e>),
             Mode::StatusJson(t) => quote!(#krate::__private::http::StatusJson<#t>),
         })
     }
 
-    /// `fn(&Ret) -> bool`: did the call succeed (for invalidation on mutations)?
-    fn succeeded(&self, ret: &TokenStream) -> TokenStream {
+    /// The `Kind` of the probe modes, as an expression (`None` for the axum shapes).
+    fn kind(&self, ret: &TokenStream, krate: &TokenStream) -> Option<TokenStream> {
         match self {
-            Mode::Result | Mode::JsonResult(..) => quote!(|__r: &#ret| __r.is_ok()),
-            Mode::StatusJson(_) => quote!(|__r: &#ret| __r.0.is_success()),
-            _ => quote!(|_: &#ret| true),
+            Mode::Probe => Some(quote! {{
+                #[allow(unused_imports)]
+                use #krate::__private::{ViaOutcome as _, ViaPlain as _};
+                (&#krate::__private::Probe::<#ret>::new()).__cacheside_kind()
+            }}),
+            Mode::CacheNone => Some(quote!(#krate::__private::CacheNoneKind::<#ret>::new())),
+            _ => None,
         }
     }
+
+    /// `fn(&Ret) -> bool`: did the call succeed (for invalidation on mutations)?
+    fn succeeded(&self, ret: &TokenStream, krate: &TokenStream) -> TokenStream {
+        match self {
+            Mode::StatusJson(_) => quote!(|__r: &#ret| __r.0.is_success()),
+            _ => succeeded_by_type(ret, krate),
+        }
+    }
+}
+
+/// `Result::is_ok` when the return type is a `Result` (also behind an alias),
+/// else always true: decided by the type system.
+fn succeeded_by_type(ret: &TokenStream, krate: &TokenStream) -> TokenStream {
+    quote! {{
+        #[allow(unused_imports)]
+        use #krate::__private::{ViaAnything as _, ViaResult as _};
+        (&#krate::__private::Probe::<#ret>::new()).__cacheside_succeeded()
+    }}
 }
 
 /// `Json<T>` → `T`.
@@ -257,7 +305,8 @@ fn contains_impl_trait(ty: &Type) -> bool {
         .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }
 
-/// The return type, the stored type and the mode; `None` after reporting an error.
+/// The return type, the stored type as written (for the companion) and the
+/// mode; `None` after reporting an error.
 fn output(item: &ItemFn, args: &MacroArgs, errors: &mut Errors) -> Option<(Type, Type, Mode)> {
     let ReturnType::Type(_, ret) = &item.sig.output else {
         errors.spanned(
@@ -306,23 +355,18 @@ fn output(item: &ItemFn, args: &MacroArgs, errors: &mut Errors) -> Option<(Type,
             );
         }
         let stored = targs.first().map(|t| (*t).clone())?;
-        return Some((ret, stored, Mode::Result));
+        return Some((ret, stored, Mode::Probe));
+    }
+    if args.cache_none {
+        // `Option<T>` stores `Option<T>`; an alias is checked by the type
+        // system (`OptionLike`), which also rejects what is no Option.
+        return Some((ret.clone(), ret, Mode::CacheNone));
     }
     if let Some(targs) = last_segment_args(&ret, "Option") {
         let inner = targs.first().map(|t| (*t).clone())?;
-        if args.cache_none {
-            let stored: Type = syn::parse_quote!(::core::option::Option<#inner>);
-            return Some((ret, stored, Mode::CacheNone(Box::new(inner))));
-        }
-        return Some((ret, inner, Mode::Option));
+        return Some((ret, inner, Mode::Probe));
     }
-    if args.cache_none {
-        errors.spanned(
-            &ret,
-            "`cache_none` applies to functions returning Option<T>",
-        );
-    }
-    Some((ret.clone(), ret, Mode::Plain))
+    Some((ret.clone(), ret, Mode::Probe))
 }
 
 fn krate(args: &MacroArgs) -> TokenStream {
@@ -386,13 +430,57 @@ fn spec_static(args: &MacroArgs, fn_name: &str, krate: &TokenStream) -> TokenStr
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
     };
+    let version = args.version;
     quote! {
         static __CACHESIDE_SPEC: #krate::__private::Spec = #krate::__private::Spec {
             function: #fn_name,
             cache: #cache,
             expire: #expire,
             auto_init: #krate::__private::auto_init,
+            version: #version,
+            crate_version: ::core::env!("CARGO_PKG_VERSION"),
+            salt: #krate::__private::OnceLock::new(),
+            generic_impl: #krate::__private::OnceLock::new(),
         };
+    }
+}
+
+/// What names an instantiation of a generic function: its type and const
+/// parameters (as one `type_name`), and `Self` when it has a receiver.
+/// Emitted before the key, in the wrapper and in the companion alike.
+fn instance_tokens(item: &ItemFn, krate: &TokenStream, has_receiver: bool) -> TokenStream {
+    let local_instance = local("__cacheside_instance");
+    let mut consts = Vec::new();
+    let mut parts = Vec::new();
+    for (i, param) in item.sig.generics.params.iter().enumerate() {
+        match param {
+            syn::GenericParam::Type(t) => {
+                let id = &t.ident;
+                parts.push(quote!(#id));
+            }
+            syn::GenericParam::Const(c) => {
+                let holder = format_ident!("__CachesideConst{}", i);
+                let (id, ty) = (&c.ident, &c.ty);
+                consts.push(quote!(#[allow(non_camel_case_types)] struct #holder<const V: #ty>;));
+                parts.push(quote!(#holder<#id>));
+            }
+            syn::GenericParam::Lifetime(_) => {}
+        }
+    }
+    let params = if parts.is_empty() {
+        quote!(::core::option::Option::None)
+    } else {
+        quote!(::core::option::Option::Some(::core::any::type_name::<(#(#parts,)*)>()))
+    };
+    let self_type = if has_receiver {
+        quote!(::core::option::Option::Some(::core::any::type_name::<Self>()))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let path = fn_path(krate);
+    quote! {
+        #(#consts)*
+        let #local_instance = #krate::__private::instance(&__CACHESIDE_SPEC, #path, #params, #self_type);
     }
 }
 
@@ -469,11 +557,16 @@ fn credential_warnings(item: &ItemFn, key_params: &[usize], shared: bool) -> Tok
 }
 
 /// `format!` expressions for `extra` / `patterns` templates.
-fn invalidation_templates(lits: &[LitStr], info: &FnInfo, errors: &mut Errors) -> Vec<TokenStream> {
+fn invalidation_templates(
+    lits: &[LitStr],
+    info: &FnInfo,
+    krate: &TokenStream,
+    errors: &mut Errors,
+) -> Vec<TokenStream> {
     let mut scratch = Vec::new();
     lits.iter()
         .filter_map(|lit| {
-            template_expr(lit, info, errors, &mut scratch)
+            template_expr(lit, info, krate, errors, &mut scratch)
                 .map(|(format, exprs)| quote!(::std::format!(#format, #(#exprs),*)))
         })
         .collect()
@@ -521,7 +614,7 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
         fn_name,
         krate,
     } = prepare(Kind::Cache, attr_tokens, &item);
-    let key = key_expr(&args, &info, &fn_name, &krate, &mut errors);
+    let key = key_expr(&args, &info, &krate, &mut errors);
     let out = output(&item, &args, &mut errors);
     let method = method_param(&item);
     if method.is_none() {
@@ -536,8 +629,8 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
         }
     }
     // Check the templates now so that their errors are reported with the rest.
-    invalidation_templates(&args.extra, &info, &mut errors);
-    invalidation_templates(&args.patterns, &info, &mut errors);
+    invalidation_templates(&args.extra, &info, &krate, &mut errors);
+    invalidation_templates(&args.patterns, &info, &krate, &mut errors);
     errors.finish()?;
     let (Some(key), Some((ret, stored, mode))) = (key, out) else {
         return Err(syn::Error::new(
@@ -550,13 +643,24 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     let key_tokens = &key.tokens;
     let ret_tokens = ret.to_token_stream();
     let body = body_block(&item, &ret_tokens);
-    let read = match mode.wrapper(&stored, &krate) {
-        None => {
-            quote!(#krate::__private::cached::<#ret, _>(&__CACHESIDE_SPEC, #local_key, #local_body).await)
-        }
-        Some(wrapper) => quote!(#krate::__private::cached::<#wrapper, _>(
-            &__CACHESIDE_SPEC, #local_key, async move { <#wrapper>::from(#local_body.await) }
+    let has_receiver = matches!(item.sig.inputs.first(), Some(FnArg::Receiver(_)));
+    let local_instance = local("__cacheside_instance");
+    let local_kind = local("__cacheside_kind");
+    let read = match (mode.kind(&ret_tokens, &krate), mode.wrapper(&krate)) {
+        (Some(kind), _) => quote! {{
+            let #local_kind = #kind;
+            #krate::__private::Kind::unwrap(
+                #local_kind,
+                #krate::__private::cached(
+                    &__CACHESIDE_SPEC, #local_key, #local_instance,
+                    async move { #krate::__private::Kind::wrap(#local_kind, #local_body.await) },
+                ).await,
+            )
+        }},
+        (None, Some(wrapper)) => quote!(#krate::__private::cached::<#wrapper, _>(
+            &__CACHESIDE_SPEC, #local_key, #local_instance, async move { <#wrapper>::from(#local_body.await) }
         ).await.0),
+        (None, None) => unreachable!("every mode has a kind or a wrapper"),
     };
     let call = match &method {
         None => quote! {
@@ -566,12 +670,12 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
         Some(method_expr) => {
             // Method-aware handler: GET/HEAD read through the cache; other
             // methods run the handler and, on success, invalidate.
-            let succeeded = mode.succeeded(&ret_tokens);
-            let extra = invalidation_templates(&args.extra, &info, &mut Errors::default());
-            let patterns = invalidation_templates(&args.patterns, &info, &mut Errors::default());
+            let succeeded = mode.succeeded(&ret_tokens, &krate);
+            let extra = invalidation_templates(&args.extra, &info, &krate, &mut Errors::default());
+            let patterns = invalidation_templates(&args.patterns, &info, &krate, &mut Errors::default());
             quote! {
                 let #local_read = #krate::__private::http::is_read_method(#method_expr);
-                // Mutations invalidate whenever caching is on, also with
+                // Mutations invalidate whenever invalidation is on, also with
                 // `expire = 0` (extra/patterns belong to other functions' entries).
                 let #local_targets = if !#local_read && #krate::__private::invalidation_active() {
                     ::core::option::Option::Some(#krate::__private::Targets {
@@ -597,9 +701,15 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
         }
     };
     let credential_warnings = credential_warnings(&item, &key.params, args.shared);
-    let assert_cacheable = quote_spanned! {stored.span()=>
-        #krate::__private::assert_cacheable::<#stored>();
+    // The axum shapes are recognised by name: check their payload where it is written.
+    let assert_cacheable = match mode {
+        Mode::Json(_) | Mode::JsonResult(..) | Mode::StatusJson(_) => quote_spanned! {stored.span()=>
+            #krate::__private::assert_cacheable::<#stored>();
+        },
+        Mode::Probe | Mode::CacheNone => TokenStream::new(),
     };
+    let here = here_item("::__cacheside_here");
+    let instance = instance_tokens(&item, &krate, has_receiver);
     let ItemFn {
         attrs, vis, sig, ..
     } = &item;
@@ -609,12 +719,22 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
             #assert_cacheable
             #credential_warnings
             #spec
-            let #local_key: ::core::option::Option<::std::string::String> =
-                if __CACHESIDE_SPEC.active() {
-                    ::core::option::Option::Some(#key_tokens)
-                } else {
-                    ::core::option::Option::None
-                };
+            #here
+            let (#local_key, #local_instance): (
+                ::core::option::Option<::std::string::String>,
+                ::core::option::Option<&'static str>,
+            ) = if __CACHESIDE_SPEC.active() {
+                #instance
+                match #local_instance {
+                    ::core::result::Result::Ok(__i) => (::core::option::Option::Some(#key_tokens), __i),
+                    ::core::result::Result::Err(()) => {
+                        #krate::__private::uncached_generic_impl(&__CACHESIDE_SPEC, #krate::__private::fn_path(__cacheside_here, __CACHESIDE_SUFFIX));
+                        (::core::option::Option::None, ::core::option::Option::None)
+                    }
+                }
+            } else {
+                (::core::option::Option::None, ::core::option::Option::None)
+            };
             #call
         }
     };
@@ -642,12 +762,23 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
         "Typed handle on the cache entry of `{fn_name}` for these arguments: its key, \
          `invalidate()`, `get()` and `set()`. Generated by `#[cache]`."
     );
+    // The companion names the stored type as written; the wrapper's comes
+    // from the type system. They differ only behind an alias, which this
+    // check turns into a compile error that says what to do.
+    let same_stored = mode.kind(&ret_tokens, &krate).map(|kind| {
+        quote!(#krate::__private::same_stored::<#stored, _, #ret>(#kind);)
+    });
+    let companion_here = here_item("_cache_entry::__cacheside_here");
     let companion = quote! {
         #[doc = #doc]
         #[allow(dead_code, clippy::needless_lifetimes)]
         #vis fn #companion_name #generics (#(#params),*) -> #krate::__private::Entry<#stored> #where_clause {
+            #same_stored
             #spec
-            #krate::__private::Entry::new(&__CACHESIDE_SPEC, #key_tokens)
+            #companion_here
+            #instance
+            let #local_instance = #local_instance.unwrap_or(::core::option::Option::Some("uncached: generic impl"));
+            #krate::__private::Entry::new(&__CACHESIDE_SPEC, #key_tokens, #local_instance)
         }
     };
     Ok(quote!(#wrapper #companion))
@@ -687,7 +818,7 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
         );
     }
     if args.key.is_some() || args.resource_id.is_some() {
-        if let Some(k) = key_expr(&args, &info, &fn_name, &krate, &mut errors) {
+        if let Some(k) = key_expr(&args, &info, &krate, &mut errors) {
             keys.push(k.tokens);
         }
     } else if let Some(p) = &args.key_prefix {
@@ -700,8 +831,8 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
             ),
         );
     }
-    keys.extend(invalidation_templates(&args.extra, &info, &mut errors));
-    let patterns = invalidation_templates(&args.patterns, &info, &mut errors);
+    keys.extend(invalidation_templates(&args.extra, &info, &krate, &mut errors));
+    let patterns = invalidation_templates(&args.patterns, &info, &krate, &mut errors);
     if keys.is_empty()
         && patterns.is_empty()
         && args.key.is_none()
@@ -720,13 +851,11 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
         ReturnType::Type(_, t) => t.to_token_stream(),
     };
     let opaque = contains_impl_trait_tokens(&ret);
-    let succeeded = match &item.sig.output {
-        ReturnType::Type(_, t) if last_segment_args(t, "Result").is_some() => {
-            quote!(|__r: &#ret| __r.is_ok())
-        }
+    let succeeded = if opaque {
         // An `impl Trait` return cannot be named: let inference fill it in.
-        _ if opaque => quote!(|_: &_| true),
-        _ => quote!(|_: &#ret| true),
+        quote!(|_: &_| true)
+    } else {
+        succeeded_by_type(&ret, &krate)
     };
     let ret_arg = if opaque { quote!(_) } else { ret.clone() };
     let cache = option_lit(&args.cache);

@@ -2,11 +2,19 @@
 //!
 //! A placeholder names a parameter binding, optionally followed by fields
 //! (`{q.page}`, `{t.0}`); `{{` and `}}` are literal braces. Each placeholder's
-//! value is formatted with `Display`.
+//! value is formatted with `Display` and encoded at run time
+//! (`cache_core::keys`): the characters in [`RESERVED`] never occur in an
+//! encoded value, so two placeholders must be separated by literal text that
+//! holds one of them (in practice `:`); then a key splits back into its
+//! values and distinct argument tuples give distinct keys.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::LitStr;
+
+/// The characters the runtime encodes in values: a copy of
+/// `cache_core::keys::RESERVED` (a test in `tests/macros.rs` pins that they agree).
+pub(crate) const RESERVED: &[char] = &['%', ':', '*', '?', '[', ']', '\\'];
 
 /// A placeholder as written.
 pub(crate) struct Placeholder {
@@ -24,17 +32,21 @@ pub(crate) struct Template {
 pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
     let text = lit.value();
     let mut format = String::with_capacity(text.len());
-    let mut placeholders = Vec::new();
+    let mut placeholders: Vec<Placeholder> = Vec::new();
+    // Literal text since the previous placeholder.
+    let mut between = String::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '{' if chars.peek() == Some(&'{') => {
                 chars.next();
                 format.push_str("{{");
+                between.push('{');
             }
             '}' if chars.peek() == Some(&'}') => {
                 chars.next();
                 format.push_str("}}");
+                between.push('}');
             }
             '}' => {
                 return Err("unmatched `}` in key template (write `}}` for a literal brace)".into())
@@ -73,10 +85,26 @@ pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
                         return Err(format!("`{{{inner}}}`: `{f}` is not a field name"));
                     }
                 }
+                if let Some(previous) = placeholders.last() {
+                    if !between.contains(RESERVED) {
+                        return Err(format!(
+                            "placeholders `{{{}}}` and `{{{inner}}}` must be separated by text holding `:` \
+                             (e.g. \"{{{}}}:{{{inner}}}\"): values are encoded so that `:` never occurs in them, \
+                             but with {} between them two different argument tuples could build one key",
+                            previous.written(),
+                            previous.written(),
+                            if between.is_empty() { "nothing".to_owned() } else { format!("`{between}`") },
+                        ));
+                    }
+                }
+                between.clear();
                 format.push_str("{}");
                 placeholders.push(Placeholder { root, fields });
             }
-            other => format.push(other),
+            other => {
+                format.push(other);
+                between.push(other);
+            }
         }
     }
     Ok(Template {
@@ -86,6 +114,14 @@ pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
 }
 
 impl Placeholder {
+    /// `root.field` as written in the template.
+    pub(crate) fn written(&self) -> String {
+        std::iter::once(self.root.as_str())
+            .chain(self.fields.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
     /// `root.field.0` as an expression.
     pub(crate) fn expr(&self) -> TokenStream {
         let root = format_ident!("{}", self.root);

@@ -394,11 +394,11 @@ where
         let cache = make(ns).await;
         let sibling = make(sibling_ns).await;
         for (k, _) in PAGE_KEYS {
-            ok(C, "set", cache.set(k, k, None).await);
+            ok(C, "set", cache.set(k, *k, None).await);
             ok(
                 C,
                 "set in the sibling namespace",
-                sibling.set(k, k, None).await,
+                sibling.set(k, *k, None).await,
             );
         }
         let result = cache.delete_pattern("page:*").await;
@@ -459,7 +459,7 @@ where
     ];
     for pattern in ["user:?", "*:7", "*7", r"a\*b", r"q\?", "[1]"] {
         for (k, _) in keys {
-            ok(C, "set", cache.set(k, k, None).await);
+            ok(C, "set", cache.set(k, *k, None).await);
         }
         let n = ok(C, "delete_pattern", cache.delete_pattern(pattern).await);
         let matching: BTreeSet<&str> = keys
