@@ -44,10 +44,9 @@
 
 pub use cache_core::{
     async_trait, codec, global, hash, init, invalidation_enabled, is_enabled, keys, mode, named,
-    pattern, register, set_enabled, set_mode, CacheMode,
-    Backend, BackendKind, Breaker, Bytes, Cache, CacheBuilder, Codec, Config, Entry, Error, Key,
-    NullBackend, Stats, DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
-    DEFAULT_TTL,
+    pattern, register, set_enabled, set_mode, Backend, BackendKind, Breaker, Bytes, Cache,
+    CacheBuilder, CacheMode, Codec, Config, Entry, Error, Key, NullBackend, Stats,
+    DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 /// Cache-aside around an `async fn`: the key is built from the arguments, a hit
 /// returns the stored value, a miss runs the body (once per key, however many
@@ -206,11 +205,11 @@ pub mod __private {
     pub use cache_core::keys;
     pub use cache_core::runtime::{
         assert_cacheable, cached, fn_path, hashed_key, instance, invalidating, invalidation_active,
-        same_stored, uncached_generic_impl, CacheNoneKind, Entry, InvalidateSpec, Kind, Probe, Spec,
-        Targets, ViaAnything, ViaOutcome, ViaPlain, ViaResult,
+        same_stored, uncached_generic_impl, CacheNoneKind, Entry, InvalidateSpec, Kind, Probe,
+        Spec, Targets, ViaAnything, ViaOutcome, ViaPlain, ViaResult,
     };
-    pub use std::sync::OnceLock;
     pub use cache_core::{CacheNone, Plain};
+    pub use std::sync::OnceLock;
 
     /// Outcomes of axum handlers, for `#[cache]` on them.
     #[cfg(feature = "axum")]

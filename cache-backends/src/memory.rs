@@ -56,7 +56,7 @@ impl Expiry<String, Stored> for PerEntryTtl {
 /// use cache_backends::MemoryBackend;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
 /// let cache = cache_core::Cache::builder().backend(MemoryBackend::new(10_000)).build();
-/// cache.set("widget:7", &"spanner", None).await?;
+/// cache.set("widget:7", "spanner", None).await?;
 /// assert_eq!(cache.get::<String>("widget:7").await?.as_deref(), Some("spanner"));
 /// assert_eq!(cache.delete_pattern("widget:*").await?, 1);
 /// # Ok(()) }

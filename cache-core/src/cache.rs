@@ -508,7 +508,11 @@ impl Cache {
         let mut sent = 0u64;
         for full in batch.keys.keys() {
             let key = Key::new(full, prefix.len().min(full.len()));
-            if self.guarded("delete", inner.backend.delete(key)).await.is_err() {
+            if self
+                .guarded("delete", inner.backend.delete(key))
+                .await
+                .is_err()
+            {
                 return inner.pending.failed();
             }
             sent += 1;
@@ -622,10 +626,11 @@ impl Cache {
     /// The envelope plus the encoded value; a value over the size limit is
     /// counted in `skipped` and refused with [`Error::ValueTooLarge`].
     fn encode<T: Storable + ?Sized>(&self, value: &T, salt: Salt) -> Result<Bytes, Error> {
-        let bytes = codec::seal_salted(&*self.inner.codec, value, salt).map_err(|e| Error::Encode {
-            codec: self.inner.codec.name(),
-            message: e.0,
-        })?;
+        let bytes =
+            codec::seal_salted(&*self.inner.codec, value, salt).map_err(|e| Error::Encode {
+                codec: self.inner.codec.name(),
+                message: e.0,
+            })?;
         if bytes.len() > self.inner.max_value_size {
             bump(&self.inner.counters.skipped);
             return Err(Error::ValueTooLarge {
@@ -892,7 +897,9 @@ impl Cache {
     {
         let full = self.full_key(key);
         let (out, encode_error) = self
-            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async { Plain(make().await) })
+            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async {
+                Plain(make().await)
+            })
             .await;
         match encode_error {
             Some(e) => Err(e),
@@ -926,7 +933,9 @@ impl Cache {
     {
         let full = self.full_key(key);
         let (out, encode_error) = self
-            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async { make().await })
+            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async {
+                make().await
+            })
             .await;
         if let Some(e) = encode_error {
             self.note_failure("encode", &full, &e);
@@ -981,7 +990,8 @@ impl Cache {
                 // An invalidation from here on makes what this caller computes stale too.
                 let epoch = self.inner.flights.epoch();
                 if let Some(bytes) = flight::follow(rx).await {
-                    if let Ok(v) = codec::open_salted::<O::Value>(&*self.inner.codec, &bytes, salt) {
+                    if let Ok(v) = codec::open_salted::<O::Value>(&*self.inner.codec, &bytes, salt)
+                    {
                         bump(&self.inner.counters.coalesced);
                         return (O::from_cached(v), None);
                     }
@@ -1264,5 +1274,213 @@ mod tests {
             Err(Error::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(100)),
             other => panic!("expected the op timeout, got {other:?}"),
         }
+    }
+
+    /// A map-backed store that can be switched down, can hold writes until
+    /// released, and can return garbage and hang on deletes.
+    #[derive(Clone, Default)]
+    struct Switch {
+        map: Arc<std::sync::Mutex<std::collections::HashMap<String, Bytes>>>,
+        down: Arc<std::sync::atomic::AtomicBool>,
+        hold_sets: Arc<std::sync::atomic::AtomicBool>,
+        set_started: Arc<tokio::sync::Notify>,
+        release_set: Arc<tokio::sync::Notify>,
+        garbage_and_hanging_deletes: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Switch {
+        fn check(&self, op: &'static str) -> Result<(), Error> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::Backend {
+                    backend: "switch",
+                    op,
+                    source: "down".into(),
+                });
+            }
+            Ok(())
+        }
+        fn has(&self, key: &str) -> bool {
+            self.map.lock().unwrap().contains_key(key)
+        }
+    }
+
+    #[async_trait]
+    impl Backend for Switch {
+        fn name(&self) -> &'static str {
+            "switch"
+        }
+        async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
+            self.check("get")?;
+            if self.garbage_and_hanging_deletes.load(Ordering::SeqCst) {
+                return Ok(Some(Bytes::from_static(b"garbage, not an envelope")));
+            }
+            Ok(self.map.lock().unwrap().get(key.as_str()).cloned())
+        }
+        async fn set(&self, key: Key<'_>, value: Bytes, _: Option<Duration>) -> Result<(), Error> {
+            self.check("set")?;
+            if self.hold_sets.load(Ordering::SeqCst) {
+                let released = self.release_set.notified();
+                self.set_started.notify_one();
+                released.await;
+            }
+            self.map
+                .lock()
+                .unwrap()
+                .insert(key.as_str().to_owned(), value);
+            Ok(())
+        }
+        async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+            self.check("delete")?;
+            if self.garbage_and_hanging_deletes.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Ok(self.map.lock().unwrap().remove(key.as_str()).is_some())
+        }
+        async fn delete_pattern(&self, _: &str, _: &str) -> Result<u64, Error> {
+            self.check("delete_pattern")?;
+            Ok(0)
+        }
+        async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+            self.check("exists")?;
+            Ok(self.has(key.as_str()))
+        }
+        async fn ttl(&self, _: Key<'_>) -> Result<Option<Duration>, Error> {
+            Ok(None)
+        }
+        async fn clear(&self, _: &str) -> Result<u64, Error> {
+            self.check("clear")?;
+            Ok(0)
+        }
+        async fn ping(&self) -> Result<(), Error> {
+            self.check("ping")
+        }
+    }
+
+    fn switch_cache(store: &Switch) -> Cache {
+        Cache::builder()
+            .backend(store.clone())
+            .op_timeout(Duration::from_millis(100))
+            .breaker(Breaker {
+                threshold: 1,
+                cooldown: Duration::from_millis(50),
+            })
+            .build()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delete_skipped_by_the_open_circuit_is_delivered_when_the_store_answers() {
+        let store = Switch::default();
+        let cache = switch_cache(&store);
+        cache.set("k", &1u32, None).await.unwrap();
+        store.down.store(true, Ordering::SeqCst);
+        assert!(
+            cache.get::<u32>("k").await.is_err(),
+            "the store is down: circuit opens"
+        );
+        // The mutation happened; its delete cannot reach the store.
+        assert!(matches!(
+            cache.delete("k").await,
+            Err(Error::CircuitOpen { .. })
+        ));
+        assert_eq!(cache.stats().invalidations_queued, 1);
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(
+            cache.get::<u32>("k").await.unwrap(),
+            None,
+            "the store still holds the old value: it must not be served"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await; // cool-down over
+        assert_eq!(
+            cache.get::<u32>("k").await.unwrap(),
+            None,
+            "after the cool-down the stale value must still not be served"
+        );
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!store.has("k"), "the kept delete reached the store");
+        assert_eq!(cache.stats().invalidations_delivered, 1);
+        cache.set("k", &2u32, None).await.unwrap();
+        assert_eq!(
+            cache.get::<u32>("k").await.unwrap(),
+            Some(2),
+            "delivered: reads use the store again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delete_that_lands_while_the_fill_is_in_flight_wins() {
+        let store = Switch::default();
+        let cache = switch_cache(&store);
+        store.hold_sets.store(true, Ordering::SeqCst);
+        let started = store.set_started.notified();
+        let filler = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get_or_set("k", None, || async { 1u32 }).await })
+        };
+        started.await; // the leader's write is in flight
+        cache.delete("k").await.unwrap(); // the mutation's delete: nothing there yet
+        store.hold_sets.store(false, Ordering::SeqCst);
+        store.release_set.notify_one();
+        assert_eq!(filler.await.unwrap().unwrap(), 1);
+        assert!(
+            !store.has("k"),
+            "the write that raced the delete must be undone: its value predates the mutation"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_undecodable_entry_costs_one_op_timeout_in_all() {
+        let store = Switch::default();
+        store
+            .garbage_and_hanging_deletes
+            .store(true, Ordering::SeqCst);
+        let cache = Cache::builder()
+            .backend(store.clone())
+            .op_timeout(Duration::from_millis(100))
+            .breaker(Breaker {
+                threshold: 0,
+                cooldown: Duration::ZERO,
+            })
+            .build();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            cache
+                .get_or_set("k", None, || async { 5u32 })
+                .await
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(100),
+            "the delete of the bad entry shares the call's budget"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_whose_leader_failed_stores_its_own_value() {
+        let store = Switch::default();
+        let cache = switch_cache(&store);
+        let leader = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_compute("k", None, || async {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Err::<u32, &str>("database hiccup")
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await; // the leader is running its body
+        let follower: Result<u32, &str> = cache.get_or_compute("k", None, || async { Ok(7) }).await;
+        assert_eq!(follower, Ok(7));
+        assert_eq!(leader.await.unwrap(), Err("database hiccup"));
+        assert_eq!(
+            cache.get::<u32>("k").await.unwrap(),
+            Some(7),
+            "the follower's value is stored: the next caller hits"
+        );
     }
 }

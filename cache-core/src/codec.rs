@@ -527,7 +527,14 @@ mod tests {
             }
         }
         for codec in [&MsgPack as &dyn Codec, &Json] {
-            let old = seal(codec, &User { id: 1, name: "ana".into() }).unwrap();
+            let old = seal(
+                codec,
+                &User {
+                    id: 1,
+                    name: "ana".into(),
+                },
+            )
+            .unwrap();
             // The payload alone would decode into the new shape (wrong data)…
             assert!(decode_value::<next::User>(codec, &old[ENVELOPE_LEN..]).is_ok());
             // …the envelope makes it a miss.
@@ -541,7 +548,10 @@ mod tests {
         let v = seal_salted(&MsgPack, &5u32, Salt::of_version(3)).unwrap();
         assert!(open::<u32>(&MsgPack, &v).is_err());
         assert!(open_salted::<u32>(&MsgPack, &v, Salt::of_version(4)).is_err());
-        assert_eq!(open_salted::<u32>(&MsgPack, &v, Salt::of_version(3)).unwrap(), 5);
+        assert_eq!(
+            open_salted::<u32>(&MsgPack, &v, Salt::of_version(3)).unwrap(),
+            5
+        );
         // The crate version only matters for types that cannot be traced whole.
         let crate_v1 = Salt::NONE.with_untraced("1.0.0");
         let crate_v2 = Salt::NONE.with_untraced("1.0.1");

@@ -406,7 +406,10 @@ mod tests {
             assert!(!c.enabled);
         }
         assert_eq!(cfg(&[]).unwrap().mode, crate::CacheMode::On);
-        assert_eq!(cfg(&[("CACHE_ENABLED", "off")]).unwrap().mode, crate::CacheMode::Off);
+        assert_eq!(
+            cfg(&[("CACHE_ENABLED", "off")]).unwrap().mode,
+            crate::CacheMode::Off
+        );
     }
 
     #[test]

@@ -129,16 +129,25 @@ mod tests {
     #[test]
     fn reserved_characters_are_encoded_and_others_kept() {
         assert_eq!(encode(&r"%:*?[]\"), "%25%3A%2A%3F%5B%5D%5C");
-        assert_eq!(encode(&"plain-words_and.dots/é 7"), "plain-words_and.dots/é 7");
+        assert_eq!(
+            encode(&"plain-words_and.dots/é 7"),
+            "plain-words_and.dots/é 7"
+        );
         assert_eq!(encode(&-42i64), "-42");
     }
 
     #[test]
     fn the_encoding_is_injective_on_tricky_values() {
-        let values = ["", "%", "%25", ":", "%3A", "a:b", "a%3Ab", "*", "\\", "%%", "::"];
+        let values = [
+            "", "%", "%25", ":", "%3A", "a:b", "a%3Ab", "*", "\\", "%%", "::",
+        ];
         let mut seen = std::collections::HashSet::new();
         for v in values {
-            assert!(seen.insert(encode(&v)), "two values encode to {:?}", encode(&v));
+            assert!(
+                seen.insert(encode(&v)),
+                "two values encode to {:?}",
+                encode(&v)
+            );
         }
     }
 
@@ -146,7 +155,17 @@ mod tests {
     fn encoded_values_hold_no_separator_and_no_glob_syntax() {
         for v in ["a:b", "*", "?", "[x]", r"\", "x*y:z?"] {
             let e = encode(&v);
-            assert!(!e.contains(RESERVED.iter().copied().filter(|c| *c != '%').collect::<Vec<_>>().as_slice()), "{e}");
+            assert!(
+                !e.contains(
+                    RESERVED
+                        .iter()
+                        .copied()
+                        .filter(|c| *c != '%')
+                        .collect::<Vec<_>>()
+                        .as_slice()
+                ),
+                "{e}"
+            );
             assert!(crate::pattern::is_literal(&e), "{e}");
             assert!(crate::pattern::matches(&e, &e));
         }

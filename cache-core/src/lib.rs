@@ -22,12 +22,12 @@ mod guard;
 pub mod hash;
 pub mod keys;
 mod null;
-mod pending;
 pub mod pattern;
-pub mod shape;
+mod pending;
 mod registry;
 #[doc(hidden)]
 pub mod runtime;
+pub mod shape;
 
 pub use async_trait::async_trait;
 pub use backend::{Backend, Key};

@@ -154,7 +154,11 @@ fn named_fast(name: &'static str) -> Option<&'static Cache> {
 /// `#[cache]` nor `#[invalidate]`). The provider API ([`Cache`] methods) is
 /// not affected. See [`set_mode`] for a process that must still invalidate.
 pub fn set_enabled(enabled: bool) {
-    set_mode(if enabled { CacheMode::On } else { CacheMode::Off });
+    set_mode(if enabled {
+        CacheMode::On
+    } else {
+        CacheMode::Off
+    });
 }
 
 /// Whether annotated functions read through the cache ([`CacheMode::On`]).

@@ -140,7 +140,9 @@ fn has_inferred_parameter(path: &str) -> bool {
 /// Logs, once per function, that a function of a generic `impl` runs uncached.
 pub fn uncached_generic_impl(spec: &'static Spec, fn_path: &'static str) {
     static WARNED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
-    let mut warned = WARNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let id = spec as *const Spec as usize;
     if !warned.contains(&id) {
         warned.push(id);

@@ -646,7 +646,10 @@ struct Entries<'s> {
 impl<'de> de::MapAccess<'de> for Entries<'_> {
     type Error = Stop;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Stop> {
         if self.done {
             return Ok(None);
         }
@@ -678,7 +681,10 @@ struct Fields<'s> {
 impl<'de> de::MapAccess<'de> for Fields<'_> {
     type Error = Stop;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Stop> {
         let Some(&i) = self.order.get(self.next) else {
             return Ok(None);
         };

@@ -473,7 +473,9 @@ fn instance_tokens(item: &ItemFn, krate: &TokenStream, has_receiver: bool) -> To
         quote!(::core::option::Option::Some(::core::any::type_name::<(#(#parts,)*)>()))
     };
     let self_type = if has_receiver {
-        quote!(::core::option::Option::Some(::core::any::type_name::<Self>()))
+        quote!(::core::option::Option::Some(
+            ::core::any::type_name::<Self>()
+        ))
     } else {
         quote!(::core::option::Option::None)
     };
@@ -672,7 +674,8 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
             // methods run the handler and, on success, invalidate.
             let succeeded = mode.succeeded(&ret_tokens, &krate);
             let extra = invalidation_templates(&args.extra, &info, &krate, &mut Errors::default());
-            let patterns = invalidation_templates(&args.patterns, &info, &krate, &mut Errors::default());
+            let patterns =
+                invalidation_templates(&args.patterns, &info, &krate, &mut Errors::default());
             quote! {
                 let #local_read = #krate::__private::http::is_read_method(#method_expr);
                 // Mutations invalidate whenever invalidation is on, also with
@@ -703,9 +706,11 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     let credential_warnings = credential_warnings(&item, &key.params, args.shared);
     // The axum shapes are recognised by name: check their payload where it is written.
     let assert_cacheable = match mode {
-        Mode::Json(_) | Mode::JsonResult(..) | Mode::StatusJson(_) => quote_spanned! {stored.span()=>
-            #krate::__private::assert_cacheable::<#stored>();
-        },
+        Mode::Json(_) | Mode::JsonResult(..) | Mode::StatusJson(_) => {
+            quote_spanned! {stored.span()=>
+                #krate::__private::assert_cacheable::<#stored>();
+            }
+        }
         Mode::Probe | Mode::CacheNone => TokenStream::new(),
     };
     let here = here_item("::__cacheside_here");
@@ -765,9 +770,9 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     // The companion names the stored type as written; the wrapper's comes
     // from the type system. They differ only behind an alias, which this
     // check turns into a compile error that says what to do.
-    let same_stored = mode.kind(&ret_tokens, &krate).map(|kind| {
-        quote!(#krate::__private::same_stored::<#stored, _, #ret>(#kind);)
-    });
+    let same_stored = mode
+        .kind(&ret_tokens, &krate)
+        .map(|kind| quote!(#krate::__private::same_stored::<#stored, _, #ret>(#kind);));
     let companion_here = here_item("_cache_entry::__cacheside_here");
     let companion = quote! {
         #[doc = #doc]
@@ -831,7 +836,12 @@ pub(crate) fn invalidate(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<
             ),
         );
     }
-    keys.extend(invalidation_templates(&args.extra, &info, &krate, &mut errors));
+    keys.extend(invalidation_templates(
+        &args.extra,
+        &info,
+        &krate,
+        &mut errors,
+    ));
     let patterns = invalidation_templates(&args.patterns, &info, &krate, &mut errors);
     if keys.is_empty()
         && patterns.is_empty()

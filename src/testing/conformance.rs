@@ -135,6 +135,7 @@ where
     check!(ttl_expiry);
     check!(delete_pattern, caps);
     check!(namespaces_isolated);
+    check!(nested_namespaces);
     check!(clear_namespace);
     check!(binary_and_empty_values);
     check!(unicode_keys);
@@ -512,6 +513,66 @@ where
         Some("in b"),
         "[{C}] delete in a must not touch b"
     );
+}
+
+/// A namespace that extends another (`app` and `app:eu`) shares nothing with
+/// it: `app` cannot read, overwrite, pattern-delete or clear `app:eu`'s entries
+/// through a key that starts with `eu:`, and the other way round.
+pub async fn nested_namespaces<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "nested_namespaces";
+    let base = fresh_namespace(C);
+    let outer = make(&base).await;
+    let inner = make(&format!("{base}:eu")).await;
+    ok(
+        C,
+        "set in the inner namespace",
+        inner.set("widget:7", "eu widget", None).await,
+    );
+    assert_eq!(
+        ok(C, "get from the outer", outer.get::<String>("eu:widget:7").await),
+        None,
+        "[{C}] namespace {base:?} read the entry of namespace \"{base}:eu\" through key \"eu:widget:7\""
+    );
+    ok(
+        C,
+        "set in the outer namespace",
+        outer.set("eu:widget:7", "outer widget", None).await,
+    );
+    assert_eq!(
+        ok(
+            C,
+            "get from the inner",
+            inner.get::<String>("widget:7").await
+        )
+        .as_deref(),
+        Some("eu widget"),
+        "[{C}] a write in {base:?} under \"eu:widget:7\" overwrote the inner namespace's entry"
+    );
+    if let Ok(n) = outer.delete_pattern("eu:*").await {
+        assert_eq!(
+            n, 1,
+            "[{C}] delete_pattern(\"eu:*\") in {base:?} must delete only its own key"
+        );
+    }
+    assert!(
+        ok(C, "exists in the inner", inner.exists("widget:7").await),
+        "[{C}] delete_pattern in {base:?} deleted an entry of \"{base}:eu\""
+    );
+    ok(
+        C,
+        "set in the outer namespace",
+        outer.set("k", "outer", None).await,
+    );
+    ok(C, "clear the outer namespace", outer.clear().await);
+    assert!(
+        ok(C, "exists in the inner", inner.exists("widget:7").await),
+        "[{C}] clear() of {base:?} removed the entries of \"{base}:eu\""
+    );
+    ok(C, "clear the inner namespace", inner.clear().await);
 }
 
 /// `clear` empties its namespace and leaves other namespaces alone (also when the namespace holds glob characters).

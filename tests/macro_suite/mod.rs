@@ -286,7 +286,303 @@ fn methods_and_generics() {
         assert_eq!(Repo::item_cache_entry(1).key(), "repo-item:1");
 
         assert_eq!(generic(5, "x").await, "5:x");
-        assert_eq!(generic(5, 99).await, "5:x", "same key, cached value");
+        assert_eq!(
+            generic(5, "y").await,
+            "5:x",
+            "same instantiation, same key: cached"
+        );
+        // Another instantiation never reads this one's entry (its type
+        // parameters are in the fingerprint), even under one key.
+        assert_eq!(generic(5, 99).await, "5:99");
+        assert_eq!(
+            generic(5, 100).await,
+            "5:99",
+            "and is cached in its own right"
+        );
+    });
+}
+
+// --- one argument tuple, one key -------------------------------------------
+
+static PROFILE: OnceLock<Calls> = OnceLock::new();
+
+#[cacheside::cache(key = "profile:{tenant}:{user}", expire = 60)]
+async fn profile(tenant: &str, user: &str) -> String {
+    PROFILE.get_or_init(Calls::default).hit();
+    format!("{tenant}/{user}")
+}
+
+#[test]
+fn placeholder_values_that_hold_the_separator_build_distinct_keys() {
+    run(async {
+        let cache = global().await;
+        assert_eq!(profile("acme:admin", "bob").await, "acme:admin/bob");
+        assert_eq!(
+            profile("acme", "admin:bob").await,
+            "acme/admin:bob",
+            "another tuple must not be served the first tuple's entry"
+        );
+        assert_eq!(PROFILE.get().unwrap().get(), 2);
+        assert_eq!(
+            profile_cache_entry("acme", "admin:bob").key(),
+            "profile:acme:admin%3Abob"
+        );
+        // The provider API reaches the entry with the same encoding.
+        let key = format!(
+            "profile:{}:{}",
+            cacheside::keys::part("acme:admin"),
+            cacheside::keys::part("bob")
+        );
+        assert_eq!(key, "profile:acme%3Aadmin:bob");
+        assert_eq!(
+            cache.get::<String>(&key).await.unwrap().as_deref(),
+            Some("acme:admin/bob")
+        );
+    });
+}
+
+#[cacheside::cache(key = "notes:{owner}:{id}", expire = 60)]
+async fn note(owner: &str, id: u32) -> String {
+    format!("{owner}#{id}")
+}
+
+#[cacheside::invalidate(patterns = ["notes:{owner}:*"])]
+async fn drop_notes(owner: &str) -> Result<(), String> {
+    let _ = owner;
+    Ok(())
+}
+
+#[test]
+fn values_inside_invalidation_patterns_are_literals() {
+    run(async {
+        let cache = global().await;
+        for owner in ["ana", "*", r"back\slash", "q?", "[x]"] {
+            note(owner, 1).await;
+        }
+        drop_notes("*").await.unwrap();
+        let exists = |owner: &'static str| {
+            let cache = cache.clone();
+            async move {
+                cache
+                    .exists(note_cache_entry(owner, 1).key())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(
+            exists("ana").await,
+            "owner `*` must not delete every owner's notes"
+        );
+        if PATTERNS {
+            assert!(!exists("*").await, "owner `*`'s own notes are deleted");
+            drop_notes(r"back\slash").await.unwrap();
+            assert!(
+                !exists(r"back\slash").await,
+                "a backslash in the value must not make the pattern miss"
+            );
+            drop_notes("q?").await.unwrap();
+            drop_notes("[x]").await.unwrap();
+            assert!(!exists("q?").await && !exists("[x]").await);
+            assert!(exists("ana").await);
+        }
+    });
+}
+
+struct Left;
+struct Right;
+
+impl Left {
+    #[cacheside::cache(expire = 60)]
+    async fn side(&self, id: u32) -> String {
+        format!("left {id}")
+    }
+    #[cacheside::cache(resource_id = "id", expire = 60)]
+    async fn by_id(&self, id: u32) -> String {
+        format!("left {id}")
+    }
+}
+
+impl Right {
+    #[cacheside::cache(expire = 60)]
+    async fn side(&self, id: u32) -> String {
+        format!("right {id}")
+    }
+    #[cacheside::cache(resource_id = "id", expire = 60)]
+    async fn by_id(&self, id: u32) -> String {
+        format!("right {id}")
+    }
+}
+
+#[test]
+fn one_method_name_in_two_impl_blocks_gets_two_default_keys() {
+    run(async {
+        global().await;
+        assert_eq!(Left.side(1).await, "left 1");
+        assert_eq!(Right.side(1).await, "right 1", "hashed default key");
+        assert_eq!(Left.by_id(1).await, "left 1");
+        assert_eq!(
+            Right.by_id(1).await,
+            "right 1",
+            "resource_id without key_prefix"
+        );
+        let key = Left::by_id_cache_entry(1).key().to_owned();
+        assert!(key.ends_with("Left::by_id:1"), "{key}");
+        assert_ne!(key, Right::by_id_cache_entry(1).key());
+    });
+}
+
+struct Store<T>(std::marker::PhantomData<T>);
+
+impl<T: Send + Sync + 'static> Store<T> {
+    #[cacheside::cache(key_prefix = "store", resource_id = "id", expire = 60)]
+    async fn kind(&self, id: u32) -> String {
+        format!("{id}:{}", std::any::type_name::<T>())
+    }
+}
+
+#[test]
+fn a_generic_impl_does_not_serve_one_instantiation_to_another() {
+    run(async {
+        global().await;
+        let bytes = Store::<u8>(std::marker::PhantomData);
+        let words = Store::<u16>(std::marker::PhantomData);
+        assert_eq!(bytes.kind(1).await, "1:u8");
+        assert_eq!(words.kind(1).await, "1:u16");
+        assert_eq!(bytes.kind(1).await, "1:u8");
+        // One key, two instantiations: they replace each other's entry
+        // (the fingerprint tells them apart), never read it.
+        assert_eq!(
+            Store::<u8>::kind_cache_entry(1)
+                .get()
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("1:u8"),
+            "the companion reads its own instantiation"
+        );
+        assert_eq!(
+            Store::<u16>::kind_cache_entry(1).get().await.unwrap(),
+            None,
+            "and not another's"
+        );
+    });
+}
+
+// --- what is cacheable is decided by the type system -----------------------
+
+type ApiResult<T> = Result<T, String>;
+type Maybe<T> = Option<T>;
+
+static FLAKY: OnceLock<Calls> = OnceLock::new();
+
+/// Fails on its first call (the database is down), succeeds afterwards.
+#[cacheside::cache(key = "flaky:{id}", expire = 60, companion = false)]
+async fn flaky(id: u32) -> ApiResult<u32> {
+    if FLAKY.get_or_init(Calls::default).hit() == 1 {
+        return Err("database down".into());
+    }
+    Ok(id)
+}
+
+static MAYBE: OnceLock<Calls> = OnceLock::new();
+
+#[cacheside::cache(key = "maybe:{id}", expire = 60, companion = false)]
+async fn maybe(id: u32) -> Maybe<u32> {
+    (MAYBE.get_or_init(Calls::default).hit() > 1).then_some(id)
+}
+
+#[test]
+fn errors_behind_a_result_alias_are_not_cached() {
+    run(async {
+        let cache = global().await;
+        assert_eq!(flaky(3).await, Err("database down".to_string()));
+        assert_eq!(
+            flaky(3).await,
+            Ok(3),
+            "the Err must not be served after recovery"
+        );
+        assert_eq!(flaky(3).await, Ok(3));
+        assert_eq!(FLAKY.get().unwrap().get(), 2, "Ok is cached");
+        assert_eq!(
+            cache.get::<u32>("flaky:3").await.unwrap(),
+            Some(3),
+            "the Ok value itself is stored"
+        );
+        assert_eq!(maybe(4).await, None);
+        assert_eq!(
+            maybe(4).await,
+            Some(4),
+            "None behind an alias is not cached"
+        );
+        assert_eq!(maybe(4).await, Some(4));
+        assert_eq!(MAYBE.get().unwrap().get(), 2);
+    });
+}
+
+// --- the envelope rejects a changed type -----------------------------------
+
+mod deploy_one {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct User {
+        pub id: u64,
+        pub name: String,
+    }
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    email: Option<String>,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+static USER: OnceLock<Calls> = OnceLock::new();
+
+#[cacheside::cache(key = "deploy-user:{id}", expire = 60)]
+async fn user(id: u64) -> User {
+    USER.get_or_init(Calls::default).hit();
+    User {
+        id,
+        name: "ana".into(),
+        email: Some("ana@example.com".into()),
+        is_admin: true,
+    }
+}
+
+#[cacheside::cache(key = "versioned:{id}", expire = 60, version = 2)]
+async fn versioned(id: u64) -> u64 {
+    id * 10
+}
+
+#[test]
+fn bytes_of_the_previous_deploys_struct_are_a_miss() {
+    run(async {
+        let cache = global().await;
+        // The previous deploy cached `User { id, name }` under the key.
+        let old = deploy_one::User {
+            id: 1,
+            name: "old name".into(),
+        };
+        cache.set("deploy-user:1", &old, None).await.unwrap();
+        let now = user(1).await;
+        assert_eq!(
+            now.email.as_deref(),
+            Some("ana@example.com"),
+            "decoded old bytes into the new shape: {now:?}"
+        );
+        assert_eq!(USER.get().unwrap().get(), 1, "the body ran");
+        assert_eq!(user(1).await, now, "and its value is cached");
+        assert_eq!(USER.get().unwrap().get(), 1);
+        // `version = N` separates entries of the same shape.
+        cache.set("versioned:3", &7u64, None).await.unwrap();
+        assert_eq!(
+            versioned(3).await,
+            30,
+            "an entry without the version is a miss"
+        );
+        assert_eq!(versioned_cache_entry(3).get().await.unwrap(), Some(30));
     });
 }
 
@@ -421,7 +717,7 @@ fn corrupt_or_foreign_bytes_are_a_miss_and_get_replaced() {
     run(async {
         let cache = global().await;
         // A value of another type under the macro's key…
-        cache.set("corrupt:1", &"not a widget", None).await.unwrap();
+        cache.set("corrupt:1", "not a widget", None).await.unwrap();
         let errors = cache.stats().errors;
         assert_eq!(corrupt_target(1).await.name, "fresh");
         assert!(cache.stats().errors > errors, "counted as an error");

@@ -32,7 +32,7 @@ const NAME: &str = "redis-cluster";
 /// let nodes = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"];
 /// let cluster = RedisClusterBackend::connect(&nodes).await?;
 /// let cache = cache_core::Cache::builder().backend(cluster).build();
-/// cache.set("widget:7", &"spanner", None).await?;
+/// cache.set("widget:7", "spanner", None).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -116,7 +116,7 @@ impl RedisOptions {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
 /// let redis = RedisBackend::connect("redis://127.0.0.1:6379/0").await?;
 /// let cache = cache_core::Cache::builder().backend(redis).namespace("shop").build();
-/// cache.set("widget:7", &"spanner", None).await?;
+/// cache.set("widget:7", "spanner", None).await?;
 /// assert_eq!(cache.delete_pattern("widget:*").await?, 1);
 /// # Ok(()) }
 /// ```
