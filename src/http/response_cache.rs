@@ -269,9 +269,11 @@ impl ResponseCacheLayer {
         self
     }
 
-    /// Largest body stored (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB). Larger
-    /// bodies are streamed through uncached; at most `limit + 1` bytes (or
-    /// the chunk that crosses the limit) are held before giving up.
+    /// Largest body stored (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB). A body
+    /// whose announced length (exact size hint or `Content-Length`) is larger,
+    /// or that announces none, is streamed through uncached at once; a body
+    /// longer than it announced is streamed through after at most the limit
+    /// (plus the chunk that crosses it) was held.
     ///
     /// ```
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
