@@ -225,7 +225,7 @@ async fn outside_a_response_cache() {
         .layer(ResponseCacheLayer::new(cache))
         .layer(ClientCacheLayer::new());
     let send = |auth: bool| {
-        let mut req = Request::get("/api/items");
+        let mut req = Request::get("/api/items").header("host", "example.com");
         if auth {
             req = req.header("authorization", "Bearer t");
         }
@@ -239,4 +239,58 @@ async fn outside_a_response_cache() {
     let res = send(true).await.unwrap();
     assert_eq!(res.headers()["x-cache"], "BYPASS");
     assert_eq!(res.headers()["cache-control"], "private, no-store");
+}
+
+/// The `Cache-Control` of `GET uri` with the request `headers`.
+async fn cache_control_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Option<String> {
+    let mut req = Request::get(uri);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let all: Vec<_> = res.headers().get_all("cache-control").iter().collect();
+    assert!(all.len() <= 1, "{uri}: {all:?}");
+    all.first().map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn personal_responses_under_a_public_prefix_are_private() {
+    let app = Router::new()
+        .route("/static/app.js", get(|| async { "js" }))
+        .route(
+            "/static/login",
+            get(|| async { ([("set-cookie", "session=s3cret; HttpOnly")], "welcome") }),
+        )
+        .layer(ClientCacheLayer::new().public_prefix("/static", Duration::from_secs(600)));
+    // A response that sets a cookie.
+    assert_eq!(
+        cache_control_with(&app, "/static/login", &[])
+            .await
+            .as_deref(),
+        Some("private, max-age=600")
+    );
+    // A request that carries credentials.
+    assert_eq!(
+        cache_control_with(&app, "/static/app.js", &[("authorization", "Bearer t")])
+            .await
+            .as_deref(),
+        Some("private, max-age=600")
+    );
+    // Anything else stays public.
+    assert_eq!(
+        cache_control_with(&app, "/static/app.js", &[("cookie", "theme=dark")])
+            .await
+            .as_deref(),
+        Some("public, max-age=600")
+    );
+    assert_eq!(
+        cache_control_with(&app, "/static/app.js", &[])
+            .await
+            .as_deref(),
+        Some("public, max-age=600")
+    );
 }

@@ -26,12 +26,19 @@ fn memory() -> Cache {
         .build()
 }
 
+/// The authority every test request names (in its `Host` header, as HTTP/1.1 clients send it).
+const HOST: &str = "example.com";
+
 fn get_req(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
+    Request::get(uri)
+        .header("host", HOST)
+        .body(Body::empty())
+        .unwrap()
 }
 
 fn with_header(uri: &str, name: &'static str, value: &str) -> Request<Body> {
     Request::get(uri)
+        .header("host", HOST)
         .header(name, value)
         .body(Body::empty())
         .unwrap()
@@ -135,7 +142,9 @@ async fn entry_is_readable_and_without_hop_by_hop_headers() {
         )
         .layer(ResponseCacheLayer::new(cache.clone()).ttl(Duration::from_secs(30)));
     assert_eq!(send(&app, get_req("/h")).await.x_cache(), "MISS");
-    let Some(ResponseEntry::Response(entry)) = cache.get("http:GET:/h").await.unwrap() else {
+    let Some(ResponseEntry::Response(entry)) =
+        cache.get("http:GET:http://example.com/h").await.unwrap()
+    else {
         panic!("no response entry under the base key")
     };
     assert_eq!(entry.status, 200);
@@ -239,7 +248,10 @@ async fn query_order_does_not_change_the_key() {
     assert_eq!(send(&app, get_req("/q?a=1&b=2")).await.x_cache(), "HIT");
     assert_eq!(send(&app, get_req("/q?a=1&b=3")).await.x_cache(), "MISS");
     assert_eq!(calls.get(), 2);
-    assert!(cache.exists("http:GET:/q?a=1&b=2").await.unwrap());
+    assert!(cache
+        .exists("http:GET:http://example.com/q?a=1&b=2")
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
@@ -281,10 +293,15 @@ async fn vary_keeps_variants_apart() {
     assert_eq!((fr.x_cache(), fr.text()), ("HIT", "bonjour"));
     assert_eq!(fr.header("vary"), Some("Accept-Language"));
     assert_eq!(calls.get(), 2);
-    let index: ResponseEntry = cache.get("http:GET:/greet").await.unwrap().unwrap();
+    let index: ResponseEntry = cache
+        .get("http:GET:http://example.com/greet")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(index, ResponseEntry::Vary(vec!["accept-language".into()]));
     // HEAD finds the variant too.
     let head = Request::head("/greet")
+        .header("host", HOST)
         .header("accept-language", "fr")
         .body(Body::empty())
         .unwrap();
@@ -338,7 +355,7 @@ async fn a_changed_vary_rewrites_the_index() {
     // An old deployment's index said the resource varied on another header.
     cache
         .set(
-            "http:GET:/greet",
+            "http:GET:http://example.com/greet",
             &ResponseEntry::Vary(vec!["x-old".into()]),
             None,
         )
@@ -348,7 +365,11 @@ async fn a_changed_vary_rewrites_the_index() {
     let app = by_language(&calls).layer(ResponseCacheLayer::new(cache.clone()));
     let fr = || with_header("/greet", "accept-language", "fr");
     assert_eq!(send(&app, fr()).await.x_cache(), "MISS");
-    let index: ResponseEntry = cache.get("http:GET:/greet").await.unwrap().unwrap();
+    let index: ResponseEntry = cache
+        .get("http:GET:http://example.com/greet")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(index, ResponseEntry::Vary(vec!["accept-language".into()]));
     let hit = send(&app, fr()).await;
     assert_eq!((hit.x_cache(), hit.text()), ("HIT", "bonjour"));
@@ -398,7 +419,10 @@ async fn private_responses_are_never_stored() {
             assert_eq!(res.text(), "secret");
             assert_eq!(res.header(name), Some(value));
         }
-        assert!(!cache.exists(&format!("http:GET:{path}")).await.unwrap());
+        assert!(!cache
+            .exists(&format!("http:GET:http://example.com{path}"))
+            .await
+            .unwrap());
     }
     assert_eq!(calls.get(), 8);
 }
@@ -461,7 +485,10 @@ async fn vary_caller_keys_per_caller() {
     let b2 = send(&app, as_user("bob")).await;
     assert_eq!((b2.x_cache(), b2.text()), ("HIT", "hello Bearer bob"));
     assert_eq!(calls.get(), 2);
-    assert!(cache.exists("http:GET:/me#c=alice").await.unwrap());
+    assert!(cache
+        .exists("http:GET:http://example.com/me#c=alice")
+        .await
+        .unwrap());
 
     // Credentials the function cannot name → bypass.
     let basic = send(&app, with_header("/me", "authorization", "Basic eA==")).await;
@@ -537,10 +564,11 @@ async fn non_cacheable_status_is_not_stored() {
         assert_eq!(res.header("etag"), None);
     }
     assert_eq!(calls.get(), 2);
-    // 404 is stored by default (axum's fallback), 201 is not.
-    assert_eq!(send(&app, get_req("/missing")).await.x_cache(), "MISS");
-    let nf = send(&app, get_req("/missing")).await;
-    assert_eq!((nf.status, nf.x_cache()), (StatusCode::NOT_FOUND, "HIT"));
+    // Neither 404 (here axum's fallback: any URL a scanner makes up) nor 201 is stored by default.
+    for _ in 0..2 {
+        let nf = send(&app, get_req("/missing")).await;
+        assert_eq!((nf.status, nf.x_cache()), (StatusCode::NOT_FOUND, "MISS"));
+    }
     assert_eq!(send(&app, get_req("/created")).await.x_cache(), "MISS");
     assert_eq!(send(&app, get_req("/created")).await.x_cache(), "MISS");
 }
@@ -552,6 +580,21 @@ async fn custom_status_predicate() {
         .layer(ResponseCacheLayer::new(memory()).cache_status(|s| s.is_success()));
     assert_eq!(send(&app, get_req("/c")).await.x_cache(), "MISS");
     assert_eq!(send(&app, get_req("/c")).await.x_cache(), "HIT");
+}
+
+/// Storing 404s is an opt-in, through the status predicate.
+fn with_404(status: StatusCode) -> bool {
+    cacheside::http::default_cache_status(status) || status == StatusCode::NOT_FOUND
+}
+
+#[tokio::test]
+async fn not_found_is_stored_only_when_asked() {
+    let app = Router::new()
+        .route("/c", get(|| async { "c" }))
+        .layer(ResponseCacheLayer::new(memory()).cache_status(with_404));
+    assert_eq!(send(&app, get_req("/missing")).await.x_cache(), "MISS");
+    let nf = send(&app, get_req("/missing")).await;
+    assert_eq!((nf.status, nf.x_cache()), (StatusCode::NOT_FOUND, "HIT"));
 }
 
 /// A body of `chunks` without a size hint (streamed, like a file or a proxy).
@@ -601,7 +644,7 @@ async fn a_body_that_fails_is_passed_through_and_not_stored() {
     assert_eq!(first, "part");
     let err = body.frame().await.unwrap().unwrap_err();
     assert!(err.to_string().contains("disk gone"), "{err}");
-    assert!(!cache.exists("http:GET:/f").await.unwrap());
+    assert!(!cache.exists("http:GET:http://example.com/f").await.unwrap());
 }
 
 fn big(n: usize) -> Vec<u8> {
@@ -645,7 +688,10 @@ async fn bodies_over_the_limit_pass_through_intact() {
             assert_eq!(res.body.as_ref(), big(5000).as_slice(), "{path}");
             assert_eq!(res.header("etag"), None);
         }
-        assert!(!cache.exists(&format!("http:GET:{path}")).await.unwrap());
+        assert!(!cache
+            .exists(&format!("http:GET:http://example.com{path}"))
+            .await
+            .unwrap());
     }
     assert_eq!(calls.get(), 4);
     // Exactly at the limit is stored.
@@ -670,11 +716,18 @@ async fn post_is_never_cached() {
         )
         .layer(ResponseCacheLayer::new(cache.clone()));
     for i in 1..=2 {
-        let res = send(&app, Request::post("/p").body(Body::empty()).unwrap()).await;
+        let res = send(
+            &app,
+            Request::post("/p")
+                .header("host", HOST)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(res.x_cache(), "BYPASS");
         assert_eq!(res.text(), format!("post {i}"));
     }
-    assert!(!cache.exists("http:GET:/p").await.unwrap());
+    assert!(!cache.exists("http:GET:http://example.com/p").await.unwrap());
     assert!(!cache.exists("http:POST:/p").await.unwrap());
 }
 
@@ -687,7 +740,12 @@ async fn head_is_answered_from_the_get_entry() {
         &calls,
         ResponseCacheLayer::new(memory()),
     );
-    let head = || Request::head("/h").body(Body::empty()).unwrap();
+    let head = || {
+        Request::head("/h")
+            .header("host", HOST)
+            .body(Body::empty())
+            .unwrap()
+    };
     let cold = send(&app, head()).await;
     assert_eq!(cold.x_cache(), "MISS");
     assert!(cold.body.is_empty());
@@ -842,9 +900,17 @@ fn redis_backed_response_cache() {
         .await;
         assert_eq!(nm.status, StatusCode::NOT_MODIFIED);
         assert_eq!(calls.get(), 1);
-        let ttl = cache_a.ttl("http:GET:/r?x=1&y=2").await.unwrap().unwrap();
+        let ttl = cache_a
+            .ttl("http:GET:http://example.com/r?x=1&y=2")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(ttl <= Duration::from_secs(3600) && ttl > Duration::from_secs(3500));
-        let entry: ResponseEntry = cache_a.get("http:GET:/r?x=1&y=2").await.unwrap().unwrap();
+        let entry: ResponseEntry = cache_a
+            .get("http:GET:http://example.com/r?x=1&y=2")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(entry, ResponseEntry::Response(r) if r.body == b"from redis"));
     });
 }
@@ -857,7 +923,7 @@ async fn a_stored_404_is_never_answered_with_304() {
             "/gone",
             get(|| async { (StatusCode::NOT_FOUND, "no such thing") }),
         )
-        .layer(ResponseCacheLayer::new(memory()));
+        .layer(ResponseCacheLayer::new(memory()).cache_status(with_404));
     let first = send(&app, get_req("/gone")).await;
     assert_eq!(first.status, StatusCode::NOT_FOUND);
     for value in [
@@ -869,4 +935,438 @@ async fn a_stored_404_is_never_answered_with_304() {
         assert_eq!(res.text(), "no such thing");
         assert_eq!(res.x_cache(), "HIT");
     }
+}
+
+fn host_req(uri: &str, host: &str) -> Request<Body> {
+    Request::get(uri)
+        .header("host", host)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// How many entries `cache` holds (its memory store matches patterns).
+async fn stored(cache: &Cache) -> u64 {
+    cache.delete_pattern("*").await.unwrap()
+}
+
+/// `GET /old` answers a 308 to an absolute URL built from the request's
+/// `Host`, as frameworks that make absolute redirects do.
+fn redirecting(calls: &Calls) -> Router {
+    let c = calls.clone();
+    Router::new().route(
+        "/old",
+        get(move |headers: HeaderMap| {
+            let c = c.clone();
+            async move {
+                c.hit();
+                let host = headers
+                    .get("host")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("localhost")
+                    .to_owned();
+                (
+                    StatusCode::PERMANENT_REDIRECT,
+                    [("location", format!("https://{host}/new"))],
+                )
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn the_authority_is_part_of_the_key() {
+    let calls = Calls::default();
+    let app = redirecting(&calls).layer(ResponseCacheLayer::new(memory()));
+    let evil = send(&app, host_req("/old", "evil.example")).await;
+    assert_eq!(evil.header("location"), Some("https://evil.example/new"));
+    let good = send(&app, host_req("/old", "example.com")).await;
+    assert_eq!(good.x_cache(), "MISS");
+    assert_eq!(good.header("location"), Some("https://example.com/new"));
+    // One authority, other spellings (case, the scheme's default port): one entry.
+    for host in ["EXAMPLE.com", "example.com:80"] {
+        let res = send(&app, host_req("/old", host)).await;
+        assert_eq!(res.x_cache(), "HIT", "{host}");
+        assert_eq!(res.header("location"), Some("https://example.com/new"));
+    }
+    // An absolute-form target names the authority itself.
+    let absolute = send(
+        &app,
+        Request::get("http://example.com/old")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(absolute.x_cache(), "HIT");
+    // Another port or another scheme is another origin.
+    let port = send(&app, host_req("/old", "example.com:8080")).await;
+    assert_eq!(port.x_cache(), "MISS");
+    let https = send(
+        &app,
+        Request::get("https://example.com/old")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(https.x_cache(), "MISS");
+    assert_eq!(calls.get(), 4);
+}
+
+#[tokio::test]
+async fn requests_without_an_authority_are_not_stored() {
+    let cache = memory();
+    let calls = Calls::default();
+    let app = counted("/x", "x", &calls, ResponseCacheLayer::new(cache.clone()));
+    let no_host = || Request::get("/x").body(Body::empty()).unwrap();
+    let bad_hosts = [
+        host_req("/x", ""),
+        host_req("/x", "user@example.com"),
+        host_req("/x", "a b"),
+        Request::get("/x")
+            .header("host", "example.com")
+            .header("host", "evil.example")
+            .body(Body::empty())
+            .unwrap(),
+    ];
+    for req in [no_host(), no_host()].into_iter().chain(bad_hosts) {
+        let res = send(&app, req).await;
+        assert_eq!((res.x_cache(), res.text()), ("BYPASS", "x"));
+    }
+    assert_eq!(calls.get(), 6);
+    assert_eq!(stored(&cache).await, 0);
+}
+
+/// `GET /flag` varies on `X-Flag` and says whether it was absent, empty or set.
+fn flagged(calls: &Calls) -> Router {
+    let c = calls.clone();
+    Router::new().route(
+        "/flag",
+        get(move |headers: HeaderMap| {
+            let c = c.clone();
+            async move {
+                c.hit();
+                let body = match headers.get("x-flag") {
+                    None => "absent",
+                    Some(v) if v.is_empty() => "empty",
+                    Some(_) => "set",
+                };
+                ([("vary", "X-Flag")], body)
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn vary_tells_an_absent_header_from_an_empty_one() {
+    let calls = Calls::default();
+    let app = flagged(&calls).layer(ResponseCacheLayer::new(memory()));
+    let empty = || with_header("/flag", "x-flag", "");
+    let res = send(&app, empty()).await;
+    assert_eq!((res.x_cache(), res.text()), ("MISS", "empty"));
+    let res = send(&app, get_req("/flag")).await;
+    assert_eq!((res.x_cache(), res.text()), ("MISS", "absent"));
+    let res = send(&app, empty()).await;
+    assert_eq!((res.x_cache(), res.text()), ("HIT", "empty"));
+    let res = send(&app, get_req("/flag")).await;
+    assert_eq!((res.x_cache(), res.text()), ("HIT", "absent"));
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn vary_star_anywhere_is_never_stored() {
+    let cache = memory();
+    let app = Router::new()
+        .route(
+            "/list",
+            get(|| async { ([("vary", "Accept-Encoding, *")], "x") }),
+        )
+        .route(
+            "/lines",
+            get(|| async {
+                let mut res = "x".into_response();
+                let h = res.headers_mut();
+                h.append("vary", HeaderValue::from_static("accept"));
+                h.append("vary", HeaderValue::from_static("*"));
+                res
+            }),
+        )
+        .layer(ResponseCacheLayer::new(cache.clone()));
+    for path in ["/list", "/lines"] {
+        for _ in 0..2 {
+            assert_eq!(send(&app, get_req(path)).await.x_cache(), "MISS", "{path}");
+        }
+    }
+    assert_eq!(stored(&cache).await, 0);
+}
+
+/// A body fed through a channel: it ends when the sender is dropped (an
+/// event stream, a long download).
+struct Channel(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Channel {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endless_body_gets_its_status_line_and_headers_at_once() {
+    let cache = memory();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
+    let app = Router::new()
+        .route(
+            "/events",
+            get(move || {
+                let rx = slot.lock().unwrap().take();
+                async move {
+                    let rx = rx.expect("one request");
+                    (
+                        [("content-type", "text/event-stream")],
+                        Body::new(Channel(rx)),
+                    )
+                }
+            }),
+        )
+        .layer(ResponseCacheLayer::new(cache.clone()));
+    tx.send(Bytes::from_static(b"data: 1\n\n")).await.unwrap();
+    // The paused clock jumps ahead whenever the test is idle: a layer that
+    // waits for the end of the body runs into this bound at once.
+    let res = tokio::time::timeout(
+        Duration::from_secs(3600),
+        app.clone().oneshot(get_req("/events")),
+    )
+    .await
+    .expect("status line and headers arrive while the body is still open")
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    assert_eq!(res.headers()["x-cache"], "MISS");
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "data: 1\n\n");
+    tx.send(Bytes::from_static(b"data: 2\n\n")).await.unwrap();
+    let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(second, "data: 2\n\n");
+    drop(tx);
+    assert!(body.frame().await.is_none());
+    assert_eq!(stored(&cache).await, 0);
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_streams_through_uncached() {
+    let cache = memory();
+    let calls = Calls::default();
+    let (c1, c2) = (calls.clone(), calls.clone());
+    let two_chunks = || {
+        Chunked(VecDeque::from([
+            Bytes::from_static(b"hello "),
+            Bytes::from_static(b"world"),
+        ]))
+    };
+    let app = Router::new()
+        .route(
+            "/unknown",
+            get(move || {
+                c1.hit();
+                async move { Response::new(Body::new(two_chunks())) }
+            }),
+        )
+        // The same body with a Content-Length: its length is known, it is stored.
+        .route(
+            "/declared",
+            get(move || {
+                c2.hit();
+                async move { ([("content-length", "11")], Body::new(two_chunks())) }
+            }),
+        )
+        .layer(ResponseCacheLayer::new(cache.clone()));
+    for _ in 0..2 {
+        let res = send(&app, get_req("/unknown")).await;
+        assert_eq!((res.x_cache(), res.text()), ("MISS", "hello world"));
+        assert_eq!(res.header("etag"), None);
+    }
+    assert_eq!(send(&app, get_req("/declared")).await.x_cache(), "MISS");
+    let hit = send(&app, get_req("/declared")).await;
+    assert_eq!((hit.x_cache(), hit.text()), ("HIT", "hello world"));
+    assert_eq!(calls.get(), 3);
+}
+
+#[tokio::test]
+async fn a_handler_that_forbids_storing_is_obeyed() {
+    let cache = memory();
+    let calls = Calls::default();
+    let mut router = Router::new();
+    let paths = [
+        ("/zero", "max-age=0"),
+        ("/no-cache", "no-cache"),
+        ("/qualified", "no-cache=\"set-cookie\", max-age=60"),
+        ("/shared-zero", "public, max-age=60, s-maxage=0"),
+        ("/garbled", "max-age=soon"),
+    ];
+    for (path, value) in paths {
+        let c = calls.clone();
+        router = router.route(
+            path,
+            get(move || {
+                c.hit();
+                async move { ([("cache-control", value)], "fresh") }
+            }),
+        );
+    }
+    let app = router.layer(ResponseCacheLayer::new(cache.clone()));
+    for (path, value) in paths {
+        for _ in 0..2 {
+            let res = send(&app, get_req(path)).await;
+            assert_eq!(res.x_cache(), "MISS", "{path}");
+            assert_eq!(res.header("cache-control"), Some(value));
+        }
+    }
+    assert_eq!(calls.get(), 10);
+    assert_eq!(stored(&cache).await, 0);
+}
+
+#[tokio::test]
+async fn s_maxage_then_max_age_cap_the_layers_ttl() {
+    let cache = memory();
+    let paths = [
+        ("/shared", "max-age=600, s-maxage=20", 20),
+        ("/short", "max-age=10", 10),
+        ("/long", "max-age=600", 60),
+        ("/shared-long", "s-maxage=600, max-age=5", 60),
+    ];
+    let mut router = Router::new();
+    for (path, value, _) in paths {
+        router = router.route(
+            path,
+            get(move || async move { ([("cache-control", value)], "x") }),
+        );
+    }
+    let app = router.layer(ResponseCacheLayer::new(cache.clone()).ttl(Duration::from_secs(60)));
+    for (path, _, ttl) in paths {
+        assert_eq!(send(&app, get_req(path)).await.x_cache(), "MISS", "{path}");
+        assert_eq!(send(&app, get_req(path)).await.x_cache(), "HIT", "{path}");
+        let key = format!("http:GET:http://example.com{path}");
+        let Some(ResponseEntry::Response(entry)) = cache.get(&key).await.unwrap() else {
+            panic!("{path}: no entry under {key}")
+        };
+        assert_eq!(entry.ttl, ttl, "{path}");
+        let left = cache.ttl(&key).await.unwrap().unwrap();
+        assert!(left <= Duration::from_secs(ttl), "{path}: {left:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_entry_past_its_own_ttl_is_not_served() {
+    use cacheside::http::StoredResponse;
+    let cache = memory();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old = StoredResponse {
+        status: 200,
+        headers: vec![],
+        body: b"old".to_vec(),
+        stored_at: now - 100,
+        ttl: 10,
+    };
+    for key in ["http:GET:http://example.com/s"] {
+        cache
+            .set(key, &ResponseEntry::Response(old.clone()), None)
+            .await
+            .unwrap();
+    }
+    let app = Router::new()
+        .route("/s", get(|| async { "new" }))
+        .layer(ResponseCacheLayer::new(cache.clone()));
+    let res = send(&app, get_req("/s")).await;
+    assert_eq!((res.x_cache(), res.text()), ("MISS", "new"));
+    let res = send(&app, get_req("/s")).await;
+    assert_eq!((res.x_cache(), res.text()), ("HIT", "new"));
+}
+
+#[tokio::test]
+async fn allowed_hosts_limit_what_is_stored() {
+    let cache = memory();
+    let calls = Calls::default();
+    let app = counted(
+        "/x",
+        "x",
+        &calls,
+        ResponseCacheLayer::new(cache.clone())
+            .allowed_hosts(["Example.com", "api.example.com:8443"]),
+    );
+    let label = |req| {
+        let app = app.clone();
+        async move { send(&app, req).await.x_cache().to_owned() }
+    };
+    assert_eq!(label(host_req("/x", "example.com")).await, "MISS");
+    assert_eq!(label(host_req("/x", "EXAMPLE.COM:80")).await, "HIT");
+    for host in [
+        "evil.example",
+        "example.com:8080",
+        "api.example.com",
+        "sub.example.com",
+    ] {
+        assert_eq!(label(host_req("/x", host)).await, "BYPASS", "{host}");
+    }
+    assert_eq!(label(host_req("/x", "api.example.com:8443")).await, "MISS");
+    let https = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    assert_eq!(label(https("https://api.example.com:8443/x")).await, "MISS");
+    assert_eq!(label(https("https://example.com/x")).await, "MISS");
+    assert_eq!(label(https("https://example.com:443/x")).await, "HIT");
+    // Stored: http and https of example.com, http and https of api.example.com:8443.
+    assert_eq!(stored(&cache).await, 4);
+}
+
+#[test]
+#[should_panic(expected = "is not an authority")]
+fn an_allowed_host_that_is_no_authority_panics_at_startup() {
+    let _ = ResponseCacheLayer::new(memory()).allowed_hosts(["https://example.com/"]);
+}
+
+#[tokio::test]
+async fn a_shorter_ttl_of_a_variant_is_kept() {
+    let cache = memory();
+    let app = Router::new()
+        .route(
+            "/v",
+            get(|| async { ([("vary", "accept"), ("cache-control", "s-maxage=7")], "v") }),
+        )
+        .layer(ResponseCacheLayer::new(cache.clone()).ttl(Duration::from_secs(60)));
+    let req = || with_header("/v", "accept", "text/plain");
+    assert_eq!(send(&app, req()).await.x_cache(), "MISS");
+    assert_eq!(send(&app, req()).await.x_cache(), "HIT");
+    let base = "http:GET:http://example.com/v";
+    let Some(ResponseEntry::Vary(names)) = cache.get(base).await.unwrap() else {
+        panic!("no vary index")
+    };
+    assert_eq!(names, ["accept"]);
+    // The variant (`{base}#v={hash of "name:values" lines}`) has the handler's TTL.
+    let variant = format!(
+        "{base}#v={:032x}",
+        cacheside::hash::bytes128(b"accept:text/plain\n")
+    );
+    let left = cache.ttl(&variant).await.unwrap().expect("the variant");
+    assert!(left <= Duration::from_secs(7), "{left:?}");
+    // After the vary index came from the store, a new variant gets it too.
+    let other = with_header("/v", "accept", "text/html");
+    assert_eq!(send(&app, other).await.x_cache(), "MISS");
+    let variant = format!(
+        "{base}#v={:032x}",
+        cacheside::hash::bytes128(b"accept:text/html\n")
+    );
+    let left = cache
+        .ttl(&variant)
+        .await
+        .unwrap()
+        .expect("the second variant");
+    assert!(left <= Duration::from_secs(7), "{left:?}");
 }

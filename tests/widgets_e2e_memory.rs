@@ -27,6 +27,7 @@ fn widgets_service_in_memory() {
     run(async {
         widgets_e2e::reads_are_cached_and_writes_invalidate().await;
         widgets_e2e::public_route_hits_and_revalidates().await;
+        widgets_e2e::unknown_urls_are_not_cached().await;
         widgets_e2e::callers_are_kept_apart().await;
         widgets_e2e::the_rate_limiter_answers_429().await;
     });

@@ -93,7 +93,7 @@ fn not_compiled(backend: &str, feature: &'static str) -> Error {
 
 #[cfg(feature = "memory")]
 pub(crate) fn memory_backend(config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
-    Ok(Box::new(MemoryBackend::new(config.memory_max_entries)))
+    Ok(Box::new(MemoryBackend::from_config(config)))
 }
 
 #[cfg(not(feature = "memory"))]

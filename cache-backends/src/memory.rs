@@ -47,7 +47,21 @@ impl Expiry<String, Stored> for PerEntryTtl {
 }
 
 /// An in-process store: moka's concurrent cache (TinyLFU admission, LRU
-/// eviction), bounded by entry count, with a TTL per entry.
+/// eviction), bounded by entry count and by bytes, with a TTL per entry.
+///
+/// # Bounds
+///
+/// [`new(max_entries)`](Self::new) holds at most `max_entries` entries and
+/// at most [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES) (256 MiB) of keys
+/// and values; [`with_max_bytes`](Self::with_max_bytes) sets the byte bound
+/// (`CACHE_MEMORY_MAX_BYTES` from the environment). Both hold at once: each
+/// entry weighs the bytes of its key and value, but at least
+/// `max_bytes / max_entries`, and the weights of all entries stay within
+/// `max_bytes`. So 10,000 small entries fit a 10,000-entry store, while
+/// large values leave room for fewer entries; a single entry larger than
+/// `max_bytes` is not kept. (Bytes counted are the stored bytes, not moka's
+/// own bookkeeping of a few dozen bytes per entry.) Eviction runs in moka's
+/// maintenance, so the bounds may be passed briefly under a burst of writes.
 ///
 /// Entries live in this process only: each replica of a service has its own,
 /// and a restart empties it. Use Redis or Memcached to share entries.
@@ -64,24 +78,79 @@ impl Expiry<String, Stored> for PerEntryTtl {
 #[derive(Clone)]
 pub struct MemoryBackend {
     entries: Moka<String, Stored>,
+    max_entries: u64,
+    max_bytes: u64,
 }
 
 impl std::fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryBackend")
             .field("entries", &self.entries.entry_count())
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }
 
 impl MemoryBackend {
-    /// A store holding at most about `max_entries` entries (least recently/frequently used go first).
+    /// The byte bound of [`new`](Self::new): 256 MiB (also the default of
+    /// `CACHE_MEMORY_MAX_BYTES`).
+    ///
+    /// ```
+    /// assert_eq!(cache_backends::MemoryBackend::DEFAULT_MAX_BYTES, 256 * 1024 * 1024);
+    /// ```
+    pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+    /// A store holding at most about `max_entries` entries (least
+    /// recently/frequently used go first) and
+    /// [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES) of keys and values.
+    ///
+    /// ```
+    /// let store = cache_backends::MemoryBackend::new(10_000);
+    /// ```
     pub fn new(max_entries: u64) -> Self {
+        Self::bounded(max_entries, Self::DEFAULT_MAX_BYTES)
+    }
+
+    /// The same store bounded by `max_bytes` of keys and values instead
+    /// (see [Bounds](Self#bounds)). Returns an empty store: call it where
+    /// the store is built, before any use or clone.
+    ///
+    /// ```
+    /// use cache_backends::MemoryBackend;
+    /// let store = MemoryBackend::new(10_000).with_max_bytes(64 * 1024 * 1024);
+    /// let cache = cache_core::Cache::builder().backend(store).build();
+    /// ```
+    pub fn with_max_bytes(self, max_bytes: u64) -> Self {
+        Self::bounded(self.max_entries, max_bytes)
+    }
+
+    /// The store `config` asks for: `CACHE_MEMORY_MAX_ENTRIES` and `CACHE_MEMORY_MAX_BYTES`.
+    pub(crate) fn from_config(config: &cache_core::Config) -> Self {
+        Self::new(config.memory_max_entries).with_max_bytes(config.memory_max_bytes)
+    }
+
+    fn bounded(max_entries: u64, max_bytes: u64) -> Self {
+        // Weights count in `unit` bytes so that they fit moka's u32 even for
+        // bounds past 4 GiB; rounding every weight up keeps both bounds.
+        let unit = max_bytes.div_ceil(u64::from(u32::MAX)).max(1);
+        let floor = max_bytes.div_ceil(max_entries.max(1));
+        let capacity = if max_entries == 0 {
+            0
+        } else {
+            max_bytes / unit
+        };
         MemoryBackend {
             entries: Moka::builder()
-                .max_capacity(max_entries)
+                .max_capacity(capacity)
+                .weigher(move |key: &String, value: &Stored| {
+                    let bytes = (key.len() as u64 + value.value.len() as u64).max(floor);
+                    u32::try_from(bytes.div_ceil(unit)).unwrap_or(u32::MAX)
+                })
                 .expire_after(PerEntryTtl)
                 .build(),
+            max_entries,
+            max_bytes,
         }
     }
 
@@ -267,6 +336,107 @@ mod tests {
         }
         b.entries.run_pending_tasks().await;
         assert!(b.entry_count() <= 100, "{}", b.entry_count());
+    }
+
+    /// Bytes of the keys and values `b` holds.
+    fn stored_bytes(b: &MemoryBackend) -> u64 {
+        b.entries
+            .iter()
+            .map(|(k, v)| (k.len() + v.value.len()) as u64)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn bounded_by_bytes() {
+        // Junk keys of 64 KiB values, as a response cache fed random queries gets.
+        let b = MemoryBackend::new(10_000).with_max_bytes(1 << 20);
+        let value = Bytes::from(vec![7u8; 64 * 1024]);
+        for i in 0..200 {
+            b.set(k(&format!("http:GET:/x?junk={i}")), value.clone(), None)
+                .await
+                .unwrap();
+        }
+        b.entries.run_pending_tasks().await;
+        let bytes = stored_bytes(&b);
+        assert!(bytes <= 1 << 20, "{bytes} bytes kept");
+        assert!(
+            b.entry_count() > 0 && b.entry_count() <= 16,
+            "{}",
+            b.entry_count()
+        );
+    }
+
+    #[tokio::test]
+    async fn new_is_bounded_by_the_default_bytes() {
+        // 300 entries of 1 MiB under a 10,000-entry bound (one shared buffer,
+        // so the test itself stays small): more than the 256 MiB default.
+        let b = MemoryBackend::new(10_000);
+        let value = Bytes::from(vec![1u8; 1 << 20]);
+        for i in 0..300 {
+            b.set(k(&format!("http:GET:/x?junk={i}")), value.clone(), None)
+                .await
+                .unwrap();
+        }
+        b.entries.run_pending_tasks().await;
+        let bytes = stored_bytes(&b);
+        assert!(bytes <= 256 << 20, "{} MiB kept", bytes >> 20);
+        assert!(bytes >= 1 << 20, "nothing kept");
+    }
+
+    #[tokio::test]
+    async fn both_bounds_hold_together() {
+        // Small values: the entry bound binds.
+        let b = MemoryBackend::new(100).with_max_bytes(1 << 30);
+        for i in 0..1_000 {
+            b.set(k(&format!("k{i}")), Bytes::from_static(b"v"), None)
+                .await
+                .unwrap();
+        }
+        b.entries.run_pending_tasks().await;
+        assert!(b.entry_count() <= 100, "{}", b.entry_count());
+        // A value over the byte bound is not kept; the others stay.
+        let b = MemoryBackend::new(100).with_max_bytes(10_000);
+        b.set(k("small"), Bytes::from_static(b"v"), None)
+            .await
+            .unwrap();
+        b.set(k("huge"), Bytes::from(vec![0u8; 20_000]), None)
+            .await
+            .unwrap();
+        b.entries.run_pending_tasks().await;
+        assert!(!b.exists(k("huge")).await.unwrap());
+        assert!(b.exists(k("small")).await.unwrap());
+        // Bounds past moka's u32 weights still count bytes.
+        let b = MemoryBackend::new(2).with_max_bytes(16 << 30);
+        for i in 0..5 {
+            b.set(k(&format!("k{i}")), Bytes::from_static(b"v"), None)
+                .await
+                .unwrap();
+        }
+        b.entries.run_pending_tasks().await;
+        assert!(b.entry_count() <= 2, "{}", b.entry_count());
+        // Zero of either stores nothing.
+        for b in [
+            MemoryBackend::new(0),
+            MemoryBackend::new(10).with_max_bytes(0),
+        ] {
+            b.set(k("a"), Bytes::from_static(b"v"), None).await.unwrap();
+            b.entries.run_pending_tasks().await;
+            assert_eq!(b.entry_count(), 0);
+        }
+    }
+
+    #[test]
+    fn bounds_come_from_the_config() {
+        let config = cache_core::Config::from_lookup(|v| match v {
+            "CACHE_MEMORY_MAX_ENTRIES" => Some("50".into()),
+            "CACHE_MEMORY_MAX_BYTES" => Some("123456".into()),
+            _ => None,
+        })
+        .unwrap();
+        let b = MemoryBackend::from_config(&config);
+        assert_eq!((b.max_entries, b.max_bytes), (50, 123_456));
+        let defaults = MemoryBackend::from_config(&cache_core::Config::default());
+        assert_eq!(defaults.max_bytes, MemoryBackend::DEFAULT_MAX_BYTES);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! | `CACHE_NAMESPACE` | empty | prefix of every key (`{ns}:{key}`) |
 //! | `CACHE_OP_TIMEOUT_MS` | `250` | bound on each store operation |
 //! | `CACHE_MEMORY_MAX_ENTRIES` | `10000` | size bound of the in-memory store |
+//! | `CACHE_MEMORY_MAX_BYTES` | `268435456` (256 MiB) | byte bound of the in-memory store (keys and values) |
 //! | `CACHE_REDIS_URL` | from the four below | `redis://[:password@]host:port/db` |
 //! | `CACHE_REDIS_HOST` / `_PORT` / `_DB` / `_PASSWORD` | `127.0.0.1` / `6379` / `0` / none | used when `CACHE_REDIS_URL` is unset |
 //! | `CACHE_REDIS_CLUSTER_NODES` | none | comma-separated node URLs |
@@ -119,6 +120,8 @@ pub struct Config {
     pub op_timeout: Duration,
     /// `CACHE_MEMORY_MAX_ENTRIES`.
     pub memory_max_entries: u64,
+    /// `CACHE_MEMORY_MAX_BYTES`: bytes of keys and values the in-memory store holds at most.
+    pub memory_max_bytes: u64,
     /// `CACHE_REDIS_URL`, or built from `CACHE_REDIS_HOST`/`PORT`/`DB`/`PASSWORD`.
     pub redis_url: String,
     /// `CACHE_REDIS_CLUSTER_NODES`.
@@ -145,6 +148,7 @@ impl Default for Config {
             namespace: String::new(),
             op_timeout: DEFAULT_OP_TIMEOUT,
             memory_max_entries: 10_000,
+            memory_max_bytes: 256 * 1024 * 1024,
             redis_url: "redis://127.0.0.1:6379/0".into(),
             redis_cluster_nodes: Vec::new(),
             memcached_servers: vec!["127.0.0.1:11211".into()],
@@ -254,6 +258,13 @@ impl Config {
                 "CACHE_MEMORY_MAX_ENTRIES",
                 &v,
                 "a whole number of entries, e.g. 10000",
+            )?;
+        }
+        if let Some(v) = get("CACHE_MEMORY_MAX_BYTES") {
+            c.memory_max_bytes = parse_num(
+                "CACHE_MEMORY_MAX_BYTES",
+                &v,
+                "a whole number of bytes, e.g. 268435456 (256 MiB)",
             )?;
         }
         if let Some(v) = get("CACHE_REDIS_URL") {
@@ -438,6 +449,21 @@ mod tests {
         assert_eq!(c.backend, BackendKind::RedisCluster);
         assert_eq!(c.redis_cluster_nodes.len(), 2);
         assert_eq!(c.memcached_servers.len(), 2);
+    }
+
+    #[test]
+    fn memory_max_bytes_in_bytes() {
+        assert_eq!(cfg(&[]).unwrap().memory_max_bytes, 256 * 1024 * 1024);
+        let c = cfg(&[("CACHE_MEMORY_MAX_BYTES", " 1048576 ")]).unwrap();
+        assert_eq!(c.memory_max_bytes, 1 << 20);
+        for bad in ["256MiB", "-1", "1e9"] {
+            let msg = cfg(&[("CACHE_MEMORY_MAX_BYTES", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("CACHE_MEMORY_MAX_BYTES"), "{msg}");
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+            assert!(msg.contains("bytes"), "{msg}");
+        }
     }
 
     #[test]

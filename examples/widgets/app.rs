@@ -237,10 +237,12 @@ impl ServiceOptions {
 /// cache headers and the rate limiter, all keeping state in `cache`.
 pub fn service(db: Db, cache: Cache, options: &ServiceOptions) -> Result<Router, cacheside::Error> {
     // Whole-response caching with ETag/304 for the route that is the same for everyone.
+    // `route_layer`, not `layer`: the cache wraps this route only, never the
+    // fallback, so unknown URLs (a scanner's) are answered 404 without being stored.
     let public = Router::new()
         .route("/public/catalog", get(catalog))
         .with_state(db.clone())
-        .layer(ResponseCacheLayer::new(cache.clone()).ttl(options.catalog_ttl));
+        .route_layer(ResponseCacheLayer::new(cache.clone()).ttl(options.catalog_ttl));
     Ok(routes(db)
         .merge(public)
         // Outside the response cache, so that its API default does not stop caching there.

@@ -35,6 +35,11 @@ pub const DEFAULT_CLIENT_MAX_AGE: Duration = Duration::from_secs(60);
 ///   below 500) of `GET` and `HEAD` requests under `prefix` (whole path
 ///   segments: `/static` matches `/static` and `/static/app.js`, not
 ///   `/statics`). The longest matching prefix wins.
+/// * Under a public prefix, a response that sets a cookie (`Set-Cookie`) or
+///   answers a request with `Authorization` is personal: it gets `private,
+///   max-age=N` instead, so that only the caller's own browser keeps it,
+///   never a proxy or CDN. (A request `Cookie` alone does not count: browsers
+///   send cookies with every static asset.)
 /// * Everything else (other paths, other methods, 5xx responses) gets the
 ///   default, `private, no-store` ([`DEFAULT_API_CACHE_CONTROL`]) unless
 ///   changed with [`otherwise`](Self::otherwise): API responses may depend on
@@ -179,7 +184,8 @@ impl ClientCacheLayer {
 
     /// `GET`/`HEAD` responses (status < 500) under `prefix` get `public,
     /// max-age=N`, where `N` is `max_age`, or the layer's
-    /// [`max_age`](Self::max_age) for `None`.
+    /// [`max_age`](Self::max_age) for `None`; `private, max-age=N` when the
+    /// response has `Set-Cookie` or the request `Authorization`.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -273,7 +279,10 @@ pub struct ClientCache<S> {
 /// ```
 pub struct ClientCacheFuture<F> {
     inner: Pin<Box<F>>,
-    public: Option<HeaderValue>,
+    /// The max-age of the public rule covering the request, if any.
+    public: Option<u64>,
+    /// The request carried `Authorization`: a public rule gives `private`.
+    credentials: bool,
     otherwise: Option<HeaderValue>,
 }
 
@@ -295,10 +304,18 @@ where
             other => return other,
         };
         if !res.headers().contains_key(header::CACHE_CONTROL) {
-            let value = if res.status().is_server_error() {
-                self.otherwise.take()
-            } else {
-                self.public.take().or_else(|| self.otherwise.take())
+            let public = self
+                .public
+                .take()
+                .filter(|_| !res.status().is_server_error());
+            let value = match public {
+                Some(age) => {
+                    let personal =
+                        self.credentials || res.headers().contains_key(header::SET_COOKIE);
+                    let scope = if personal { "private" } else { "public" };
+                    Some(HeaderValue::from_str(&format!("{scope}, max-age={age}")).expect("ascii"))
+                }
+                None => self.otherwise.take(),
             };
             if let Some(v) = value {
                 res.headers_mut().insert(header::CACHE_CONTROL, v);
@@ -326,17 +343,16 @@ where
             let public = matches!(*req.method(), Method::GET | Method::HEAD)
                 .then(|| rules.public_max_age(req.uri().path()))
                 .flatten()
-                .map(|age| {
-                    HeaderValue::from_str(&format!("public, max-age={}", age.as_secs()))
-                        .expect("ascii")
-                });
+                .map(|age| age.as_secs());
             (public, rules.otherwise.clone())
         } else {
             (None, None)
         };
+        let credentials = req.headers().contains_key(header::AUTHORIZATION);
         ClientCacheFuture {
             inner: Box::pin(self.inner.call(req)),
             public,
+            credentials,
             otherwise,
         }
     }

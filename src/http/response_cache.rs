@@ -34,21 +34,30 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// ```
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-/// Which response statuses are stored by default: 200, 203, 204, 301, 308 and 404
-/// (the statuses RFC 9110 calls heuristically cacheable, minus 405/410/414/501
-/// and 206, which needs range handling).
+/// Which response statuses are stored by default: 200, 203, 204, 301 and 308
+/// (the statuses RFC 9110 calls heuristically cacheable, minus 404, 405, 410,
+/// 414 and 501, which any client can produce at will for as many URLs as it
+/// likes, and 206, which needs range handling).
+///
+/// To store 404s too (only behind routes you trust not to be scanned, see
+/// [`ResponseCacheLayer::cache_status`]):
 ///
 /// ```
 /// use http::StatusCode;
-/// assert!(cacheside::http::default_cache_status(StatusCode::OK));
-/// assert!(!cacheside::http::default_cache_status(StatusCode::INTERNAL_SERVER_ERROR));
+/// use cacheside::http::default_cache_status;
+/// assert!(default_cache_status(StatusCode::OK));
+/// assert!(!default_cache_status(StatusCode::NOT_FOUND));
+/// assert!(!default_cache_status(StatusCode::INTERNAL_SERVER_ERROR));
+/// let with_404 = |s: StatusCode| default_cache_status(s) || s == StatusCode::NOT_FOUND;
+/// assert!(with_404(StatusCode::NOT_FOUND));
 /// ```
 pub fn default_cache_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 200 | 203 | 204 | 301 | 308 | 404)
+    matches!(status.as_u16(), 200 | 203 | 204 | 301 | 308)
 }
 
 /// A tower [`Layer`] that caches whole responses of `GET` requests in a [`Cache`]
-/// (any backend), cache-aside and single-flight.
+/// (any backend), cache-aside and single-flight: a shared cache in the sense
+/// of RFC 9111, keyed on the target URI.
 ///
 /// # What is cached
 ///
@@ -57,23 +66,39 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 ///   the handler runs and its response is returned with `X-Cache: MISS` and
 ///   not stored). Other methods pass through with `X-Cache: BYPASS`.
 /// * Responses whose status passes [`cache_status`](Self::cache_status)
-///   (default [`default_cache_status`]), whose body is at most
-///   [`max_body_bytes`](Self::max_body_bytes), and that have no `Set-Cookie`,
-///   no `Cache-Control: private`, `no-store` or `no-cache`, no `Vary: *` and
-///   no trailers. Anything else is returned as is (streamed, never buffered
-///   beyond the limit) with `X-Cache: MISS`.
+///   (default [`default_cache_status`]: 200, 203, 204, 301, 308; not 404),
+///   whose body has a known length (an exact size hint, as bodies built
+///   from bytes or strings have, or a `Content-Length`) of at most
+///   [`max_body_bytes`](Self::max_body_bytes), and that have no
+///   `Set-Cookie`, no `Cache-Control: private`, `no-store`, `no-cache`,
+///   `max-age=0` or `s-maxage=0`, no `Vary: *` and no trailers. Anything
+///   else is returned as is with `X-Cache: MISS`.
+/// * Bodies of unknown length (streams, server-sent events, anything without
+///   a size hint or `Content-Length`) are passed through at once, uncached:
+///   the status line and headers go out before the body ends. A body longer
+///   than it said is passed through after at most `max_body_bytes` (plus one
+///   chunk) were read.
+/// * How long: the layer's [`ttl`](Self::ttl), capped by the handler's
+///   `Cache-Control: s-maxage` (the directive for shared caches), or by its
+///   `max-age` when there is no `s-maxage`. An entry is never served past
+///   the TTL it was stored with.
 /// * Hop-by-hop headers (`Connection` and the headers it names,
 ///   `Keep-Alive`, `Transfer-Encoding`, `TE`, `Trailer`, `Upgrade`,
 ///   `Proxy-*`) are not stored.
 ///
 /// # Requests
 ///
-/// * `Authorization` or `Cookie` → `X-Cache: BYPASS` (no read, no write),
-///   unless [`vary_caller`](Self::vary_caller) is set and returns `Some`:
-///   then the response is cached under that caller's key.
+/// * No authority (neither in the target URI nor in exactly one valid `Host`
+///   header), or one outside [`allowed_hosts`](Self::allowed_hosts) →
+///   `X-Cache: BYPASS` (no read, no write).
+/// * `Authorization` or `Cookie` → `BYPASS`, unless
+///   [`vary_caller`](Self::vary_caller) is set and returns `Some`: then the
+///   response is cached under that caller's key.
 /// * `Cache-Control: no-store` → `BYPASS`. `Cache-Control: no-cache` (or
 ///   `Pragma: no-cache` without `Cache-Control`) → the handler runs, its
 ///   response replaces the stored one, `X-Cache: MISS`.
+/// * Caching switched off for the process ([`cacheside::set_enabled(false)`](crate::set_enabled),
+///   which `CACHE_ENABLED=false` sets) → `BYPASS`, no store is touched.
 /// * Concurrent misses on one key run the handler once (through
 ///   [`Cache::get_or_compute`]); the others get the stored response with
 ///   `X-Cache: HIT`.
@@ -82,21 +107,32 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 ///
 /// # Keys
 ///
-/// The base key of a request is `{key_prefix}:GET:{path}` + `?{query}`
-/// (parameters sorted by name, the order of repeated names kept) +
-/// `#c={caller}` when [`vary_caller`](Self::vary_caller) names one; the host
-/// is not part of it (use one layer with its own prefix per virtual host).
-/// With the default prefix, `GET /items?b=2&a=1` is stored under
-/// `http:GET:/items?a=1&b=2` (plus the cache's namespace), so
-/// `cache.delete_pattern("http:GET:/items*")` invalidates every page of it.
+/// The base key of a request is `{key_prefix}:GET:{scheme}://{authority}{path}`
+/// + `?{query}` (parameters sorted by name, the order of repeated names kept)
+/// + `#c={caller}` when [`vary_caller`](Self::vary_caller) names one.
+///
+/// * The scheme is the target URI's (HTTP/2, absolute-form requests), else
+///   `http` (HTTP/1.1 sends none; the layer cannot see whether the
+///   connection was TLS).
+/// * The authority is the target URI's, else the `Host` header's; its host
+///   is lower-cased and the scheme's default port (80, 443) dropped, so
+///   `Host: Example.com:80` and `Host: example.com` share an entry, while
+///   `example.com:8080` is another origin.
+///
+/// With the default prefix, `GET /items?b=2&a=1` with `Host: example.com` is
+/// stored under `http:GET:http://example.com/items?a=1&b=2` (plus the cache's
+/// namespace), so `cache.delete_pattern("http:GET:http://example.com/items*")`
+/// invalidates every page of it on that host (`http:GET:*/items*` on every
+/// host, and any path ending in `/items`).
 ///
 /// The base key holds a [`ResponseEntry`]: the response itself when it has
 /// no `Vary` (one store read per hit), or a small *vary index* listing the
 /// `Vary` header names (lower-case, sorted). Each variant is then a
 /// [`StoredResponse`] under `{base}#v={32 hex}`, the hash covering the
-/// values of those request headers, so `Vary: Accept-Language` keeps `en`
-/// and `fr` apart. `Vary: *` is never stored. When the handler's `Vary`
-/// changes, the index is rewritten.
+/// values of those request headers (a header that is absent and one that is
+/// present but empty are different variants), so `Vary: Accept-Language`
+/// keeps `en` and `fr` apart. `Vary: *` is never stored. When the handler's
+/// `Vary` changes, the index is rewritten.
 ///
 /// # Headers added
 ///
@@ -112,6 +148,12 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 /// A store that fails is skipped (fail-open): the handler's response comes
 /// back with `X-Cache: MISS`.
 ///
+/// # Where to put it
+///
+/// On the routes worth caching, with [`Router::route_layer`](axum::Router::route_layer)
+/// rather than `layer`: `layer` also wraps the router's fallback, so every
+/// unknown URL a scanner tries would go through the cache.
+///
 /// ```
 /// use std::time::Duration;
 /// use axum::{routing::get, Router, body::Body};
@@ -123,15 +165,20 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 /// let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
 /// let app = Router::new()
 ///     .route("/items", get(|| async { "[1, 2, 3]" }))
-///     .layer(ResponseCacheLayer::new(cache).ttl(Duration::from_secs(60)));
+///     .route_layer(ResponseCacheLayer::new(cache).ttl(Duration::from_secs(60)));
 ///
-/// let get = || Request::get("/items?page=1").body(Body::empty()).unwrap();
+/// let get = || Request::get("/items?page=1").header("host", "example.com").body(Body::empty()).unwrap();
 /// let first = app.clone().oneshot(get()).await.unwrap();
 /// assert_eq!(first.headers()["x-cache"], "MISS");
 /// assert_eq!(first.headers()["cache-control"], "max-age=60");
-/// let second = app.oneshot(get()).await.unwrap();
+/// let second = app.clone().oneshot(get()).await.unwrap();
 /// assert_eq!(second.headers()["x-cache"], "HIT");
 /// assert_eq!(second.headers()["etag"], first.headers()["etag"]);
+/// // Unknown URLs are the fallback's: not under the layer.
+/// let unknown = Request::get("/zzz").header("host", "example.com").body(Body::empty()).unwrap();
+/// let unknown = app.oneshot(unknown).await.unwrap();
+/// assert_eq!(unknown.status(), 404);
+/// assert!(unknown.headers().get("x-cache").is_none());
 /// # }
 /// ```
 #[derive(Clone, Debug)]
@@ -148,6 +195,28 @@ struct Settings {
     cache_status: fn(StatusCode) -> bool,
     key_prefix: String,
     vary_caller: Option<fn(&http::request::Parts) -> Option<String>>,
+    /// `None`: every authority is stored.
+    allowed_hosts: Option<Vec<AllowedHost>>,
+}
+
+/// One entry of [`ResponseCacheLayer::allowed_hosts`]: a lower-case host and,
+/// when given, a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AllowedHost {
+    host: String,
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    /// Whether a request for `host` (lower-case) on `port` (`None`: the
+    /// scheme's default, `default_port`) is covered by this entry.
+    fn covers(&self, host: &str, port: Option<u16>, default_port: Option<u16>) -> bool {
+        self.host == host
+            && match self.port {
+                None => port.is_none(),
+                Some(p) => port.or(default_port) == Some(p),
+            }
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -158,6 +227,7 @@ impl std::fmt::Debug for Settings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("key_prefix", &self.key_prefix)
             .field("vary_caller", &self.vary_caller.is_some())
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -180,6 +250,7 @@ impl ResponseCacheLayer {
                 cache_status: default_cache_status,
                 key_prefix: "http".to_owned(),
                 vary_caller: None,
+                allowed_hosts: None,
             },
         }
     }
@@ -198,9 +269,11 @@ impl ResponseCacheLayer {
         self
     }
 
-    /// Largest body stored (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB). Larger
-    /// bodies are streamed through uncached; at most `limit + 1` bytes (or
-    /// the chunk that crosses the limit) are held before giving up.
+    /// Largest body stored (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB). A body
+    /// whose announced length (exact size hint or `Content-Length`) is larger,
+    /// or that announces none, is streamed through uncached at once; a body
+    /// longer than it announced is streamed through after at most the limit
+    /// (plus the chunk that crosses it) was held.
     ///
     /// ```
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
@@ -262,6 +335,60 @@ impl ResponseCacheLayer {
         self.settings.vary_caller = Some(f);
         self
     }
+
+    /// Stores responses only for requests whose authority is one of `hosts`;
+    /// requests for any other authority pass through with `X-Cache: BYPASS`
+    /// (default: every authority is stored, each under its own key).
+    ///
+    /// An entry is a host (`example.com`), which covers that host on the
+    /// scheme's default port, or a host and port (`example.com:8080`); case
+    /// does not matter. Without a list, a client that sends made-up `Host`
+    /// headers gets its own entries: they cannot reach other hosts' callers,
+    /// but they take room in the store.
+    ///
+    /// # Panics
+    ///
+    /// When an entry is not a valid authority (`host` or `host:port`, no
+    /// user info): the list is written in code, so this is a programming
+    /// error found at startup.
+    ///
+    /// ```
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::Request;
+    /// use tower::ServiceExt;
+    /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// let layer = ResponseCacheLayer::new(cache).allowed_hosts(["example.com", "api.example.com:8443"]);
+    /// let app = Router::new().route("/", get(|| async { "hi" })).route_layer(layer);
+    /// let req = |host: &str| Request::get("/").header("host", host).body(Body::empty()).unwrap();
+    /// let res = app.clone().oneshot(req("Example.com")).await.unwrap();
+    /// assert_eq!(res.headers()["x-cache"], "MISS");
+    /// let res = app.oneshot(req("evil.example")).await.unwrap();
+    /// assert_eq!(res.headers()["x-cache"], "BYPASS");
+    /// # }
+    /// ```
+    pub fn allowed_hosts<I>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let parsed = hosts
+            .into_iter()
+            .map(|h| {
+                let h = h.as_ref();
+                parse_authority(h.as_bytes()).unwrap_or_else(|| {
+                    panic!(
+                        "ResponseCacheLayer::allowed_hosts: {h:?} is not an authority; \
+                         write a host (\"example.com\") or a host and port (\"example.com:8080\")"
+                    )
+                })
+            })
+            .map(|(host, port)| AllowedHost { host, port })
+            .collect();
+        self.settings.allowed_hosts = Some(parsed);
+        self
+    }
 }
 
 impl<S> Layer<S> for ResponseCacheLayer {
@@ -288,7 +415,8 @@ impl<S> Layer<S> for ResponseCacheLayer {
 /// let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
 /// let routes = Router::new().route("/", get(|| async { "hi" }));
 /// let svc = ResponseCacheLayer::new(cache).layer(routes);
-/// let res = svc.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+/// let req = Request::get("/").header("host", "example.com").body(Body::empty()).unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
 /// assert_eq!(res.headers()["x-cache"], "MISS");
 /// # }
 /// ```
@@ -365,7 +493,7 @@ where
 ///
 /// A variant of a `Vary` response is stored as is; a response without
 /// `Vary` is stored as [`ResponseEntry::Response`] under its base key, e.g.
-/// `cache.get::<ResponseEntry>("http:GET:/items")` with the provider API.
+/// `cache.get::<ResponseEntry>("http:GET:http://example.com/items")` with the provider API.
 ///
 /// ```
 /// use cacheside::http::StoredResponse;
@@ -384,7 +512,9 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
     /// When it was stored, in seconds since the Unix epoch.
     pub stored_at: u64,
-    /// The TTL it was stored with, in seconds (for `Cache-Control: max-age`).
+    /// The TTL it was stored with, in seconds: the layer's, or less when the
+    /// handler's `s-maxage`/`max-age` said so. Used for the `Cache-Control:
+    /// max-age` the layer adds; an entry older than this is not served.
     pub ttl: u64,
 }
 
@@ -541,7 +671,68 @@ fn sorted_query(query: &str) -> String {
     params.join("&")
 }
 
+/// A host and optional port from an authority's bytes: the host lower-cased,
+/// an empty port (`example.com:`) read as none. `None` when the bytes are not
+/// an authority, carry user info, or have a port that is not a number.
+fn parse_authority(bytes: &[u8]) -> Option<(String, Option<u16>)> {
+    let authority = http::uri::Authority::try_from(bytes).ok()?;
+    let text = authority.as_str();
+    if text.contains('@') {
+        return None;
+    }
+    let host = authority.host();
+    if host.is_empty() {
+        return None;
+    }
+    let port = match text.strip_prefix(host)? {
+        "" | ":" => None,
+        rest => Some(rest.strip_prefix(':')?.parse::<u16>().ok()?),
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// `{scheme}://{authority}` of the request's target, normalised (lower-case
+/// scheme and host, no default port); `None` when the request names no
+/// usable authority or one outside `allowed`.
+fn origin(parts: &http::request::Parts, allowed: Option<&[AllowedHost]>) -> Option<String> {
+    let scheme = parts
+        .uri
+        .scheme_str()
+        .unwrap_or("http")
+        .to_ascii_lowercase();
+    let (host, port) = match parts.uri.authority() {
+        Some(authority) => parse_authority(authority.as_str().as_bytes())?,
+        None => {
+            let mut hosts = parts.headers.get_all(header::HOST).iter();
+            let host = hosts.next()?;
+            if hosts.next().is_some() {
+                return None;
+            }
+            parse_authority(host.as_bytes())?
+        }
+    };
+    let default_port = match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    let port = port.filter(|p| Some(*p) != default_port);
+    if let Some(allowed) = allowed {
+        if !allowed.iter().any(|a| a.covers(&host, port, default_port)) {
+            return None;
+        }
+    }
+    Some(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
 fn classify(settings: &Settings, parts: &http::request::Parts) -> Plan {
+    // `CACHE_ENABLED=false`: the process runs uncached, this layer included.
+    if !cache_core::is_enabled() {
+        return Plan::Bypass;
+    }
     let head = match parts.method {
         Method::GET => false,
         Method::HEAD => true,
@@ -565,7 +756,10 @@ fn classify(settings: &Settings, parts: &http::request::Parts) -> Plan {
             .iter()
             .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
     };
-    let mut base = format!("{}:GET:{}", settings.key_prefix, parts.uri.path());
+    let Some(origin) = origin(parts, settings.allowed_hosts.as_deref()) else {
+        return Plan::Bypass;
+    };
+    let mut base = format!("{}:GET:{origin}{}", settings.key_prefix, parts.uri.path());
     if let Some(q) = parts.uri.query() {
         let q = sorted_query(q);
         if !q.is_empty() {
@@ -592,8 +786,15 @@ fn variant_key(base: &str, names: &[String], request: &HeaderMap) -> String {
         return base.to_owned();
     }
     let mut material = Vec::new();
+    // One line per name: `name` alone when the request has no such header,
+    // `name:` + its values when it has (even empty ones). Names hold no `:`
+    // and values no newline, so distinct requests give distinct material.
     for name in names {
         material.extend_from_slice(name.as_bytes());
+        if !request.contains_key(name.as_str()) {
+            material.push(b'\n');
+            continue;
+        }
         material.push(b':');
         for (i, v) in request.get_all(name.as_str()).iter().enumerate() {
             if i > 0 {
@@ -689,6 +890,48 @@ enum Prepared {
     Pass(Response<Body>),
 }
 
+/// How long a shared cache may keep a response whose headers are `headers`,
+/// at most `ttl`: `s-maxage` when present, else `max-age`, else `ttl`.
+/// `None` when a directive the response carries has no valid number of
+/// seconds (RFC 9111 §4.2.1: treat it as stale). Of repeated directives the
+/// smallest counts.
+fn freshness(headers: &HeaderMap, ttl: Duration) -> Option<Duration> {
+    let mut s_maxage: Option<u64> = None;
+    let mut max_age: Option<u64> = None;
+    for d in headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let (name, value) = d.split_once('=').unwrap_or((d, ""));
+        let slot = match name.trim().to_ascii_lowercase().as_str() {
+            "s-maxage" => &mut s_maxage,
+            "max-age" => &mut max_age,
+            _ => continue,
+        };
+        let secs: u64 = value.trim().trim_matches('"').parse().ok()?;
+        *slot = Some(slot.map_or(secs, |s| s.min(secs)));
+    }
+    Some(match s_maxage.or(max_age) {
+        Some(secs) => ttl.min(Duration::from_secs(secs)),
+        None => ttl,
+    })
+}
+
+/// The body length a response announces: its exact size hint, else its
+/// `Content-Length`. `None`: unknown (a stream).
+fn known_length(res: &Response<Body>) -> Option<u64> {
+    res.body().size_hint().exact().or_else(|| {
+        let mut values = res.headers().get_all(header::CONTENT_LENGTH).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        first.to_str().ok()?.trim().parse().ok()
+    })
+}
+
 async fn prepare(settings: &Settings, res: Response<Body>) -> Prepared {
     let storable = (settings.cache_status)(res.status())
         && !res.headers().contains_key(header::SET_COOKIE)
@@ -697,9 +940,17 @@ async fn prepare(settings: &Settings, res: Response<Body>) -> Prepared {
     if !storable {
         return Prepared::Pass(res);
     }
+    let ttl = match freshness(res.headers(), settings.ttl) {
+        Some(ttl) if !ttl.is_zero() => ttl,
+        _ => return Prepared::Pass(res),
+    };
     let limit = settings.max_body_bytes;
-    if res.body().size_hint().lower() > limit as u64 {
-        return Prepared::Pass(res);
+    // Only a body that says how long it is, and fits, is read before the
+    // response goes on: a stream (unknown length) passes at once, so its
+    // status line and headers are not held back until it ends.
+    match known_length(&res) {
+        Some(len) if len <= limit as u64 => {}
+        _ => return Prepared::Pass(res),
     }
     let (parts, mut body) = res.into_parts();
     let mut chunks: Vec<Bytes> = Vec::new();
@@ -761,8 +1012,27 @@ async fn prepare(settings: &Settings, res: Response<Body>) -> Prepared {
         headers,
         body: bytes,
         stored_at: now_secs(),
-        ttl: settings.ttl.as_secs(),
+        ttl: ttl.as_secs(),
     })
+}
+
+/// The store TTL of an entry just prepared: the layer's, or the shorter one
+/// the handler asked for (whole seconds, as [`StoredResponse::ttl`] keeps it).
+fn store_ttl(settings: &Settings, entry: &StoredResponse) -> Duration {
+    let own = Duration::from_secs(entry.ttl);
+    if entry.ttl == 0 || own >= settings.ttl {
+        settings.ttl
+    } else {
+        own
+    }
+}
+
+/// Whether a stored entry is past the TTL it was stored with (the store's
+/// own expiry normally removes it first; this covers a store that kept it
+/// longer, e.g. an entry written with the layer's TTL before the handler
+/// asked for less). TTL 0 (a layer TTL under a second): the store decides.
+fn expired(entry: &StoredResponse) -> bool {
+    entry.ttl > 0 && now_secs().saturating_sub(entry.stored_at) >= entry.ttl
 }
 
 /// True when `If-None-Match` in `request` matches `etag` (weak comparison).
@@ -879,7 +1149,7 @@ fn mark(mut res: Response<Body>, label: &'static str) -> Response<Body> {
 async fn write(settings: &Settings, base: &str, entry: &StoredResponse, request: &HeaderMap) {
     let cache = &settings.cache;
     let names = stored_vary_names(entry);
-    let ttl = Some(settings.ttl);
+    let ttl = Some(store_ttl(settings, entry));
     if names.is_empty() {
         let _ = cache
             .set(base, &ResponseEntry::Response(entry.clone()), ttl)
@@ -888,7 +1158,44 @@ async fn write(settings: &Settings, base: &str, entry: &StoredResponse, request:
         let _ = cache
             .set(&variant_key(base, &names, request), entry, ttl)
             .await;
-        let _ = cache.set(base, &ResponseEntry::Vary(names), ttl).await;
+        let _ = cache
+            .set(base, &ResponseEntry::Vary(names), Some(settings.ttl))
+            .await;
+    }
+}
+
+/// Runs the handler and stores what it answered in place of what `base`
+/// (or its variant) held: for requests that ask to revalidate, and for
+/// stored entries past their own TTL.
+async fn refresh<S, ReqBody, ResBody>(
+    settings: &Settings,
+    mut inner: S,
+    req: Request<ReqBody>,
+    base: &str,
+    view: &View,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    let res = inner.call(req).await?;
+    Ok(match prepare(settings, res.map(Body::new)).await {
+        Prepared::Store(entry) => {
+            write(settings, base, &entry, &view.headers).await;
+            render(entry, Served::Miss, false, view)
+        }
+        Prepared::Pass(res) => mark(res, "MISS"),
+    })
+}
+
+/// After a read-through whose handler run stored `entry` under `key` with
+/// the layer's TTL: when the handler asked for less, store it again with
+/// that TTL (readers in between are protected by [`expired`]).
+async fn shorten(settings: &Settings, key: &str, value: &impl Serialize, entry: &StoredResponse) {
+    let ttl = store_ttl(settings, entry);
+    if ttl < settings.ttl {
+        let _ = settings.cache.set(key, value, Some(ttl)).await;
     }
 }
 
@@ -960,7 +1267,7 @@ where
                     .flatten(),
                 _ => None,
             };
-            if let Some(entry) = entry {
+            if let Some(entry) = entry.filter(|e| !expired(e)) {
                 return Ok(render(entry, Served::Hit, true, &view));
             }
         }
@@ -969,14 +1276,14 @@ where
     }
 
     if revalidate {
-        let res = inner.call(Request::from_parts(parts, body)).await?;
-        return Ok(match prepare(&settings, res.map(Body::new)).await {
-            Prepared::Store(entry) => {
-                write(&settings, &base, &entry, request_headers).await;
-                render(entry, Served::Miss, false, &view)
-            }
-            Prepared::Pass(res) => mark(res, "MISS"),
-        });
+        return refresh(
+            &settings,
+            inner,
+            Request::from_parts(parts, body),
+            &base,
+            &view,
+        )
+        .await;
     }
 
     // The handler call, taken by whichever read-through needs it (at most one).
@@ -999,9 +1306,9 @@ where
                     } else {
                         // The variant first, so that followers that get the
                         // index from us find it.
-                        let _ = cache
-                            .set(&variant_key(&base, &names, request_headers), &entry, ttl)
-                            .await;
+                        let key = variant_key(&base, &names, request_headers);
+                        let own = Some(store_ttl(&settings, &entry));
+                        let _ = cache.set(&key, &entry, own).await;
                         BaseOutcome::Entry(ResponseEntry::Vary(names), Some(entry))
                     }
                 }
@@ -1015,7 +1322,18 @@ where
     };
     let names = match out {
         BaseOutcome::Entry(ResponseEntry::Response(entry), _) => {
-            return Ok(render(entry, served, false, &view))
+            if served == Served::Miss {
+                if store_ttl(&settings, &entry) < settings.ttl {
+                    let value = ResponseEntry::Response(entry.clone());
+                    shorten(&settings, &base, &value, &entry).await;
+                }
+                return Ok(render(entry, served, false, &view));
+            }
+            if expired(&entry) {
+                let (inner, req) = job.take().expect("the handler has not run");
+                return refresh(&settings, inner, req, &base, &view).await;
+            }
+            return Ok(render(entry, served, false, &view));
         }
         BaseOutcome::Entry(ResponseEntry::Vary(_), Some(entry)) => {
             return Ok(render(entry, Served::Miss, false, &view))
@@ -1060,6 +1378,14 @@ where
         Served::Hit
     };
     match out {
+        Ok(entry) if served == Served::Miss => {
+            shorten(&settings, &key, &entry, &entry).await;
+            Ok(render(entry, served, false, &view))
+        }
+        Ok(entry) if expired(&entry) => {
+            let (inner, req) = job.take().expect("the handler has not run");
+            refresh(&settings, inner, req, &base, &view).await
+        }
         Ok(entry) => Ok(render(entry, served, false, &view)),
         Err(PassThrough::Stored(entry)) => Ok(render(entry, Served::Miss, false, &view)),
         Err(PassThrough::Response(res)) => Ok(mark(res, "MISS")),
@@ -1076,6 +1402,64 @@ mod tests {
         assert_eq!(sorted_query("b=2&a=1&c=3"), "a=1&b=2&c=3");
         assert_eq!(sorted_query("t=2&a=1&t=1"), "a=1&t=2&t=1");
         assert_eq!(sorted_query("&&"), "");
+    }
+
+    #[test]
+    fn authorities_are_normalised_and_checked() {
+        let ok = |s: &str, host: &str, port: Option<u16>| {
+            assert_eq!(
+                parse_authority(s.as_bytes()),
+                Some((host.to_owned(), port)),
+                "{s}"
+            );
+        };
+        ok("Example.COM", "example.com", None);
+        ok("example.com:", "example.com", None);
+        ok("example.com:8080", "example.com", Some(8080));
+        ok("[::1]:3000", "[::1]", Some(3000));
+        ok("127.0.0.1", "127.0.0.1", None);
+        for bad in [
+            "",
+            "a b",
+            "user@example.com",
+            "example.com:http",
+            "example.com:99999",
+            "/x",
+        ] {
+            assert_eq!(parse_authority(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_absent_header_and_an_empty_one_are_different_variants() {
+        let names = vec!["x-flag".to_owned()];
+        let mut empty = HeaderMap::new();
+        empty.insert("x-flag", HeaderValue::from_static(""));
+        let absent = variant_key("b", &names, &HeaderMap::new());
+        assert_ne!(absent, variant_key("b", &names, &empty));
+        let mut set = HeaderMap::new();
+        set.insert("x-flag", HeaderValue::from_static("1"));
+        assert_ne!(absent, variant_key("b", &names, &set));
+    }
+
+    #[test]
+    fn freshness_takes_s_maxage_over_max_age_capped_by_the_layer() {
+        let h = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(v));
+            h
+        };
+        let ttl = Duration::from_secs(60);
+        let secs = |v| freshness(&h(v), ttl).map(|d| d.as_secs());
+        assert_eq!(freshness(&HeaderMap::new(), ttl), Some(ttl));
+        assert_eq!(secs("max-age=10"), Some(10));
+        assert_eq!(secs("max-age=600"), Some(60));
+        assert_eq!(secs("max-age=10, s-maxage=30"), Some(30));
+        assert_eq!(secs("S-MaxAge=\"5\", max-age=1"), Some(5));
+        assert_eq!(secs("max-age=0"), Some(0));
+        assert_eq!(secs("max-age=20, max-age=3"), Some(3));
+        assert_eq!(secs("max-age=soon"), None);
+        assert_eq!(secs("public"), Some(60));
     }
 
     #[test]

@@ -187,6 +187,25 @@ pub async fn public_route_hits_and_revalidates() {
     assert_eq!(header(&api, "cache-control"), Some("private, no-store"));
 }
 
+/// Unknown URLs (the router's fallback) never reach the response cache, so
+/// a scanner cannot fill it with 404s; a stored 404 would say `HIT`.
+pub async fn unknown_urls_are_not_cached() {
+    let svc = serve(options("e2e-scan")).await;
+    for path in ["/zzz", "/public/zzz", "/public/catalog/zzz"] {
+        for _ in 0..2 {
+            let r = svc.get(path).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(header(&r, "x-cache"), None, "{path}: {:?}", r.headers);
+        }
+    }
+    let stored = global()
+        .await
+        .delete_pattern("http:GET:*zzz*")
+        .await
+        .expect("pattern delete");
+    assert_eq!(stored, 0, "404s were stored");
+}
+
 /// Each caller gets their own entry.
 pub async fn callers_are_kept_apart() {
     let svc = serve(options("e2e-me")).await;
