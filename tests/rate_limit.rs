@@ -336,3 +336,38 @@ async fn from_env_reads_the_storage_uri() {
     assert!(err.to_string().contains("RATE_LIMIT_STORAGE_URI"), "{err}");
     std::env::remove_var("RATE_LIMIT_STORAGE_URI");
 }
+
+/// Fills `cache` with `n` entries and reads each a few times, so that the
+/// store's admission policy rates them hot.
+async fn fill_with_hot_entries(cache: &Cache, n: usize) {
+    for round in 0..3 {
+        for i in 0..n {
+            let key = format!("hot:{i}");
+            if round == 0 {
+                cache.set(&key, &i, None).await.expect("set");
+            } else {
+                let _ = cache.get::<usize>(&key).await.expect("get");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn counters_survive_a_shared_memory_cache_full_of_hot_entries() {
+    let cache = Cache::builder().backend(MemoryBackend::new(1_000)).build();
+    fill_with_hot_entries(&cache, 5_000).await;
+    let (app, calls) = app(RateLimitLayer::new(cache.clone(), 3, HOUR));
+    let clients: Vec<[u8; 4]> = (1..=8).map(|i| [10, 40, 0, i]).collect();
+    for round in 0..10 {
+        for ip in &clients {
+            let _ = send(&app, from_ip(*ip)).await;
+            // The application keeps using its cache meanwhile.
+            fill_with_hot_entries(&cache, 200 + round).await;
+        }
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3 * 8,
+        "exactly 3 requests of each of the 8 clients pass"
+    );
+}
