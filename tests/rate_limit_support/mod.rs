@@ -105,3 +105,16 @@ pub async fn until(mut done: impl FnMut() -> bool) {
     }
     panic!("the condition did not hold after 1000 yields");
 }
+
+/// Polls `done` every 10 ms until it holds, for at most `limit` of real time
+/// (for background work that waits on a real socket).
+pub async fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition did not hold within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
