@@ -263,6 +263,7 @@ enum Counters {
 
 /// A cache over a fresh in-process counter store.
 fn own_counters(namespace: &str, capacity: u64) -> (Cache, Counters) {
+    let capacity = capacity.max(1);
     let evictions = Arc::new(Evictions::default());
     let store = CounterStore::new(capacity, Arc::clone(&evictions));
     let cache = Cache::builder().backend(store).namespace(namespace).build();
@@ -660,7 +661,7 @@ impl RateLimitLayer {
     /// First part of every counter key (default `"ratelimit"`): give two
     /// limiters sharing a store different prefixes so their counts stay
     /// apart (limiters with different windows are apart anyway). Counter keys
-    /// look like `ratelimit:{9a0364b9e99bb480dd25e1f0284c8555}:60000:29401234`
+    /// look like `ratelimit:{<32 hex digits>}:60000:29401234`
     /// (prefix; in braces, as the hash tag, 32 hex digits of the client
     /// key's stable 128-bit hash, never the client key itself; window in ms;
     /// window number), under the cache's namespace. The hash is the same in
@@ -726,7 +727,7 @@ impl RateLimitLayer {
         &self.settings.cache
     }
 
-    /// Size of the limiter's own in-process counter store (default
+    /// Size (at least 1) of the limiter's own in-process counter store (default
     /// [`DEFAULT_MAX_COUNTERS`], two counters per client active in the last
     /// two windows). When it is full, expired counters go first, then the
     /// ones closest to expiry: those clients are limited leniently, counted
