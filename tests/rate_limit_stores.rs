@@ -4,15 +4,16 @@
 //! Waits are bounded polls; no sleep is used as a timing assertion.
 
 mod rate_limit_support;
-use rate_limit_support::{app, from_ip, header, send};
+use rate_limit_support::{app, capture_logs, eventually, from_ip, header, send};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use cacheside::backends::{RedisBackend, RedisOptions};
 use cacheside::http::RateLimitLayer;
-use cacheside::testing::{MemcachedServer, RedisCluster, RedisServer};
+use cacheside::testing::{free_port, MemcachedServer, RedisCluster, RedisServer, Reply};
 use cacheside::{Breaker, Cache};
-use http::StatusCode;
+use http::{Request, StatusCode};
 
 /// Long enough that no test straddles a window boundary (windows are epoch-aligned).
 const HOUR: Duration = Duration::from_secs(3600);
@@ -219,4 +220,115 @@ async fn redis_killed_mid_test_fails_open_then_limits_again_after_restart() {
             StatusCode::TOO_MANY_REQUESTS
         ]
     );
+}
+
+/// Every key name in the Redis server (a test server: `KEYS` is fine here).
+fn redis_keys(server: &RedisServer) -> Vec<String> {
+    match server.command(&[b"KEYS", b"*"]).expect("KEYS") {
+        Reply::Array(Some(keys)) => keys.iter().filter_map(Reply::as_text).collect(),
+        other => panic!("KEYS answered {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_counter_keys_hold_a_hash_never_the_client_key() {
+    let server = RedisServer::start();
+    let layer = RateLimitLayer::from_uri(&server.url(), 5, HOUR)
+        .await
+        .expect("from_uri")
+        .key_fn(|parts| {
+            parts
+                .headers
+                .get("x-api-key")?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        });
+    assert_eq!(layer.counter_capacity(), None, "counters live in Redis");
+    let (app, _) = app(layer);
+    for _ in 0..2 {
+        let req = Request::get("/")
+            .header("x-api-key", "sk_live_TOPSECRET")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, req).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        send(&app, from_ip([10, 8, 8, 8])).await.status(),
+        StatusCode::OK
+    );
+    let keys = redis_keys(&server);
+    let hashed = format!("{:032x}", cacheside::hash::bytes128(b"sk_live_TOPSECRET"));
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("ratelimit:{{{hashed}}}:"))),
+        "{keys:?}"
+    );
+    for raw in ["TOPSECRET", "sk_live", "10.8.8.8"] {
+        assert!(!keys.iter().any(|k| k.contains(raw)), "{raw} in {keys:?}");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn redis_passwords_never_appear_in_errors_logs_or_debug() {
+    // Current-thread: the log capture sees the background startup check too.
+    let (logs, _guard) = capture_logs();
+    let server = RedisServer::start_with_args(&["--requirepass", "hunter2pw"]);
+    let port = server.port();
+
+    // The right password: limits as usual; Debug shows the URI masked.
+    let uri = format!("redis://:hunter2pw@127.0.0.1:{port}/0");
+    let layer = RateLimitLayer::from_uri(&uri, 2, HOUR)
+        .await
+        .expect("from_uri");
+    let debug = format!("{layer:?}");
+    assert!(
+        debug.contains(&format!("redis://:***@127.0.0.1:{port}/0")),
+        "{debug}"
+    );
+    let limiter = layer.clone();
+    let (service, _) = app(layer);
+    let statuses = [
+        send(&service, from_ip([10, 6, 6, 6])).await.status(),
+        send(&service, from_ip([10, 6, 6, 6])).await.status(),
+        send(&service, from_ip([10, 6, 6, 6])).await.status(),
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(limiter.stats().store_errors, 0);
+
+    // A wrong password: an error that does not quote it.
+    let wrong = format!("redis://:wrongpw77@127.0.0.1:{port}/0");
+    let err = RateLimitLayer::from_uri(&wrong, 2, HOUR).await.unwrap_err();
+    let shown = format!("{err} | {err:?}");
+    assert!(!shown.contains("wrongpw77"), "{shown}");
+
+    // A server that is not there: the layer starts, says so, and never quotes the password.
+    let down = format!("redis://:downpw55@127.0.0.1:{}/0", free_port());
+    let layer = RateLimitLayer::from_uri(&down, 2, HOUR)
+        .await
+        .expect("starts while Redis is down");
+    let limiter = layer.clone();
+    let (down_app, _) = app(layer);
+    eventually(Duration::from_secs(10), || {
+        limiter.stats().store_errors >= 1
+    })
+    .await;
+    assert_eq!(
+        send(&down_app, from_ip([10, 6, 6, 7])).await.status(),
+        StatusCode::OK,
+        "fail-open"
+    );
+    assert!(!format!("{limiter:?}").contains("downpw55"));
+    let text = logs.text();
+    assert!(text.contains("rate limiter cannot limit"), "{text}");
+    for secret in ["hunter2pw", "wrongpw77", "downpw55"] {
+        assert!(!text.contains(secret), "{secret} logged: {text}");
+    }
 }

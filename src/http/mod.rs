@@ -11,8 +11,9 @@ pub use client_cache::{
     DEFAULT_CLIENT_MAX_AGE,
 };
 pub use rate_limit::{
-    Decision, RateLimit, RateLimitFuture, RateLimitLayer, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
-    RATELIMIT_RESET, RATE_LIMIT_FALLBACK_KEY, RATE_LIMIT_STORAGE_URI,
+    Decision, RateLimit, RateLimitFuture, RateLimitLayer, RateLimitStats, DEFAULT_MAX_COUNTERS,
+    RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET, RATE_LIMIT_FALLBACK_KEY,
+    RATE_LIMIT_STORAGE_URI,
 };
 pub use response_cache::{
     default_cache_status, ResponseCache, ResponseCacheLayer, ResponseEntry, ResponseFuture,

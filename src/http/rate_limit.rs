@@ -52,23 +52,60 @@
 //! A request over the limit gets `429 Too Many Requests` with those fields
 //! and `Retry-After` (seconds, at least 1), without reaching the inner service.
 //!
+//! # Where counters live
+//!
+//! Counters must not compete with cached data for room: an in-memory cache
+//! full of hot entries would evict them (or refuse to admit them), and every
+//! lost counter lets a client through again. So:
+//!
+//! * given an in-process cache (`memory`, or `none`, which stores nothing),
+//!   [`RateLimitLayer::new`] keeps the counters in **its own in-process
+//!   store**, apart from the cache: it admits every counter, holds
+//!   [`DEFAULT_MAX_COUNTERS`] of them (two per active client; change it with
+//!   [`max_counters`](RateLimitLayer::max_counters)), and when full drops the
+//!   counters closest to expiry first (counted in
+//!   [`RateLimitStats::evicted`] and logged). Limits are then per process. A
+//!   `none` cache does not switch rate limiting off: the limiter says so at
+//!   WARN and counts on its own;
+//! * given any other store (Redis, Redis Cluster, Memcached, your own
+//!   [`Backend`](crate::Backend)), counters go to that store, shared by every
+//!   process. Such a store evicts by its own policy: give Redis a `maxmemory`
+//!   policy that spares keys with a TTL (`volatile-*`, or `noeviction`), or a
+//!   store of their own (`RATE_LIMIT_STORAGE_URI`, [`RateLimitLayer::from_uri`]).
+//!
+//! Counter keys never hold the client key itself (an API key from
+//! [`key_fn`](RateLimitLayer::key_fn), an IP address): they hold its stable
+//! 128-bit hash (SipHash-1-3, the same in every process, so a fleet shares
+//! counters), see [`key_prefix`](RateLimitLayer::key_prefix).
+//!
 //! # Store failures
 //!
 //! The check goes through the cache's op timeout and circuit breaker (a dead
 //! store costs microseconds once the circuit is open). With
 //! [`fail_open(true)`](RateLimitLayer::fail_open) (the default) requests pass
 //! unlimited, **without** `RateLimit-*` fields (a guess would mislead
-//! clients), and a warning is logged at most once per 10 s; with
-//! `fail_open(false)` they get `503 Service Unavailable` with `Retry-After: 1`.
+//! clients); with `fail_open(false)` they get `503 Service Unavailable` with
+//! `Retry-After: 1`. Either way the limiter is never silent about it: when the
+//! layer is applied to a service it checks its store once (in the background)
+//! and logs a WARN (an ERROR for a store that cannot count at all, a
+//! [`Backend`](crate::Backend) without `increment`) naming what to fix; every
+//! failed check is counted ([`RateLimitLayer::stats`]) and logged at most
+//! once per 10 s, with the number of failures held back since.
+//!
+//! No error, log line or `Debug` output of the limiter holds the password of
+//! a storage URI: it appears as `***`.
+
+mod counters;
+mod redact;
 
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::ConnectInfo;
@@ -78,6 +115,8 @@ use http::{Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use crate::{BackendKind, Cache, Config, Error};
+
+use counters::{CounterStore, Evictions};
 
 /// The environment variable [`RateLimitLayer::from_env`] reads.
 ///
@@ -116,15 +155,126 @@ pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset
 
 const URI_ALLOWED: &str = "memory://, redis://host:port[/db], rediss://… (feature tls), redis-cluster://host:port,host:port, memcached://host:port[,host:port]";
 
-/// Entries of the in-memory store built by `from_uri("memory://")` (two per active client).
-const MEMORY_ENTRIES: u64 = 100_000;
+/// Counters held by the limiter's own in-process store (two per active
+/// client: the current window and the previous one), unless
+/// [`RateLimitLayer::max_counters`] says otherwise.
+///
+/// ```
+/// assert_eq!(cacheside::http::DEFAULT_MAX_COUNTERS, 100_000);
+/// ```
+pub const DEFAULT_MAX_COUNTERS: u64 = 100_000;
 
-/// Longest client key stored as is (longer ones, and ones with braces or
-/// non-printable characters, are hashed).
-const MAX_CLIENT_KEY: usize = 128;
+/// How often a failing store is logged at most.
+const BURST_MS: u64 = 10_000;
 
-/// How often store failures are logged at most.
-const WARN_EVERY: Duration = Duration::from_secs(10);
+/// Logs at most once per burst window (10 s on tokio's clock, so a paused
+/// test runtime controls it), counting what it held back.
+#[derive(Debug, Default)]
+struct Burst {
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Burst {
+    /// `Some(held back since the last line)` when this call should log.
+    fn should_log(&self) -> Option<u64> {
+        // Offset so that the first call always logs (0 means "never logged").
+        let now = burst_clock_ms() + BURST_MS;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if (last != 0 && now.saturating_sub(last) < BURST_MS)
+            || self
+                .last_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// Milliseconds on tokio's clock from a process-wide anchor, biased so that a
+/// paused runtime's clock standing before the anchor still moves (as in the
+/// core's circuit breaker).
+fn burst_clock_ms() -> u64 {
+    const BIAS: u64 = 1 << 40;
+    static ANCHOR: OnceLock<std::time::Instant> = OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(std::time::Instant::now);
+    let now = tokio::time::Instant::now().into_std();
+    match now.checked_duration_since(anchor) {
+        Some(after) => BIAS.saturating_add(after.as_millis() as u64),
+        None => BIAS.saturating_sub(anchor.duration_since(now).as_millis() as u64),
+    }
+}
+
+/// What a [`RateLimitLayer`] has done since it was built, read with
+/// [`RateLimitLayer::stats`]: what it let through, refused, and could not
+/// decide.
+///
+/// ```
+/// let s = cacheside::http::RateLimitStats::default();
+/// assert_eq!((s.allowed, s.limited, s.failed_open), (0, 0, 0));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimitStats {
+    /// Checks within the limit.
+    pub allowed: u64,
+    /// Checks over the limit (`429`).
+    pub limited: u64,
+    /// Checks the store could not answer (failures, timeouts, open circuit,
+    /// no `increment`), startup check included.
+    pub store_errors: u64,
+    /// Requests let through unlimited because the store failed (`fail_open(true)`).
+    pub failed_open: u64,
+    /// Requests answered `503` because the store failed (`fail_open(false)`).
+    pub failed_closed: u64,
+    /// Counters the limiter's own in-process store dropped because it was
+    /// full (those clients were limited leniently; see
+    /// [`RateLimitLayer::max_counters`]).
+    pub evicted: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    allowed: AtomicU64,
+    limited: AtomicU64,
+    store_errors: AtomicU64,
+    failed_open: AtomicU64,
+    failed_closed: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) -> u64 {
+    counter.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// Where the counters live.
+#[derive(Clone)]
+enum Counters {
+    /// The limiter's own in-process store.
+    Own {
+        capacity: u64,
+        evictions: Arc<Evictions>,
+    },
+    /// The store of the cache given to the limiter (shared by every process that uses it).
+    Given,
+}
+
+/// A cache over a fresh in-process counter store.
+fn own_counters(namespace: &str, capacity: u64) -> (Cache, Counters) {
+    let capacity = capacity.max(1);
+    let evictions = Arc::new(Evictions::default());
+    let store = CounterStore::new(capacity, Arc::clone(&evictions));
+    let cache = Cache::builder().backend(store).namespace(namespace).build();
+    (
+        cache,
+        Counters::Own {
+            capacity,
+            evictions,
+        },
+    )
+}
 
 type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
@@ -175,22 +325,38 @@ pub struct RateLimitLayer {
 #[derive(Clone)]
 struct Settings {
     cache: Cache,
+    counters: Counters,
+    /// The storage URI, password masked, when the layer was built from one.
+    source: Option<String>,
     limit: u64,
     window_ms: u64,
     key_fn: Option<Arc<KeyFn>>,
     trust_forwarded_for: bool,
     fail_open: bool,
     prefix: String,
-    /// `now_ms()` of the last store-failure warning (0: never).
-    warned: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+    /// Store failures: one log line per burst.
+    store_burst: Arc<Burst>,
+    /// Whether the startup check of a shared store has been started.
+    probed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RateLimitLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &*self.settings;
-        f.debug_struct("RateLimitLayer")
-            .field("backend", &s.cache.backend_name())
-            .field("limit", &s.limit)
+        let mut d = f.debug_struct("RateLimitLayer");
+        d.field("backend", &s.cache.backend_name());
+        match &s.counters {
+            Counters::Own { capacity, .. } => d.field(
+                "counters",
+                &format_args!("own in-process store of {capacity}"),
+            ),
+            Counters::Given => d.field("counters", &format_args!("in the given store")),
+        };
+        if let Some(source) = &s.source {
+            d.field("storage_uri", source);
+        }
+        d.field("limit", &s.limit)
             .field("window", &Duration::from_millis(s.window_ms))
             .field("key_fn", &s.key_fn.is_some())
             .field("trust_forwarded_for", &s.trust_forwarded_for)
@@ -260,33 +426,91 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl RateLimitLayer {
-    /// At most `limit` requests per client per sliding `window`, counted in `cache`.
+    /// At most `limit` requests per client per sliding `window`, counted in
+    /// the store of `cache`, or in the limiter's own in-process store when
+    /// `cache` is in-process (`memory`, `none`): counters never compete with
+    /// cached entries for room (see [Where counters live](self#where-counters-live)).
     ///
     /// `window` is used with millisecond precision (at least 1 ms); memcached
     /// rounds counter TTLs up to whole seconds, which only keeps them longer.
-    /// `limit = 0` rejects every request.
+    /// `limit = 0` rejects every request. A `none` cache is logged at WARN
+    /// (the limiter counts on its own, per process); a shared store is
+    /// checked once when the layer is applied to a service (see [Store
+    /// failures](self#store-failures)).
     ///
     /// ```
     /// use std::time::Duration;
-    /// use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
+    /// use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache, NullBackend};
     /// let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
     /// let layer = RateLimitLayer::new(cache, 100, Duration::from_secs(60));
     /// assert_eq!(layer.limit(), 100);
+    /// // Counters are kept apart from the cached entries, in the limiter's own store.
+    /// assert_eq!(layer.counter_capacity(), Some(cacheside::http::DEFAULT_MAX_COUNTERS));
+    ///
+    /// // A cache that stores nothing does not turn rate limiting off.
+    /// let none = Cache::builder().backend(NullBackend).build();
+    /// assert_eq!(RateLimitLayer::new(none, 100, Duration::from_secs(60)).cache().backend_name(), "memory");
     /// ```
     pub fn new(cache: Cache, limit: u64, window: Duration) -> Self {
+        let given = cache.backend_name();
+        let (cache, counters) = match given {
+            "memory" | "none" => {
+                let (own, counters) = own_counters(cache.namespace(), DEFAULT_MAX_COUNTERS);
+                if given == "none" {
+                    tracing::warn!(
+                        capacity = DEFAULT_MAX_COUNTERS,
+                        "rate limiter: the cache it was given stores nothing (CACHE_BACKEND=none), so it counts in its own in-process store instead: limits hold per process, not across replicas; to share them, set {RATE_LIMIT_STORAGE_URI}=redis://… and build the layer with RateLimitLayer::from_env"
+                    );
+                } else {
+                    tracing::info!(
+                        capacity = DEFAULT_MAX_COUNTERS,
+                        "rate limiter: counters in its own in-process store, apart from the memory cache (cached entries cannot evict them); limits hold per process"
+                    );
+                }
+                (own, counters)
+            }
+            _ => (cache, Counters::Given),
+        };
+        Self::with_store(cache, counters, limit, window)
+    }
+
+    /// At most `limit` requests per client per sliding `window`, counted in
+    /// the limiter's own in-process store of [`DEFAULT_MAX_COUNTERS`]
+    /// counters (what `RATE_LIMIT_STORAGE_URI=memory://` builds). Limits
+    /// hold per process.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cacheside::http::RateLimitLayer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
+    /// let limiter = RateLimitLayer::in_process(1, Duration::from_secs(60));
+    /// assert!(limiter.check("client").await?.allowed);
+    /// assert!(!limiter.check("client").await?.allowed);
+    /// # Ok(()) }
+    /// ```
+    pub fn in_process(limit: u64, window: Duration) -> Self {
+        let (cache, counters) = own_counters("", DEFAULT_MAX_COUNTERS);
+        Self::with_store(cache, counters, limit, window)
+    }
+
+    fn with_store(cache: Cache, counters: Counters, limit: u64, window: Duration) -> Self {
         let window_ms = u64::try_from(window.as_millis())
             .unwrap_or(u64::MAX / 4)
             .clamp(1, u64::MAX / 4);
         RateLimitLayer {
             settings: Arc::new(Settings {
                 cache,
+                counters,
+                source: None,
                 limit,
                 window_ms,
                 key_fn: None,
                 trust_forwarded_for: false,
                 fail_open: true,
                 prefix: "ratelimit".to_owned(),
-                warned: Arc::new(AtomicU64::new(0)),
+                counts: Arc::default(),
+                store_burst: Arc::default(),
+                probed: Arc::default(),
             }),
         }
     }
@@ -296,15 +520,17 @@ impl RateLimitLayer {
     ///
     /// | URI | store |
     /// |---|---|
-    /// | `memory://` | in-process (per replica: each process limits on its own) |
+    /// | `memory://` | the limiter's own in-process store ([`in_process`](RateLimitLayer::in_process): each process limits on its own) |
     /// | `redis://[[user]:password@]host:port[/db]`, `rediss://…` (feature `tls`) | one Redis server (features `redis`) |
     /// | `redis-cluster://host:port,host:port,…` | a Redis Cluster (feature `redis-cluster`; plain TCP without password: for those build a `RedisClusterBackend` and use [`new`](RateLimitLayer::new)) |
     /// | `memcached://host:port[,host:port…]` | Memcached (feature `memcached`) |
     ///
     /// Anything else is an [`Error::Config`] naming `RATE_LIMIT_STORAGE_URI`;
     /// a store that is not compiled in is [`Error::BackendNotCompiled`]. A
-    /// Redis server that does not answer yet does not fail (the limiter fails
-    /// open until it does); Memcached must answer at least once.
+    /// password in the URI appears as `***` in every error, log line and
+    /// `Debug` output of the limiter. A Redis server that does not answer yet
+    /// does not fail (the limiter fails open until it does, and says so);
+    /// Memcached must answer at least once.
     ///
     /// ```
     /// use std::time::Duration;
@@ -313,25 +539,41 @@ impl RateLimitLayer {
     /// let layer = RateLimitLayer::from_uri("memory://", 100, Duration::from_secs(60)).await?;
     /// assert_eq!(layer.cache().backend_name(), "memory");
     ///
-    /// let err = RateLimitLayer::from_uri("mongodb://db:27017", 100, Duration::from_secs(60)).await.unwrap_err();
+    /// let err = RateLimitLayer::from_uri("mongodb://app:s3cret@db:27017", 100, Duration::from_secs(60)).await.unwrap_err();
     /// assert!(err.to_string().contains("RATE_LIMIT_STORAGE_URI"));
+    /// assert!(err.to_string().contains("mongodb://app:***@db:27017"));
+    /// assert!(!format!("{err} {err:?}").contains("s3cret"));
     /// # Ok(()) }
     /// ```
     pub async fn from_uri(uri: &str, limit: u64, window: Duration) -> Result<Self, Error> {
-        let config = config_for_uri(uri)?;
-        let cache = cache_backends::connect(&config).await?;
-        tracing::info!(
-            backend = cache.backend_name(),
-            "rate limits stored in {}",
-            cache.backend_name()
-        );
-        Ok(Self::new(cache, limit, window))
+        let shown = redact::redact_uri(uri.trim());
+        let config = config_for_uri(uri).map_err(|e| redact::scrub(e, uri))?;
+        let mut layer = if config.backend == BackendKind::Memory {
+            tracing::info!(
+                capacity = DEFAULT_MAX_COUNTERS,
+                "rate limits stored in memory ({RATE_LIMIT_STORAGE_URI}={shown}): the limiter's own in-process store, limits hold per process"
+            );
+            Self::in_process(limit, window)
+        } else {
+            let cache = cache_backends::connect(&config)
+                .await
+                .map_err(|e| redact::scrub(e, uri))?;
+            tracing::info!(
+                backend = cache.backend_name(),
+                "rate limits stored in {} ({RATE_LIMIT_STORAGE_URI}={shown})",
+                cache.backend_name()
+            );
+            Self::new(cache, limit, window)
+        };
+        Arc::make_mut(&mut layer.settings).source = Some(shown);
+        Ok(layer)
     }
 
     /// [`from_uri`](RateLimitLayer::from_uri) with `RATE_LIMIT_STORAGE_URI`;
     /// when it is unset (or empty), uses Redis on 127.0.0.1:6379 if it
-    /// answers, else Memcached on 127.0.0.1:11211, else memory (each only when
-    /// compiled in; 200 ms per probe). Logs the choice at `info`.
+    /// answers, else Memcached on 127.0.0.1:11211, else the limiter's own
+    /// in-process store (each only when compiled in; 200 ms per probe). Logs
+    /// the choice at `info`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -346,7 +588,8 @@ impl RateLimitLayer {
             _ => {
                 let mut config = Config::default();
                 config.backend = BackendKind::Auto;
-                config.memory_max_entries = MEMORY_ENTRIES;
+                // Only a probe: an in-process choice gets the limiter's own store.
+                config.memory_max_entries = 1;
                 let cache = cache_backends::connect(&config).await?;
                 tracing::info!(
                     backend = cache.backend_name(),
@@ -418,10 +661,13 @@ impl RateLimitLayer {
     /// First part of every counter key (default `"ratelimit"`): give two
     /// limiters sharing a store different prefixes so their counts stay
     /// apart (limiters with different windows are apart anyway). Counter keys
-    /// look like `ratelimit:{10.0.0.1}:60000:29401234` (prefix, client in
-    /// braces as the hash tag, window in ms, window number), under the cache's
-    /// namespace; a client that is long, not printable ASCII or holds braces
-    /// appears as `#` and 32 hex digits of its hash.
+    /// look like `ratelimit:{<32 hex digits>}:60000:29401234`
+    /// (prefix; in braces, as the hash tag, 32 hex digits of the client
+    /// key's stable 128-bit hash, never the client key itself; window in ms;
+    /// window number), under the cache's namespace. The hash is the same in
+    /// every process and version, so replicas share counters; it is not a
+    /// secret (an IPv4 address can be found again by trying them all), it
+    /// keeps API keys and the like out of the store's key names.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -460,17 +706,103 @@ impl RateLimitLayer {
         Duration::from_millis(self.settings.window_ms)
     }
 
-    /// The cache holding the counters.
+    /// The cache holding the counters: the given one, or the limiter's own
+    /// in-process store (named `"memory"`; it holds counters only) when the
+    /// given one was in-process.
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
-    /// let layer = RateLimitLayer::new(cache, 7, Duration::from_secs(30));
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
+    /// let shared = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// let layer = RateLimitLayer::new(shared.clone(), 7, Duration::from_secs(30));
     /// assert_eq!(layer.cache().backend_name(), "memory");
+    /// layer.check("10.0.0.1").await?;
+    /// // The counter is in the limiter's store, not in the shared cache.
+    /// assert_eq!(layer.cache().delete_pattern("ratelimit:*").await?, 1);
+    /// assert_eq!(shared.delete_pattern("ratelimit:*").await?, 0);
+    /// # Ok(()) }
     /// ```
     pub fn cache(&self) -> &Cache {
         &self.settings.cache
+    }
+
+    /// Size (at least 1) of the limiter's own in-process counter store (default
+    /// [`DEFAULT_MAX_COUNTERS`], two counters per client active in the last
+    /// two windows). When it is full, expired counters go first, then the
+    /// ones closest to expiry: those clients are limited leniently, counted
+    /// in [`RateLimitStats::evicted`] and logged once per burst. No effect
+    /// (and a WARN) when counters live in a shared store (Redis, Memcached):
+    /// that store's memory policy applies.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use cacheside::http::RateLimitLayer;
+    /// let layer = RateLimitLayer::in_process(10, Duration::from_secs(60)).max_counters(1_000_000);
+    /// assert_eq!(layer.counter_capacity(), Some(1_000_000));
+    /// ```
+    pub fn max_counters(mut self, capacity: u64) -> Self {
+        let settings = Arc::make_mut(&mut self.settings);
+        match &settings.counters {
+            Counters::Own { .. } => {
+                let (cache, counters) = own_counters(settings.cache.namespace(), capacity);
+                settings.cache = cache;
+                settings.counters = counters;
+            }
+            Counters::Given => tracing::warn!(
+                backend = settings.cache.backend_name(),
+                "RateLimitLayer::max_counters has no effect: counters live in the shared {} store, whose own memory policy applies",
+                settings.cache.backend_name()
+            ),
+        }
+        self
+    }
+
+    /// `Some(capacity)` when counters live in the limiter's own in-process
+    /// store, `None` when they live in the given (shared) store.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use cacheside::http::{RateLimitLayer, DEFAULT_MAX_COUNTERS};
+    /// let layer = RateLimitLayer::in_process(10, Duration::from_secs(60));
+    /// assert_eq!(layer.counter_capacity(), Some(DEFAULT_MAX_COUNTERS));
+    /// ```
+    pub fn counter_capacity(&self) -> Option<u64> {
+        match &self.settings.counters {
+            Counters::Own { capacity, .. } => Some(*capacity),
+            Counters::Given => None,
+        }
+    }
+
+    /// What the limiter has done so far (shared by every clone of the layer
+    /// and every service built from it): a limiter whose store fails shows it
+    /// here as well as in the log.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use cacheside::http::RateLimitLayer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
+    /// let limiter = RateLimitLayer::in_process(1, Duration::from_secs(60));
+    /// limiter.check("a").await?;
+    /// limiter.check("a").await?;
+    /// let stats = limiter.stats();
+    /// assert_eq!((stats.allowed, stats.limited, stats.store_errors), (1, 1, 0));
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> RateLimitStats {
+        let s = &*self.settings;
+        let c = &s.counts;
+        RateLimitStats {
+            allowed: c.allowed.load(Ordering::Relaxed),
+            limited: c.limited.load(Ordering::Relaxed),
+            store_errors: c.store_errors.load(Ordering::Relaxed),
+            failed_open: c.failed_open.load(Ordering::Relaxed),
+            failed_closed: c.failed_closed.load(Ordering::Relaxed),
+            evicted: match &s.counters {
+                Counters::Own { evictions, .. } => evictions.count.load(Ordering::Relaxed),
+                Counters::Given => 0,
+            },
+        }
     }
 
     /// Counts one request of `client` and decides on it (what the service
@@ -503,10 +835,17 @@ impl Settings {
         // Window 0 (a window longer than the time since 1970) has no predecessor.
         let previous = index.checked_sub(1).map(|p| format!("{base}{p}"));
         let ttl = Duration::from_millis(w.saturating_mul(2)) + Duration::from_secs(1);
-        let (count, prev) = self
+        let (count, prev) = match self
             .cache
             .increment(&current, 1, ttl, previous.as_deref())
-            .await?;
+            .await
+        {
+            Ok(counts) => counts,
+            Err(e) => {
+                bump(&self.counts.store_errors);
+                return Err(e);
+            }
+        };
         let window = Window {
             limit: self.limit,
             w,
@@ -514,8 +853,10 @@ impl Settings {
             prev,
         };
         if window.estimate(count) <= self.limit {
+            bump(&self.counts.allowed);
             return Ok(window.decision(true, count));
         }
+        bump(&self.counts.limited);
         // Rejected: give the unit back, so that only requests that pass count.
         let count = match self.cache.increment(&current, -1, ttl, None).await {
             Ok((after, _)) => after,
@@ -547,15 +888,72 @@ impl Settings {
         Some(RATE_LIMIT_FALLBACK_KEY.to_owned())
     }
 
-    /// True when this failure should be logged (at most once per `WARN_EVERY`).
-    fn should_warn(&self) -> bool {
-        let now = process_ms().max(1);
-        let last = self.warned.load(Ordering::Relaxed);
-        (last == 0 || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64)
-            && self
-                .warned
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// Counts a request the store could not decide on and logs it, once per burst.
+    fn store_failed(&self, e: &Error) {
+        let total = if self.fail_open {
+            bump(&self.counts.failed_open)
+        } else {
+            bump(&self.counts.failed_closed)
+        };
+        if let Some(suppressed) = self.store_burst.should_log() {
+            self.log_store_failure(e, suppressed, total, "a request");
+        }
+    }
+
+    fn log_store_failure(&self, e: &Error, suppressed: u64, total: u64, during: &str) {
+        let backend = self.cache.backend_name();
+        let outcome = if self.fail_open {
+            "requests pass unlimited (fail_open(true), the default)"
+        } else {
+            "requests are answered 503 (fail_open(false))"
+        };
+        if matches!(e, Error::Unsupported { .. }) {
+            tracing::error!(
+                backend,
+                error = %e,
+                suppressed,
+                total,
+                "rate limiter cannot limit: its {backend} store does not count (no Backend::increment), so {outcome}; implement Backend::increment for it, or give the limiter a built-in store (RateLimitLayer::from_env with {RATE_LIMIT_STORAGE_URI}=redis://…)"
+            );
+        } else {
+            tracing::warn!(
+                backend,
+                error = %e,
+                suppressed,
+                total,
+                "rate limiter cannot limit: its {backend} store failed during {during}, so {outcome} until it answers; check the server and {RATE_LIMIT_STORAGE_URI} (or the URL of the cache given to RateLimitLayer::new)"
+            );
+        }
+    }
+
+    /// Checks once that a shared store counts (in the background, when a runtime is at hand).
+    fn probe_in_background(self: &Arc<Self>) {
+        if !matches!(self.counters, Counters::Given) || self.probed.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // The first request reports a failing store instead.
+        };
+        if self.probed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let settings = Arc::clone(self);
+        runtime.spawn(async move { settings.probe().await });
+    }
+
+    /// One counter operation that changes nothing (`delta = 0` on a probe key).
+    async fn probe(&self) {
+        let key = format!("{}:{{probe}}:0", self.prefix);
+        if let Err(e) = self
+            .cache
+            .increment(&key, 0, Duration::from_secs(1), None)
+            .await
+        {
+            let total = bump(&self.counts.store_errors);
+            if let Some(suppressed) = self.store_burst.should_log() {
+                self.log_store_failure(&e, suppressed, total, "the startup check");
+            }
+        }
     }
 }
 
@@ -641,22 +1039,11 @@ fn weighted(count: u64, part: u64, whole: u64) -> u64 {
     (u128::from(count) * u128::from(part) / u128::from(whole.max(1))) as u64
 }
 
-/// The client as it appears in counter keys: as is when short and printable
-/// without braces (they would break the `{hash tag}`), else a stable hash.
-fn client_tag(client: &str) -> std::borrow::Cow<'_, str> {
-    let plain = !client.is_empty()
-        && client.len() <= MAX_CLIENT_KEY
-        && client
-            .bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b'{' && b != b'}');
-    if plain {
-        std::borrow::Cow::Borrowed(client)
-    } else {
-        std::borrow::Cow::Owned(format!(
-            "#{:032x}",
-            crate::hash::bytes128(client.as_bytes())
-        ))
-    }
+/// The client as it appears in counter keys: 32 hex digits of its stable
+/// 128-bit hash, never the key itself (it may be an API key), and never
+/// braces (they would break the `{hash tag}`).
+fn client_tag(client: &str) -> String {
+    format!("{:032x}", crate::hash::bytes128(client.as_bytes()))
 }
 
 /// The last address of `X-Forwarded-For` (all header lines together), if it parses.
@@ -679,22 +1066,16 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn process_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 /// The store [`Config`] of a `RATE_LIMIT_STORAGE_URI`.
 fn config_for_uri(uri: &str) -> Result<Config, Error> {
     let bad = || Error::Config {
         var: RATE_LIMIT_STORAGE_URI,
-        value: uri.to_owned(),
+        value: redact::redact_uri(uri),
         allowed: URI_ALLOWED,
     };
     let trimmed = uri.trim();
     let (scheme, rest) = trimmed.split_once("://").ok_or_else(bad)?;
     let mut config = Config::default();
-    config.memory_max_entries = MEMORY_ENTRIES;
     let list = |rest: &str| -> Vec<String> {
         rest.trim_end_matches('/')
             .split(',')
@@ -735,6 +1116,7 @@ impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.settings.probe_in_background();
         RateLimit {
             inner,
             settings: Arc::clone(&self.settings),
@@ -858,16 +1240,10 @@ where
                         Ok(res)
                     }
                     Err(e) => {
-                        let warn = settings.should_warn();
+                        settings.store_failed(&e);
                         if settings.fail_open {
-                            if warn {
-                                tracing::warn!(backend = settings.cache.backend_name(), error = %e, "rate limit store failed; letting requests through unlimited (fail-open)");
-                            }
                             Ok(inner.call(req).await?.map(Body::new))
                         } else {
-                            if warn {
-                                tracing::warn!(backend = settings.cache.backend_name(), error = %e, "rate limit store failed; answering 503 (fail_open(false))");
-                            }
                             let mut res = plain(
                                 StatusCode::SERVICE_UNAVAILABLE,
                                 "Rate limit unavailable, retry shortly\n",
@@ -959,12 +1335,33 @@ mod tests {
     }
 
     #[test]
-    fn client_tags_keep_the_hash_tag_intact() {
-        assert_eq!(client_tag("10.0.0.1"), "10.0.0.1");
-        assert_eq!(client_tag("2001:db8::1"), "2001:db8::1");
-        for nasty in ["", "a}b", "{x}", "with space", "é", &"k".repeat(200)] {
-            let tag = client_tag(nasty);
-            assert!(tag.starts_with('#') && tag.len() == 33, "{nasty:?} → {tag}");
+    fn client_tags_are_stable_hashes_never_the_key() {
+        // Pinned: every process and version must agree, or a fleet stops sharing counters.
+        assert_eq!(
+            client_tag("10.0.0.1"),
+            format!("{:032x}", crate::hash::bytes128(b"10.0.0.1"))
+        );
+        for client in [
+            "10.0.0.1",
+            "2001:db8::1",
+            "",
+            "a}b",
+            "{x}",
+            "with space",
+            "é",
+            "sk_live_secret",
+            &"k".repeat(200),
+        ] {
+            let tag = client_tag(client);
+            assert_eq!(tag.len(), 32, "{client:?} → {tag}");
+            assert!(
+                tag.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{client:?} → {tag}"
+            );
+            assert!(
+                client.len() < 3 || !tag.contains(client),
+                "{client:?} → {tag}"
+            );
         }
         assert_ne!(client_tag("a}b"), client_tag("a{b"));
     }
@@ -1018,6 +1415,18 @@ mod tests {
                 matches!(&err, Error::Config { var: RATE_LIMIT_STORAGE_URI, value, .. } if value == bad),
                 "{bad:?}: {err}"
             );
+        }
+        for (bad, shown) in [
+            ("mongodb://app:hunter2@db:1", "mongodb://app:***@db:1"),
+            ("memory://u:hunter2@x", "memory://u:***@x"),
+            ("redis:hunter2@x", "redis:***@x"),
+        ] {
+            let err = config_for_uri(bad).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { var: RATE_LIMIT_STORAGE_URI, value, .. } if value == shown),
+                "{bad:?}: {err}"
+            );
+            assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
         }
     }
 }

@@ -48,3 +48,73 @@ pub fn header(res: &Response<Body>, name: &str) -> Option<u64> {
         .get(name)
         .map(|v| v.to_str().unwrap().parse().unwrap())
 }
+
+/// What the `tracing` subscriber installed by [`capture_logs`] printed.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Lines at `level` (`"WARN"`, `"ERROR"`, …) that contain `needle`.
+    pub fn lines(&self, level: &str, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(level) && l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+struct LogWriter(Logs);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 .0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line of this thread (every level) until the guard drops.
+/// Use it in current-thread runtimes, so that spawned tasks log here too.
+pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let guard = tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+        .with_ansi(false)
+        .with_writer(move || LogWriter(writer.clone()))
+        .finish()
+        .set_default();
+    (logs, guard)
+}
+
+/// Lets spawned tasks of a current-thread runtime run until `done` holds (bounded).
+pub async fn until(mut done: impl FnMut() -> bool) {
+    for _ in 0..1_000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the condition did not hold after 1000 yields");
+}
+
+/// Polls `done` every 10 ms until it holds, for at most `limit` of real time
+/// (for background work that waits on a real socket).
+pub async fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition did not hold within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
