@@ -99,6 +99,7 @@ where
 ///
 /// A function of a generic `impl` without a receiver cannot name its
 /// instantiation: it returns `Err` and the wrapper runs uncached (logged once).
+#[allow(clippy::result_unit_err)] // a private API of the macros; the caller only branches
 pub fn instance(
     spec: &'static Spec,
     fn_path: &'static str,
