@@ -22,6 +22,7 @@ mod guard;
 pub mod hash;
 mod null;
 pub mod pattern;
+mod redact;
 mod registry;
 #[doc(hidden)]
 pub mod runtime;
@@ -34,9 +35,12 @@ pub use cache::{
     DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
+pub use config::DEFAULT_CONNECT_TIMEOUT;
 pub use config::{BackendKind, Config};
 pub use error::{BoxError, Error};
 pub use guard::Breaker;
 pub use null::NullBackend;
+pub use redact::redact_url;
+pub use registry::auto_init_failures;
 pub use registry::{global, init, is_enabled, named, register, set_enabled, AutoInit};
 pub use runtime::Entry;
