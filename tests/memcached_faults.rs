@@ -535,7 +535,7 @@ async fn memcached_down_at_startup_starts_with_a_warning_and_recovers() {
 #[tokio::test]
 async fn a_memcached_address_without_port_fails_fast_naming_the_variable() {
     let (result, took) = connect_timed(&memcached_config("127.0.0.1")).await;
-    let err = result.err().expect("an address without a port is refused");
+    let err = result.expect_err("an address without a port is refused");
     assert!(took < FAST, "took {took:?}");
     assert!(matches!(err, Error::Misconfigured { .. }), "{err:?}");
     assert!(err.to_string().contains("CACHE_MEMCACHED_SERVERS"), "{err}");
@@ -566,11 +566,50 @@ async fn a_server_that_is_not_memcached_fails_fast_naming_the_variable() {
     });
     let (result, took) = connect_timed(&memcached_config(&addr)).await;
     answering.abort();
-    let err = result
-        .err()
-        .expect("a server that is not memcached is refused");
+    let err = result.expect_err("a server that is not memcached is refused");
     assert!(took < FAST, "took {took:?}");
     assert!(matches!(err, Error::Misconfigured { .. }), "{err:?}");
     assert!(err.to_string().contains("CACHE_MEMCACHED_SERVERS"), "{err}");
     assert!(err.to_string().contains(&addr), "{err}");
+}
+
+/// A server that accepts connections but never answers (SIGSTOP): startup
+/// waits CACHE_CONNECT_TIMEOUT_MS, not more, then starts and fails open.
+#[tokio::test]
+async fn a_frozen_memcached_at_startup_costs_the_connect_timeout_then_starts() {
+    let server = MemcachedServer::start();
+    server.pause();
+    let config = cacheside::Config::from_lookup(|name| match name {
+        "CACHE_BACKEND" => Some("memcached".into()),
+        "CACHE_MEMCACHED_SERVERS" => Some(server.addr()),
+        "CACHE_CONNECT_TIMEOUT_MS" => Some("300".into()),
+        _ => None,
+    })
+    .expect("a valid configuration");
+    let (result, took) = connect_timed(&config).await;
+    let cache = result.expect("a frozen store does not stop the service");
+    assert!(
+        took < FAST,
+        "startup waited {took:?}; the bound is CACHE_CONNECT_TIMEOUT_MS"
+    );
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+    server.resume();
+    eventually(
+        "the cache using memcached after SIGCONT",
+        Duration::from_secs(10),
+        || {
+            let cache = cache.clone();
+            async move {
+                cache.set("k", &9u8, None).await.is_ok()
+                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+            }
+        },
+    )
+    .await;
 }

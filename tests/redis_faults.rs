@@ -596,3 +596,51 @@ async fn cluster_down_at_startup_starts_and_shows_no_password() {
     assert_no_secret("the connect error", &format!("{err} {err:?}"));
     assert_no_secret("the log", &logs.text());
 }
+
+/// A server that accepts connections but never answers (SIGSTOP): startup
+/// waits CACHE_CONNECT_TIMEOUT_MS, not more, then starts and fails open.
+#[tokio::test]
+async fn a_frozen_redis_at_startup_costs_the_connect_timeout_then_starts() {
+    let server = RedisServer::start();
+    server.pause();
+    let (_guard, logs) = common::logs::capture();
+    let config = config_of(&[
+        ("CACHE_BACKEND", "redis".into()),
+        ("CACHE_REDIS_PORT", server.port().to_string()),
+        ("CACHE_CONNECT_TIMEOUT_MS", "300".into()),
+    ]);
+    assert_eq!(config.connect_timeout, Duration::from_millis(300));
+    let (result, took) = connect_timed(&config).await;
+    let cache = result.expect("a frozen store does not stop the service");
+    assert!(
+        took < FAST,
+        "startup waited {took:?}; the bound is CACHE_CONNECT_TIMEOUT_MS"
+    );
+    assert!(
+        logs.lines_with("did not answer at startup")
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(&server.port().to_string())),
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+    server.resume();
+    eventually(
+        "the cache using Redis after SIGCONT",
+        Duration::from_secs(10),
+        || {
+            let cache = cache.clone();
+            async move {
+                cache.set("k", &9u8, None).await.is_ok()
+                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+            }
+        },
+    )
+    .await;
+}

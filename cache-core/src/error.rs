@@ -58,7 +58,7 @@ pub enum Error {
     /// };
     /// assert!(err.to_string().contains("fix CACHE_REDIS_PASSWORD"));
     /// ```
-    #[error("the {backend} store at {server} refused the configuration: {problem}; fix {var} (the cache was not started)")]
+    #[error("the {backend} store at {server} cannot be used as configured: {problem}; fix {var} (the cache was not started)")]
     Misconfigured {
         /// Backend name, e.g. `redis`.
         backend: &'static str,

@@ -554,12 +554,14 @@ impl MemcachedBackend {
             // An address that does not resolve never will for this backend
             // (addresses are resolved once): a misconfiguration.
             Err(MetaError::Resolve { addr, source }) => {
+                let server = addr.clone();
+                let problem = MetaError::Resolve { addr, source }.to_string();
                 return Err(Error::Misconfigured {
                     backend: NAME,
-                    server: addr,
-                    problem: format!("the address does not resolve to a host and port ({source})"),
+                    server,
+                    problem,
                     var: SERVERS_VAR_FIX,
-                })
+                });
             }
             Err(e) => return Err(backend_error("connect", e)),
         };
