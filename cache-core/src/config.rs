@@ -178,7 +178,12 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Default of `CACHE_CONNECT_TIMEOUT_MS`.
+/// Default of `CACHE_CONNECT_TIMEOUT_MS`: how long startup waits for a network store.
+///
+/// ```
+/// assert_eq!(cache_core::Config::default().connect_timeout, cache_core::DEFAULT_CONNECT_TIMEOUT);
+/// assert_eq!(cache_core::DEFAULT_CONNECT_TIMEOUT.as_millis(), 1000);
+/// ```
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 impl Default for Config {
