@@ -644,3 +644,37 @@ async fn a_frozen_redis_at_startup_costs_the_connect_timeout_then_starts() {
     )
     .await;
 }
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn a_cluster_down_at_startup_is_used_once_it_is_up() {
+    let mut cluster = cacheside::testing::RedisCluster::start(3);
+    cluster.kill_all();
+    let config = config_of(&[
+        ("CACHE_BACKEND", "redis-cluster".into()),
+        ("CACHE_REDIS_CLUSTER_NODES", cluster.node_urls().join(",")),
+    ]);
+    let (result, took) = connect_timed(&config).await;
+    let cache = result.expect("an unreachable cluster does not stop the service");
+    assert!(took < FAST, "startup waited {took:?}");
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+    cluster.restart_all();
+    eventually(
+        "the cache using the cluster once it is up",
+        Duration::from_secs(20),
+        || {
+            let cache = cache.clone();
+            async move {
+                cache.set("k", &9u8, None).await.is_ok()
+                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+            }
+        },
+    )
+    .await;
+}

@@ -591,6 +591,32 @@ impl RedisCluster {
         }
     }
 
+    /// SIGKILL to every node: the whole cluster is gone (its `nodes.conf` files stay).
+    pub fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+    }
+
+    /// Starts every node again on its port (after [`kill_all`](RedisCluster::kill_all));
+    /// the nodes read their `nodes.conf`, so the same cluster forms again, empty.
+    /// Waits until it is `ok` on every node.
+    ///
+    /// ```no_run
+    /// let mut cluster = cacheside::testing::RedisCluster::start(3);
+    /// cluster.kill_all();
+    /// cluster.restart_all();
+    /// ```
+    pub fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            node.restart();
+        }
+        for node in &self.nodes {
+            wait_for_pong(node.port(), "restarted redis cluster node");
+        }
+        self.wait_ok();
+    }
+
     /// `redis://127.0.0.1:PORT` of every node.
     pub fn node_urls(&self) -> Vec<String> {
         self.ports()

@@ -1176,9 +1176,9 @@ impl Startup {
         let all = self.none_answered();
         for (server, error) in &self.down {
             if all {
-                tracing::warn!(server = %server, error = %error, "the cache store did not answer at startup; starting anyway: cached calls run uncached (fail open) until it answers, then it is used without a restart");
+                tracing::warn!(server = %server, error = %crate::startup_reason(error), "the cache store did not answer at startup; starting anyway: cached calls run uncached (fail open) until it answers, then it is used without a restart");
             } else {
-                tracing::warn!(server = %server, error = %error, "memcached server does not answer at startup; its keys miss until it does");
+                tracing::warn!(server = %server, error = %crate::startup_reason(error), "memcached server does not answer at startup; its keys miss until it does");
             }
         }
         self.backend

@@ -605,7 +605,7 @@ impl<B: std::fmt::Debug> Startup<B> {
                 b
             }
             Startup::Unreachable(b, e) => {
-                tracing::warn!(backend = ?b, error = %e, "the cache store did not answer at startup; starting anyway: cached calls run uncached (fail open) until it answers, then it is used without a restart");
+                tracing::warn!(backend = ?b, error = %crate::startup_reason(&e), "the cache store did not answer at startup; starting anyway: cached calls run uncached (fail open) until it answers, then it is used without a restart");
                 b
             }
         }
