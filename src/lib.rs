@@ -48,6 +48,7 @@ pub use cache_core::{
     CacheBuilder, CacheMode, Codec, Config, Entry, Error, Key, NullBackend, Stats,
     DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
+pub use cache_core::{auto_init_failures, redact_url, DEFAULT_CONNECT_TIMEOUT};
 /// Cache-aside around an `async fn`: the key is built from the arguments, a hit
 /// returns the stored value, a miss runs the body (once per key, however many
 /// callers miss together) and stores what it returns.

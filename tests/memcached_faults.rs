@@ -469,3 +469,147 @@ async fn pooled_connections_to_a_restarted_server_are_replaced_before_use() {
         assert!(got.unwrap().is_some());
     }
 }
+
+// ---- Startup: a broken setup fails fast and names the variable; an unreachable store starts. ----
+
+/// Generous bound on a startup that must not wait or retry, against a local server.
+const FAST: Duration = Duration::from_secs(2);
+
+fn memcached_config(servers: &str) -> cacheside::Config {
+    cacheside::Config::from_lookup(|name| match name {
+        "CACHE_BACKEND" => Some("memcached".into()),
+        "CACHE_MEMCACHED_SERVERS" => Some(servers.to_owned()),
+        _ => None,
+    })
+    .expect("a valid configuration")
+}
+
+async fn connect_timed(config: &cacheside::Config) -> (Result<Cache, Error>, Duration) {
+    let started = Instant::now();
+    let result = finishes("connect", cacheside::backends::connect(config)).await;
+    (result, started.elapsed())
+}
+
+#[tokio::test]
+async fn memcached_down_at_startup_starts_with_a_warning_and_recovers() {
+    let mut server = MemcachedServer::start();
+    server.kill();
+    let (_guard, logs) = common::logs::capture();
+    let (result, took) = connect_timed(&memcached_config(&server.addr())).await;
+    let cache = result.expect("an unreachable store does not stop the service");
+    assert!(
+        took < FAST,
+        "startup waited {took:?} for a store that refuses connections"
+    );
+    assert!(
+        logs.lines_with("did not answer at startup")
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(&server.addr())),
+        "one WARN naming {}: {}",
+        server.addr(),
+        logs.text()
+    );
+    assert!(cache.get::<u8>("k").await.is_err(), "the store is down");
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+    server.restart();
+    eventually(
+        "the cache using memcached once it is up",
+        Duration::from_secs(10),
+        || {
+            let cache = cache.clone();
+            async move {
+                cache.set("k", &9u8, None).await.is_ok()
+                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_memcached_address_without_port_fails_fast_naming_the_variable() {
+    let (result, took) = connect_timed(&memcached_config("127.0.0.1")).await;
+    let err = result.expect_err("an address without a port is refused");
+    assert!(took < FAST, "took {took:?}");
+    assert!(matches!(err, Error::Misconfigured { .. }), "{err:?}");
+    assert!(err.to_string().contains("CACHE_MEMCACHED_SERVERS"), "{err}");
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_memcached_fails_fast_naming_the_variable() {
+    // Something else listens there: it answers every line with an HTTP error.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address").to_string();
+    let answering = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = socket.read(&mut buf).await {
+                if n == 0
+                    || socket
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    let (result, took) = connect_timed(&memcached_config(&addr)).await;
+    answering.abort();
+    let err = result.expect_err("a server that is not memcached is refused");
+    assert!(took < FAST, "took {took:?}");
+    assert!(matches!(err, Error::Misconfigured { .. }), "{err:?}");
+    assert!(err.to_string().contains("CACHE_MEMCACHED_SERVERS"), "{err}");
+    assert!(err.to_string().contains(&addr), "{err}");
+}
+
+/// A server that accepts connections but never answers (SIGSTOP): startup
+/// waits CACHE_CONNECT_TIMEOUT_MS, not more, then starts and fails open.
+#[tokio::test]
+async fn a_frozen_memcached_at_startup_costs_the_connect_timeout_then_starts() {
+    let server = MemcachedServer::start();
+    server.pause();
+    let config = cacheside::Config::from_lookup(|name| match name {
+        "CACHE_BACKEND" => Some("memcached".into()),
+        "CACHE_MEMCACHED_SERVERS" => Some(server.addr()),
+        "CACHE_CONNECT_TIMEOUT_MS" => Some("300".into()),
+        _ => None,
+    })
+    .expect("a valid configuration");
+    let (result, took) = connect_timed(&config).await;
+    let cache = result.expect("a frozen store does not stop the service");
+    assert!(
+        took < FAST,
+        "startup waited {took:?}; the bound is CACHE_CONNECT_TIMEOUT_MS"
+    );
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+    server.resume();
+    eventually(
+        "the cache using memcached after SIGCONT",
+        Duration::from_secs(10),
+        || {
+            let cache = cache.clone();
+            async move {
+                cache.set("k", &9u8, None).await.is_ok()
+                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+            }
+        },
+    )
+    .await;
+}

@@ -331,3 +331,350 @@ async fn undecodable_entries_are_misses_that_get_deleted_and_replaced() {
         Some("rebuilt")
     );
 }
+
+// ---- Startup: a broken setup fails fast and names the variable; an unreachable store starts. ----
+
+/// Generous bound on a startup that must not wait or retry, against a local server.
+const FAST: Duration = Duration::from_secs(2);
+/// The password the secrecy checks look for.
+const SECRET: &str = "hunter2-secret";
+
+fn config_of(vars: &[(&str, String)]) -> cacheside::Config {
+    cacheside::Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("a valid configuration")
+}
+
+/// `cache_backends::connect(config)`, its result and how long it took (bounded by `finishes`).
+async fn connect_timed(config: &cacheside::Config) -> (Result<Cache, Error>, Duration) {
+    let started = Instant::now();
+    let result = finishes("connect", cacheside::backends::connect(config)).await;
+    (result, started.elapsed())
+}
+
+/// The error, or a panic naming what connected although it should not have.
+fn refused(result: Result<Cache, Error>, what: &str) -> Error {
+    match result {
+        Ok(cache) => panic!(
+            "{what}: connect succeeded (backend {}), expected an error",
+            cache.backend_name()
+        ),
+        Err(e) => e,
+    }
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    assert!(!text.contains(SECRET), "{what} shows the password: {text}");
+}
+
+#[tokio::test]
+async fn a_password_protected_redis_without_the_password_fails_fast_naming_the_variable() {
+    let server = RedisServer::start_with_password(SECRET);
+    let (_guard, logs) = common::logs::capture();
+    let config = config_of(&[
+        ("CACHE_BACKEND", "redis".into()),
+        ("CACHE_REDIS_PORT", server.port().to_string()),
+        ("CACHE_REDIS_PASSWORD", String::new()), // empty: no password
+    ]);
+    let (result, took) = connect_timed(&config).await;
+    let err = refused(result, "no password");
+    assert!(took < FAST, "the refusal took {took:?}");
+    match &err {
+        Error::Misconfigured { var, .. } => assert!(var.contains("CACHE_REDIS_PASSWORD"), "{err}"),
+        other => panic!("expected Error::Misconfigured, got {other:?}"),
+    }
+    let shown = err.to_string();
+    assert!(shown.contains("CACHE_REDIS_PASSWORD"), "{shown}");
+    assert!(shown.contains("NOAUTH"), "{shown}");
+    assert!(
+        logs.lines_with("cache ready").is_empty() && logs.lines_with("WARN").is_empty(),
+        "a refused setup logs no readiness and no 'starting anyway': {}",
+        logs.text()
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_database_fails_fast_and_shows_no_password() {
+    let server = RedisServer::start_with_password("the-right-one");
+    let (_guard, logs) = common::logs::capture();
+    let wrong_password = config_of(&[
+        ("CACHE_BACKEND", "redis".into()),
+        ("CACHE_REDIS_PORT", server.port().to_string()),
+        ("CACHE_REDIS_PASSWORD", SECRET.into()),
+    ]);
+    let (result, took) = connect_timed(&wrong_password).await;
+    let err = refused(result, "wrong password");
+    assert!(took < FAST, "the refusal took {took:?}");
+    assert!(matches!(err, Error::Misconfigured { .. }), "{err:?}");
+    assert!(err.to_string().contains("CACHE_REDIS_PASSWORD"), "{err}");
+    assert_no_secret("the error", &format!("{err} {err:?}"));
+
+    // The same through the URL, and straight through RedisBackend::connect.
+    let url = server.url_with_password(SECRET);
+    let started = Instant::now();
+    let direct = finishes("RedisBackend::connect", RedisBackend::connect(&url)).await;
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    let err = direct.expect_err("a wrong password is refused");
+    assert!(err.to_string().contains("CACHE_REDIS_URL"), "{err}");
+    assert_no_secret("the error", &format!("{err} {err:?}"));
+
+    // A database the server does not have (16 by default).
+    let wrong_db = config_of(&[
+        ("CACHE_BACKEND", "redis".into()),
+        ("CACHE_REDIS_PORT", server.port().to_string()),
+        ("CACHE_REDIS_PASSWORD", "the-right-one".into()),
+        ("CACHE_REDIS_DB", "99".into()),
+    ]);
+    let (result, took) = connect_timed(&wrong_db).await;
+    let err = refused(result, "database 99");
+    assert!(took < FAST, "the refusal took {took:?}");
+    assert!(err.to_string().contains("CACHE_REDIS_DB"), "{err}");
+
+    // The right password and database: connected, and it works.
+    let right = config_of(&[
+        ("CACHE_BACKEND", "redis".into()),
+        ("CACHE_REDIS_PORT", server.port().to_string()),
+        ("CACHE_REDIS_PASSWORD", "the-right-one".into()),
+        ("CACHE_REDIS_DB", "3".into()),
+    ]);
+    let (result, _) = connect_timed(&right).await;
+    let cache = result.expect("the right password connects");
+    cache.set("k", &7u8, None).await.expect("set");
+    assert_eq!(cache.get::<u8>("k").await.expect("get"), Some(7));
+    assert_no_secret("the log", &logs.text());
+}
+
+#[tokio::test]
+async fn a_redis_url_that_does_not_parse_names_the_variable_without_the_password() {
+    let url = format!("redis://:{SECRET}@cache:notaport/0");
+    let config = config_of(&[("CACHE_BACKEND", "redis".into()), ("CACHE_REDIS_URL", url)]);
+    let (result, took) = connect_timed(&config).await;
+    let err = refused(result, "a bad URL");
+    assert!(took < FAST, "took {took:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Config {
+                var: "CACHE_REDIS_URL",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_no_secret("the error", &format!("{err} {err:?}"));
+}
+
+/// A store that is down at startup: the service starts at once, warns with
+/// the address (no password), fails open, and uses the store once it is up.
+#[tokio::test]
+async fn redis_down_at_startup_starts_warns_without_the_password_and_recovers() {
+    let mut server = RedisServer::start_with_password(SECRET);
+    server.kill();
+    let (_guard, logs) = common::logs::capture();
+    let config = config_of(&[
+        ("CACHE_BACKEND", "redis".into()),
+        ("CACHE_REDIS_URL", server.url_with_password(SECRET)),
+    ]);
+    let (result, took) = connect_timed(&config).await;
+    let cache = result.expect("an unreachable store does not stop the service");
+    assert!(
+        took < FAST,
+        "startup waited {took:?} for a store that refuses connections"
+    );
+    let address = format!("127.0.0.1:{}", server.port());
+    let warned = logs.lines_with("did not answer at startup");
+    assert!(
+        warned
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(&address)),
+        "one WARN naming {address}: {}",
+        logs.text()
+    );
+    let err = cache
+        .get::<u8>("k")
+        .await
+        .expect_err("the store is down: a store error, not a value");
+    assert!(err.is_store_failure(), "{err:?}");
+    assert_no_secret("the error of a call", &format!("{err} {err:?}"));
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+
+    // Connecting directly to the closed port is an error, without the password.
+    let options = RedisOptions {
+        connect_timeout: Duration::from_millis(200),
+        reconnect_attempts: 1,
+        ..RedisOptions::default()
+    };
+    let direct = finishes(
+        "connect to a closed port",
+        RedisBackend::connect_with(&server.url_with_password(SECRET), options),
+    )
+    .await;
+    let err = direct.expect_err("nothing listens");
+    assert_no_secret("the connect error", &format!("{err} {err:?}"));
+
+    server.restart();
+    eventually(
+        "the cache using Redis once it is up",
+        Duration::from_secs(10),
+        || {
+            let cache = cache.clone();
+            async move {
+                cache.set("k", &9u8, None).await.is_ok()
+                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+            }
+        },
+    )
+    .await;
+    assert_no_secret("the log", &logs.text());
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn cluster_nodes_that_are_no_cluster_fail_fast_naming_the_variable() {
+    let server = RedisServer::start();
+    let config = config_of(&[
+        ("CACHE_BACKEND", "redis-cluster".into()),
+        ("CACHE_REDIS_CLUSTER_NODES", server.url()),
+    ]);
+    let (result, took) = connect_timed(&config).await;
+    let err = refused(result, "a plain server as cluster seed");
+    assert!(took < FAST, "the refusal took {took:?}");
+    assert!(matches!(err, Error::Misconfigured { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("CACHE_REDIS_CLUSTER_NODES"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cluster"), "{err}");
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn cluster_down_at_startup_starts_and_shows_no_password() {
+    let ports = [
+        cacheside::testing::free_port(),
+        cacheside::testing::free_port(),
+    ];
+    let nodes = ports
+        .iter()
+        .map(|p| format!("redis://:{SECRET}@127.0.0.1:{p}"))
+        .collect::<Vec<_>>();
+    let (_guard, logs) = common::logs::capture();
+    let config = config_of(&[
+        ("CACHE_BACKEND", "redis-cluster".into()),
+        ("CACHE_REDIS_CLUSTER_NODES", nodes.join(",")),
+    ]);
+    assert_no_secret("Config's Debug", &format!("{config:?}"));
+    let (result, took) = connect_timed(&config).await;
+    let cache = result.expect("an unreachable cluster does not stop the service");
+    assert!(took < FAST, "startup waited {took:?}");
+    assert!(
+        logs.lines_with("did not answer at startup")
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(&format!("127.0.0.1:{}", ports[0]))),
+        "{}",
+        logs.text()
+    );
+    let err = finishes("get on a down cluster", cache.get::<u8>("k"))
+        .await
+        .expect_err("no node is up");
+    assert_no_secret("the error of a call", &format!("{err} {err:?}"));
+    let direct = finishes(
+        "RedisClusterBackend::connect",
+        cacheside::backends::RedisClusterBackend::connect(&nodes),
+    )
+    .await;
+    let err = direct.expect_err("no node is up");
+    assert_no_secret("the connect error", &format!("{err} {err:?}"));
+    assert_no_secret("the log", &logs.text());
+}
+
+/// A server that accepts connections but never answers (SIGSTOP): startup
+/// waits CACHE_CONNECT_TIMEOUT_MS, not more, then starts and fails open.
+#[tokio::test]
+async fn a_frozen_redis_at_startup_costs_the_connect_timeout_then_starts() {
+    let server = RedisServer::start();
+    server.pause();
+    let (_guard, logs) = common::logs::capture();
+    let config = config_of(&[
+        ("CACHE_BACKEND", "redis".into()),
+        ("CACHE_REDIS_PORT", server.port().to_string()),
+        ("CACHE_CONNECT_TIMEOUT_MS", "300".into()),
+    ]);
+    assert_eq!(config.connect_timeout, Duration::from_millis(300));
+    let (result, took) = connect_timed(&config).await;
+    let cache = result.expect("a frozen store does not stop the service");
+    assert!(
+        took < FAST,
+        "startup waited {took:?}; the bound is CACHE_CONNECT_TIMEOUT_MS"
+    );
+    assert!(
+        logs.lines_with("did not answer at startup")
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(&server.port().to_string())),
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+    server.resume();
+    eventually(
+        "the cache using Redis after SIGCONT",
+        Duration::from_secs(10),
+        || {
+            let cache = cache.clone();
+            async move {
+                cache.set("k", &9u8, None).await.is_ok()
+                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+            }
+        },
+    )
+    .await;
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn a_cluster_down_at_startup_is_used_once_it_is_up() {
+    let mut cluster = cacheside::testing::RedisCluster::start(3);
+    cluster.kill_all();
+    let config = config_of(&[
+        ("CACHE_BACKEND", "redis-cluster".into()),
+        ("CACHE_REDIS_CLUSTER_NODES", cluster.node_urls().join(",")),
+    ]);
+    let (result, took) = connect_timed(&config).await;
+    let cache = result.expect("an unreachable cluster does not stop the service");
+    assert!(took < FAST, "startup waited {took:?}");
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+    cluster.restart_all();
+    eventually(
+        "the cache using the cluster once it is up",
+        Duration::from_secs(20),
+        || {
+            let cache = cache.clone();
+            async move {
+                cache.set("k", &9u8, None).await.is_ok()
+                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+            }
+        },
+    )
+    .await;
+}

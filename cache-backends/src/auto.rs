@@ -22,13 +22,17 @@ pub(crate) async fn choose(config: &Config) -> Result<Box<dyn Backend>, Error> {
     if answers(6379).await {
         let mut c = config.clone();
         c.redis_url = "redis://127.0.0.1:6379/0".into();
-        match crate::redis::connect_from_config(&c).await {
-            Ok(b) => {
+        match crate::redis::start(&c).await {
+            Ok(crate::redis::Startup::Ready(b)) => {
                 tracing::info!("CACHE_BACKEND=auto: using Redis on 127.0.0.1:6379");
-                return Ok(b);
+                return Ok(Box::new(b));
             }
-            Err(e) => {
+            Ok(crate::redis::Startup::Unreachable(_, e)) => {
                 tracing::info!(error = %e, "CACHE_BACKEND=auto: 127.0.0.1:6379 answered but Redis did not")
+            }
+            // Redis is there but refuses us (a password is required): say so loudly.
+            Err(e) => {
+                tracing::warn!(error = %e, "CACHE_BACKEND=auto: Redis on 127.0.0.1:6379 refused the connection; not using it (set CACHE_BACKEND=redis and the password to use it)")
             }
         }
     }
@@ -36,10 +40,13 @@ pub(crate) async fn choose(config: &Config) -> Result<Box<dyn Backend>, Error> {
     if answers(11211).await {
         let mut c = config.clone();
         c.memcached_servers = vec!["127.0.0.1:11211".into()];
-        match crate::memcached::connect_from_config(&c).await {
-            Ok(b) => {
+        match crate::memcached::start(&c).await {
+            Ok(started) if !started.none_answered() => {
                 tracing::info!("CACHE_BACKEND=auto: using Memcached on 127.0.0.1:11211");
-                return Ok(b);
+                return Ok(Box::new(started.backend));
+            }
+            Ok(_) => {
+                tracing::info!("CACHE_BACKEND=auto: 127.0.0.1:11211 answered but Memcached did not")
             }
             Err(e) => {
                 tracing::info!(error = %e, "CACHE_BACKEND=auto: 127.0.0.1:11211 answered but Memcached did not")

@@ -50,6 +50,16 @@ async fn within<T>(
         })
 }
 
+/// Why a store did not answer at startup, for the warning: the store's own
+/// words (an [`Error::Backend`]'s source), not the advice for a failed call.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) fn startup_reason(e: &Error) -> String {
+    match e {
+        Error::Backend { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Builds the [`Cache`] that `config` describes, connecting to its store.
 ///
 /// ```

@@ -18,6 +18,10 @@
 //! | `CACHE_MEMCACHED_GENERATION_REFRESH_MS` | `0` | how long a process trusts the namespace generations it read; `0` reads them with every hit (see `MemcachedOptions::generation_refresh`) |
 //! | `CLIENT_CACHE_ENABLED` | `true` | client `Cache-Control` headers (HTTP layer) |
 //! | `CLIENT_CACHE_MAX_AGE` | `60` | their `max-age` in seconds |
+//! | `CACHE_CONNECT_TIMEOUT_MS` | `1000` | bound on the startup check of a network store (and on each connection attempt); a store that does not answer within it is unreachable: the service starts and fails open |
+//!
+//! Credentials never leave a `Config` in clear: its `Debug` shows the URLs
+//! through [`redact_url`](crate::redact_url), and errors about URL values show them the same way.
 
 use std::fmt;
 use std::str::FromStr;
@@ -102,7 +106,7 @@ impl FromStr for BackendKind {
 /// assert!(bad.unwrap_err().to_string().contains("CACHE_BACKEND"));
 /// # Ok::<(), cache_core::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
     /// `CACHE_ENABLED`: true when annotated functions read through the cache.
@@ -136,7 +140,59 @@ pub struct Config {
     pub client_cache_enabled: bool,
     /// `CLIENT_CACHE_MAX_AGE`.
     pub client_cache_max_age: Duration,
+    /// `CACHE_CONNECT_TIMEOUT_MS`: how long startup waits for a network store
+    /// (and each later connection attempt) before taking it as unreachable.
+    pub connect_timeout: Duration,
 }
+
+/// Every field, with the store URLs passed through [`redact_url`](crate::redact_url):
+/// a password in `redis_url` or a cluster node URL shows as `***`.
+///
+/// ```
+/// let mut config = cache_core::Config::default();
+/// config.redis_url = "redis://:hunter2@cache:6379/0".into();
+/// let shown = format!("{config:?}");
+/// assert!(shown.contains("redis://:***@cache:6379/0"), "{shown}");
+/// assert!(!shown.contains("hunter2"));
+/// ```
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted_nodes: Vec<String> = self
+            .redis_cluster_nodes
+            .iter()
+            .map(|n| crate::redact_url(n))
+            .collect();
+        f.debug_struct("Config")
+            .field("enabled", &self.enabled)
+            .field("mode", &self.mode)
+            .field("backend", &self.backend)
+            .field("default_ttl", &self.default_ttl)
+            .field("namespace", &self.namespace)
+            .field("op_timeout", &self.op_timeout)
+            .field("memory_max_entries", &self.memory_max_entries)
+            .field("memory_max_bytes", &self.memory_max_bytes)
+            .field("redis_url", &crate::redact_url(&self.redis_url))
+            .field("redis_cluster_nodes", &redacted_nodes)
+            .field("memcached_servers", &self.memcached_servers)
+            .field("memcached_pool_size", &self.memcached_pool_size)
+            .field(
+                "memcached_generation_refresh",
+                &self.memcached_generation_refresh,
+            )
+            .field("client_cache_enabled", &self.client_cache_enabled)
+            .field("client_cache_max_age", &self.client_cache_max_age)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// Default of `CACHE_CONNECT_TIMEOUT_MS`: how long startup waits for a network store.
+///
+/// ```
+/// assert_eq!(cache_core::Config::default().connect_timeout, cache_core::DEFAULT_CONNECT_TIMEOUT);
+/// assert_eq!(cache_core::DEFAULT_CONNECT_TIMEOUT.as_millis(), 1000);
+/// ```
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 impl Default for Config {
     fn default() -> Self {
@@ -156,6 +212,7 @@ impl Default for Config {
             memcached_generation_refresh: Duration::ZERO,
             client_cache_enabled: true,
             client_cache_max_age: Duration::from_secs(60),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -274,11 +331,11 @@ impl Config {
                 || v.starts_with("redis+unix://")
                 || v.starts_with("unix://"))
             {
-                return Err(Error::Config {
-                    var: "CACHE_REDIS_URL",
-                    value: v,
-                    allowed: "a URL starting with redis://, rediss://, redis+unix:// or unix://",
-                });
+                return Err(Error::config(
+                    "CACHE_REDIS_URL",
+                    &v,
+                    "a URL starting with redis://, rediss://, redis+unix:// or unix://",
+                ));
             }
             c.redis_url = v;
         } else {
@@ -333,6 +390,14 @@ impl Config {
                 &v,
                 "a whole number of seconds, e.g. 60",
             )?);
+        }
+        if let Some(v) = get("CACHE_CONNECT_TIMEOUT_MS") {
+            const ALLOWED: &str = "a whole number of milliseconds above 0, e.g. 1000";
+            let ms: u64 = parse_num("CACHE_CONNECT_TIMEOUT_MS", &v, ALLOWED)?;
+            if ms == 0 {
+                return Err(Error::config("CACHE_CONNECT_TIMEOUT_MS", &v, ALLOWED));
+            }
+            c.connect_timeout = Duration::from_millis(ms);
         }
         Ok(c)
     }
@@ -470,5 +535,65 @@ mod tests {
     fn memcached_generation_refresh_in_milliseconds() {
         let c = cfg(&[("CACHE_MEMCACHED_GENERATION_REFRESH_MS", "1500")]).unwrap();
         assert_eq!(c.memcached_generation_refresh, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn connect_timeout_parses_like_the_other_timeouts() {
+        assert_eq!(
+            cfg(&[]).unwrap().connect_timeout,
+            Duration::from_millis(1000)
+        );
+        let c = cfg(&[("CACHE_CONNECT_TIMEOUT_MS", " 250 ")]).unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        for bad in ["0", "-1", "1s", "1.5"] {
+            let msg = cfg(&[("CACHE_CONNECT_TIMEOUT_MS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("CACHE_CONNECT_TIMEOUT_MS"), "{msg}");
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+            assert!(msg.contains("milliseconds above 0"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let c = cfg(&[
+            ("CACHE_REDIS_PASSWORD", "hunter2"),
+            (
+                "CACHE_REDIS_CLUSTER_NODES",
+                "redis://:hunter2@n1:7000,redis://u:hunter2@n2:7001/?password=hunter2",
+            ),
+        ])
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://:***@127.0.0.1:6379/0"), "{shown}");
+        assert!(shown.contains("redis://:***@n1:7000"), "{shown}");
+        assert!(
+            shown.contains("redis://u:***@n2:7001/?password=***"),
+            "{shown}"
+        );
+        let c = cfg(&[("CACHE_REDIS_URL", "redis://app:hunter2@h:1/0")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(format!("{c:?}").contains("connect_timeout"));
+    }
+
+    #[test]
+    fn url_errors_show_no_password() {
+        for value in [
+            "http://:hunter2@cache:6379/0",
+            "cache:6379?password=hunter2",
+            "redis//:hunter2@cache",
+        ] {
+            let err = cfg(&[("CACHE_REDIS_URL", value)]).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains("CACHE_REDIS_URL"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{value}: {shown}");
+        }
+        let err = cfg(&[("CACHE_REDIS_URL", "http://:hunter2@cache:6379/0")]).unwrap_err();
+        assert!(
+            err.to_string().contains("http://:***@cache:6379/0"),
+            "{err}"
+        );
     }
 }

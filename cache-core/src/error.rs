@@ -27,14 +27,47 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     /// An environment variable (or config value) is malformed.
-    #[error("invalid value {value:?} for {var}: expected {allowed}; fix the variable or unset it to use the default")]
+    ///
+    /// The message never shows a secret: URLs in `value` are shown through
+    /// [`redact_url`](crate::redact_url), and the value of a password
+    /// variable (`CACHE_REDIS_PASSWORD`) as `***`. Build it with
+    /// [`Error::config`] to have `value` itself redacted too.
+    #[error("invalid value {:?} for {var}: expected {allowed}; fix the variable or unset it to use the default", crate::redact::shown_value(.var, .value))]
     Config {
         /// The variable, e.g. `CACHE_BACKEND`.
         var: &'static str,
-        /// The value that was found.
+        /// The value that was found (redacted when built by cacheside).
         value: String,
         /// What would have been accepted.
         allowed: &'static str,
+    },
+
+    /// The store answered at startup but refused the configuration: a wrong or
+    /// missing password, a database number it does not have, nodes that are
+    /// not a cluster, an address that is not such a store. Returned by
+    /// `init_from_env` / `cache_backends::connect` at once (no retries), so a
+    /// broken setup does not start; a store that is merely unreachable starts
+    /// and fails open instead.
+    ///
+    /// ```
+    /// let err = cache_core::Error::Misconfigured {
+    ///     backend: "redis",
+    ///     server: "127.0.0.1:6379".into(),
+    ///     problem: "the server requires a password and none was given (NOAUTH)".into(),
+    ///     var: "CACHE_REDIS_PASSWORD (or the password in CACHE_REDIS_URL)",
+    /// };
+    /// assert!(err.to_string().contains("fix CACHE_REDIS_PASSWORD"));
+    /// ```
+    #[error("the {backend} store at {server} cannot be used as configured: {problem}; fix {var} (the cache was not started)")]
+    Misconfigured {
+        /// Backend name, e.g. `redis`.
+        backend: &'static str,
+        /// The server (`host:port`, never with credentials).
+        server: String,
+        /// What the server said, credentials removed.
+        problem: String,
+        /// The variable(s) to fix, e.g. `CACHE_REDIS_PASSWORD`.
+        var: &'static str,
     },
 
     /// `init` was called after a global cache was already in place.
@@ -156,11 +189,67 @@ impl Error {
         }
     }
 
+    /// An [`Error::Config`] for `value` of `var`, with the value redacted:
+    /// URLs through [`redact_url`](crate::redact_url), password variables
+    /// (names ending in `PASSWORD`) never echoed.
+    ///
+    /// ```
+    /// let err = cache_core::Error::config("CACHE_REDIS_URL", "http://:hunter2@h", "a redis:// URL");
+    /// assert!(!format!("{err} {err:?}").contains("hunter2"));
+    /// let err = cache_core::Error::config("CACHE_REDIS_PASSWORD", "hunter2", "a password");
+    /// assert!(!format!("{err} {err:?}").contains("hunter2"));
+    /// ```
+    pub fn config(var: &'static str, value: &str, allowed: &'static str) -> Self {
+        Error::Config {
+            var,
+            value: crate::redact::shown_value(var, value),
+            allowed,
+        }
+    }
+
     /// True when the error says the store is unreachable or slow (as opposed to bad input).
     pub fn is_store_failure(&self) -> bool {
         matches!(
             self,
             Error::Backend { .. } | Error::Timeout { .. } | Error::CircuitOpen { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A raw value in a struct literal (as older code builds it) is still
+    /// redacted in the message, for every variable that holds URLs or a password.
+    #[test]
+    fn config_errors_never_display_a_password() {
+        let cases = [
+            ("CACHE_REDIS_URL", "redis://:hunter2@cache:6379/0"),
+            (
+                "CACHE_REDIS_CLUSTER_NODES",
+                "redis://:hunter2@n1:7000,redis://:hunter2@n2:7000",
+            ),
+            ("RATE_LIMIT_STORAGE_URI", "redis://app:hunter2@cache/1"),
+            (
+                "RATE_LIMIT_STORAGE_URI",
+                "redis-cluster://:hunter2@n1:7000,:hunter2@n2:7000",
+            ),
+            ("CACHE_REDIS_URL", "unix:///run/redis.sock?pass=hunter2"),
+            ("CACHE_REDIS_PASSWORD", "hunter2"),
+        ];
+        for (var, value) in cases {
+            let literal = Error::Config {
+                var,
+                value: value.to_owned(),
+                allowed: "something else",
+            };
+            let shown = literal.to_string();
+            assert!(shown.contains(var), "{shown}");
+            assert!(!shown.contains("hunter2"), "{var}: {shown}");
+            let built = Error::config(var, value, "something else");
+            let shown = format!("{built} {built:?}");
+            assert!(!shown.contains("hunter2"), "{var}: {shown}");
+        }
     }
 }

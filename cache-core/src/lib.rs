@@ -24,6 +24,7 @@ pub mod keys;
 mod null;
 pub mod pattern;
 mod pending;
+mod redact;
 mod registry;
 #[doc(hidden)]
 pub mod runtime;
@@ -37,12 +38,14 @@ pub use cache::{
     DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
+pub use config::DEFAULT_CONNECT_TIMEOUT;
 pub use config::{BackendKind, Config};
 pub use error::{BoxError, Error};
 pub use guard::Breaker;
 pub use null::NullBackend;
+pub use redact::redact_url;
 pub use registry::{
-    global, init, invalidation_enabled, is_enabled, mode, named, register, set_enabled, set_mode,
-    AutoInit, CacheMode,
+    auto_init_failures, global, init, invalidation_enabled, is_enabled, mode, named, register,
+    set_enabled, set_mode, AutoInit, CacheMode,
 };
 pub use runtime::Entry;

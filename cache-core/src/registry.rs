@@ -177,7 +177,39 @@ pub fn invalidation_enabled() -> bool {
 /// Builds the default cache from the environment when no `init` ran (supplied by the facade).
 pub type AutoInit = fn() -> Pin<Box<dyn Future<Output = Result<Cache, Error>> + Send>>;
 
-static AUTO_INIT_FAILED: OnceLock<()> = OnceLock::new();
+/// Set when the lazy start failed: why (redacted), for the repeated log line.
+static AUTO_INIT_FAILED: OnceLock<String> = OnceLock::new();
+/// Annotated calls that ran uncached because the lazy start failed.
+static AUTO_INIT_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// Limits the repeated ERROR to one per burst window (10 s).
+static AUTO_INIT_LOG: crate::guard::WarnOnce = crate::guard::WarnOnce::new();
+
+/// How many annotated calls ran uncached because the lazy start failed: no
+/// `init`/`init_from_env` was called and the first annotated call could not
+/// build a cache from the environment (a malformed variable, a store that
+/// refused the configuration). 0 while the lazy start has not failed.
+///
+/// The lazy start is tried once; after it failed, every annotated call that
+/// would use the global cache runs its body uncached (fail open), counts
+/// here, and an ERROR naming the cause is logged at most once per 10 s burst.
+/// Call `cacheside::init_from_env()` at startup to turn such a setup into an
+/// error instead.
+///
+/// ```
+/// // Nothing failed in this process.
+/// assert_eq!(cache_core::auto_init_failures(), 0);
+/// ```
+pub fn auto_init_failures() -> u64 {
+    AUTO_INIT_FAILURES.load(Ordering::Relaxed)
+}
+
+/// Counts a call that runs uncached after a failed lazy start; logs once per burst.
+fn run_uncached_after_failed_init(reason: &str) {
+    let calls = AUTO_INIT_FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(suppressed) = AUTO_INIT_LOG.should_log() {
+        tracing::error!(error = %reason, uncached_calls = calls, suppressed, "annotated functions still run uncached: no cache was initialised and building one from the environment failed; fix the variable named and restart (call cacheside::init_from_env() at startup to stop on such errors)");
+    }
+}
 
 /// Finds the cache for an annotated call; `None` means "run uncached".
 ///
@@ -200,7 +232,8 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
             if let Some(c) = GLOBAL.get() {
                 return Some(c);
             }
-            if AUTO_INIT_FAILED.get().is_some() {
+            if let Some(reason) = AUTO_INIT_FAILED.get() {
+                run_uncached_after_failed_init(reason);
                 return None;
             }
             let made = GLOBAL
@@ -213,8 +246,15 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
             match made {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    if AUTO_INIT_FAILED.set(()).is_ok() {
-                        tracing::error!(error = %e, "could not build a cache from the environment; annotated functions run uncached");
+                    let reason = crate::redact_url(&e.to_string());
+                    match AUTO_INIT_FAILED.set(reason.clone()) {
+                        Ok(()) => {
+                            AUTO_INIT_FAILURES.fetch_add(1, Ordering::Relaxed);
+                            // Opens the burst window: the next ERROR comes 10 s of calls later.
+                            let _ = AUTO_INIT_LOG.should_log();
+                            tracing::error!(error = %reason, "could not build a cache from the environment; annotated functions run uncached (counted in cacheside::auto_init_failures(), logged again once per 10 s burst)");
+                        }
+                        Err(_) => run_uncached_after_failed_init(&reason),
                     }
                     None
                 }

@@ -198,6 +198,43 @@ impl RedisServer {
         }
     }
 
+    /// A server that requires `password` (`--requirepass`); ready once it
+    /// answers `PING` (with `NOAUTH`). [`url`](RedisServer::url) has no
+    /// password, [`url_with_password`](RedisServer::url_with_password) adds one.
+    ///
+    /// ```no_run
+    /// let server = cacheside::testing::RedisServer::start_with_password("s3cret");
+    /// assert!(server.url_with_password("s3cret").starts_with("redis://:s3cret@127.0.0.1:"));
+    /// ```
+    pub fn start_with_password(password: &str) -> RedisServer {
+        let server = Self::start_with_args(&["--requirepass", password]);
+        let deadline = Instant::now() + READY_LIMIT;
+        loop {
+            match redis_command(server.port(), &[b"PING"]) {
+                Ok(Reply::Error(e)) if e.starts_with("NOAUTH") => return server,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "redis-server with a password on port {} did not answer PING with NOAUTH within {READY_LIMIT:?}; last answer: {other:?}",
+                    server.port()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `redis://:PASSWORD@127.0.0.1:PORT/0` (the password percent-encoded).
+    pub fn url_with_password(&self, password: &str) -> String {
+        let mut encoded = String::new();
+        for b in password.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                encoded.push(b as char);
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        self.url().replacen("://", &format!("://:{encoded}@"), 1)
+    }
+
     /// A server that speaks only TLS, with a certificate for `127.0.0.1` signed
     /// by a fresh test CA ([`tls_ca_pem`](RedisServer::tls_ca_pem)); clients
     /// need not present a certificate. Needs the `openssl` command.
@@ -552,6 +589,32 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// SIGKILL to every node: the whole cluster is gone (its `nodes.conf` files stay).
+    pub fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+    }
+
+    /// Starts every node again on its port (after [`kill_all`](RedisCluster::kill_all));
+    /// the nodes read their `nodes.conf`, so the same cluster forms again, empty.
+    /// Waits until it is `ok` on every node.
+    ///
+    /// ```no_run
+    /// let mut cluster = cacheside::testing::RedisCluster::start(3);
+    /// cluster.kill_all();
+    /// cluster.restart_all();
+    /// ```
+    pub fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            node.restart();
+        }
+        for node in &self.nodes {
+            wait_for_pong(node.port(), "restarted redis cluster node");
+        }
+        self.wait_ok();
     }
 
     /// `redis://127.0.0.1:PORT` of every node.

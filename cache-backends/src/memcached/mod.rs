@@ -509,34 +509,7 @@ impl MemcachedBackend {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let addrs: Vec<String> = servers
-            .into_iter()
-            .map(|s| s.as_ref().trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if addrs.is_empty() {
-            return Err(Error::Config {
-                var: "CACHE_MEMCACHED_SERVERS",
-                value: String::new(),
-                allowed: "one or more comma-separated host:port addresses",
-            });
-        }
-        let ring = Arc::new(Ring::new(addrs.clone()));
-        let pool = options.pool_size.max(1);
-        // No I/O timer in the client: the cache's op timeout bounds
-        // single-key calls (see `MemcachedOptions::io_timeout`).
-        let client = MetaClient::resolve(&addrs, pool, options.connect_timeout)
-            .await
-            .map_err(|e| backend_error("connect", e))?;
-        let client = Arc::new(client);
-        let backend = MemcachedBackend {
-            client,
-            seen: addrs.iter().map(|_| Mutex::default()).collect(),
-            ring,
-            max_value_size: options.max_value_size,
-            generation_refresh: options.generation_refresh,
-            io_timeout: options.io_timeout,
-        };
+        let backend = Self::build(servers, &options).await?;
         let mut last_error = None;
         let mut answered = 0;
         for server in 0..backend.ring.addrs.len() {
@@ -552,6 +525,54 @@ impl MemcachedBackend {
             (0, Some(e)) => Err(e),
             _ => Ok(backend),
         }
+    }
+
+    /// The backend for `servers`, their addresses resolved; no server is contacted.
+    async fn build<I>(servers: I, options: &MemcachedOptions) -> Result<MemcachedBackend, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let addrs: Vec<String> = servers
+            .into_iter()
+            .map(|s| s.as_ref().trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::Config {
+                var: SERVERS_VAR,
+                value: String::new(),
+                allowed: SERVERS_ALLOWED,
+            });
+        }
+        let ring = Arc::new(Ring::new(addrs.clone()));
+        let pool = options.pool_size.max(1);
+        // No I/O timer in the client: the cache's op timeout bounds
+        // single-key calls (see `MemcachedOptions::io_timeout`).
+        let client = match MetaClient::resolve(&addrs, pool, options.connect_timeout).await {
+            Ok(client) => client,
+            // An address that does not resolve never will for this backend
+            // (addresses are resolved once): a misconfiguration.
+            Err(MetaError::Resolve { addr, source }) => {
+                let server = addr.clone();
+                let problem = MetaError::Resolve { addr, source }.to_string();
+                return Err(Error::Misconfigured {
+                    backend: NAME,
+                    server,
+                    problem,
+                    var: SERVERS_VAR_FIX,
+                });
+            }
+            Err(e) => return Err(backend_error("connect", e)),
+        };
+        Ok(MemcachedBackend {
+            client: Arc::new(client),
+            seen: addrs.iter().map(|_| Mutex::default()).collect(),
+            ring,
+            max_value_size: options.max_value_size,
+            generation_refresh: options.generation_refresh,
+            io_timeout: options.io_timeout,
+        })
     }
 
     /// The configured address of the server that holds `key` (a full key, namespace included).
@@ -1075,24 +1096,93 @@ impl Backend for MemcachedBackend {
     }
 }
 
+/// The variable that lists the servers.
+const SERVERS_VAR: &str = "CACHE_MEMCACHED_SERVERS";
+/// What to fix when an address is wrong.
+const SERVERS_VAR_FIX: &str =
+    "CACHE_MEMCACHED_SERVERS (or CACHE_MEMCACHED_HOST / CACHE_MEMCACHED_PORT)";
+const SERVERS_ALLOWED: &str = "one or more comma-separated host:port addresses";
+
 /// Builds the backend that a [`Config`] describes (`CACHE_MEMCACHED_SERVERS`,
 /// `CACHE_MEMCACHED_POOL_SIZE`, `CACHE_MEMCACHED_GENERATION_REFRESH_MS`;
-/// `CACHE_OP_TIMEOUT_MS` bounds dialling, the connect check and `clear`; the
-/// cache bounds every other call with the same value).
+/// `CACHE_CONNECT_TIMEOUT_MS` bounds dialling and the startup check,
+/// `CACHE_OP_TIMEOUT_MS` bounds `clear`, and the cache bounds every other
+/// call with it too).
+///
+/// The rule every store follows: an address that does not resolve, or a
+/// server that answers but not as Memcached does, is an error at once
+/// ([`Error::Misconfigured`] naming `CACHE_MEMCACHED_SERVERS`); servers that
+/// do not answer within the connect timeout do not stop the service: it
+/// starts with a warning naming them, fails open, and uses each server as
+/// soon as it answers.
 ///
 /// Crate-private (every backend module has one; [`crate::connect`] picks it):
 /// `CACHE_BACKEND=memcached` reaches it through `cache_backends::connect`.
 pub(crate) async fn connect_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
+    Ok(Box::new(start(config).await?.warn_if_unreachable()))
+}
+
+/// The startup check, then a backend either way but a refusal.
+pub(crate) async fn start(config: &Config) -> Result<Startup, Error> {
     let options = MemcachedOptions {
         pool_size: config.memcached_pool_size.max(1) as usize,
-        connect_timeout: config.op_timeout,
+        connect_timeout: config.connect_timeout,
         io_timeout: config.op_timeout,
         generation_refresh: config.memcached_generation_refresh,
         ..MemcachedOptions::default()
     };
-    Ok(Box::new(
-        MemcachedBackend::connect_with(&config.memcached_servers, options).await?,
-    ))
+    let backend = MemcachedBackend::build(&config.memcached_servers, &options).await?;
+    let mut down = Vec::new();
+    for server in 0..backend.ring.addrs.len() {
+        let check = crate::within(
+            NAME,
+            "connect",
+            config.connect_timeout,
+            backend.client.noop(server),
+        );
+        let addr = &backend.ring.addrs[server];
+        match check.await {
+            Ok(Ok(())) => {}
+            Ok(Err(MetaError::Protocol(what))) => {
+                return Err(Error::Misconfigured {
+                    backend: NAME,
+                    server: addr.clone(),
+                    problem: format!("the server did not answer as Memcached 1.6+ does ({what})"),
+                    var: SERVERS_VAR_FIX,
+                })
+            }
+            Ok(Err(e)) => down.push((addr.clone(), backend_error("connect", e))),
+            Err(timeout) => down.push((addr.clone(), timeout)),
+        }
+    }
+    Ok(Startup { backend, down })
+}
+
+/// What starting against the Memcached servers gave: the backend, and the
+/// servers that did not answer (with why).
+pub(crate) struct Startup {
+    pub(crate) backend: MemcachedBackend,
+    pub(crate) down: Vec<(String, Error)>,
+}
+
+impl Startup {
+    /// True when no server answered.
+    pub(crate) fn none_answered(&self) -> bool {
+        self.down.len() == self.backend.ring.addrs.len()
+    }
+
+    /// The backend; logs one warning per server that did not answer.
+    pub(crate) fn warn_if_unreachable(self) -> MemcachedBackend {
+        let all = self.none_answered();
+        for (server, error) in &self.down {
+            if all {
+                tracing::warn!(server = %server, error = %crate::startup_reason(error), "the cache store did not answer at startup; starting anyway: cached calls run uncached (fail open) until it answers, then it is used without a restart");
+            } else {
+                tracing::warn!(server = %server, error = %crate::startup_reason(error), "memcached server does not answer at startup; its keys miss until it does");
+            }
+        }
+        self.backend
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use ::redis::io::tcp::TcpSettings;
@@ -11,12 +11,15 @@ use ::redis::{cmd, Cmd, RedisError, Value};
 use bytes::Bytes;
 use cache_core::{Error, Key};
 
+use super::startup::{self, probe, redis_error, Probe};
 use super::{
     connection_info, describe, increment_invocation, increment_reply, scan_cmd, unlink_cmd,
-    RedisOptions,
+    RedisOptions, Startup,
 };
 
 const NAME: &str = "redis-cluster";
+/// The variable that holds the seed nodes.
+const NODES_VAR: &str = "CACHE_REDIS_CLUSTER_NODES";
 
 /// A Redis Cluster as a cacheside store (feature `redis-cluster`).
 ///
@@ -69,6 +72,11 @@ impl RedisClusterBackend {
     /// `max_reconnect_delay` bounds the wait between the client's retries of a
     /// command, and `reconnect_attempts` their number.
     ///
+    /// Each seed is checked first (one attempt within `connect_timeout`): a
+    /// seed that refuses the password, needs one, or is not in cluster mode
+    /// fails the call at once with [`Error::Misconfigured`]; a URL that does
+    /// not parse is an [`Error::Config`]. No error shows a password.
+    ///
     /// ```no_run
     /// use std::time::Duration;
     /// use cache_backends::{RedisClusterBackend, RedisOptions};
@@ -81,6 +89,54 @@ impl RedisClusterBackend {
         nodes: &[S],
         options: RedisOptions,
     ) -> Result<Self, Error> {
+        let (client, seeds, _) = Self::checked_client(nodes, &options).await?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| redis_error(NAME, "connect", e))?;
+        Ok(RedisClusterBackend { conn, seeds })
+    }
+
+    /// The startup check, then a backend either way but a refusal: one that
+    /// connects in the background when no seed answered in time.
+    pub(crate) async fn start<S: AsRef<str>>(
+        nodes: &[S],
+        options: RedisOptions,
+    ) -> Result<Startup<Self>, Error> {
+        let (client, seeds, unreachable) = Self::checked_client(nodes, &options).await?;
+        let pending = |client: &ClusterClient, seeds| RedisClusterBackend {
+            conn: client.get_pending_async_connection_with_config(
+                ClusterConfig::new()
+                    .set_connection_timeout(options.connect_timeout)
+                    .set_response_timeout(options.response_timeout),
+            ),
+            seeds,
+        };
+        let why = match unreachable {
+            Some(why) => why,
+            None => {
+                let connecting = client.get_async_connection();
+                match tokio::time::timeout(options.connect_timeout, connecting).await {
+                    Ok(Ok(conn)) => return Ok(Startup::Ready(RedisClusterBackend { conn, seeds })),
+                    Ok(Err(e)) => redis_error(NAME, "connect", e),
+                    Err(_) => Error::Timeout {
+                        backend: NAME,
+                        op: "connect",
+                        after: options.connect_timeout,
+                    },
+                }
+            }
+        };
+        Ok(Startup::Unreachable(pending(&client, seeds), why))
+    }
+
+    /// Parses the seeds, checks each (at once, each within the connect
+    /// timeout) and builds the client. A seed that refuses the configuration
+    /// is an error; `Some(why)` when none answered.
+    async fn checked_client<S: AsRef<str>>(
+        nodes: &[S],
+        options: &RedisOptions,
+    ) -> Result<(ClusterClient, Vec<String>, Option<Error>), Error> {
         if nodes.is_empty() {
             return Err(Error::backend(
                 NAME,
@@ -90,9 +146,29 @@ impl RedisClusterBackend {
         }
         let mut infos = Vec::with_capacity(nodes.len());
         for node in nodes {
-            infos.push(connection_info(NAME, node.as_ref())?);
+            infos.push(connection_info(NODES_VAR, node.as_ref())?);
         }
         let seeds = infos.iter().map(describe).collect();
+        let mut checks = tokio::task::JoinSet::new();
+        for info in &infos {
+            let (info, options) = (info.clone(), options.clone());
+            checks.spawn(async move {
+                let check = cmd("CLUSTER").arg("INFO").to_owned();
+                probe(NAME, &info, &options, &check, startup::CLUSTER).await
+            });
+        }
+        let mut unreachable = None;
+        let mut answered = false;
+        while let Some(done) = checks.join_next().await {
+            match done {
+                Ok(Ok(Probe::Ready)) => answered = true,
+                Ok(Ok(Probe::Unreachable(why))) => unreachable = Some(why),
+                Ok(Err(refused)) => return Err(refused),
+                Err(panicked) => {
+                    return Err(Error::backend(NAME, "connect", panicked.to_string()));
+                }
+            }
+        }
         let max_wait = u64::try_from(options.max_reconnect_delay.as_millis()).unwrap_or(u64::MAX);
         let builder = ClusterClientBuilder::new(infos);
         let builder = match &options.tls_root_cert {
@@ -113,12 +189,8 @@ impl RedisClusterBackend {
             .min_retry_wait(max_wait.min(10))
             .tcp_settings(TcpSettings::default().set_nodelay(true))
             .build()
-            .map_err(|e| Error::backend(NAME, "connect", e))?;
-        let conn = client
-            .get_async_connection()
-            .await
-            .map_err(|e| Error::backend(NAME, "connect", e))?;
-        Ok(RedisClusterBackend { conn, seeds })
+            .map_err(|e| redis_error(NAME, "connect", e))?;
+        Ok((client, seeds, if answered { None } else { unreachable }))
     }
 
     async fn query<T: ::redis::FromRedisValue>(
@@ -130,7 +202,7 @@ impl RedisClusterBackend {
         command
             .query_async(&mut conn)
             .await
-            .map_err(|e: RedisError| Error::backend(NAME, op, e))
+            .map_err(|e: RedisError| redis_error(NAME, op, e))
     }
 
     /// One slot owned by each primary, from `CLUSTER SLOTS`.
@@ -158,7 +230,7 @@ impl RedisClusterBackend {
                 let reply = conn
                     .route_command(scan_cmd(cursor, redis_match), node.clone())
                     .await
-                    .map_err(|e| Error::backend(NAME, op, e))?;
+                    .map_err(|e| redis_error(NAME, op, e))?;
                 let (next, keys): (u64, Vec<Vec<u8>>) =
                     ::redis::from_redis_value(reply).map_err(|e| Error::backend(NAME, op, e))?;
                 if let Some(unlink) = unlink_cmd(keys.iter().filter(|k| keep(k))) {
@@ -231,7 +303,7 @@ super::redis_backend_impl!(RedisClusterBackend, {
         let answer: (i64, i64) = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| Error::backend(NAME, "increment", e))?;
+            .map_err(|e| redis_error(NAME, "increment", e))?;
         let (value, mut peeked) = increment_reply(answer);
         if let (false, Some(p)) = (same_slot, peek) {
             let raw: Option<String> = self.query("increment", cmd("GET").arg(p.as_str())).await?;

@@ -15,8 +15,10 @@ use cache_core::{pattern, Backend, Config, Error, Key};
 
 #[cfg(feature = "redis-cluster")]
 mod cluster;
+mod startup;
 #[cfg(feature = "redis-cluster")]
 pub use cluster::RedisClusterBackend;
+use startup::{is_unreachable, probe, redis_error, Probe};
 
 /// Keys asked for per `SCAN` step.
 pub(crate) const SCAN_COUNT: usize = 500;
@@ -84,7 +86,8 @@ impl Default for RedisOptions {
 impl RedisOptions {
     /// The options `connect_from_config` uses: bulk pages bounded by
     /// `CACHE_OP_TIMEOUT_MS` (the cache bounds every call with it too),
-    /// connection attempts by the same value but at least one second.
+    /// the startup check and each connection attempt by
+    /// `CACHE_CONNECT_TIMEOUT_MS` (default 1 s).
     ///
     /// ```
     /// use std::time::Duration;
@@ -96,7 +99,7 @@ impl RedisOptions {
     /// ```
     pub fn from_config(config: &Config) -> Self {
         RedisOptions {
-            connect_timeout: config.op_timeout.max(Duration::from_secs(1)),
+            connect_timeout: config.connect_timeout,
             response_timeout: config.op_timeout,
             ..RedisOptions::default()
         }
@@ -146,9 +149,13 @@ pub(crate) fn normalize_url(url: &str) -> String {
     }
 }
 
-/// Parses a URL and applies the TCP settings every connection uses.
+/// What a Redis URL looks like, for the error about one that does not parse.
+const URL_ALLOWED: &str = "a URL such as redis://[[user]:password@]host[:port][/db] (rediss://… with the tls feature, redis+unix:///path/to/socket), special characters of the password percent-encoded";
+
+/// Parses a URL and applies the TCP settings every connection uses; a URL
+/// that does not parse is an [`Error::Config`] naming `var` (the URL redacted).
 pub(crate) fn connection_info(
-    backend: &'static str,
+    var: &'static str,
     url: &str,
 ) -> Result<::redis::ConnectionInfo, Error> {
     let url = normalize_url(url);
@@ -159,7 +166,7 @@ pub(crate) fn connection_info(
     let info = url
         .as_str()
         .into_connection_info()
-        .map_err(|e| Error::backend(backend, "connect", e))?;
+        .map_err(|_| Error::config(var, &url, URL_ALLOWED))?;
     let tcp = info.tcp_settings().clone().set_nodelay(true);
     Ok(info.set_tcp_settings(tcp))
 }
@@ -170,7 +177,7 @@ pub(crate) fn client(
     info: ::redis::ConnectionInfo,
     options: &RedisOptions,
 ) -> Result<::redis::Client, Error> {
-    let connect_error = |e| Error::backend(backend, "connect", e);
+    let connect_error = |e| redis_error(backend, "connect", e);
     match &options.tls_root_cert {
         None => ::redis::Client::open(info).map_err(connect_error),
         #[cfg(feature = "tls")]
@@ -207,8 +214,11 @@ pub(crate) fn describe(info: &::redis::ConnectionInfo) -> String {
 impl RedisBackend {
     /// Connects to the server at `url` with [`RedisOptions::default`].
     ///
-    /// Fails with [`Error::Backend`] when the URL is malformed or the server
-    /// cannot be reached (after the reconnection attempts of the options).
+    /// Fails at once with [`Error::Config`] when the URL is malformed and
+    /// with [`Error::Misconfigured`] when the server refuses the password
+    /// (or needs one) or the database number; with [`Error::Backend`] when
+    /// the server cannot be reached (after the reconnection attempts of the
+    /// options). No error shows the password.
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
@@ -233,10 +243,23 @@ impl RedisBackend {
     /// # let _ = redis; Ok(()) }
     /// ```
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, Error> {
+        // One attempt first, so that a refusal fails fast instead of after
+        // the manager's reconnection rounds.
+        Self::check(url, &options).await?;
+        Self::connect_manager(url, options).await
+    }
+
+    /// The startup check: one connection attempt and a `PING`, within the connect timeout.
+    async fn check(url: &str, options: &RedisOptions) -> Result<Probe, Error> {
+        let info = connection_info("CACHE_REDIS_URL", url)?;
+        probe(NAME, &info, options, &cmd("PING"), startup::SINGLE).await
+    }
+
+    async fn connect_manager(url: &str, options: RedisOptions) -> Result<Self, Error> {
         let (client, config, target) = Self::prepare(url, &options)?;
         let conn = ::redis::aio::ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| Error::backend(NAME, "connect", e))?;
+            .map_err(|e| redis_error(NAME, "connect", e))?;
         Ok(RedisBackend {
             conn,
             target,
@@ -258,7 +281,7 @@ impl RedisBackend {
     pub async fn connect_lazy(url: &str, options: RedisOptions) -> Result<Self, Error> {
         let (client, config, target) = Self::prepare(url, &options)?;
         let conn = ::redis::aio::ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| Error::backend(NAME, "connect", e))?;
+            .map_err(|e| redis_error(NAME, "connect", e))?;
         Ok(RedisBackend {
             conn,
             target,
@@ -268,7 +291,7 @@ impl RedisBackend {
 
     /// The client, manager settings and display name for `url`.
     fn prepare(url: &str, options: &RedisOptions) -> Result<Prepared, Error> {
-        let info = connection_info(NAME, url)?;
+        let info = connection_info("CACHE_REDIS_URL", url)?;
         let target = describe(&info);
         let client = client(NAME, info, options)?;
         let config = ::redis::aio::ConnectionManagerConfig::new()
@@ -289,7 +312,7 @@ impl RedisBackend {
         command
             .query_async(&mut conn)
             .await
-            .map_err(|e: RedisError| Error::backend(NAME, op, e))
+            .map_err(|e: RedisError| redis_error(NAME, op, e))
     }
 
     /// `query`, bounded by the page timeout.
@@ -537,7 +560,7 @@ redis_backend_impl!(RedisBackend, {
         let answer: (i64, i64) = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| Error::backend(NAME, "increment", e))?;
+            .map_err(|e| redis_error(NAME, "increment", e))?;
         Ok(increment_reply(answer))
     }
 
@@ -557,47 +580,63 @@ redis_backend_impl!(RedisBackend, {
 
 /// Connects the server `config.redis_url` names (what `CACHE_BACKEND=redis` uses).
 ///
-/// A server that does not answer at startup does not stop the service: the
-/// backend connects lazily and the cache fails open until Redis answers
-/// (logged). A malformed URL is still an error.
+/// A refusal of the configuration (password, database, URL) is an error at
+/// once; a server that does not answer within `CACHE_CONNECT_TIMEOUT_MS`
+/// does not stop the service: it starts, logs a warning naming the server,
+/// fails open, and connects when the server answers.
 pub(crate) async fn connect_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
-    let options = RedisOptions::from_config(config);
-    let backend = match RedisBackend::connect_with(&config.redis_url, options.clone()).await {
-        Ok(backend) => {
-            tracing::debug!(server = %backend.target, "connected to Redis");
-            backend
-        }
-        Err(e) if is_unreachable(&e) => {
-            let backend = RedisBackend::connect_lazy(&config.redis_url, options).await?;
-            tracing::warn!(server = %backend.target, error = %e, "Redis did not answer at startup; starting anyway, cached calls run uncached until it does");
-            backend
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(Box::new(backend))
+    Ok(Box::new(start(config).await?.warn_if_unreachable()))
 }
 
-/// True when `e` says the server could not be reached (down, refused, timed
-/// out), as opposed to a server that answered and refused us (bad password,
-/// bad database): only the former may start lazily.
-fn is_unreachable(e: &Error) -> bool {
-    match e {
-        Error::Timeout { .. } => true,
-        Error::Backend { source, .. } => {
-            source
-                .downcast_ref::<::redis::RedisError>()
-                .is_some_and(|r| {
-                    r.is_io_error()
-                        || r.is_connection_refusal()
-                        || r.is_timeout()
-                        || r.is_connection_dropped()
-                })
+/// What starting against a Redis server gave.
+pub(crate) enum Startup<B> {
+    /// The server answered the startup check.
+    Ready(B),
+    /// It did not: a backend that connects on first use, and why.
+    Unreachable(B, Error),
+}
+
+impl<B: std::fmt::Debug> Startup<B> {
+    /// The backend; logs the warning when the store did not answer.
+    pub(crate) fn warn_if_unreachable(self) -> B {
+        match self {
+            Startup::Ready(b) => {
+                tracing::debug!(backend = ?b, "connected");
+                b
+            }
+            Startup::Unreachable(b, e) => {
+                tracing::warn!(backend = ?b, error = %crate::startup_reason(&e), "the cache store did not answer at startup; starting anyway: cached calls run uncached (fail open) until it answers, then it is used without a restart");
+                b
+            }
         }
-        _ => false,
     }
 }
 
+/// The startup check, then a backend either way but a refusal.
+pub(crate) async fn start(config: &Config) -> Result<Startup<RedisBackend>, Error> {
+    let options = RedisOptions::from_config(config);
+    let url = &config.redis_url;
+    let why = match RedisBackend::check(url, &options).await? {
+        Probe::Ready => match RedisBackend::connect_manager(url, options.clone()).await {
+            Ok(backend) => return Ok(Startup::Ready(backend)),
+            // Gone between the check and the connection: as if it had not answered.
+            Err(e) if is_unreachable(&e) => e,
+            Err(e) => return Err(e),
+        },
+        Probe::Unreachable(why) => why,
+    };
+    Ok(Startup::Unreachable(
+        RedisBackend::connect_lazy(url, options).await?,
+        why,
+    ))
+}
+
 /// Connects the cluster `config.redis_cluster_nodes` names (what `CACHE_BACKEND=redis-cluster` uses).
+///
+/// The same rule as [`connect_from_config`]: a seed that refuses the
+/// configuration (password, not a cluster) is an error at once; seeds that
+/// do not answer within `CACHE_CONNECT_TIMEOUT_MS` start a backend that
+/// connects in the background, with a warning.
 #[cfg(feature = "redis-cluster")]
 pub(crate) async fn cluster_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
     if config.redis_cluster_nodes.is_empty() {
@@ -607,12 +646,12 @@ pub(crate) async fn cluster_from_config(config: &Config) -> Result<Box<dyn Backe
             allowed: "comma-separated node URLs, e.g. redis://10.0.0.1:7000,redis://10.0.0.2:7000",
         });
     }
-    let backend = RedisClusterBackend::connect_with(
+    let started = RedisClusterBackend::start(
         &config.redis_cluster_nodes,
         RedisOptions::from_config(config),
     )
     .await?;
-    Ok(Box::new(backend))
+    Ok(Box::new(started.warn_if_unreachable()))
 }
 
 #[cfg(test)]
