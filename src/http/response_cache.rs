@@ -1192,7 +1192,12 @@ where
 /// After a read-through whose handler run stored `entry` under `key` with
 /// the layer's TTL: when the handler asked for less, store it again with
 /// that TTL (readers in between are protected by [`expired`]).
-async fn shorten(settings: &Settings, key: &str, value: &impl Serialize, entry: &StoredResponse) {
+async fn shorten<V: cache_core::codec::Storable>(
+    settings: &Settings,
+    key: &str,
+    value: &V,
+    entry: &StoredResponse,
+) {
     let ttl = store_ttl(settings, entry);
     if ttl < settings.ttl {
         let _ = settings.cache.set(key, value, Some(ttl)).await;
