@@ -205,9 +205,9 @@ pub async fn init_from_config(config: &Config) -> Result<Cache, Error> {
 pub mod __private {
     pub use cache_core::keys;
     pub use cache_core::runtime::{
-        assert_cacheable, cached, fn_path, hashed_key, instance, invalidating, invalidation_active,
-        same_stored, uncached_generic_impl, CacheNoneKind, Entry, InvalidateSpec, Kind, Probe,
-        Spec, Targets, ViaAnything, ViaOutcome, ViaPlain, ViaResult,
+        assert_cacheable, cache_none_kind, cached, fn_path, hashed_key, instance, invalidating,
+        invalidation_active, same_stored, uncached_generic_impl, CacheNoneKind, Entry,
+        InvalidateSpec, Kind, Probe, Spec, Targets, ViaAnything, ViaOutcome, ViaPlain, ViaResult,
     };
     pub use cache_core::{CacheNone, Plain};
     pub use std::sync::OnceLock;

@@ -1,5 +1,6 @@
 //! `set_enabled(false)` (what `CACHE_ENABLED=false` sets at startup) turns every
-//! annotated function into a plain call that touches no store.
+//! annotated function into a plain call that touches no store;
+//! `CacheMode::InvalidateOnly` (`CACHE_ENABLED=invalidate-only`) keeps invalidation.
 
 mod common;
 
@@ -35,7 +36,27 @@ async fn disabled_calls_never_touch_the_store() {
     assert_eq!(CALLS.get().unwrap().get(), 3, "body ran every time");
     assert_eq!(backend.calls.get(), 0, "no store operation while disabled");
 
+    // invalidate-only: a worker that shares the store reads nothing from it,
+    // writes nothing to it, and still deletes what its mutations invalidate.
+    cacheside::set_mode(cacheside::CacheMode::InvalidateOnly);
+    assert!(!cacheside::is_enabled() && cacheside::invalidation_enabled());
+    for _ in 0..3 {
+        assert_eq!(cached(2).await, 2);
+    }
+    assert_eq!(CALLS.get().unwrap().get(), 6, "body ran every time");
+    assert_eq!(
+        backend.calls.get(),
+        0,
+        "no cached read or write in invalidate-only mode"
+    );
+    mutate(2).await.unwrap();
+    assert_eq!(
+        backend.calls.get(),
+        1,
+        "the mutation's delete reached the store"
+    );
+
     cacheside::set_enabled(true);
     cached(1).await;
-    assert!(backend.calls.get() > 0, "enabled again: the store is used");
+    assert!(backend.calls.get() > 1, "enabled again: the store is used");
 }

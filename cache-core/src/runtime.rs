@@ -264,12 +264,10 @@ impl<T: Serialize + DeserializeOwned> OptionLike for Option<T> {
     }
 }
 
-impl<R: OptionLike> CacheNoneKind<R> {
-    /// The kind for `cache_none = true`.
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Self {
-        CacheNoneKind(PhantomData)
-    }
+/// The kind for `cache_none = true` (a function, so that a return type that
+/// is no `Option` gets `OptionLike`'s message, on the return type).
+pub fn cache_none_kind<R: OptionLike>() -> CacheNoneKind<R> {
+    CacheNoneKind(PhantomData)
 }
 
 impl<R: OptionLike> Kind<R> for CacheNoneKind<R> {

@@ -83,7 +83,18 @@ fn shared_shape<T: DeserializeOwned>(id: std::any::TypeId) -> Shape {
     {
         return *s;
     }
-    let shape = trace::<T>();
+    // A `Deserialize` impl may panic on the placeholder data (an `unwrap` in
+    // a hand-written visitor): that must not take the caller down. Such a
+    // type is fingerprinted by its name and counts as untraced.
+    let shape =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(trace::<T>)).unwrap_or_else(|_| {
+            Shape {
+                fingerprint: bytes128(
+                    format!("cacheside-shape-1|panicked|{}", std::any::type_name::<T>()).as_bytes(),
+                ) as u64,
+                complete: false,
+            }
+        });
     if !shape.complete {
         tracing::info!(
             r#type = std::any::type_name::<T>(),
@@ -935,6 +946,24 @@ mod tests {
         }
         let s = shape_of::<WithValue>();
         assert!(!s.complete);
+    }
+
+    /// A hand-written `Deserialize` that panics when it meets data it did not expect.
+    struct Panicky;
+    impl<'de> Deserialize<'de> for Panicky {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let n = u64::deserialize(d)?;
+            assert!(n > 0, "this impl panics on 0");
+            Ok(Panicky)
+        }
+    }
+
+    #[test]
+    fn a_deserialize_that_panics_is_untraced_not_a_crash() {
+        let s = shape_of::<Panicky>();
+        assert!(!s.complete);
+        assert_eq!(s, shape_of::<Panicky>());
+        assert_ne!(s.fingerprint, shape_of::<u64>().fingerprint);
     }
 
     #[test]

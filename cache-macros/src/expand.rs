@@ -236,14 +236,16 @@ impl Mode {
     }
 
     /// The `Kind` of the probe modes, as an expression (`None` for the axum shapes).
-    fn kind(&self, ret: &TokenStream, krate: &TokenStream) -> Option<TokenStream> {
+    fn kind(&self, ret: &Type, krate: &TokenStream) -> Option<TokenStream> {
         match self {
-            Mode::Probe => Some(quote! {{
+            Mode::Probe => Some(quote_spanned! {ret.span()=> {
                 #[allow(unused_imports)]
                 use #krate::__private::{ViaOutcome as _, ViaPlain as _};
                 (&#krate::__private::Probe::<#ret>::new()).__cacheside_kind()
             }}),
-            Mode::CacheNone => Some(quote!(#krate::__private::CacheNoneKind::<#ret>::new())),
+            Mode::CacheNone => Some(quote_spanned! {ret.span()=>
+                #krate::__private::cache_none_kind::<#ret>()
+            }),
             _ => None,
         }
     }
@@ -648,7 +650,7 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     let has_receiver = matches!(item.sig.inputs.first(), Some(FnArg::Receiver(_)));
     let local_instance = local("__cacheside_instance");
     let local_kind = local("__cacheside_kind");
-    let read = match (mode.kind(&ret_tokens, &krate), mode.wrapper(&krate)) {
+    let read = match (mode.kind(&ret, &krate), mode.wrapper(&krate)) {
         (Some(kind), _) => quote! {{
             let #local_kind = #kind;
             #krate::__private::Kind::unwrap(
@@ -770,9 +772,13 @@ pub(crate) fn cache(attr_tokens: TokenStream, item: ItemFn) -> syn::Result<Token
     // The companion names the stored type as written; the wrapper's comes
     // from the type system. They differ only behind an alias, which this
     // check turns into a compile error that says what to do.
-    let same_stored = mode
-        .kind(&ret_tokens, &krate)
-        .map(|kind| quote!(#krate::__private::same_stored::<#stored, _, #ret>(#kind);));
+    // (`cache_none` stores the return type itself: nothing to check.)
+    let same_stored = match mode {
+        Mode::Probe => mode
+            .kind(&ret, &krate)
+            .map(|kind| quote!(#krate::__private::same_stored::<#stored, _, #ret>(#kind);)),
+        _ => None,
+    };
     let companion_here = here_item("_cache_entry::__cacheside_here");
     let companion = quote! {
         #[doc = #doc]
