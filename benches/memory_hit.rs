@@ -1,5 +1,6 @@
 //! An in-memory hit through `#[cache]` vs the same value read by hand through
-//! `Cache::get`, vs a direct moka `get` of the already-decoded value.
+//! `Cache::get`, vs a direct moka `get` of the already-decoded value; and the
+//! per-hit cost of the type-shape fingerprint lookup.
 //!
 //! `scripts/bench.sh` runs this and prints the ratios; figures go in BENCHMARKS.md.
 
@@ -48,6 +49,15 @@ fn hits(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let key = format!("widget:{}", std::hint::black_box(7));
             std::hint::black_box(cache.get::<Widget>(&key).await.expect("get"))
+        })
+    });
+    // What the shape fingerprint costs each hit: the lookup that `open`
+    // does per read (traced once per type; this is the per-thread memo).
+    group.bench_function("fingerprint", |b| {
+        b.iter(|| {
+            std::hint::black_box(cacheside::codec::fingerprint::<Widget>(
+                std::hint::black_box(cacheside::codec::Salt::NONE),
+            ))
         })
     });
     group.bench_function("moka_get", |b| {

@@ -15,13 +15,14 @@ import json, pathlib, sys
 def median(path):
     est = json.loads((pathlib.Path("target/criterion") / path / "new" / "estimates.json").read_text())
     return est["median"]["point_estimate"]  # ns per operation
-m = {n: median(f"memory_hit/{n}") for n in ("macro_hit", "cache_get", "moka_get")}
+m = {n: median(f"memory_hit/{n}") for n in ("macro_hit", "cache_get", "moka_get", "fingerprint")}
 print("in-memory hit (~100-byte struct), median per call:")
 for n, ns in m.items():
     print(f"  {n:<10} {ns:8.1f} ns")
 print(f"  macro_hit / cache_get = {m['macro_hit'] / m['cache_get']:.3f}   (target < 1.10)")
 print(f"  cache_get / moka_get  = {m['cache_get'] / m['moka_get']:.3f}")
 print(f"  macro_hit < 1 us: {'yes' if m['macro_hit'] < 1000 else 'NO'}")
+print(f"  fingerprint lookup per hit = {m['fingerprint']:.1f} ns ({m['fingerprint'] / m['macro_hit'] * 100:.1f} % of a macro hit)")
 PY
 
 if [ "$what" = all ]; then

@@ -56,10 +56,11 @@ pub use cache_core::{auto_init_failures, redact_url, DEFAULT_CONNECT_TIMEOUT};
 /// | argument | meaning |
 /// |---|---|
 /// | `key_prefix = "widget"` | key `widget:{resource_id}`; may hold `{param}` placeholders |
-/// | `resource_id = "widget_id"` | the parameter (or pattern binding) whose `Display` ends the key (prefix without `key_prefix`: `module::path::function`) |
+/// | `resource_id = "widget_id"` | the parameter (or pattern binding) whose `Display` ends the key (prefix without `key_prefix`: the function's path, `crate::module::Type::method`) |
 /// | `key = "page:{q.page}:{q.size}"` | the whole key template instead (`{param.field}` allowed) |
 /// | *(neither)* | `{key_prefix}:` + stable 128-bit hash of all arguments but `self` (they must be `Hash`) |
 /// | `expire = 600` | seconds; absent → the cache's default TTL; `0` → not cached |
+/// | `version = 2` | mixed into the entries' fingerprint: bump it to drop them at the next deploy |
 /// | `cache = "name"` | a cache registered with [`register`] instead of the global one |
 /// | `cache_none = true` | for `Option<T>`: cache `None` as well |
 /// | `companion = false` | skip the generated `{fn}_cache_entry` function (needed in trait impls) |
@@ -67,8 +68,14 @@ pub use cache_core::{auto_init_failures, redact_url, DEFAULT_CONNECT_TIMEOUT};
 /// | `extra = […]`, `patterns = […]` | method-aware handlers only: also invalidated by successful mutations |
 /// | `crate = "path"` | where to find cacheside when it is re-exported |
 ///
-/// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only, any other
+/// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only (decided by
+/// the type system, so aliases of either behave the same), any other
 /// `T: Serialize + DeserializeOwned` is cached as is. Store failures fail open.
+///
+/// Placeholder values are encoded ([`keys`]): `%`, `:`, `*`, `?`, `[`, `]` and
+/// `\` become `%25`, `%3A`, … so distinct arguments build distinct keys and a
+/// value inside an invalidation pattern is a literal. Two placeholders must be
+/// separated by text holding `:`.
 ///
 /// **axum handlers** (feature `axum`): extractor patterns work as parameters
 /// (`Path(id): Path<u64>`, `Query(q): Query<Page>` with `{q.page}`), and the

@@ -473,6 +473,19 @@ impl Cache {
         result
     }
 
+    /// After an invalidation: kept when the store did not take it; when it
+    /// did, it supersedes what was kept before it started.
+    fn settle(&self, result: Result<(), &Error>, target: Target<'_>, upto: u64, what: &str) {
+        match result {
+            Ok(()) => self
+                .inner
+                .pending
+                .superseded(target, upto, self.inner.prefix.len()),
+            Err(e) if e.is_store_failure() => self.keep_invalidation(target, what, e),
+            Err(_) => {}
+        }
+    }
+
     /// Keeps an invalidation the store did not take (see [`crate::pending`]).
     fn keep_invalidation(&self, target: Target<'_>, what: &str, err: &Error) {
         bump(&self.inner.counters.invalidations_queued);
@@ -681,8 +694,17 @@ impl Cache {
         limit: Duration,
     ) -> Result<(), Error> {
         let key = self.key(full);
-        self.guarded_for("set", limit, self.inner.backend.set(key, bytes, Some(ttl)))
-            .await
+        let upto = self.inner.pending.seq();
+        let result = self
+            .guarded_for("set", limit, self.inner.backend.set(key, bytes, Some(ttl)))
+            .await;
+        if result.is_ok() {
+            // A fresh value replaced whatever a kept delete of this key was for.
+            self.inner
+                .pending
+                .superseded(Target::Key(full), upto, self.inner.prefix.len());
+        }
+        result
     }
 
     /// Reads `key` as a `T`.
@@ -737,14 +759,16 @@ impl Cache {
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let full = self.full_key(key);
         self.inner.flights.invalidate_where(|k| k == full.as_ref());
+        let upto = self.inner.pending.seq();
         let result = self
             .guarded("delete", self.inner.backend.delete(self.key(&full)))
             .await;
-        if let Err(e) = &result {
-            if e.is_store_failure() {
-                self.keep_invalidation(Target::Key(&full), "delete", e);
-            }
-        }
+        self.settle(
+            result.as_ref().map(|_| ()),
+            Target::Key(&full),
+            upto,
+            "delete",
+        );
         result
     }
 
@@ -758,6 +782,7 @@ impl Cache {
             k.strip_prefix(prefix.as_str())
                 .is_some_and(|local| crate::pattern::matches(pattern, local))
         });
+        let upto = self.inner.pending.seq();
         let result = self
             .guarded_for(
                 "delete_pattern",
@@ -767,11 +792,12 @@ impl Cache {
                     .delete_pattern(&self.inner.prefix, pattern),
             )
             .await;
-        if let Err(e) = &result {
-            if e.is_store_failure() {
-                self.keep_invalidation(Target::Pattern(pattern), "pattern delete", e);
-            }
-        }
+        self.settle(
+            result.as_ref().map(|_| ()),
+            Target::Pattern(pattern),
+            upto,
+            "pattern delete",
+        );
         result
     }
 
@@ -797,6 +823,7 @@ impl Cache {
         self.inner
             .flights
             .invalidate_where(|k| k.starts_with(prefix.as_str()));
+        let upto = self.inner.pending.seq();
         let result = self
             .guarded_for(
                 "clear",
@@ -804,11 +831,7 @@ impl Cache {
                 self.inner.backend.clear(&self.inner.prefix),
             )
             .await;
-        if let Err(e) = &result {
-            if e.is_store_failure() {
-                self.keep_invalidation(Target::Clear, "clear", e);
-            }
-        }
+        self.settle(result.as_ref().map(|_| ()), Target::Clear, upto, "clear");
         result
     }
 

@@ -118,6 +118,55 @@ impl Pending {
             })
     }
 
+    /// The number of the latest push: an operation that reads it before it
+    /// is sent and then succeeds supersedes what was pushed up to it.
+    pub(crate) fn seq(&self) -> u64 {
+        if self.is_empty() {
+            return u64::MAX; // nothing to supersede; never compared
+        }
+        self.batch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next
+    }
+
+    /// A store operation that started after push number `upto` succeeded:
+    /// what it covers no longer needs delivering. `Key` (a delete, or a write
+    /// of a fresh value) covers that key; `Pattern` that pattern and the keys
+    /// it matches; `Clear` everything. `ns_len` is the namespace's length in
+    /// the full keys.
+    pub(crate) fn superseded(&self, done: Target<'_>, upto: u64, ns_len: usize) {
+        if self.is_empty() || upto == u64::MAX {
+            return;
+        }
+        let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        match done {
+            Target::Key(k) => {
+                if batch.keys.get(k).is_some_and(|n| *n <= upto) {
+                    batch.keys.remove(k);
+                }
+            }
+            Target::Pattern(p) => {
+                batch.patterns.retain(|q, n| !(q == p && *n <= upto));
+                batch.keys.retain(|k, n| {
+                    !(*n <= upto
+                        && k.get(ns_len..)
+                            .is_some_and(|local| crate::pattern::matches(p, local)))
+                });
+            }
+            Target::Clear => {
+                if batch.clear.is_some_and(|n| n <= upto) {
+                    batch.clear = None;
+                }
+                batch.keys.retain(|_, n| *n > upto);
+                batch.patterns.retain(|_, n| *n > upto);
+            }
+        }
+        if batch.is_empty() && !self.delivering.load(Ordering::Acquire) {
+            self.any.store(false, Ordering::Release);
+        }
+    }
+
     /// A copy of what waits, for delivery, unless another delivery runs or
     /// nothing waits. The targets stay pending (reads keep missing them)
     /// until [`delivered`](Pending::delivered) removes them.
@@ -196,6 +245,25 @@ mod tests {
         assert_eq!(p.push(Target::Key("one more")), Pushed::Collapsed);
         assert_eq!(p.len(), 1);
         assert!(p.covers("anything", 0));
+    }
+
+    #[test]
+    fn a_later_successful_operation_supersedes_what_it_covers() {
+        let p = Pending::default();
+        p.push(Target::Key("ns:a"));
+        p.push(Target::Key("ns:page:1"));
+        p.push(Target::Pattern("page:*"));
+        let upto = p.seq();
+        p.push(Target::Key("ns:b")); // pushed after the operation started
+        p.superseded(Target::Key("ns:a"), upto, 3);
+        assert!(!p.covers("ns:a", 3));
+        p.superseded(Target::Pattern("page:*"), upto, 3);
+        assert!(!p.covers("ns:page:1", 3));
+        assert!(p.covers("ns:b", 3));
+        p.superseded(Target::Clear, upto, 3);
+        assert!(p.covers("ns:b", 3), "a push after the clear started stays");
+        p.superseded(Target::Clear, p.seq(), 3);
+        assert!(p.is_empty());
     }
 
     #[test]
