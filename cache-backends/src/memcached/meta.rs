@@ -420,6 +420,54 @@ fn parse(buf: &[u8]) -> Result<Parsed, MetaError> {
     Ok(Parsed::Reply(Ok(reply), taken))
 }
 
+/// Fuzzing hook (`fuzz/`), not API: [`parse`] on any bytes, as plain data.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// What the parser made of the front of a buffer.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Parse {
+        /// More bytes are needed: at least this many in total.
+        Incomplete(usize),
+        /// A reply, or a server's per-command error (`Err`), and the bytes it took.
+        Reply(Result<Reply, String>, usize),
+        /// The stream can no longer be trusted.
+        Fatal(String),
+    }
+
+    /// A reply as plain data.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Reply {
+        pub code: String,
+        pub value: Option<Vec<u8>>,
+        pub client_flags: Option<u32>,
+        pub ttl: Option<i64>,
+        pub hit: bool,
+        pub applied: bool,
+        pub number: Option<u64>,
+    }
+
+    /// Parses one reply from the front of `buf`.
+    pub fn parse_reply(buf: &[u8]) -> Parse {
+        match super::parse(buf) {
+            Ok(super::Parsed::Incomplete(n)) => Parse::Incomplete(n),
+            Ok(super::Parsed::Reply(r, taken)) => Parse::Reply(
+                r.map(|r| Reply {
+                    code: format!("{:?}", r.code),
+                    value: r.value.as_deref().map(<[u8]>::to_vec),
+                    client_flags: r.client_flags,
+                    ttl: r.ttl,
+                    hit: r.hit(),
+                    applied: r.applied(),
+                    number: r.number(),
+                })
+                .map_err(|e| e.to_string()),
+                taken,
+            ),
+            Err(e) => Parse::Fatal(e.to_string()),
+        }
+    }
+}
+
 /// One TCP connection with its buffers.
 struct Conn {
     stream: TcpStream,
