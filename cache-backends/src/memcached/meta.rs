@@ -353,7 +353,9 @@ fn num<T: std::str::FromStr>(digits: &[u8]) -> Result<T, MetaError> {
 /// no longer be trusted (the connection is dropped); a server's per-command
 /// `SERVER_ERROR` is a `Parsed::Reply` holding an error.
 fn parse(buf: &[u8]) -> Result<Parsed, MetaError> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    // Only the first MAX_LINE + 1 bytes: a longer line is refused whether or
+    // not its `\n` came in the same read.
+    let Some(nl) = buf.iter().take(MAX_LINE + 1).position(|&b| b == b'\n') else {
         if buf.len() > MAX_LINE {
             return Err(MetaError::Protocol("reply line too long"));
         }
@@ -946,6 +948,24 @@ mod tests {
             );
         }
         assert!(parse(&[b'x'; MAX_LINE + 1]).is_err());
+    }
+
+    /// The fuzz target `memcached_meta`'s chunking property: what the parser
+    /// answers must not depend on how TCP cut the bytes. A line past
+    /// `MAX_LINE` was refused while its `\n` had not arrived, but accepted
+    /// when it came in the same read.
+    #[test]
+    fn a_reply_line_past_the_limit_is_refused_however_it_arrives() {
+        let mut line = b"HD f1 ".to_vec();
+        line.resize(MAX_LINE + 10, b'x');
+        let cut = line[..MAX_LINE + 1].to_vec();
+        line.extend_from_slice(b"\r\n");
+        assert!(parse(&cut).is_err(), "the first read of the line");
+        assert!(parse(&line).is_err(), "the whole line in one read");
+        let mut longest = b"HD f1 ".to_vec();
+        longest.resize(MAX_LINE - 1, b'x');
+        longest.extend_from_slice(b"\r\n");
+        assert!(matches!(parse(&longest), Ok(Parsed::Reply(Ok(_), n)) if n == longest.len()));
     }
 
     #[test]
