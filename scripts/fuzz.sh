@@ -6,11 +6,12 @@
 #
 # A crash input is written to fuzz/artifacts/<target>/ and the run of that
 # target stops there; reproduce it with
-#   RUSTC_BOOTSTRAP=1 cargo fuzz run -s none <target> fuzz/artifacts/<target>/<file>
-# (from fuzz/), then keep it as a regression test in the owning crate.
+#   cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none <target> artifacts/<target>/<file>
+# then keep it as a regression test in the owning crate.
 # The corpus grows in fuzz/corpus/<target>/ (git-ignored) and is reused by the
-# next run. Logs: fuzz/logs/<target>.log. FUZZ_SANITIZER=address builds with
-# ASan (slower; the code under test is safe Rust, so `none` is the default).
+# next run; fuzz/seeds/<target>/ (in git) holds hand-written starting inputs.
+# Logs: fuzz/logs/<target>.log. FUZZ_SANITIZER=address builds with ASan
+# (slower; the code under test is safe Rust, so `none` is the default).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -55,12 +56,15 @@ for t in "${targets[@]}"; do
     # Long reply lines (past the parser's 8 KiB line limit) must be reachable.
     memcached_meta) extra+=(-max_len=20000) ;;
   esac
+  # Hand-written seeds (in git) next to the grown corpus (not in git).
+  dirs=("corpus/$t")
+  [ -d "seeds/$t" ] && dirs+=("seeds/$t")
   echo "==> $t: run for ${secs}s"
   start=$(date +%s)
   rc=0
   # -jobs=1 runs the fuzzer in a child whose output goes to fuzz-0.log.
   rm -f fuzz-0.log
-  cargo fuzz run -s "$sanitizer" "$t" -- \
+  cargo fuzz run -s "$sanitizer" "$t" "${dirs[@]}" -- \
     -max_total_time="$secs" -jobs=1 -workers=1 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 "${extra[@]}" >"logs/$t.log" 2>&1 || rc=$?
   [ -f fuzz-0.log ] && cat fuzz-0.log >>"logs/$t.log" && rm -f fuzz-0.log
