@@ -30,7 +30,11 @@ pub(crate) struct Template {
 
 /// Parses a template, or says what is wrong with it.
 pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
-    let text = lit.value();
+    parse_str(&lit.value())
+}
+
+/// [`parse`] on the template's text (the fuzz target includes this file).
+pub(crate) fn parse_str(text: &str) -> Result<Template, String> {
     let mut format = String::with_capacity(text.len());
     let mut placeholders: Vec<Placeholder> = Vec::new();
     // Literal text since the previous placeholder.
@@ -69,19 +73,22 @@ pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
                 let mut parts = inner.split('.');
                 let root = parts.next().unwrap_or_default().to_owned();
                 let fields: Vec<String> = parts.map(str::to_owned).collect();
-                let ident_ok = |s: &str| {
-                    let mut cs = s.chars();
-                    matches!(cs.next(), Some(c) if c == '_' || c.is_alphabetic())
-                        && cs.all(|c| c == '_' || c.is_alphanumeric())
-                };
-                if root.is_empty() || !ident_ok(&root) {
-                    return Err(format!("`{{{inner}}}` is not a placeholder: write `{{parameter}}` or `{{parameter.field}}`"));
-                }
+                // A Rust identifier as `syn` reads one (XID rules, no keyword,
+                // no `_`), spelled exactly so: `Placeholder::expr` builds
+                // idents from these strings and would panic on anything else.
+                let ident_ok = |s: &str| syn::parse_str::<syn::Ident>(s).is_ok_and(|id| id == s);
                 if root == "self" {
                     return Err("placeholders cannot read `self`; pass the value as a parameter and name it".into());
                 }
+                if !ident_ok(&root) {
+                    return Err(format!("`{{{inner}}}` is not a placeholder: write `{{parameter}}` or `{{parameter.field}}`"));
+                }
                 for f in &fields {
-                    if !(ident_ok(f) || (!f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))) {
+                    // A tuple index is a `u32` below `u32::MAX` (`syn::Index` asserts it).
+                    let index_ok = !f.is_empty()
+                        && f.chars().all(|c| c.is_ascii_digit())
+                        && f.parse::<u32>().is_ok_and(|n| n < u32::MAX);
+                    if !(ident_ok(f) || index_ok) {
                         return Err(format!("`{{{inner}}}`: `{f}` is not a field name"));
                     }
                 }
@@ -136,5 +143,40 @@ impl Placeholder {
             }
         });
         quote!(#root #(#fields)*)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inputs the `fuzz/` target `key_template` found: `_` and keywords were
+    /// taken for parameter names, and a tuple index past `u32` (or a field that
+    /// is not an identifier) made `Placeholder::expr` panic inside the macro.
+    #[test]
+    fn placeholders_are_identifiers_and_their_expressions_build() {
+        for bad in [
+            "{_}",
+            "{fn}",
+            "{n.999999999999999}",
+            "é{n.999999999999999}",
+            "{t.4294967295}",
+            "{q.\u{345}}",
+            "{q.type}",
+        ] {
+            assert!(parse_str(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_str("{self.id}")
+            .err()
+            .is_some_and(|e| e.contains("cannot read `self`")));
+        let tpl = parse_str("{{w}}:{t.0}:{q.page}:{r#type}:{é}").expect("valid template");
+        assert_eq!(tpl.format, "{{w}}:{}:{}:{}:{}");
+        let exprs: Vec<String> = tpl
+            .placeholders
+            .iter()
+            .map(|p| p.expr().to_string())
+            .collect();
+        assert_eq!(exprs, ["t . 0", "q . page", "r#type", "é"]);
+        assert!(parse_str("{t.4294967294}").is_ok());
     }
 }

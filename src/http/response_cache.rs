@@ -1137,6 +1137,42 @@ fn render(entry: StoredResponse, served: Served, head: bool, view: &View) -> Res
     res
 }
 
+/// Fuzzing hook (`fuzz/`), not API: what a hit makes of the bytes a store holds.
+#[doc(hidden)]
+pub mod __fuzz {
+    use super::*;
+
+    /// Opens `stored` with `codec` as a base key's [`ResponseEntry`] (or, with
+    /// `variant`, a variant's [`StoredResponse`]) and renders the hit for a
+    /// request with `request` headers; `None` when it does not open, and for a
+    /// vary index (whose variant key is computed).
+    pub fn serve_stored(
+        codec: &dyn cache_core::codec::Codec,
+        stored: &[u8],
+        variant: bool,
+        request: &HeaderMap,
+        head: bool,
+        private: bool,
+    ) -> Option<Response<Body>> {
+        let entry = if variant {
+            cache_core::codec::open::<StoredResponse>(codec, stored).ok()?
+        } else {
+            match cache_core::codec::open::<ResponseEntry>(codec, stored).ok()? {
+                ResponseEntry::Response(entry) => entry,
+                ResponseEntry::Vary(names) => {
+                    let _ = variant_key("http:GET:/", &names, request);
+                    return None;
+                }
+            }
+        };
+        let view = View {
+            headers: request.clone(),
+            private,
+        };
+        Some(render(entry, Served::Hit, head, &view))
+    }
+}
+
 fn mark(mut res: Response<Body>, label: &'static str) -> Response<Body> {
     res.headers_mut()
         .insert(X_CACHE, HeaderValue::from_static(label));

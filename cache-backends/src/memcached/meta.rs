@@ -353,7 +353,9 @@ fn num<T: std::str::FromStr>(digits: &[u8]) -> Result<T, MetaError> {
 /// no longer be trusted (the connection is dropped); a server's per-command
 /// `SERVER_ERROR` is a `Parsed::Reply` holding an error.
 fn parse(buf: &[u8]) -> Result<Parsed, MetaError> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    // Only the first MAX_LINE + 1 bytes: a longer line is refused whether or
+    // not its `\n` came in the same read.
+    let Some(nl) = buf.iter().take(MAX_LINE + 1).position(|&b| b == b'\n') else {
         if buf.len() > MAX_LINE {
             return Err(MetaError::Protocol("reply line too long"));
         }
@@ -418,6 +420,54 @@ fn parse(buf: &[u8]) -> Result<Parsed, MetaError> {
         }
     }
     Ok(Parsed::Reply(Ok(reply), taken))
+}
+
+/// Fuzzing hook (`fuzz/`), not API: [`parse`] on any bytes, as plain data.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// What the parser made of the front of a buffer.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Parse {
+        /// More bytes are needed: at least this many in total.
+        Incomplete(usize),
+        /// A reply, or a server's per-command error (`Err`), and the bytes it took.
+        Reply(Result<Reply, String>, usize),
+        /// The stream can no longer be trusted.
+        Fatal(String),
+    }
+
+    /// A reply as plain data.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Reply {
+        pub code: String,
+        pub value: Option<Vec<u8>>,
+        pub client_flags: Option<u32>,
+        pub ttl: Option<i64>,
+        pub hit: bool,
+        pub applied: bool,
+        pub number: Option<u64>,
+    }
+
+    /// Parses one reply from the front of `buf`.
+    pub fn parse_reply(buf: &[u8]) -> Parse {
+        match super::parse(buf) {
+            Ok(super::Parsed::Incomplete(n)) => Parse::Incomplete(n),
+            Ok(super::Parsed::Reply(r, taken)) => Parse::Reply(
+                r.map(|r| Reply {
+                    code: format!("{:?}", r.code),
+                    value: r.value.as_deref().map(<[u8]>::to_vec),
+                    client_flags: r.client_flags,
+                    ttl: r.ttl,
+                    hit: r.hit(),
+                    applied: r.applied(),
+                    number: r.number(),
+                })
+                .map_err(|e| e.to_string()),
+                taken,
+            ),
+            Err(e) => Parse::Fatal(e.to_string()),
+        }
+    }
 }
 
 /// One TCP connection with its buffers.
@@ -898,6 +948,24 @@ mod tests {
             );
         }
         assert!(parse(&[b'x'; MAX_LINE + 1]).is_err());
+    }
+
+    /// The fuzz target `memcached_meta`'s chunking property: what the parser
+    /// answers must not depend on how TCP cut the bytes. A line past
+    /// `MAX_LINE` was refused while its `\n` had not arrived, but accepted
+    /// when it came in the same read.
+    #[test]
+    fn a_reply_line_past_the_limit_is_refused_however_it_arrives() {
+        let mut line = b"HD f1 ".to_vec();
+        line.resize(MAX_LINE + 10, b'x');
+        let cut = line[..MAX_LINE + 1].to_vec();
+        line.extend_from_slice(b"\r\n");
+        assert!(parse(&cut).is_err(), "the first read of the line");
+        assert!(parse(&line).is_err(), "the whole line in one read");
+        let mut longest = b"HD f1 ".to_vec();
+        longest.resize(MAX_LINE - 1, b'x');
+        longest.extend_from_slice(b"\r\n");
+        assert!(matches!(parse(&longest), Ok(Parsed::Reply(Ok(_), n)) if n == longest.len()));
     }
 
     #[test]

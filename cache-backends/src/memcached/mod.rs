@@ -12,6 +12,8 @@ use cache_core::hash::bytes128;
 use cache_core::{Backend, Config, Error, Key};
 
 mod meta;
+#[doc(hidden)]
+pub use meta::__fuzz as __fuzz_memcached_meta;
 
 use meta::{is_valid_key, Cmd, MetaClient, MetaError, Reply, MAX_KEY_LEN};
 
