@@ -1042,11 +1042,16 @@ fn not_modified(request: &HeaderMap, etag: Option<&HeaderValue>) -> bool {
     };
     let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let ours = opaque(etag);
+    if ours.is_empty() {
+        return false;
+    }
+    // Empty list elements (`"a", , "b"`) are ignored (RFC 9110 §5.6.1).
     request
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
+        .filter(|t| !t.trim().is_empty())
         .any(|t| t.trim() == "*" || opaque(t) == ours)
 }
 
@@ -1437,6 +1442,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_etags_and_empty_list_elements_never_match() {
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", , \"b\""),
+        );
+        assert!(!not_modified(&req, Some(&HeaderValue::from_static(""))));
+        assert!(not_modified(&req, Some(&HeaderValue::from_static("\"b\""))));
+        assert!(!not_modified(
+            &req,
+            Some(&HeaderValue::from_static("\"c\""))
+        ));
+    }
 
     #[test]
     fn query_is_sorted_by_name_keeping_repeats_in_order() {
