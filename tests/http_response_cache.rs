@@ -485,10 +485,21 @@ async fn vary_caller_keys_per_caller() {
     let b2 = send(&app, as_user("bob")).await;
     assert_eq!((b2.x_cache(), b2.text()), ("HIT", "hello Bearer bob"));
     assert_eq!(calls.get(), 2);
-    assert!(cache
-        .exists("http:GET:http://example.com/me#c=alice")
-        .await
-        .unwrap());
+    let alice = format!("{:032x}", cacheside::hash::bytes128(b"alice"));
+    assert!(
+        cache
+            .exists(&format!("http:GET:http://example.com/me#c={alice}"))
+            .await
+            .unwrap(),
+        "the entry is keyed by a hash of the caller"
+    );
+    assert!(
+        !cache
+            .exists("http:GET:http://example.com/me#c=alice")
+            .await
+            .unwrap(),
+        "never by the caller itself (a token would reach key names)"
+    );
 
     // Credentials the function cannot name → bypass.
     let basic = send(&app, with_header("/me", "authorization", "Basic eA==")).await;

@@ -109,7 +109,7 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 ///
 /// The base key of a request is `{key_prefix}:GET:{scheme}://{authority}{path}`
 /// + `?{query}` (parameters sorted by name, the order of repeated names kept)
-/// + `#c={caller}` when [`vary_caller`](Self::vary_caller) names one.
+/// + `#c={hash of the caller}` when [`vary_caller`](Self::vary_caller) names one.
 ///
 /// * The scheme is the target URI's (HTTP/2, absolute-form requests), else
 ///   `http` (HTTP/1.1 sends none; the layer cannot see whether the
@@ -311,7 +311,7 @@ impl ResponseCacheLayer {
 
     /// Keys responses per caller: `f` names the caller of a request (a user
     /// id from a verified token, a tenant, …), and that name becomes part of
-    /// the key (`…#c={caller}`).
+    /// the key (`…#c={hash of the caller}`: the caller itself never reaches a key name).
     ///
     /// With `vary_caller` set, requests with `Authorization` or `Cookie` are
     /// cached under their caller's key instead of bypassing the cache; when
@@ -769,8 +769,13 @@ fn classify(settings: &Settings, parts: &http::request::Parts) -> Plan {
     }
     let private = caller.is_some();
     if let Some(c) = caller {
+        // A hash, not the caller itself: a caller key (often a token) never
+        // reaches store key names, and no caller can spell another's `#v=` part.
         base.push_str("#c=");
-        base.push_str(&c);
+        base.push_str(&format!(
+            "{:032x}",
+            cache_core::hash::bytes128(c.as_bytes())
+        ));
     }
     Plan::Cache {
         base,

@@ -422,7 +422,7 @@ fn parse(buf: &[u8]) -> Result<Parsed, MetaError> {
     Ok(Parsed::Reply(Ok(reply), taken))
 }
 
-/// Fuzzing hook (`fuzz/`), not API: [`parse`] on any bytes, as plain data.
+/// Fuzzing hook (`fuzz/`), not API: `parse` on any bytes, as plain data.
 #[doc(hidden)]
 pub mod __fuzz {
     /// What the parser made of the front of a buffer.
