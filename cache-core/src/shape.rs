@@ -440,6 +440,27 @@ impl<'s> Tracer<'s> {
     }
 }
 
+impl Tracer<'_> {
+    /// Records a struct (or struct variant) here and drives `visitor` over
+    /// its fields, most useful first.
+    fn visit_struct<'de, V: Visitor<'de>>(
+        &self,
+        name: &str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Stop> {
+        let entered = self.enter("struct", name, fields)?;
+        let order = self.state.order(entered.id);
+        visitor.visit_map(Fields {
+            state: self.state,
+            container: entered.id,
+            names: fields,
+            order,
+            next: 0,
+        })
+    }
+}
+
 /// Pops the container off the trace stack when its visit ends (also on error).
 struct Entered<'s> {
     state: &'s State,
@@ -572,15 +593,7 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        let entered = self.enter("struct", name, fields)?;
-        let order = self.state.order(entered.id);
-        visitor.visit_map(Fields {
-            state: self.state,
-            container: entered.id,
-            names: fields,
-            order,
-            next: 0,
-        })
+        self.visit_struct(name, fields, visitor)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -769,19 +782,11 @@ impl<'de> de::VariantAccess<'de> for Variant<'_> {
     ) -> Result<V::Value, Stop> {
         let slot = self.state.member(self.container, self.index);
         let name = format!("{}::{}", self.enum_name, self.variant);
-        let tracer = Tracer {
+        Tracer {
             state: self.state,
             slot,
-        };
-        let entered = tracer.enter("struct", &name, fields)?;
-        let order = self.state.order(entered.id);
-        visitor.visit_map(Fields {
-            state: self.state,
-            container: entered.id,
-            names: fields,
-            order,
-            next: 0,
-        })
+        }
+        .visit_struct(&name, fields, visitor)
     }
 }
 
