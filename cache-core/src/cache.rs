@@ -465,7 +465,10 @@ impl Cache {
             }
             _ => {
                 inner.circuit.success(&admitted);
-                if !inner.pending.is_empty() {
+                // An invalidation kicks delivery itself, once it has
+                // settled what it supersedes (see `settle`).
+                let invalidation = matches!(op, "delete" | "delete_pattern" | "clear");
+                if !invalidation && !inner.pending.is_empty() {
                     self.deliver_pending();
                 }
             }
@@ -477,10 +480,17 @@ impl Cache {
     /// did, it supersedes what was kept before it started.
     fn settle(&self, result: Result<(), &Error>, target: Target<'_>, upto: u64, what: &str) {
         match result {
-            Ok(()) => self
-                .inner
-                .pending
-                .superseded(target, upto, self.inner.prefix.len()),
+            Ok(()) => {
+                // First drop what this one made redundant, then deliver the
+                // rest: a delivery started before would send a superseded
+                // clear after a fresh write and wipe it.
+                self.inner
+                    .pending
+                    .superseded(target, upto, self.inner.prefix.len());
+                if !self.inner.pending.is_empty() {
+                    self.deliver_pending();
+                }
+            }
             Err(e) if e.is_store_failure() => self.keep_invalidation(target, what, e),
             Err(_) => {}
         }
@@ -520,6 +530,9 @@ impl Cache {
         let prefix = inner.prefix.as_str();
         let mut sent = 0u64;
         for full in batch.keys.keys() {
+            if !inner.pending.holds(&Target::Key(full)) {
+                continue; // superseded since the batch was taken
+            }
             let key = Key::new(full, prefix.len().min(full.len()));
             if self
                 .guarded("delete", inner.backend.delete(key))
@@ -531,6 +544,9 @@ impl Cache {
             sent += 1;
         }
         for pattern in batch.patterns.keys() {
+            if !inner.pending.holds(&Target::Pattern(pattern)) {
+                continue;
+            }
             match self
                 .guarded_for(
                     "delete_pattern",
@@ -543,7 +559,7 @@ impl Cache {
                 Err(_) => return inner.pending.failed(),
             }
         }
-        if batch.clear.is_some() {
+        if batch.clear.is_some() && inner.pending.holds(&Target::Clear) {
             let cleared = self
                 .guarded_for("clear", inner.bulk_timeout, inner.backend.clear(prefix))
                 .await;

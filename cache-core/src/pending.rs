@@ -167,6 +167,17 @@ impl Pending {
         }
     }
 
+    /// True while `target` still waits (a delivery skips what was superseded
+    /// after it took its batch).
+    pub(crate) fn holds(&self, target: &Target<'_>) -> bool {
+        let batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        match target {
+            Target::Key(k) => batch.keys.contains_key(*k),
+            Target::Pattern(p) => batch.patterns.contains_key(*p),
+            Target::Clear => batch.clear.is_some(),
+        }
+    }
+
     /// A copy of what waits, for delivery, unless another delivery runs or
     /// nothing waits. The targets stay pending (reads keep missing them)
     /// until [`delivered`](Pending::delivered) removes them.
@@ -264,6 +275,7 @@ mod tests {
         assert!(p.covers("ns:b", 3), "a push after the clear started stays");
         p.superseded(Target::Clear, p.seq(), 3);
         assert!(p.is_empty());
+        assert!(!p.holds(&Target::Key("ns:b")) && !p.holds(&Target::Clear));
     }
 
     #[test]
