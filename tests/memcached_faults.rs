@@ -510,24 +510,12 @@ async fn memcached_down_at_startup_starts_with_a_warning_and_recovers() {
         logs.text()
     );
     assert!(cache.get::<u8>("k").await.is_err(), "the store is down");
-    assert_eq!(
-        cache
-            .get_or_set("k", None, || async { 5u8 })
-            .await
-            .expect("fails open"),
-        5
-    );
+    common::fails_open(&cache).await;
     server.restart();
-    eventually(
+    common::used_again(
+        &cache,
         "the cache using memcached once it is up",
         Duration::from_secs(10),
-        || {
-            let cache = cache.clone();
-            async move {
-                cache.set("k", &9u8, None).await.is_ok()
-                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
-            }
-        },
     )
     .await;
 }
@@ -592,24 +580,12 @@ async fn a_frozen_memcached_at_startup_costs_the_connect_timeout_then_starts() {
         took < FAST,
         "startup waited {took:?}; the bound is CACHE_CONNECT_TIMEOUT_MS"
     );
-    assert_eq!(
-        cache
-            .get_or_set("k", None, || async { 5u8 })
-            .await
-            .expect("fails open"),
-        5
-    );
+    common::fails_open(&cache).await;
     server.resume();
-    eventually(
+    common::used_again(
+        &cache,
         "the cache using memcached after SIGCONT",
         Duration::from_secs(10),
-        || {
-            let cache = cache.clone();
-            async move {
-                cache.set("k", &9u8, None).await.is_ok()
-                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
-            }
-        },
     )
     .await;
 }

@@ -499,13 +499,7 @@ async fn redis_down_at_startup_starts_warns_without_the_password_and_recovers() 
         .expect_err("the store is down: a store error, not a value");
     assert!(err.is_store_failure(), "{err:?}");
     assert_no_secret("the error of a call", &format!("{err} {err:?}"));
-    assert_eq!(
-        cache
-            .get_or_set("k", None, || async { 5u8 })
-            .await
-            .expect("fails open"),
-        5
-    );
+    common::fails_open(&cache).await;
 
     // Connecting directly to the closed port is an error, without the password.
     let options = RedisOptions {
@@ -522,16 +516,10 @@ async fn redis_down_at_startup_starts_warns_without_the_password_and_recovers() 
     assert_no_secret("the connect error", &format!("{err} {err:?}"));
 
     server.restart();
-    eventually(
+    common::used_again(
+        &cache,
         "the cache using Redis once it is up",
         Duration::from_secs(10),
-        || {
-            let cache = cache.clone();
-            async move {
-                cache.set("k", &9u8, None).await.is_ok()
-                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
-            }
-        },
     )
     .await;
     assert_no_secret("the log", &logs.text());
@@ -623,24 +611,12 @@ async fn a_frozen_redis_at_startup_costs_the_connect_timeout_then_starts() {
         "{}",
         logs.text()
     );
-    assert_eq!(
-        cache
-            .get_or_set("k", None, || async { 5u8 })
-            .await
-            .expect("fails open"),
-        5
-    );
+    common::fails_open(&cache).await;
     server.resume();
-    eventually(
+    common::used_again(
+        &cache,
         "the cache using Redis after SIGCONT",
         Duration::from_secs(10),
-        || {
-            let cache = cache.clone();
-            async move {
-                cache.set("k", &9u8, None).await.is_ok()
-                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
-            }
-        },
     )
     .await;
 }
@@ -657,24 +633,12 @@ async fn a_cluster_down_at_startup_is_used_once_it_is_up() {
     let (result, took) = connect_timed(&config).await;
     let cache = result.expect("an unreachable cluster does not stop the service");
     assert!(took < FAST, "startup waited {took:?}");
-    assert_eq!(
-        cache
-            .get_or_set("k", None, || async { 5u8 })
-            .await
-            .expect("fails open"),
-        5
-    );
+    common::fails_open(&cache).await;
     cluster.restart_all();
-    eventually(
+    common::used_again(
+        &cache,
         "the cache using the cluster once it is up",
         Duration::from_secs(20),
-        || {
-            let cache = cache.clone();
-            async move {
-                cache.set("k", &9u8, None).await.is_ok()
-                    && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
-            }
-        },
     )
     .await;
 }

@@ -44,6 +44,29 @@ where
     }
 }
 
+/// A cache over a store that does not answer fails open: the body's value comes back.
+pub async fn fails_open(cache: &cacheside::Cache) {
+    assert_eq!(
+        cache
+            .get_or_set("k", None, || async { 5u8 })
+            .await
+            .expect("fails open"),
+        5
+    );
+}
+
+/// Waits (bounded) until `cache` writes and reads its store again.
+pub async fn used_again(cache: &cacheside::Cache, what: &str, limit: Duration) {
+    eventually(what, limit, || {
+        let cache = cache.clone();
+        async move {
+            cache.set("k", &9u8, None).await.is_ok()
+                && matches!(cache.get::<u8>("k").await, Ok(Some(9)))
+        }
+    })
+    .await;
+}
+
 /// `fut`'s output, or a failure naming `what` when it has not finished
 /// within 20 s (a hang, where the test expects an answer or an error).
 pub async fn finishes<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
