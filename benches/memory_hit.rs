@@ -23,7 +23,7 @@ fn hits(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+    let cache = Cache::builder(MemoryBackend::new(10_000)).build();
     cacheside::init(cache.clone()).expect("init once");
     let size = rt.block_on(async {
         get_widget(7).await; // warm: the next calls are hits

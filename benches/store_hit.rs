@@ -183,35 +183,32 @@ fn main() {
     let redis_server = RedisServer::start();
     let memcached_server = MemcachedServer::start();
     let (raw_redis, raw_redis_nagle, raw_mc) = rt.block_on(async {
-        let redis_cache = Cache::builder()
-            .backend(
-                RedisBackend::connect(&redis_server.url())
-                    .await
-                    .expect("redis"),
-            )
-            .build();
+        let redis_cache = Cache::builder(
+            RedisBackend::connect(&redis_server.url())
+                .await
+                .expect("redis"),
+        )
+        .build();
         cacheside::register("redis", redis_cache);
-        let mc_cache = Cache::builder()
-            .backend(
-                MemcachedBackend::connect([memcached_server.addr()])
-                    .await
-                    .expect("memcached"),
-            )
-            .build();
-        cacheside::register("memcached", mc_cache);
-        let mc_refresh_cache = Cache::builder()
-            .backend(
-                MemcachedBackend::connect_with(
-                    [memcached_server.addr()],
-                    MemcachedOptions {
-                        generation_refresh: Duration::from_secs(1),
-                        ..MemcachedOptions::default()
-                    },
-                )
+        let mc_cache = Cache::builder(
+            MemcachedBackend::connect([memcached_server.addr()])
                 .await
                 .expect("memcached"),
+        )
+        .build();
+        cacheside::register("memcached", mc_cache);
+        let mc_refresh_cache = Cache::builder(
+            MemcachedBackend::connect_with(
+                [memcached_server.addr()],
+                MemcachedOptions {
+                    generation_refresh: Duration::from_secs(1),
+                    ..MemcachedOptions::default()
+                },
             )
-            .build();
+            .await
+            .expect("memcached"),
+        )
+        .build();
         cacheside::register("memcached_refresh", mc_refresh_cache);
         // Warm: the measured calls are hits.
         assert_eq!(widget_on_redis(7).await, widget(7));

@@ -44,7 +44,7 @@
 
 pub use cache_core::{
     async_trait, codec, global, hash, init, invalidation_enabled, is_enabled, keys, mode, named,
-    pattern, register, set_enabled, set_mode, Backend, BackendKind, Breaker, Bytes, Cache,
+    pattern, register, set_enabled, set_mode, Backend, BackendKind, BreakerSettings, Bytes, Cache,
     CacheBuilder, CacheMode, Codec, Config, Entry, Error, Key, NullBackend, Stats,
     DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
@@ -212,11 +212,13 @@ pub async fn init_from_config(config: &Config) -> Result<Cache, Error> {
 pub mod __private {
     pub use cache_core::keys;
     pub use cache_core::runtime::{
-        assert_cacheable, cache_none_kind, cached, fn_path, hashed_key, instance, invalidating,
-        invalidation_active, same_stored, uncached_generic_impl, CacheNoneKind, Entry,
-        InvalidateSpec, Kind, Probe, Spec, Targets, ViaAnything, ViaOutcome, ViaPlain, ViaResult,
+        assert_cacheable, cached, fn_path, hashed_key, instance, invalidating, invalidation_active,
+        none_cached_kind, same_stored, uncached_generic_impl, Entry, InvalidateSpec, Kind,
+        NoneCachedKind, Probe, Spec, Targets, ViaAnything, ViaOutcome, ViaPlain, ViaResult,
     };
-    pub use cache_core::{CacheNone, Plain};
+    pub use cache_core::{NoneCached, Plain};
+    // TEMP until the macro names the renamed item.
+    pub use cache_core::runtime::none_cached_kind as cache_none_kind;
     pub use std::sync::OnceLock;
 
     /// Outcomes of axum handlers, for `#[cache]` on them.

@@ -30,8 +30,7 @@ async fn connect(addrs: &[String], options: MemcachedOptions) -> MemcachedBacken
 }
 
 fn cache_over(backend: MemcachedBackend, namespace: &str) -> Cache {
-    Cache::builder()
-        .backend(backend)
+    Cache::builder(backend)
         .namespace(namespace)
         .op_timeout(Duration::from_secs(2))
         .build()

@@ -9,10 +9,7 @@ async fn memory_backend_conforms() {
     // One store; every namespace's Cache shares it (clones share storage).
     let store = MemoryBackend::new(100_000);
     let make = move |namespace: &str| {
-        let cache = Cache::builder()
-            .backend(store.clone())
-            .namespace(namespace)
-            .build();
+        let cache = Cache::builder(store.clone()).namespace(namespace).build();
         async move { cache }
     };
     conformance::run(

@@ -15,8 +15,7 @@ async fn redis_backend_conforms() {
         .await
         .expect("connect to the test server");
     let make = move |namespace: &str| {
-        let cache = Cache::builder()
-            .backend(redis.clone())
+        let cache = Cache::builder(redis.clone())
             .namespace(namespace)
             .op_timeout(Duration::from_secs(5))
             .build();
@@ -40,8 +39,7 @@ async fn redis_backend_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_are_plain_redis_strings_with_px_expiry() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .backend(RedisBackend::connect(&server.url()).await.unwrap())
+    let cache = Cache::builder(RedisBackend::connect(&server.url()).await.unwrap())
         .namespace("app")
         .build();
     cache
@@ -180,8 +178,7 @@ async fn rediss_with_a_private_ca_conforms() {
     .await
     .expect("connect over TLS, trusting the test CA");
     let make = move |namespace: &str| {
-        let cache = Cache::builder()
-            .backend(redis.clone())
+        let cache = Cache::builder(redis.clone())
             .namespace(namespace)
             .op_timeout(Duration::from_secs(5))
             .build();

@@ -14,8 +14,7 @@ async fn redis_cluster_backend_conforms() {
         .await
         .expect("connect to the test cluster");
     let make = move |namespace: &str| {
-        let cache = Cache::builder()
-            .backend(backend.clone())
+        let cache = Cache::builder(backend.clone())
             .namespace(namespace)
             .op_timeout(Duration::from_secs(5))
             .build();

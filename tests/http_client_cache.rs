@@ -216,8 +216,7 @@ fn from_env_reads_the_environment() {
 async fn outside_a_response_cache() {
     use cacheside::backends::MemoryBackend;
     use cacheside::http::ResponseCacheLayer;
-    let cache = cacheside::Cache::builder()
-        .backend(MemoryBackend::new(100))
+    let cache = cacheside::Cache::builder(MemoryBackend::new(100))
         .default_ttl(Duration::from_secs(30))
         .build();
     let app = Router::new()

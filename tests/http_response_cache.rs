@@ -20,8 +20,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 fn memory() -> Cache {
-    Cache::builder()
-        .backend(MemoryBackend::new(10_000))
+    Cache::builder(MemoryBackend::new(10_000))
         .default_ttl(Duration::from_secs(60))
         .build()
 }
@@ -813,7 +812,7 @@ async fn concurrent_misses_run_the_handler_once() {
 async fn a_broken_store_fails_open() {
     let backend = BrokenBackend::new(Breakage::Errors);
     let store_calls = backend.calls.clone();
-    let cache = Cache::builder().backend(backend).build();
+    let cache = Cache::builder(backend).build();
     let calls = Calls::default();
     let c = calls.clone();
     let app = Router::new()
@@ -883,8 +882,7 @@ fn redis_backed_response_cache() {
     let server = RedisServer::start();
     common::run(async {
         let connect = || async {
-            Cache::builder()
-                .backend(RedisBackend::connect(&server.url()).await.unwrap())
+            Cache::builder(RedisBackend::connect(&server.url()).await.unwrap())
                 .namespace("web")
                 .build()
         };

@@ -43,7 +43,7 @@ fn app(cache: Cache, calls: &Calls) -> Router {
 
 #[tokio::test]
 async fn cache_enabled_false_switches_the_response_cache_off() {
-    let memory = Cache::builder().backend(MemoryBackend::new(100)).build();
+    let memory = Cache::builder(MemoryBackend::new(100)).build();
     let calls = Calls::default();
     let warm = app(memory.clone(), &calls);
     assert_eq!(x_cache(&warm).await, ("MISS".into(), "run 1".into()));
@@ -51,10 +51,7 @@ async fn cache_enabled_false_switches_the_response_cache_off() {
 
     let counting = BrokenBackend::new(Breakage::Errors);
     let store_calls = counting.calls.clone();
-    let cold = app(
-        Cache::builder().backend(counting).build(),
-        &Calls::default(),
-    );
+    let cold = app(Cache::builder(counting).build(), &Calls::default());
 
     cacheside::set_enabled(false);
     assert_eq!(x_cache(&warm).await, ("BYPASS".into(), "run 2".into()));

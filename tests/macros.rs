@@ -18,8 +18,7 @@ const PATTERNS: bool = true;
 async fn global() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| {
-        let cache = Cache::builder()
-            .backend(MemoryBackend::new(10_000))
+        let cache = Cache::builder(MemoryBackend::new(10_000))
             .namespace("t")
             .build();
         cacheside::init(cache.clone()).expect("first init in this binary");
@@ -32,12 +31,11 @@ async fn invalidate_without_patterns(id: u32) {}
 
 #[tokio::test]
 async fn a_backend_without_patterns_still_deletes_exact_keys() {
-    let cache = Cache::builder()
-        .backend(TweakedMemory {
-            patterns: false,
-            ..TweakedMemory::new(MemoryBackend::new(100))
-        })
-        .build();
+    let cache = Cache::builder(TweakedMemory {
+        patterns: false,
+        ..TweakedMemory::new(MemoryBackend::new(100))
+    })
+    .build();
     cacheside::register("no-patterns", cache.clone());
     seed(&cache, &["np:1", "np:count", "np:page:1"]).await;
     invalidate_without_patterns(1).await;
@@ -71,7 +69,7 @@ async fn on_hanging_store(id: u32) -> u32 {
 #[tokio::test]
 async fn a_failing_store_fails_open() {
     let backend = BrokenBackend::new(Breakage::Errors);
-    let cache = Cache::builder().backend(backend.clone()).build();
+    let cache = Cache::builder(backend.clone()).build();
     cacheside::register("broken-errors", cache.clone());
     for _ in 0..20 {
         assert_eq!(on_erroring_store(1).await, 2);
@@ -93,8 +91,7 @@ async fn a_failing_store_fails_open() {
 
 #[tokio::test]
 async fn a_hanging_store_is_bounded_by_the_op_timeout() {
-    let cache = Cache::builder()
-        .backend(BrokenBackend::new(Breakage::Hangs))
+    let cache = Cache::builder(BrokenBackend::new(Breakage::Hangs))
         .op_timeout(Duration::from_millis(20))
         .build();
     cacheside::register("broken-hangs", cache.clone());
@@ -146,12 +143,11 @@ async fn mutate_then_invalidate(id: u32) -> Result<(), String> {
 
 #[tokio::test(start_paused = true)]
 async fn a_caller_dropped_during_invalidation_does_not_leave_stale_entries() {
-    let cache = Cache::builder()
-        .backend(TweakedMemory {
-            delete_delay: Duration::from_millis(50),
-            ..TweakedMemory::new(MemoryBackend::new(100))
-        })
-        .build();
+    let cache = Cache::builder(TweakedMemory {
+        delete_delay: Duration::from_millis(50),
+        ..TweakedMemory::new(MemoryBackend::new(100))
+    })
+    .build();
     cacheside::register("slow-deletes", cache.clone());
     seed(&cache, &["slow:1", "slow:count"]).await;
     // The caller gives up while the first delete is under way.

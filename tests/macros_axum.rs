@@ -22,7 +22,7 @@ use tower::ServiceExt;
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| {
-        let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+        let cache = Cache::builder(MemoryBackend::new(10_000)).build();
         cacheside::init(cache.clone()).expect("first init");
         cache
     })

@@ -26,7 +26,7 @@ async fn mutate(id: u32) -> Result<(), String> {
 async fn disabled_calls_never_touch_the_store() {
     // A store that counts every call: it must see none.
     let backend = BrokenBackend::new(Breakage::Errors);
-    cacheside::init(Cache::builder().backend(backend.clone()).build()).unwrap();
+    cacheside::init(Cache::builder(backend.clone()).build()).unwrap();
     cacheside::set_enabled(false);
     assert!(!cacheside::is_enabled());
     for _ in 0..3 {

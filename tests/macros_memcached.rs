@@ -21,7 +21,7 @@ async fn global() -> &'static Cache {
             let backend = MemcachedBackend::connect([server.addr()])
                 .await
                 .expect("connect to the test memcached");
-            let cache = Cache::builder().backend(backend).namespace("t").build();
+            let cache = Cache::builder(backend).namespace("t").build();
             cacheside::init(cache.clone()).expect("first init in this binary");
             cache
         })

@@ -20,7 +20,7 @@ async fn global() -> &'static Cache {
             let backend = RedisBackend::connect(&server.url())
                 .await
                 .expect("connect to the test redis-server");
-            let cache = Cache::builder().backend(backend).namespace("t").build();
+            let cache = Cache::builder(backend).namespace("t").build();
             cacheside::init(cache.clone()).expect("first init in this binary");
             cache
         })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cache_backends::{MemcachedBackend, MemcachedOptions};
 use cacheside::testing::MemcachedServer;
-use cacheside::{Backend, Breaker, Bytes, Cache, Error, Key};
+use cacheside::{Backend, BreakerSettings, Bytes, Cache, Error, Key};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -41,9 +41,8 @@ async fn with_pool(addr: &str, pool_size: usize) -> MemcachedBackend {
     .expect("connect to the test memcached")
 }
 
-fn cache_with(backend: MemcachedBackend, breaker: Breaker) -> Cache {
-    Cache::builder()
-        .backend(backend)
+fn cache_with(backend: MemcachedBackend, breaker: BreakerSettings) -> Cache {
+    Cache::builder(backend)
         .namespace("faults")
         .op_timeout(OP_TIMEOUT)
         .breaker(breaker)
@@ -72,7 +71,7 @@ async fn sigkill_during_load_stays_correct_and_recovers_after_restart() {
     let mut server = MemcachedServer::start();
     let cache = cache_with(
         backend(&[server.addr()]).await,
-        Breaker {
+        BreakerSettings {
             threshold: 5,
             cooldown: Duration::from_millis(200),
         },
@@ -155,7 +154,7 @@ async fn sigstop_fails_open_then_the_breaker_makes_calls_cheap() {
     let server = MemcachedServer::start();
     let cache = cache_with(
         backend(&[server.addr()]).await,
-        Breaker {
+        BreakerSettings {
             threshold: 5,
             cooldown: Duration::from_secs(2),
         },
@@ -230,7 +229,7 @@ async fn sigstop_fails_open_then_the_breaker_makes_calls_cheap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_fails_clear_and_connect_at_the_io_timeout() {
     let server = MemcachedServer::start();
-    let cache = cache_with(backend(&[server.addr()]).await, Breaker::default());
+    let cache = cache_with(backend(&[server.addr()]).await, BreakerSettings::default());
     cache
         .set("a", &1u32, None)
         .await
@@ -274,7 +273,7 @@ async fn a_clear_that_times_out_on_one_server_is_still_seen_on_the_others() {
     )
     .await
     .expect("connect to the test memcached servers");
-    let cache = cache_with(backend.clone(), Breaker::default());
+    let cache = cache_with(backend.clone(), BreakerSettings::default());
     let key = (0..100)
         .map(|i| format!("k{i}"))
         .find(|k| backend.server_for(&cache.full_key(k)) == healthy.addr())
@@ -294,7 +293,7 @@ async fn a_clear_that_times_out_on_one_server_is_still_seen_on_the_others() {
 #[tokio::test]
 async fn garbage_bytes_read_as_a_miss_and_count_an_error() {
     let server = MemcachedServer::start();
-    let cache = cache_with(backend(&[server.addr()]).await, Breaker::default());
+    let cache = cache_with(backend(&[server.addr()]).await, BreakerSettings::default());
     // Another process writes raw bytes (no envelope) under the same key.
     let raw = backend(&[server.addr()]).await;
     let key = Key::new("faults:g", "faults:".len());
@@ -323,7 +322,7 @@ async fn garbage_bytes_read_as_a_miss_and_count_an_error() {
 #[tokio::test]
 async fn five_mib_value_is_refused_by_set_and_skipped_by_get_or_set() {
     let server = MemcachedServer::start();
-    let cache = cache_with(backend(&[server.addr()]).await, Breaker::default());
+    let cache = cache_with(backend(&[server.addr()]).await, BreakerSettings::default());
     let big = "x".repeat(5 * 1024 * 1024);
     match cache.set("big", &big, None).await {
         Err(Error::ValueTooLarge { size, limit }) => {
@@ -351,7 +350,7 @@ async fn two_servers_spread_keys_and_survive_losing_one() {
     let a = MemcachedServer::start();
     let mut b = MemcachedServer::start();
     let addrs = [a.addr(), b.addr()];
-    let cache = cache_with(backend(&addrs).await, Breaker::default());
+    let cache = cache_with(backend(&addrs).await, BreakerSettings::default());
     let router = backend(&addrs).await; // same list, same routing: tells where each key lives
     let keys: Vec<String> = (0..200).map(|i| format!("spread:{i}")).collect();
     let mut on_a = Vec::new();

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use cacheside::backends::MemoryBackend;
 use cacheside::http::{RateLimitLayer, DEFAULT_MAX_COUNTERS};
-use cacheside::{async_trait, Backend, Breaker, Bytes, Cache, Error, Key, NullBackend};
+use cacheside::{async_trait, Backend, BreakerSettings, Bytes, Cache, Error, Key, NullBackend};
 use http::{Request, StatusCode};
 
 /// Long enough that no test straddles a window boundary (windows are epoch-aligned).
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn memory() -> Cache {
-    Cache::builder().backend(MemoryBackend::new(10_000)).build()
+    Cache::builder(MemoryBackend::new(10_000)).build()
 }
 
 #[tokio::test]
@@ -255,9 +255,8 @@ impl Backend for Broken {
 }
 
 fn broken(legacy: bool) -> Cache {
-    Cache::builder()
-        .backend(Broken { legacy })
-        .breaker(Breaker {
+    Cache::builder(Broken { legacy })
+        .breaker(BreakerSettings {
             threshold: 2,
             cooldown: Duration::from_secs(30),
         })
@@ -385,7 +384,7 @@ async fn fill_with_hot_entries(cache: &Cache, n: usize) {
 
 #[tokio::test]
 async fn counters_survive_a_shared_memory_cache_full_of_hot_entries() {
-    let cache = Cache::builder().backend(MemoryBackend::new(1_000)).build();
+    let cache = Cache::builder(MemoryBackend::new(1_000)).build();
     fill_with_hot_entries(&cache, 5_000).await;
     let (app, calls) = app(RateLimitLayer::new(cache.clone(), 3, HOUR));
     let clients: Vec<[u8; 4]> = (1..=8).map(|i| [10, 40, 0, i]).collect();
@@ -424,7 +423,7 @@ async fn exactly_limit_pass(layer: RateLimitLayer, limit: u64) {
 #[tokio::test]
 async fn a_cache_that_stores_nothing_does_not_switch_limiting_off_and_says_so() {
     let (logs, _guard) = capture_logs();
-    let none = Cache::builder().backend(NullBackend).build();
+    let none = Cache::builder(NullBackend).build();
     let layer = RateLimitLayer::new(none, 3, HOUR);
     let warned = logs.lines("WARN", "CACHE_BACKEND=none");
     assert_eq!(warned.len(), 1, "{}", logs.text());
@@ -440,7 +439,7 @@ async fn a_cache_that_stores_nothing_does_not_switch_limiting_off_and_says_so() 
 #[tokio::test]
 async fn a_memory_cache_of_zero_entries_still_limits() {
     // CACHE_MEMORY_MAX_ENTRIES=0
-    let empty = Cache::builder().backend(MemoryBackend::new(0)).build();
+    let empty = Cache::builder(MemoryBackend::new(0)).build();
     exactly_limit_pass(RateLimitLayer::new(empty, 3, HOUR), 3).await;
 }
 

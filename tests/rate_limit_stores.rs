@@ -12,7 +12,7 @@ use axum::body::Body;
 use cacheside::backends::{RedisBackend, RedisOptions};
 use cacheside::http::RateLimitLayer;
 use cacheside::testing::{free_port, MemcachedServer, RedisCluster, RedisServer, Reply};
-use cacheside::{Breaker, Cache};
+use cacheside::{BreakerSettings, Cache};
 use http::{Request, StatusCode};
 
 /// Long enough that no test straddles a window boundary (windows are epoch-aligned).
@@ -156,10 +156,9 @@ async fn redis_killed_mid_test_fails_open_then_limits_again_after_restart() {
     let redis = RedisBackend::connect_with(&server.url(), options)
         .await
         .expect("connect to the test server");
-    let cache = Cache::builder()
-        .backend(redis)
+    let cache = Cache::builder(redis)
         .op_timeout(OP_TIMEOUT)
-        .breaker(Breaker {
+        .breaker(BreakerSettings {
             threshold: 3,
             cooldown: Duration::from_millis(300),
         })

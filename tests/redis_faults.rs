@@ -25,8 +25,7 @@ async fn cache_on(server: &RedisServer, namespace: &str) -> Cache {
     let redis = RedisBackend::connect_with(&server.url(), options)
         .await
         .expect("connect to the test server");
-    Cache::builder()
-        .backend(redis)
+    Cache::builder(redis)
         .namespace(namespace)
         .op_timeout(OP_TIMEOUT)
         .build()

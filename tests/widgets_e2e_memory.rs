@@ -13,7 +13,7 @@ async fn global() -> &'static Cache {
     static CACHE: OnceCell<Cache> = OnceCell::const_new();
     CACHE
         .get_or_init(|| async {
-            let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+            let cache = Cache::builder(MemoryBackend::new(10_000)).build();
             cacheside::init(cache.clone()).expect("first init");
             cache
         })

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cacheside::backends::RedisBackend;
 use cacheside::testing::RedisServer;
-use cacheside::{Breaker, Cache};
+use cacheside::{BreakerSettings, Cache};
 use common::run;
 use reqwest::StatusCode;
 use tokio::sync::OnceCell;
@@ -28,10 +28,9 @@ async fn global() -> &'static Cache {
             let backend = RedisBackend::connect(&url)
                 .await
                 .expect("connect to the test redis");
-            let cache = Cache::builder()
-                .backend(backend)
+            let cache = Cache::builder(backend)
                 .op_timeout(Duration::from_millis(100))
-                .breaker(Breaker {
+                .breaker(BreakerSettings {
                     threshold: 3,
                     cooldown: Duration::from_millis(200),
                 })

@@ -69,10 +69,6 @@ pub(crate) fn startup_reason(e: &Error) -> String {
 /// # Ok(()) }
 /// ```
 pub async fn connect(config: &Config) -> Result<Cache, Error> {
-    let builder = Cache::builder()
-        .namespace(&config.namespace)
-        .default_ttl(config.default_ttl)
-        .op_timeout(config.op_timeout);
     let backend: Box<dyn cache_core::Backend> = match config.backend {
         BackendKind::Memory => memory_backend(config)?,
         BackendKind::None => Box::new(NullBackend),
@@ -91,7 +87,11 @@ pub async fn connect(config: &Config) -> Result<Cache, Error> {
         BackendKind::Memcached => return Err(not_compiled("memcached", "memcached")),
         other => return Err(not_compiled(other.as_str(), "a newer cacheside")),
     };
-    Ok(builder.boxed_backend(backend).build())
+    Ok(Cache::builder_boxed(backend)
+        .namespace(&config.namespace)
+        .default_ttl(config.default_ttl)
+        .op_timeout(config.op_timeout)
+        .build())
 }
 
 fn not_compiled(backend: &str, feature: &'static str) -> Error {

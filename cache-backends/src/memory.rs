@@ -69,7 +69,7 @@ impl Expiry<String, Stored> for PerEntryTtl {
 /// ```
 /// use cache_backends::MemoryBackend;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
-/// let cache = cache_core::Cache::builder().backend(MemoryBackend::new(10_000)).build();
+/// let cache = cache_core::Cache::builder(MemoryBackend::new(10_000)).build();
 /// cache.set("widget:7", "spanner", None).await?;
 /// assert_eq!(cache.get::<String>("widget:7").await?.as_deref(), Some("spanner"));
 /// assert_eq!(cache.delete_pattern("widget:*").await?, 1);
@@ -119,7 +119,7 @@ impl MemoryBackend {
     /// ```
     /// use cache_backends::MemoryBackend;
     /// let store = MemoryBackend::new(10_000).with_max_bytes(64 * 1024 * 1024);
-    /// let cache = cache_core::Cache::builder().backend(store).build();
+    /// let cache = cache_core::Cache::builder(store).build();
     /// ```
     pub fn with_max_bytes(self, max_bytes: u64) -> Self {
         Self::bounded(self.max_entries, max_bytes)

@@ -132,7 +132,7 @@ impl<'a> Key<'a> {
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let cache = cache_core::Cache::builder().backend(MapBackend::default()).build();
+/// let cache = cache_core::Cache::builder(MapBackend::default()).build();
 /// cache.set("greeting", "hello", None).await.unwrap();
 /// assert_eq!(cache.get::<String>("greeting").await.unwrap().as_deref(), Some("hello"));
 /// # }
@@ -311,10 +311,7 @@ mod tests {
     #[tokio::test]
     async fn cache_increment_applies_the_namespace_to_both_keys() {
         let rec = std::sync::Arc::new(Recorder::default());
-        let cache = Cache::builder()
-            .backend(Shared(rec.clone()))
-            .namespace("app")
-            .build();
+        let cache = Cache::builder(Shared(rec.clone())).namespace("app").build();
         let minute = Duration::from_secs(60);
         assert_eq!(
             cache.increment("a", 2, minute, Some("b")).await.unwrap(),
@@ -366,7 +363,7 @@ mod tests {
 
     #[tokio::test]
     async fn default_increment_is_unsupported_with_a_helpful_message() {
-        let cache = Cache::builder().backend(Legacy).build();
+        let cache = Cache::builder(Legacy).build();
         let err = cache
             .increment("k", 1, Duration::from_secs(1), None)
             .await

@@ -1,8 +1,17 @@
-//! Keeping a failing store cheap: the circuit breaker and log-burst limiting.
+//! Keeping a failing store cheap: may a cache use its store now, and for how long.
+//!
+//! [`StoreGate`] answers that one question for every store operation of a
+//! cache: it bounds the operation (the op timeout, a longer bulk bound, or
+//! what is left of a call's budget) and runs it through the [`Circuit`]
+//! (opened by [`BreakerSettingsSettings`]). [`OncePerBurst`] keeps the logs of a
+//! failing part to one line per burst.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::Error;
 
 /// Milliseconds on tokio's clock (the one the op timeouts use, and the one a
 /// paused test runtime controls; std's clock outside a runtime), counted from
@@ -35,21 +44,21 @@ fn ms_from(anchor: std::time::Instant, now: std::time::Instant) -> u64 {
 ///
 /// ```
 /// use std::time::Duration;
-/// let b = cache_core::Breaker { threshold: 3, cooldown: Duration::from_secs(1) };
-/// assert_eq!(cache_core::Breaker::default().threshold, 5);
+/// let b = cache_core::BreakerSettings { threshold: 3, cooldown: Duration::from_secs(1) };
+/// assert_eq!(cache_core::BreakerSettings::default().threshold, 5);
 /// # let _ = b;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Breaker {
+pub struct BreakerSettings {
     /// Consecutive failures that open the circuit (0 disables the breaker).
     pub threshold: u32,
     /// How long the circuit stays open before a probe.
     pub cooldown: Duration,
 }
 
-impl Default for Breaker {
+impl Default for BreakerSettings {
     fn default() -> Self {
-        Breaker {
+        BreakerSettings {
             threshold: 5,
             cooldown: Duration::from_secs(2),
         }
@@ -58,7 +67,7 @@ impl Default for Breaker {
 
 #[derive(Debug)]
 pub(crate) struct Circuit {
-    cfg: Breaker,
+    cfg: BreakerSettings,
     failures: AtomicU32,
     /// 0 = closed; otherwise the `now_ms()` at which a probe may go through.
     open_until: AtomicU64,
@@ -72,7 +81,7 @@ pub(crate) enum Admit {
 }
 
 impl Circuit {
-    pub(crate) fn new(cfg: Breaker) -> Self {
+    pub(crate) fn new(cfg: BreakerSettings) -> Self {
         Circuit {
             cfg,
             failures: AtomicU32::new(0),
@@ -136,16 +145,161 @@ impl Circuit {
     }
 }
 
-/// Logs a warning at most once per burst window, counting what it held back.
+/// How long one store operation may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bound {
+    /// The cache's op timeout, from now.
+    Op,
+    /// A bound of its own, from now (bulk operations, the rest of a budget).
+    Within(Duration),
+    /// `limit` taken earlier, ending at `deadline`: a read-through call takes
+    /// one reading of the clock for its read and its write.
+    Until(Duration, tokio::time::Instant),
+}
+
+/// `limit` from now; an op timeout too large to add is "about 30 years", as in `tokio::time::timeout`.
+pub(crate) fn deadline_after(limit: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
+/// Whether a cache may use its store now, and for how long (see the module docs).
+#[derive(Debug)]
+pub(crate) struct StoreGate {
+    circuit: Circuit,
+    op_timeout: Duration,
+    /// In-process stores are neither bounded nor broken.
+    in_process: bool,
+}
+
+impl StoreGate {
+    pub(crate) fn new(breaker: BreakerSettings, op_timeout: Duration, in_process: bool) -> Self {
+        StoreGate {
+            circuit: Circuit::new(breaker),
+            op_timeout,
+            in_process,
+        }
+    }
+
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    /// True while the circuit is open (failing store: skip optional work).
+    pub(crate) fn is_open(&self) -> bool {
+        self.circuit.is_open()
+    }
+
+    /// The op timeout from now for a store outside the process; `None` for
+    /// an in-process store (not bounded).
+    pub(crate) fn call_deadline(&self) -> Option<tokio::time::Instant> {
+        (!self.in_process).then(|| deadline_after(self.op_timeout))
+    }
+
+    /// Runs one store operation within `bound`, through the circuit.
+    ///
+    /// `answered` runs when the store answered (a success, or an error that
+    /// is not a store failure). A timeout under a bound shorter than the op
+    /// timeout (the remainder of a call's budget) is the budget running out,
+    /// not evidence that the store is failing: it does not count towards
+    /// opening the circuit. A cancelled probe counts as a failed one, so the
+    /// circuit never stays "probing" forever.
+    pub(crate) async fn run<T>(
+        &self,
+        backend: &'static str,
+        op: &'static str,
+        bound: Bound,
+        fut: impl Future<Output = Result<T, Error>>,
+        answered: impl FnOnce(),
+    ) -> Result<T, Error> {
+        if self.in_process {
+            return fut.await;
+        }
+        let (limit, deadline) = match bound {
+            Bound::Op => (self.op_timeout, deadline_after(self.op_timeout)),
+            Bound::Within(limit) => (limit, deadline_after(limit)),
+            Bound::Until(limit, deadline) => (limit, deadline),
+        };
+        let admitted = self.circuit.admit();
+        if matches!(admitted, Admit::Skip) {
+            return Err(Error::CircuitOpen { backend });
+        }
+        let probe = ProbeGuard {
+            circuit: &self.circuit,
+            armed: matches!(admitted, Admit::Probe),
+        };
+        let (result, budget_ran_out) = match tokio::time::timeout_at(deadline, fut).await {
+            Ok(r) => (r, false),
+            Err(_) => (
+                Err(Error::Timeout {
+                    backend,
+                    op,
+                    after: limit,
+                }),
+                limit < self.op_timeout,
+            ),
+        };
+        probe.disarm();
+        match &result {
+            Err(_) if budget_ran_out && !matches!(admitted, Admit::Probe) => {}
+            Err(e) if e.is_store_failure() => {
+                if self.circuit.failure(&admitted) {
+                    tracing::warn!(backend, "cache store keeps failing; circuit opened, calls skip the store until a probe succeeds");
+                }
+            }
+            _ => {
+                self.circuit.success(&admitted);
+                answered();
+            }
+        }
+        result
+    }
+}
+
+/// Reports a cancelled probe as a failed one (see [`StoreGate::run`]).
+struct ProbeGuard<'a> {
+    circuit: &'a Circuit,
+    armed: bool,
+}
+
+impl ProbeGuard<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.circuit.failure(&Admit::Probe);
+        }
+    }
+}
+
+/// Says "log now" at most once per burst window (10 s on tokio's clock),
+/// counting the calls it held back: a part that cannot do its job says so
+/// once per burst, not once per call.
+///
+/// ```
+/// use cache_core::OncePerBurst;
+/// static STORE_DOWN: OncePerBurst = OncePerBurst::new();
+/// if let Some(suppressed) = STORE_DOWN.should_log() {
+///     // tracing::warn!(suppressed, "store down; serving without it");
+///     assert_eq!(suppressed, 0);
+/// }
+/// assert_eq!(STORE_DOWN.should_log(), None, "the same burst");
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct WarnOnce {
+pub struct OncePerBurst {
     last_ms: AtomicU64,
     suppressed: AtomicU64,
 }
 
-impl WarnOnce {
-    pub(crate) const fn new() -> Self {
-        WarnOnce {
+impl OncePerBurst {
+    /// A limiter that lets the first call log.
+    pub const fn new() -> Self {
+        OncePerBurst {
             last_ms: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
         }
@@ -154,9 +308,9 @@ impl WarnOnce {
 
 const BURST_WINDOW_MS: u64 = 10_000;
 
-impl WarnOnce {
-    /// Returns `Some(suppressed_since_last)` when this call should log.
-    pub(crate) fn should_log(&self) -> Option<u64> {
+impl OncePerBurst {
+    /// `Some(calls held back since the last line)` when this call should log.
+    pub fn should_log(&self) -> Option<u64> {
         let now = now_ms() + BURST_WINDOW_MS; // offset so that the first call always logs
         let last = self.last_ms.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) < BURST_WINDOW_MS {
@@ -182,7 +336,7 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_and_probes_once_after_cooldown() {
-        let c = Circuit::new(Breaker {
+        let c = Circuit::new(BreakerSettings {
             threshold: 2,
             cooldown: Duration::ZERO,
         });
@@ -232,7 +386,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         let _ = now_ms();
         rt.block_on(async {
-            let c = Circuit::new(Breaker {
+            let c = Circuit::new(BreakerSettings {
                 threshold: 1,
                 cooldown: Duration::from_millis(50),
             });
@@ -245,7 +399,7 @@ mod tests {
 
     #[test]
     fn threshold_zero_never_opens() {
-        let c = Circuit::new(Breaker {
+        let c = Circuit::new(BreakerSettings {
             threshold: 0,
             cooldown: Duration::from_secs(60),
         });
@@ -256,8 +410,8 @@ mod tests {
     }
 
     #[test]
-    fn warn_once_logs_first_then_suppresses() {
-        let w = WarnOnce::default();
+    fn once_per_burst_logs_first_then_suppresses() {
+        let w = OncePerBurst::default();
         assert_eq!(w.should_log(), Some(0));
         assert_eq!(w.should_log(), None);
         assert_eq!(w.should_log(), None);

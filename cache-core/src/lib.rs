@@ -34,14 +34,14 @@ pub use async_trait::async_trait;
 pub use backend::{Backend, Key};
 pub use bytes::Bytes;
 pub use cache::{
-    Cache, CacheBuilder, CacheNone, Outcome, Plain, Stats, DEFAULT_BULK_TIMEOUT,
+    Cache, CacheBuilder, NoneCached, Outcome, Plain, Stats, DEFAULT_BULK_TIMEOUT,
     DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
 pub use config::DEFAULT_CONNECT_TIMEOUT;
 pub use config::{BackendKind, Config};
 pub use error::{BoxError, Error};
-pub use guard::Breaker;
+pub use guard::{BreakerSettings, OncePerBurst};
 pub use null::NullBackend;
 pub use redact::redact_url;
 pub use registry::{

@@ -12,7 +12,7 @@ use crate::{Backend, Error, Key};
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let cache = cache_core::Cache::builder().backend(cache_core::NullBackend).build();
+/// let cache = cache_core::Cache::builder(cache_core::NullBackend).build();
 /// cache.set("k", &1u8, None).await.unwrap();
 /// assert_eq!(cache.get::<u8>("k").await.unwrap(), None);
 /// # }

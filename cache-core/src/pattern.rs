@@ -3,7 +3,7 @@
 //! One dialect on every backend: `*` matches any run of characters (also
 //! none), `?` exactly one character, `\` makes the next character literal.
 //! Everything else, `[` and `]` included, is literal. Backends with their own
-//! matcher translate with helpers such as [`to_redis`].
+//! matcher translate from [`tokens`].
 
 /// True when `text` matches the glob `pattern`.
 ///
@@ -80,39 +80,26 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Translates a cacheside glob into a Redis `MATCH` pattern with the same meaning.
-///
-/// Redis also treats `[`, `]` and `^` specially; they are escaped here so that they stay literal.
-///
-/// ```
-/// assert_eq!(cache_core::pattern::to_redis("page:[1]:*"), r"page:\[1\]:*");
-/// assert_eq!(cache_core::pattern::to_redis(r"a\*"), r"a\*");
-/// ```
-pub fn to_redis(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len() + 8);
-    for tok in tokens(pattern) {
-        match tok {
-            Token::Any => out.push('*'),
-            Token::One => out.push('?'),
-            Token::Lit(c) => {
-                if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
+/// One element of a glob, as [`tokens`] reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Token {
+pub enum Token {
+    /// `*`: any run of characters, also none.
     Any,
+    /// `?`: exactly one character.
     One,
+    /// A character that stands for itself (escapes resolved).
     Lit(char),
 }
 
-fn tokens(pattern: &str) -> Vec<Token> {
+/// The glob read into [`Token`]s, escapes resolved: what a backend with a
+/// matcher of its own translates from (the Redis backend's `MATCH`
+/// patterns, for one).
+///
+/// ```
+/// use cache_core::pattern::{tokens, Token};
+/// assert_eq!(tokens(r"a\*?"), [Token::Lit('a'), Token::Lit('*'), Token::One]);
+/// ```
+pub fn tokens(pattern: &str) -> Vec<Token> {
     let mut out = Vec::with_capacity(pattern.len());
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {

@@ -182,7 +182,7 @@ static AUTO_INIT_FAILED: OnceLock<String> = OnceLock::new();
 /// Annotated calls that ran uncached because the lazy start failed.
 static AUTO_INIT_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// Limits the repeated ERROR to one per burst window (10 s).
-static AUTO_INIT_LOG: crate::guard::WarnOnce = crate::guard::WarnOnce::new();
+static AUTO_INIT_LOG: crate::guard::OncePerBurst = crate::guard::OncePerBurst::new();
 
 /// How many annotated calls ran uncached because the lazy start failed: no
 /// `init`/`init_from_env` was called and the first annotated call could not
@@ -221,7 +221,7 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
         Some(name) => match named_fast(name) {
             Some(c) => Some(c),
             None => {
-                static WARN: crate::guard::WarnOnce = crate::guard::WarnOnce::new();
+                static WARN: crate::guard::OncePerBurst = crate::guard::OncePerBurst::new();
                 if WARN.should_log().is_some() {
                     tracing::warn!(cache = name, "no cache registered under this name; calls run uncached until cacheside::register(\"{name}\", …) is called");
                 }
@@ -271,16 +271,10 @@ mod tests {
     #[test]
     fn a_re_registered_name_is_seen_by_threads_that_memoised_the_old_one() {
         const NAME: &str = "registry-test-cache";
-        let first = Cache::builder()
-            .backend(NullBackend)
-            .namespace("one")
-            .build();
+        let first = Cache::builder(NullBackend).namespace("one").build();
         assert!(register(NAME, first).is_none());
         assert_eq!(named_fast(NAME).map(Cache::namespace), Some("one"));
-        let second = Cache::builder()
-            .backend(NullBackend)
-            .namespace("two")
-            .build();
+        let second = Cache::builder(NullBackend).namespace("two").build();
         let replaced = register(NAME, second).expect("replaces the first");
         assert_eq!(replaced.namespace(), "one");
         assert_eq!(named_fast(NAME).map(Cache::namespace), Some("two"));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::cache::{CacheNone, Outcome, Plain};
+use crate::cache::{NoneCached, Outcome, Plain};
 use crate::codec::Salt;
 use crate::registry::{invalidation_enabled, is_enabled, resolve, AutoInit};
 use crate::Error;
@@ -206,7 +206,7 @@ pub struct OutcomeKind<R>(PhantomData<fn() -> R>);
 /// [`Kind`] of a return type cached whole.
 pub struct PlainKind<R>(PhantomData<fn() -> R>);
 /// [`Kind`] of an `Option` (or an alias of one) whose `None` is cached too.
-pub struct CacheNoneKind<R>(PhantomData<fn() -> R>);
+pub struct NoneCachedKind<R>(PhantomData<fn() -> R>);
 
 macro_rules! copy_kind {
     ($($k:ident),*) => {$(
@@ -218,7 +218,7 @@ macro_rules! copy_kind {
         impl<R> Copy for $k<R> {}
     )*};
 }
-copy_kind!(OutcomeKind, PlainKind, CacheNoneKind);
+copy_kind!(OutcomeKind, PlainKind, NoneCachedKind);
 
 impl<R: Outcome> Kind<R> for OutcomeKind<R> {
     type O = R;
@@ -266,16 +266,16 @@ impl<T: Serialize + DeserializeOwned> OptionLike for Option<T> {
 
 /// The kind for `cache_none = true` (a function, so that a return type that
 /// is no `Option` gets `OptionLike`'s message, on the return type).
-pub fn cache_none_kind<R: OptionLike>() -> CacheNoneKind<R> {
-    CacheNoneKind(PhantomData)
+pub fn none_cached_kind<R: OptionLike>() -> NoneCachedKind<R> {
+    NoneCachedKind(PhantomData)
 }
 
-impl<R: OptionLike> Kind<R> for CacheNoneKind<R> {
-    type O = CacheNone<R::Inner>;
-    fn wrap(self, r: R) -> CacheNone<R::Inner> {
-        CacheNone(r.into_option())
+impl<R: OptionLike> Kind<R> for NoneCachedKind<R> {
+    type O = NoneCached<R::Inner>;
+    fn wrap(self, r: R) -> NoneCached<R::Inner> {
+        NoneCached(r.into_option())
     }
-    fn unwrap(self, o: CacheNone<R::Inner>) -> R {
+    fn unwrap(self, o: NoneCached<R::Inner>) -> R {
         R::from_option(o.0)
     }
 }

@@ -13,7 +13,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use cache_core::pattern::{escape, is_literal, matches, to_redis};
+use cache_backends::redis_glob as to_redis;
+use cache_core::pattern::{escape, is_literal, matches};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]

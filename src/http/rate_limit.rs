@@ -266,7 +266,7 @@ fn own_counters(namespace: &str, capacity: u64) -> (Cache, Counters) {
     let capacity = capacity.max(1);
     let evictions = Arc::new(Evictions::default());
     let store = CounterStore::new(capacity, Arc::clone(&evictions));
-    let cache = Cache::builder().backend(store).namespace(namespace).build();
+    let cache = Cache::builder(store).namespace(namespace).build();
     (
         cache,
         Counters::Own {
@@ -297,7 +297,7 @@ type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 /// use tower::ServiceExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+/// let cache = Cache::builder(MemoryBackend::new(10_000)).build();
 /// let app = Router::new()
 ///     .route("/", get(|| async { "hello" }))
 ///     .layer(RateLimitLayer::new(cache, 2, Duration::from_secs(60)));
@@ -372,7 +372,7 @@ impl fmt::Debug for RateLimitLayer {
 /// # use std::time::Duration;
 /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
-/// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+/// # let cache = Cache::builder(MemoryBackend::new(100)).build();
 /// let limiter = RateLimitLayer::new(cache, 5, Duration::from_secs(60));
 /// let decision = limiter.check("api-key-1").await?;
 /// assert!(decision.allowed);
@@ -403,7 +403,7 @@ impl Decision {
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let limiter = RateLimitLayer::new(cache, 5, Duration::from_secs(60));
     /// let mut headers = http::HeaderMap::new();
     /// limiter.check("client").await?.write_headers(&mut headers);
@@ -441,14 +441,14 @@ impl RateLimitLayer {
     /// ```
     /// use std::time::Duration;
     /// use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache, NullBackend};
-    /// let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+    /// let cache = Cache::builder(MemoryBackend::new(10_000)).build();
     /// let layer = RateLimitLayer::new(cache, 100, Duration::from_secs(60));
     /// assert_eq!(layer.limit(), 100);
     /// // Counters are kept apart from the cached entries, in the limiter's own store.
     /// assert_eq!(layer.counter_capacity(), Some(cacheside::http::DEFAULT_MAX_COUNTERS));
     ///
     /// // A cache that stores nothing does not turn rate limiting off.
-    /// let none = Cache::builder().backend(NullBackend).build();
+    /// let none = Cache::builder(NullBackend).build();
     /// assert_eq!(RateLimitLayer::new(none, 100, Duration::from_secs(60)).cache().backend_name(), "memory");
     /// ```
     pub fn new(cache: Cache, limit: u64, window: Duration) -> Self {
@@ -609,7 +609,7 @@ impl RateLimitLayer {
     /// ```
     /// use std::time::Duration;
     /// use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
-    /// let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+    /// let cache = Cache::builder(MemoryBackend::new(10_000)).build();
     /// let layer = RateLimitLayer::new(cache, 1_000, Duration::from_secs(3600))
     ///     .key_fn(|parts| {
     ///         parts.headers.get("x-api-key")?.to_str().ok().map(str::to_owned)
@@ -633,7 +633,7 @@ impl RateLimitLayer {
     /// ```
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = RateLimitLayer::new(cache, 10, Duration::from_secs(1)).trust_forwarded_for(true);
     /// # let _ = layer;
     /// ```
@@ -649,7 +649,7 @@ impl RateLimitLayer {
     /// ```
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let strict = RateLimitLayer::new(cache, 10, Duration::from_secs(1)).fail_open(false);
     /// # let _ = strict;
     /// ```
@@ -672,7 +672,7 @@ impl RateLimitLayer {
     /// ```
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let login = RateLimitLayer::new(cache, 5, Duration::from_secs(60)).key_prefix("login");
     /// # let _ = login;
     /// ```
@@ -686,7 +686,7 @@ impl RateLimitLayer {
     /// ```
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// assert_eq!(RateLimitLayer::new(cache, 7, Duration::from_secs(1)).limit(), 7);
     /// ```
     pub fn limit(&self) -> u64 {
@@ -698,7 +698,7 @@ impl RateLimitLayer {
     /// ```
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = RateLimitLayer::new(cache, 7, Duration::from_secs(30));
     /// assert_eq!(layer.window(), Duration::from_secs(30));
     /// ```
@@ -714,7 +714,7 @@ impl RateLimitLayer {
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
-    /// let shared = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// let shared = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = RateLimitLayer::new(shared.clone(), 7, Duration::from_secs(30));
     /// assert_eq!(layer.cache().backend_name(), "memory");
     /// layer.check("10.0.0.1").await?;
@@ -812,7 +812,7 @@ impl RateLimitLayer {
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let limiter = RateLimitLayer::new(cache, 1, Duration::from_secs(60));
     /// assert!(limiter.check("job:42").await?.allowed);
     /// let second = limiter.check("job:42").await?;
@@ -1136,7 +1136,7 @@ impl<S> Layer<S> for RateLimitLayer {
 /// use tower::{service_fn, Layer, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+/// let cache = Cache::builder(MemoryBackend::new(100)).build();
 /// let layer = RateLimitLayer::new(cache, 1, Duration::from_secs(60))
 ///     .key_fn(|_| Some("everyone".into()));
 /// let svc = layer.layer(service_fn(|_req: Request<Body>| async {

@@ -162,7 +162,7 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 /// use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let cache = Cache::builder().backend(MemoryBackend::new(10_000)).build();
+/// let cache = Cache::builder(MemoryBackend::new(10_000)).build();
 /// let app = Router::new()
 ///     .route("/items", get(|| async { "[1, 2, 3]" }))
 ///     .route_layer(ResponseCacheLayer::new(cache).ttl(Duration::from_secs(60)));
@@ -237,7 +237,7 @@ impl ResponseCacheLayer {
     ///
     /// ```
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
-    /// let layer = ResponseCacheLayer::new(Cache::builder().backend(MemoryBackend::new(100)).build());
+    /// let layer = ResponseCacheLayer::new(Cache::builder(MemoryBackend::new(100)).build());
     /// let app: axum::Router = axum::Router::new().layer(layer);
     /// ```
     pub fn new(cache: Cache) -> Self {
@@ -261,7 +261,7 @@ impl ResponseCacheLayer {
     /// ```
     /// # use std::time::Duration;
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = ResponseCacheLayer::new(cache).ttl(Duration::from_secs(30));
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
@@ -277,7 +277,7 @@ impl ResponseCacheLayer {
     ///
     /// ```
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = ResponseCacheLayer::new(cache).max_body_bytes(64 * 1024);
     /// ```
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
@@ -289,7 +289,7 @@ impl ResponseCacheLayer {
     ///
     /// ```
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = ResponseCacheLayer::new(cache).cache_status(|s| s.is_success());
     /// ```
     pub fn cache_status(mut self, predicate: fn(StatusCode) -> bool) -> Self {
@@ -301,7 +301,7 @@ impl ResponseCacheLayer {
     ///
     /// ```
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = ResponseCacheLayer::new(cache).key_prefix("pages");
     /// ```
     pub fn key_prefix(mut self, prefix: &str) -> Self {
@@ -325,7 +325,7 @@ impl ResponseCacheLayer {
     ///
     /// ```
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = ResponseCacheLayer::new(cache).vary_caller(|parts| {
     ///     // Real code verifies the token; this reads a trusted proxy's header.
     ///     parts.headers.get("x-user-id")?.to_str().ok().map(str::to_owned)
@@ -358,7 +358,7 @@ impl ResponseCacheLayer {
     /// use tower::ServiceExt;
     /// # use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+    /// # let cache = Cache::builder(MemoryBackend::new(100)).build();
     /// let layer = ResponseCacheLayer::new(cache).allowed_hosts(["example.com", "api.example.com:8443"]);
     /// let app = Router::new().route("/", get(|| async { "hi" })).route_layer(layer);
     /// let req = |host: &str| Request::get("/").header("host", host).body(Body::empty()).unwrap();
@@ -412,7 +412,7 @@ impl<S> Layer<S> for ResponseCacheLayer {
 /// use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+/// let cache = Cache::builder(MemoryBackend::new(100)).build();
 /// let routes = Router::new().route("/", get(|| async { "hi" }));
 /// let svc = ResponseCacheLayer::new(cache).layer(routes);
 /// let req = Request::get("/").header("host", "example.com").body(Body::empty()).unwrap();
@@ -436,7 +436,7 @@ pub struct ResponseCache<S> {
 /// use cacheside::{backends::MemoryBackend, http::{ResponseCacheLayer, ResponseFuture}, Cache};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let cache = Cache::builder().backend(MemoryBackend::new(100)).build();
+/// let cache = Cache::builder(MemoryBackend::new(100)).build();
 /// let mut svc = ResponseCacheLayer::new(cache).layer(Router::new().route("/", get(|| async { "hi" })));
 /// let ready = ServiceExt::<Request<Body>>::ready(&mut svc).await.unwrap();
 /// let fut: ResponseFuture<_> = ready.call(Request::get("/").body(Body::empty()).unwrap());

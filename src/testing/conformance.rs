@@ -24,8 +24,7 @@
 //!     // Your store here; one instance, shared by every namespace.
 //!     let store = cacheside::backends::MemoryBackend::new(100_000);
 //!     let make = move |namespace: &str| {
-//!         let cache = Cache::builder()
-//!             .backend(store.clone())
+//!         let cache = Cache::builder(store.clone())
 //!             .namespace(namespace)
 //!             .build();
 //!         async move { cache }
@@ -108,7 +107,7 @@ fn ok<T>(check: &str, step: &str, r: Result<T, Error>) -> T {
 /// # async fn main() {
 /// let store = cacheside::backends::MemoryBackend::new(10_000);
 /// let make = |ns: &str| {
-///     let cache = Cache::builder().backend(store.clone()).namespace(ns).build();
+///     let cache = Cache::builder(store.clone()).namespace(ns).build();
 ///     async move { cache }
 /// };
 /// conformance::run(make, conformance::Capabilities { patterns: true, counters: true }).await;
@@ -157,7 +156,7 @@ where
 /// use cacheside::{testing::conformance, Cache};
 /// let store = cacheside::backends::MemoryBackend::new(1_000);
 /// let make = |ns: &str| {
-///     let cache = Cache::builder().backend(store.clone()).namespace(ns).build();
+///     let cache = Cache::builder(store.clone()).namespace(ns).build();
 ///     async move { cache }
 /// };
 /// conformance::round_trip(&make).await;

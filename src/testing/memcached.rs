@@ -15,7 +15,7 @@ use crate::testing::{free_port, require_binary, ServerProcess};
 ///
 /// let mut server = MemcachedServer::start();
 /// let backend = MemcachedBackend::connect(&[server.addr()]).await?;
-/// let cache = cacheside::Cache::builder().backend(backend).build();
+/// let cache = cacheside::Cache::builder(backend).build();
 /// cache.set("k", &1u32, None).await?;
 /// server.pause();   // SIGSTOP: sockets open, no answers
 /// server.resume();  // SIGCONT

@@ -159,7 +159,7 @@ fn base_args(port: u16) -> Vec<String> {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
 /// let server = cacheside::testing::RedisServer::start();
 /// let redis = cacheside::backends::RedisBackend::connect(&server.url()).await?;
-/// let cache = cacheside::Cache::builder().backend(redis).build();
+/// let cache = cacheside::Cache::builder(redis).build();
 /// cache.set("k", &1u8, None).await?;
 /// # Ok(()) }
 /// ```
@@ -481,7 +481,7 @@ impl Drop for TempDir {
 /// # async fn demo() -> Result<(), cacheside::Error> {
 /// let cluster = cacheside::testing::RedisCluster::start(3);
 /// let backend = cacheside::backends::RedisClusterBackend::connect(&cluster.node_urls()).await?;
-/// let cache = cacheside::Cache::builder().backend(backend).build();
+/// let cache = cacheside::Cache::builder(backend).build();
 /// cache.set("k", &1u8, None).await?;
 /// # Ok(()) }
 /// # fn main() {}

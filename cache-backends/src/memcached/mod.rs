@@ -442,7 +442,7 @@ fn protocol_error(op: &'static str, what: &str) -> Error {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
 /// let backend = MemcachedBackend::connect(&["127.0.0.1:11211"]).await?;
-/// let cache = Cache::builder().backend(backend).namespace("shop").build();
+/// let cache = Cache::builder(backend).namespace("shop").build();
 /// cache.set("widget:7", "spanner", None).await?;
 /// assert_eq!(cache.get::<String>("widget:7").await?.as_deref(), Some("spanner"));
 /// cache.clear().await?; // only the "shop" namespace

@@ -34,7 +34,7 @@ const NODES_VAR: &str = "CACHE_REDIS_CLUSTER_NODES";
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
 /// let nodes = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"];
 /// let cluster = RedisClusterBackend::connect(&nodes).await?;
-/// let cache = cache_core::Cache::builder().backend(cluster).build();
+/// let cache = cache_core::Cache::builder(cluster).build();
 /// cache.set("widget:7", "spanner", None).await?;
 /// # Ok(()) }
 /// ```

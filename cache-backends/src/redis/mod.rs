@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use ::redis::{cmd, Cmd, IntoConnectionInfo, RedisError};
 use bytes::Bytes;
-use cache_core::{pattern, Backend, Config, Error, Key};
+use cache_core::{Backend, Config, Error, Key};
 
 #[cfg(feature = "redis-cluster")]
 mod cluster;
+mod glob;
 mod startup;
 #[cfg(feature = "redis-cluster")]
 pub use cluster::RedisClusterBackend;
+pub use glob::redis_glob;
 use startup::{is_unreachable, probe, redis_error, Probe};
 
 /// Keys asked for per `SCAN` step.
@@ -118,7 +120,7 @@ impl RedisOptions {
 /// use cache_backends::RedisBackend;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
 /// let redis = RedisBackend::connect("redis://127.0.0.1:6379/0").await?;
-/// let cache = cache_core::Cache::builder().backend(redis).namespace("shop").build();
+/// let cache = cache_core::Cache::builder(redis).namespace("shop").build();
 /// cache.set("widget:7", "spanner", None).await?;
 /// assert_eq!(cache.delete_pattern("widget:*").await?, 1);
 /// # Ok(()) }
@@ -443,46 +445,6 @@ pub(crate) fn pttl_to_ttl(ms: i64) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
-/// The Redis `MATCH` pattern for keys `namespace` + local part matching `glob`.
-///
-/// The namespace is escaped so that its `*`, `?`, `[` stay literal. Redis's
-/// `?` matches one *byte* while cacheside's matches one *character*, so `?`
-/// is widened to `*` here and the exact glob is applied to every key the
-/// scan returns (see [`glob_keeps`]).
-pub(crate) fn redis_match(namespace: &str, glob: &str) -> String {
-    let mut out = pattern::to_redis(&pattern::escape(namespace));
-    let translated = pattern::to_redis(glob);
-    let mut chars = translated.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                out.push('\\');
-                if let Some(next) = chars.next() {
-                    out.push(next);
-                }
-            }
-            '?' => out.push('*'),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// The `MATCH` pattern of every key under `namespace` (`*` when empty).
-pub(crate) fn namespace_match(namespace: &str) -> String {
-    let mut out = pattern::to_redis(&pattern::escape(namespace));
-    out.push('*');
-    out
-}
-
-/// True when the store key `key` is `namespace` + a local part matching `glob`.
-pub(crate) fn glob_keeps(namespace: &str, glob: &str, key: &[u8]) -> bool {
-    std::str::from_utf8(key)
-        .ok()
-        .and_then(|k| k.strip_prefix(namespace))
-        .is_some_and(|local| pattern::matches(glob, local))
-}
-
 /// The `Backend` impl both Redis backends share: every operation but
 /// `increment` and `ping` is the same commands over the backend's own
 /// `query` (one key, routed by slot on a cluster) and `scan_unlink` (every
@@ -510,8 +472,8 @@ macro_rules! redis_backend_impl {
             }
 
             async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
-                self.scan_unlink("delete_pattern", &$crate::redis::redis_match(namespace, glob), |k| {
-                    $crate::redis::glob_keeps(namespace, glob, k)
+                self.scan_unlink("delete_pattern", &$crate::redis::glob::redis_match(namespace, glob), |k| {
+                    $crate::redis::glob::glob_keeps(namespace, glob, k)
                 })
                 .await
             }
@@ -527,8 +489,8 @@ macro_rules! redis_backend_impl {
             }
 
             async fn clear(&self, namespace: &str) -> Result<u64, Error> {
-                self.scan_unlink("clear", &$crate::redis::namespace_match(namespace), |k| {
-                    $crate::redis::namespace_keeps(namespace, k)
+                self.scan_unlink("clear", &$crate::redis::glob::namespace_match(namespace), |k| {
+                    $crate::redis::glob::namespace_keeps(namespace, k)
                 })
                 .await
             }
@@ -539,11 +501,6 @@ macro_rules! redis_backend_impl {
 }
 #[cfg_attr(not(feature = "redis-cluster"), allow(unused_imports))]
 pub(crate) use redis_backend_impl;
-
-/// True when the store key `key` lies under `namespace`.
-pub(crate) fn namespace_keeps(namespace: &str, key: &[u8]) -> bool {
-    key.starts_with(namespace.as_bytes())
-}
 
 redis_backend_impl!(RedisBackend, {
     /// One `EVALSHA` of a Lua script: `INCRBY`, `PEXPIRE` when the key is
@@ -657,27 +614,6 @@ pub(crate) async fn cluster_from_config(config: &Config) -> Result<Box<dyn Backe
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn namespace_glob_chars_stay_literal() {
-        assert_eq!(redis_match("a*b?:", "x*"), r"a\*b\?:x*");
-        assert_eq!(redis_match("[t]:", "p:?"), r"\[t\]:p:*");
-        assert_eq!(redis_match("ns:", r"lit\*"), r"ns:lit\*");
-        assert_eq!(redis_match("ns:", r"lit\?"), r"ns:lit\?");
-        assert_eq!(redis_match(r"back\slash:", "*"), r"back\\slash:*");
-        assert_eq!(namespace_match(""), "*");
-        assert_eq!(namespace_match("t*:"), r"t\*:*");
-    }
-
-    #[test]
-    fn exact_filter_applies_the_cacheside_glob() {
-        assert!(glob_keeps("n:", "k:?", "n:k:я".as_bytes()));
-        assert!(!glob_keeps("n:", "k:?", "n:k:яя".as_bytes()));
-        assert!(!glob_keeps("n:", "k:*", b"m:k:1"));
-        assert!(!glob_keeps("n:", "k:*", b"n:k\xff"));
-        assert!(namespace_keeps("", b"anything"));
-        assert!(!namespace_keeps("a:", b"b:a:"));
-    }
 
     #[test]
     fn ttl_conversions() {

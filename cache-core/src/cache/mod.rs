@@ -1,0 +1,465 @@
+//! [`Cache`]: the handle every cached call and every provider call goes through.
+//!
+//! The module is laid out by concern: this file holds the handle and the
+//! provider API; [`builder`] the options; `stats` the counters;
+//! `read_through` the cache-aside path and the entry I/O under it; `kept`
+//! the delivery of invalidations the store did not take; [`outcome`] which
+//! part of a return value is cached. Whether the store may be used at all
+//! is asked of [`crate::guard::StoreGate`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::backend::{Backend, Key};
+use crate::codec::{Codec, Salt, Storable};
+use crate::flight::Flights;
+use crate::guard::{Bound, OncePerBurst, StoreGate};
+use crate::pending::{Pending, Target};
+use crate::Error;
+
+pub mod builder;
+mod kept;
+pub mod outcome;
+mod read_through;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use builder::CacheBuilder;
+pub use outcome::{NoneCached, Outcome, Plain};
+pub use stats::Stats;
+use stats::{bump, Counters};
+
+/// Default time to live when neither the call nor the builder names one (`DEFAULT_CACHE_EXPIRATION`).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// Default bound on one store operation (`CACHE_OP_TIMEOUT_MS`).
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default bound on `delete_pattern` and `clear`, which scan the store.
+pub const DEFAULT_BULK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default largest encoded value the cache writes (4 MiB).
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
+
+/// A cheap-to-clone handle to one store, with its namespace, codec, default TTL and counters.
+///
+/// Build one with [`Cache::builder`], register it with `cacheside::init`, and
+/// the annotated functions use it; or call its methods directly (the
+/// "provider API"): they reach the same entries the macros write.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_core::{Cache, NullBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+/// let cache = Cache::builder(NullBackend) // use cacheside::backends::MemoryBackend in real code
+///     .namespace("shop")
+///     .default_ttl(Duration::from_secs(600))
+///     .build();
+/// assert_eq!(cache.namespace(), "shop");
+/// assert_eq!(cache.get::<u32>("widget:7").await?, None);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    backend: Box<dyn Backend>,
+    codec: Box<dyn Codec>,
+    /// The namespace as given (for [`Cache::namespace`]).
+    namespace: String,
+    /// `"{encoded ns}:"` or `""`.
+    prefix: String,
+    default_ttl: Duration,
+    bulk_timeout: Duration,
+    max_value_size: usize,
+    counters: Counters,
+    flights: Flights,
+    gate: StoreGate,
+    warn: OncePerBurst,
+    pending: Pending,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend.name())
+            .field("codec", &self.inner.codec.name())
+            .field("namespace", &self.namespace())
+            .field("default_ttl", &self.inner.default_ttl)
+            .field("op_timeout", &self.inner.gate.op_timeout())
+            .finish()
+    }
+}
+
+impl Cache {
+    /// Starts a [`CacheBuilder`] over `backend`, the one option without a default.
+    pub fn builder(backend: impl Backend) -> CacheBuilder {
+        CacheBuilder::new(Box::new(backend))
+    }
+
+    /// [`builder`](Cache::builder) for a store already boxed (code that
+    /// picks the backend at run time).
+    pub fn builder_boxed(backend: Box<dyn Backend>) -> CacheBuilder {
+        CacheBuilder::new(backend)
+    }
+
+    /// Runs one store operation through the [`StoreGate`] (may the cache
+    /// use its store now, and for how long). A store that answers kicks the
+    /// delivery of kept invalidations; an invalidation kicks it itself, once
+    /// it has settled what it supersedes (see [`Cache::settle`]).
+    pub(super) async fn call_store<T>(
+        &self,
+        op: &'static str,
+        bound: Bound,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let inner = &*self.inner;
+        inner
+            .gate
+            .run(inner.backend.name(), op, bound, fut, || {
+                let invalidation = matches!(op, "delete" | "delete_pattern" | "clear");
+                if !invalidation && !inner.pending.is_empty() {
+                    self.deliver_pending();
+                }
+            })
+            .await
+    }
+
+    /// The namespace given to the builder (without separator), or `""`.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The backend's name (`"memory"`, `"redis"`, …).
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    /// The TTL used when a write names none.
+    pub fn default_ttl(&self) -> Duration {
+        self.inner.default_ttl
+    }
+
+    /// The store key for `key`: the (encoded) namespace in front.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, NullBackend};
+    /// let cache = Cache::builder(NullBackend).namespace("app").build();
+    /// assert_eq!(cache.full_key("widget:7"), "app:widget:7");
+    /// let nested = Cache::builder(NullBackend).namespace("app:eu").build();
+    /// assert_eq!(nested.full_key("widget:7"), "app%3Aeu:widget:7");
+    /// ```
+    pub fn full_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        if self.inner.prefix.is_empty() {
+            Cow::Borrowed(key)
+        } else {
+            let mut s = String::with_capacity(self.inner.prefix.len() + key.len());
+            s.push_str(&self.inner.prefix);
+            s.push_str(key);
+            Cow::Owned(s)
+        }
+    }
+
+    fn key<'k>(&self, full: &'k str) -> Key<'k> {
+        Key::new(full, self.inner.prefix.len())
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            hits: c.hits.load(),
+            misses: c.misses.load(),
+            errors: c.errors.load(),
+            coalesced: c.coalesced.load(),
+            skipped: c.skipped.load(),
+            invalidations_queued: c.invalidations_queued.load(),
+            invalidations_delivered: c.invalidations_delivered.load(),
+            invalidation_overflows: c.invalidation_overflows.load(),
+        }
+    }
+
+    /// Logs a fail-open event (at most once per burst) and counts it.
+    pub(crate) fn note_failure(&self, what: &str, key: &str, err: &Error) {
+        bump(&self.inner.counters.errors);
+        if let Some(suppressed) = self.inner.warn.should_log() {
+            tracing::warn!(backend = self.backend_name(), key, error = %err, suppressed, "cache {what} failed; serving without the cache (fail-open)");
+        }
+    }
+
+    pub(crate) fn resolve_ttl(&self, ttl: Option<Duration>) -> Duration {
+        ttl.unwrap_or(self.inner.default_ttl)
+    }
+
+    /// Reads `key` as a `T`.
+    ///
+    /// `Ok(None)` when absent, expired, or not a valid `T` (such an entry is
+    /// deleted and counted in [`Stats::errors`]). `Err` when the store fails.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        self.read_entry(
+            &self.full_key(key),
+            self.inner.gate.call_deadline(),
+            Salt::NONE,
+        )
+        .await
+        .inspect_err(|_| bump(&self.inner.counters.errors))
+    }
+
+    /// Writes `value` under `key` for `ttl` (the default TTL when `None`).
+    ///
+    /// The entry's fingerprint is the shape of the type readers ask for:
+    /// `T` itself, `String` for a `str`, `Vec<T>` for a `[T]` (see
+    /// [`Storable`]). A value over the size limit is an
+    /// [`Error::ValueTooLarge`] here (the annotated functions skip such
+    /// values instead).
+    pub async fn set<T: Storable + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.set_salted(key, value, ttl, Salt::NONE).await
+    }
+
+    /// Removes `key`; true when it was there.
+    ///
+    /// Also marks a miss in flight for `key` stale (single-flight in this
+    /// process): callers after this point do not receive, and the stale body
+    /// does not store, a value computed before the mutation.
+    ///
+    /// When the store does not take the delete (circuit open, timeout,
+    /// error), the error is returned **and** the delete is kept: reads of
+    /// `key` miss until it is delivered, which happens as soon as the store
+    /// answers again ([`Stats::invalidations_queued`]).
+    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let full = self.full_key(key);
+        self.inner.flights.invalidate_where(|k| k == full.as_ref());
+        let upto = self.inner.pending.seq();
+        let result = self
+            .call_store(
+                "delete",
+                Bound::Op,
+                self.inner.backend.delete(self.key(&full)),
+            )
+            .await;
+        self.settle(
+            result.as_ref().map(|_| ()),
+            Target::Key(&full),
+            upto,
+            "delete",
+        );
+        result
+    }
+
+    /// Removes every key of this namespace matching the glob (`*`, `?`; see [`crate::pattern`]); returns how many.
+    ///
+    /// [`Error::PatternNotSupported`] on stores that cannot match (Memcached).
+    /// A pattern the store does not take is kept like a failed [`delete`](Cache::delete).
+    pub async fn delete_pattern(&self, pattern: &str) -> Result<u64, Error> {
+        let prefix = &self.inner.prefix;
+        self.inner.flights.invalidate_where(|k| {
+            k.strip_prefix(prefix.as_str())
+                .is_some_and(|local| crate::pattern::matches(pattern, local))
+        });
+        let upto = self.inner.pending.seq();
+        let result = self
+            .call_store(
+                "delete_pattern",
+                Bound::Within(self.inner.bulk_timeout),
+                self.inner
+                    .backend
+                    .delete_pattern(&self.inner.prefix, pattern),
+            )
+            .await;
+        self.settle(
+            result.as_ref().map(|_| ()),
+            Target::Pattern(pattern),
+            upto,
+            "pattern delete",
+        );
+        result
+    }
+
+    /// True when `key` holds a live entry.
+    pub async fn exists(&self, key: &str) -> Result<bool, Error> {
+        let full = self.full_key(key);
+        self.call_store(
+            "exists",
+            Bound::Op,
+            self.inner.backend.exists(self.key(&full)),
+        )
+        .await
+    }
+
+    /// Remaining time to live of `key`; `None` when absent.
+    pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
+        let full = self.full_key(key);
+        self.call_store("ttl", Bound::Op, self.inner.backend.ttl(self.key(&full)))
+            .await
+    }
+
+    /// Removes every entry of this cache's namespace (all entries when it has none); other namespaces stay.
+    ///
+    /// A clear the store does not take is kept like a failed [`delete`](Cache::delete).
+    pub async fn clear(&self) -> Result<u64, Error> {
+        let prefix = &self.inner.prefix;
+        self.inner
+            .flights
+            .invalidate_where(|k| k.starts_with(prefix.as_str()));
+        let upto = self.inner.pending.seq();
+        let result = self
+            .call_store(
+                "clear",
+                Bound::Within(self.inner.bulk_timeout),
+                self.inner.backend.clear(&self.inner.prefix),
+            )
+            .await;
+        self.settle(result.as_ref().map(|_| ()), Target::Clear, upto, "clear");
+        result
+    }
+
+    /// Checks that the store answers.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.call_store("ping", Bound::Op, self.inner.backend.ping())
+            .await
+    }
+
+    /// Atomically adds `delta` to the counter under `key` (created at `delta`,
+    /// expiring after `ttl`, when absent; later increments keep that expiry)
+    /// and reads the counter under `peek` in the same round trip. A negative
+    /// `delta` subtracts (never below 0, never creating the key).
+    ///
+    /// Returns `(new value of key, value of peek)`, the second `0` when
+    /// `peek` is `None` or absent. Both keys get the namespace, like
+    /// [`get`](Cache::get). Runs under the op timeout and the circuit breaker
+    /// (a failing store costs nothing while the circuit is open:
+    /// [`Error::CircuitOpen`]). Counters are raw integers, not cached values:
+    /// read them with this method (`delta = 0`), not with `get`. See
+    /// [`Backend::increment`] for the exact contract; backends that do not
+    /// implement it answer [`Error::Unsupported`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use cache_core::{Cache, NullBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// # let cache = Cache::builder(NullBackend).build(); // use MemoryBackend in real code
+    /// let minute = Duration::from_secs(60);
+    /// let (hits, previous) = cache.increment("hits:{ip}:2", 1, minute, Some("hits:{ip}:1")).await?;
+    /// assert_eq!((hits, previous), (1, 0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Duration,
+        peek: Option<&str>,
+    ) -> Result<(u64, u64), Error> {
+        let full = self.full_key(key);
+        let peek_full = peek.map(|p| self.full_key(p));
+        let result = self
+            .call_store(
+                "increment",
+                Bound::Op,
+                self.inner.backend.increment(
+                    self.key(&full),
+                    delta,
+                    ttl,
+                    peek_full.as_deref().map(|p| self.key(p)),
+                ),
+            )
+            .await;
+        if result.is_err() {
+            bump(&self.inner.counters.errors);
+        }
+        result
+    }
+
+    /// Returns the cached `T` under `key`, or runs `make`, stores its value and returns it.
+    ///
+    /// Concurrent callers that miss the same key wait for the first one
+    /// (single-flight) and get its value. Store failures fail open: `make`
+    /// runs and its value is returned. `Err` only when the value cannot be
+    /// encoded by the codec (a bug in its `Serialize` impl, e.g. a map with
+    /// non-string keys under [`Json`](crate::codec::Json)); the annotated
+    /// functions log that case and return the value instead.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, NullBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// # let cache = Cache::builder(NullBackend).build();
+    /// let n: u64 = cache.get_or_set("answer", None, || async { 42 }).await?;
+    /// assert_eq!(n, 42);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_set<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        make: F,
+    ) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let full = self.full_key(key);
+        let (out, encode_error) = self
+            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async {
+                Plain(make().await)
+            })
+            .await;
+        match encode_error {
+            Some(e) => Err(e),
+            None => Ok(out.0),
+        }
+    }
+
+    /// Like [`get_or_set`](Cache::get_or_set) for values that are not always
+    /// worth caching: `make` returns an [`Outcome`] and only its
+    /// [`cacheable`](Outcome::cacheable) part is stored (`Ok` of a `Result`,
+    /// `Some` of an `Option`, everything of a [`Plain`]). Single-flight and
+    /// fail-open as `get_or_set`; never fails (an encode error is logged and
+    /// counted, and the value is returned).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, NullBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let cache = Cache::builder(NullBackend).build();
+    /// // An HTTP response: store 200s, pass anything else through uncached.
+    /// let out: Result<String, u16> = cache
+    ///     .get_or_compute("page:/", None, || async { Err(503) })
+    ///     .await;
+    /// assert_eq!(out, Err(503));
+    /// # }
+    /// ```
+    pub async fn get_or_compute<O, F, Fut>(&self, key: &str, ttl: Option<Duration>, make: F) -> O
+    where
+        O: Outcome,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let full = self.full_key(key);
+        let (out, encode_error) = self
+            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async {
+                make().await
+            })
+            .await;
+        if let Some(e) = encode_error {
+            self.note_failure("encode", &full, &e);
+        }
+        out
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync + Clone>() {}
+    is::<Cache>();
+}

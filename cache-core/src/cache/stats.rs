@@ -1,0 +1,93 @@
+//! [`Stats`], and the striped counters behind it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one [`Cache`], read with [`Cache::stats`].
+///
+/// ```
+/// let s = cache_core::Stats::default();
+/// assert_eq!(s.hit_ratio(), 0.0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Reads that found a valid entry.
+    pub hits: u64,
+    /// Reads that found nothing (or an entry that did not decode).
+    pub misses: u64,
+    /// Store failures, timeouts, undecodable entries, skipped-by-breaker calls.
+    pub errors: u64,
+    /// Callers that waited for another caller's miss instead of running the body.
+    pub coalesced: u64,
+    /// Values not written because they were over the size limit.
+    pub skipped: u64,
+    /// Invalidations the store did not take (circuit open, timeout, error),
+    /// kept to be delivered when it answers again.
+    pub invalidations_queued: u64,
+    /// Kept invalidations delivered later.
+    pub invalidations_delivered: u64,
+    /// Times more than 1,024 kept invalidations collapsed into one `clear()`
+    /// of the namespace (logged as an error).
+    pub invalidation_overflows: u64,
+}
+
+impl Stats {
+    /// `hits / (hits + misses)`, or 0 before any read.
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+/// One statistic, striped over cache-line-sized shards so that threads
+/// counting hits at the same time do not fight over one cache line.
+pub(super) struct Counter([Shard; SHARDS]);
+
+const SHARDS: usize = 8;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(AtomicU64);
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter(std::array::from_fn(|_| Shard::default()))
+    }
+}
+
+impl Counter {
+    pub(super) fn load(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// This thread's shard index (threads are numbered as they first count).
+fn shard_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static INDEX: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
+/// The counters of one cache.
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) hits: Counter,
+    pub(super) misses: Counter,
+    pub(super) errors: Counter,
+    pub(super) coalesced: Counter,
+    pub(super) skipped: Counter,
+    pub(super) invalidations_queued: Counter,
+    pub(super) invalidations_delivered: Counter,
+    pub(super) invalidation_overflows: Counter,
+}
+
+/// Adds one to `c` (on this thread's shard).
+pub(super) fn bump(c: &Counter) {
+    c.0[shard_index()].0.fetch_add(1, Ordering::Relaxed);
+}
