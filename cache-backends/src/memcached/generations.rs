@@ -4,6 +4,8 @@
 //! bump them, the batches that carry them with an entry's commands, and
 //! what a backend remembers of them per server.
 
+use std::collections::HashMap;
+use std::sync::MutexGuard;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -223,7 +225,7 @@ impl MemcachedBackend {
             gens,
             at: tokio::time::Instant::now(),
         };
-        let mut seen = self.seen[server].lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen_on(server);
         match seen.get_mut(namespace) {
             Some(g) if exact && g.gens == gens => {}
             Some(g) => *g = now(),
@@ -237,17 +239,28 @@ impl MemcachedBackend {
         }
     }
 
-    fn seen(&self, server: usize, namespace: &str) -> Option<Seen> {
-        self.seen[server]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(namespace)
-            .copied()
+    /// What this backend remembers of `server`'s generations, locked (a
+    /// poisoned lock is taken all the same).
+    fn seen_on(&self, server: usize) -> MutexGuard<'_, HashMap<String, Seen>> {
+        self.seen[server].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The generations last read, however old: what writes stamp with first.
-    pub(super) fn remembered(&self, server: usize, namespace: &str) -> Option<Gens> {
-        self.seen(server, namespace).map(|s| s.gens)
+    fn seen(&self, server: usize, namespace: &str) -> Option<Seen> {
+        self.seen_on(server).get(namespace).copied()
+    }
+
+    /// The generations last read, however old, or, when none are
+    /// remembered, read now: what writes and counts stamp with first.
+    pub(super) async fn remembered(
+        &self,
+        op: &'static str,
+        server: usize,
+        namespace: &str,
+    ) -> Result<Gens, Error> {
+        match self.seen(server, namespace) {
+            Some(seen) => Ok(seen.gens),
+            None => Ok(self.batch(op, server, namespace, Vec::new()).await?.0),
+        }
     }
 
     /// The generations last read, if read less than `generation_refresh` ago.
@@ -264,8 +277,8 @@ impl MemcachedBackend {
     /// namespace, for the global one `""`): after a `clear`, whatever its
     /// outcome, servers that took the bump must be read afresh.
     pub(super) fn forget(&self, namespace: &str) {
-        for seen in self.seen.iter() {
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        for server in 0..self.seen.len() {
+            let mut seen = self.seen_on(server);
             if namespace.is_empty() {
                 seen.clear();
             } else {

@@ -55,6 +55,11 @@ impl Ring {
         best.0
     }
 
+    /// The server of the counter `key` (by its `{hash tag}`, see [`counter_route`]).
+    pub(super) fn counter_server(&self, key: &str) -> usize {
+        self.route(counter_route(key).as_bytes())
+    }
+
     /// The key of `namespace`'s generation on `server` ([`generation_key`]
     /// with the server's tag; the global one is made once, in [`Ring::new`]).
     pub(super) fn gen_key(&self, server: usize, namespace: &str) -> Cow<'_, str> {
@@ -73,7 +78,7 @@ impl Ring {
 /// The server of a counter: by its `{hash tag}` when it has one (so the
 /// counters of one rate-limit window pair share a server and a batch), else
 /// by the whole key.
-pub(super) fn counter_route(key: &str) -> &str {
+fn counter_route(key: &str) -> &str {
     key.find('{')
         .and_then(|open| {
             let rest = &key[open + 1..];
