@@ -12,7 +12,7 @@ const SERVER_ITEM_LIMIT: usize = 1024 * 1024;
 /// Room left for the item header, the key and the terminator.
 const ITEM_OVERHEAD: usize = 1024;
 
-/// Settings of a [`MemcachedBackend`]; start from `MemcachedOptions::default()`.
+/// Settings of a [`MemcachedBackend`](super::MemcachedBackend); start from `MemcachedOptions::default()`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -53,6 +53,8 @@ pub struct MemcachedOptions {
     /// seen here only when the window ends (this backend's own `clear()` is
     /// seen at once). Deletes, `#[invalidate]` and TTLs are unaffected.
     /// `CACHE_MEMCACHED_GENERATION_REFRESH_MS` sets it from the environment.
+    ///
+    /// [`MemcachedBackend`]: super::MemcachedBackend
     pub generation_refresh: Duration,
 }
 
