@@ -1,0 +1,107 @@
+//! What the environment says about Redis: [`RedisConfig`].
+
+use std::fmt;
+
+use cache_core::env::Vars;
+use cache_core::{redact_url, Error};
+
+/// Where the Redis backends connect, from `CACHE_REDIS_*`.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `CACHE_REDIS_URL` | from the four below | `redis://[:password@]host:port/db` (also `rediss://`, `redis+unix://`, `unix://`) |
+/// | `CACHE_REDIS_HOST` / `_PORT` / `_DB` / `_PASSWORD` | `127.0.0.1` / `6379` / `0` / none | used when `CACHE_REDIS_URL` is unset; the password is percent-encoded |
+/// | `CACHE_REDIS_CLUSTER_NODES` | none | comma-separated node URLs (`CACHE_BACKEND=redis-cluster`) |
+///
+/// Its `Debug` shows the URLs through [`redact_url`]: a password never shows.
+///
+/// ```
+/// use cache_backends::RedisConfig;
+/// use cache_core::env::Vars;
+/// let lookup = |name: &str| match name {
+///     "CACHE_REDIS_HOST" => Some("cache".to_string()),
+///     "CACHE_REDIS_PASSWORD" => Some("p@ss:word".to_string()),
+///     _ => None,
+/// };
+/// let config = RedisConfig::from_vars(&Vars::new(&lookup))?;
+/// assert_eq!(config.url, "redis://:p%40ss%3Aword@cache:6379/0");
+/// assert!(!format!("{config:?}").contains("p%40ss"));
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `CACHE_REDIS_URL`, or built from `CACHE_REDIS_HOST`/`PORT`/`DB`/`PASSWORD`.
+    pub url: String,
+    /// `CACHE_REDIS_CLUSTER_NODES`.
+    pub cluster_nodes: Vec<String>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/0".into(),
+            cluster_nodes: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.cluster_nodes.iter().map(|n| redact_url(n)).collect();
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("cluster_nodes", &nodes)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// Reads `CACHE_REDIS_*`; a malformed value is an [`Error::Config`]
+    /// naming the variable (a URL shown without its password).
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, Error> {
+        let mut c = RedisConfig::default();
+        if let Some(url) = vars.get("CACHE_REDIS_URL") {
+            const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+            if !SCHEMES.iter().any(|s| url.starts_with(s)) {
+                return Err(Error::config(
+                    "CACHE_REDIS_URL",
+                    &url,
+                    "a URL starting with redis://, rediss://, redis+unix:// or unix://",
+                ));
+            }
+            c.url = url;
+        } else {
+            let host = vars
+                .get("CACHE_REDIS_HOST")
+                .unwrap_or_else(|| "127.0.0.1".into());
+            let port: u16 = vars
+                .num("CACHE_REDIS_PORT", "a port number 1-65535")?
+                .unwrap_or(6379);
+            let db: u32 = vars
+                .num("CACHE_REDIS_DB", "a database number, e.g. 0")?
+                .unwrap_or(0);
+            let auth = match vars.get("CACHE_REDIS_PASSWORD") {
+                Some(p) => format!(":{}@", percent_encode(&p)),
+                None => String::new(),
+            };
+            c.url = format!("redis://{auth}{host}:{port}/{db}");
+        }
+        if let Some(nodes) = vars.list("CACHE_REDIS_CLUSTER_NODES") {
+            c.cluster_nodes = nodes;
+        }
+        Ok(c)
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
