@@ -80,7 +80,7 @@ impl Kind {
     fn allowed(self) -> &'static str {
         match self {
             Kind::Cache => {
-                "key_prefix, resource_id, key, expire, version, cache, cache_none, companion, shared, crate"
+                "key_prefix, resource_id, key, expire, version, cache, cache_none, companion, shared, extra, patterns, crate"
             }
             Kind::Invalidate => {
                 "key_prefix, resource_id, key, extra, patterns, before, cache, crate"
