@@ -483,3 +483,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
