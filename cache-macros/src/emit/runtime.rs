@@ -1,0 +1,239 @@
+//! Every item of the runtime (`cacheside::__private`, or `<crate = "path">::__private`)
+//! that the generated code names, each spelled here once: to rename or drop
+//! one (a type, a function, a trait method, a field of `Spec`), edit this file.
+//!
+//! A method returns the item's path (or, for a trait method or a field, its
+//! name). Those that take a `span` give the path that span, so that a type
+//! error in the generated code points at the user's token it is about.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+
+/// The path of the runtime crate: `::cacheside`, or `crate = "path"`.
+pub(crate) struct Runtime {
+    krate: TokenStream,
+}
+
+impl Runtime {
+    pub(crate) fn new(krate: Option<&syn::Path>) -> Self {
+        Runtime {
+            krate: match krate {
+                Some(path) => path.to_token_stream(),
+                None => quote!(::cacheside),
+            },
+        }
+    }
+
+    /// `<crate>::__private`: the module of every item below.
+    pub(crate) fn private(&self, span: Span) -> TokenStream {
+        let krate = &self.krate;
+        quote_spanned!(span=> #krate::__private)
+    }
+
+    /// `<crate>::__private::a::b`, spanned at `span`.
+    fn item(&self, span: Span, path: &[&str]) -> TokenStream {
+        let private = self.private(span);
+        let segments = path.iter().map(|s| Ident::new(s, span));
+        quote_spanned!(span=> #private #(::#segments)*)
+    }
+
+    fn call_site(&self, path: &[&str]) -> TokenStream {
+        self.item(Span::call_site(), path)
+    }
+
+    /// `static NAME: Spec = Spec { … };`, the description of one `#[cache]` function.
+    pub(crate) fn spec_static(
+        &self,
+        name: &Ident,
+        function: &str,
+        cache: &TokenStream,
+        expire: &TokenStream,
+        version: u32,
+    ) -> TokenStream {
+        let spec = self.call_site(&["Spec"]);
+        let auto_init = self.auto_init();
+        let once_lock = self.call_site(&["OnceLock"]);
+        quote! {
+            static #name: #spec = #spec {
+                function: #function,
+                cache: #cache,
+                expire: #expire,
+                auto_init: #auto_init,
+                version: #version,
+                crate_version: ::core::env!("CARGO_PKG_VERSION"),
+                salt: #once_lock::new(),
+                generic_impl: #once_lock::new(),
+            };
+        }
+    }
+
+    /// `Spec::active`: whether the wrapper computes a key at all.
+    pub(crate) fn spec_active(&self) -> Ident {
+        Ident::new("active", Span::call_site())
+    }
+
+    /// `Spec::cache`: the cache a `#[cache]` function uses.
+    pub(crate) fn spec_cache(&self) -> Ident {
+        Ident::new("cache", Span::call_site())
+    }
+
+    /// `static NAME: InvalidateSpec = InvalidateSpec { … };`, the description
+    /// of one function that invalidates.
+    pub(crate) fn invalidate_spec_static(
+        &self,
+        name: &Ident,
+        function: &str,
+        cache: &TokenStream,
+        before: bool,
+    ) -> TokenStream {
+        let spec = self.call_site(&["InvalidateSpec"]);
+        let auto_init = self.auto_init();
+        quote! {
+            static #name: #spec = #spec {
+                function: #function,
+                cache: #cache,
+                before: #before,
+                auto_init: #auto_init,
+            };
+        }
+    }
+
+    /// `auto_init`: builds the global cache on the first annotated call.
+    fn auto_init(&self) -> TokenStream {
+        self.call_site(&["auto_init"])
+    }
+
+    /// `Targets { keys, patterns }`: what a mutation deletes.
+    pub(crate) fn targets(&self, keys: &TokenStream, patterns: &TokenStream) -> TokenStream {
+        let targets = self.call_site(&["Targets"]);
+        quote! {
+            #targets {
+                keys: ::std::vec![#keys],
+                patterns: ::std::vec![#patterns],
+            }
+        }
+    }
+
+    /// `keys::Part`: a key value as the runtime encodes it.
+    pub(crate) fn key_part(&self) -> TokenStream {
+        self.call_site(&["keys", "Part"])
+    }
+
+    /// `hashed_key`: a prefix plus a stable hash of the arguments.
+    pub(crate) fn hashed_key(&self) -> TokenStream {
+        self.call_site(&["hashed_key"])
+    }
+
+    /// `fn_path`: the path of the annotated function, at run time.
+    pub(crate) fn fn_path(&self) -> TokenStream {
+        self.call_site(&["fn_path"])
+    }
+
+    /// `instance`: what names an instantiation of a generic function.
+    pub(crate) fn instance(&self) -> TokenStream {
+        self.call_site(&["instance"])
+    }
+
+    /// `uncached_generic_impl`: says once that a generic impl is not cached.
+    pub(crate) fn uncached_generic_impl(&self) -> TokenStream {
+        self.call_site(&["uncached_generic_impl"])
+    }
+
+    /// `cached`: cache-aside around the body.
+    pub(crate) fn cached(&self) -> TokenStream {
+        self.call_site(&["cached"])
+    }
+
+    /// `invalidating`: runs the body and deletes the targets when it succeeds.
+    pub(crate) fn invalidating(&self) -> TokenStream {
+        self.call_site(&["invalidating"])
+    }
+
+    /// `invalidation_active`: whether deletes are sent at all.
+    pub(crate) fn invalidation_active(&self) -> TokenStream {
+        self.call_site(&["invalidation_active"])
+    }
+
+    /// `Kind::wrap`: the return value into what is cached.
+    pub(crate) fn kind_wrap(&self) -> TokenStream {
+        self.call_site(&["Kind", "wrap"])
+    }
+
+    /// `Kind::unwrap`: what is cached back into the return value.
+    pub(crate) fn kind_unwrap(&self) -> TokenStream {
+        self.call_site(&["Kind", "unwrap"])
+    }
+
+    /// `Probe`: the autoref probe that classifies a return type.
+    pub(crate) fn probe(&self, span: Span) -> TokenStream {
+        self.item(span, &["Probe"])
+    }
+
+    /// `ViaOutcome`, `ViaPlain`: the traits behind [`Self::probe_kind`].
+    pub(crate) fn kind_probes(&self, span: Span) -> [Ident; 2] {
+        [Ident::new("ViaOutcome", span), Ident::new("ViaPlain", span)]
+    }
+
+    /// `__cacheside_kind`: the probe's method giving the `Kind`.
+    pub(crate) fn probe_kind(&self, span: Span) -> Ident {
+        Ident::new("__cacheside_kind", span)
+    }
+
+    /// `ViaAnything`, `ViaResult`: the traits behind [`Self::probe_succeeded`].
+    pub(crate) fn succeeded_probes(&self, span: Span) -> [Ident; 2] {
+        [
+            Ident::new("ViaAnything", span),
+            Ident::new("ViaResult", span),
+        ]
+    }
+
+    /// `__cacheside_succeeded`: the probe's method giving "did it succeed".
+    pub(crate) fn probe_succeeded(&self, span: Span) -> Ident {
+        Ident::new("__cacheside_succeeded", span)
+    }
+
+    /// `cache_none_kind`: the `Kind` of `cache_none = true`.
+    pub(crate) fn cache_none_kind(&self, span: Span) -> TokenStream {
+        self.item(span, &["cache_none_kind"])
+    }
+
+    /// `same_stored`: the companion's stored type is the wrapper's.
+    pub(crate) fn same_stored(&self) -> TokenStream {
+        self.call_site(&["same_stored"])
+    }
+
+    /// `assert_cacheable`: the stored type can be (de)serialized.
+    pub(crate) fn assert_cacheable(&self, span: Span) -> TokenStream {
+        self.item(span, &["assert_cacheable"])
+    }
+
+    /// `Entry`: the companion's typed handle on an entry.
+    pub(crate) fn entry(&self) -> TokenStream {
+        self.call_site(&["Entry"])
+    }
+
+    /// `Entry::new`.
+    pub(crate) fn entry_new(&self) -> TokenStream {
+        self.call_site(&["Entry", "new"])
+    }
+
+    /// `http::is_read_method`: GET and HEAD read through the cache.
+    pub(crate) fn is_read_method(&self) -> TokenStream {
+        self.call_site(&["http", "is_read_method"])
+    }
+
+    /// `http::JsonOutcome`: the `Outcome` of `Json<T>`.
+    pub(crate) fn json_outcome(&self) -> TokenStream {
+        self.call_site(&["http", "JsonOutcome"])
+    }
+
+    /// `http::JsonResult`: the `Outcome` of `Result<Json<T>, E>`.
+    pub(crate) fn json_result(&self) -> TokenStream {
+        self.call_site(&["http", "JsonResult"])
+    }
+
+    /// `http::StatusJson`: the `Outcome` of `(StatusCode, Json<T>)`.
+    pub(crate) fn status_json(&self) -> TokenStream {
+        self.call_site(&["http", "StatusJson"])
+    }
+}
