@@ -2,10 +2,12 @@
 //! set client cache headers and rate-limit callers, with state in the same
 //! stores as the rest of cacheside.
 
+mod body;
 pub mod client_cache;
 pub mod rate_limit;
 pub mod response_cache;
 
+pub use body::ResponseBody;
 pub use client_cache::{
     ClientCache, ClientCacheFuture, ClientCacheLayer, DEFAULT_API_CACHE_CONTROL,
     DEFAULT_CLIENT_MAX_AGE,
