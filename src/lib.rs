@@ -307,5 +307,5 @@ pub mod __private {
 #[cfg(feature = "testing")]
 pub mod testing;
 
-#[cfg(feature = "axum")]
+#[cfg(feature = "http")]
 pub mod http;
