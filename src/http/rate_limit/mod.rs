@@ -120,7 +120,10 @@ pub use layer::RateLimitLayer;
 pub use service::RateLimit;
 pub use window::Decision;
 
-/// The environment variable [`RateLimitLayer::from_env`] reads.
+/// The environment variable [`RateLimitLayer::from_env`] reads (every
+/// variable cacheside defines for the limiter is spelled `RATE_LIMIT_*`).
+/// flarchitect's `API_RATE_LIMIT_STORAGE_URI` is a key of its Flask config,
+/// not a variable; cacheside reads no other spelling.
 ///
 /// ```
 /// assert_eq!(cacheside::http::RATE_LIMIT_STORAGE_URI, "RATE_LIMIT_STORAGE_URI");
@@ -137,6 +140,10 @@ pub const RATE_LIMIT_STORAGE_URI: &str = "RATE_LIMIT_STORAGE_URI";
 pub const RATE_LIMIT_FALLBACK_KEY: &str = "unknown";
 
 /// `RateLimit-Limit`.
+///
+/// The three header-name constants are spelled after the header fields
+/// (`RateLimit-Limit`), the way `http::header` names its constants; they are
+/// not environment variables (those are spelled `RATE_LIMIT_*`).
 ///
 /// ```
 /// assert_eq!(cacheside::http::RATELIMIT_LIMIT.as_str(), "ratelimit-limit");
