@@ -17,7 +17,7 @@
 //! the trailing window, assuming its requests were spread evenly. The request
 //! passes when the estimate (itself included) is at most the limit `L`.
 //!
-//! One store round trip per request: [`Cache::increment`] adds 1 to
+//! One store round trip per request: [`Cache::increment`](crate::Cache::increment) adds 1 to
 //! `count(n)` (created with a TTL of `2W + 1 s`, so it is still there while it
 //! is the previous window) and reads `count(n − 1)` in the same call (both
 //! keys share a `{hash tag}`, so they live on one Redis Cluster slot and one

@@ -113,10 +113,10 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 /// invalidates every page of it on that host (`http:GET:*/items*` on every
 /// host, and any path ending in `/items`).
 ///
-/// The base key holds a [`ResponseEntry`]: the response itself when it has
+/// The base key holds a [`ResponseEntry`](super::ResponseEntry): the response itself when it has
 /// no `Vary` (one store read per hit), or a small *vary index* listing the
 /// `Vary` header names (lower-case, sorted). Each variant is then a
-/// [`StoredResponse`] under `{base}#v={32 hex}`, the hash covering the
+/// [`StoredResponse`](super::StoredResponse) under `{base}#v={32 hex}`, the hash covering the
 /// values of those request headers (a header that is absent and one that is
 /// present but empty are different variants), so `Vary: Accept-Language`
 /// keeps `en` and `fr` apart. `Vary: *` is never stored. When the handler's

@@ -47,7 +47,7 @@ pub struct StoredResponse {
     pub ttl: u64,
 }
 
-/// What a response cache's base key holds (see [the key layout](ResponseCacheLayer#keys)).
+/// What a response cache's base key holds (see [the key layout](super::ResponseCacheLayer#keys)).
 ///
 /// ```
 /// use cacheside::http::{ResponseEntry, StoredResponse};
