@@ -218,7 +218,7 @@ pub mod __private {
     };
     pub use cache_core::{NoneCached, Plain};
     // TEMP until the macro names the renamed item.
-    pub use cache_core::runtime::none_cached_kind as cache_none_kind;
+    pub use cache_core::runtime::none_cached_kind as none_cached_kind;
     pub use std::sync::OnceLock;
 
     /// Outcomes of axum handlers, for `#[cache]` on them.
@@ -309,5 +309,5 @@ pub mod __private {
 #[cfg(feature = "testing")]
 pub mod testing;
 
-#[cfg(feature = "axum")]
+#[cfg(feature = "http")]
 pub mod http;

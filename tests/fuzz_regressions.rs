@@ -1,5 +1,5 @@
 //! Inputs the fuzz targets in `fuzz/` found in the facade crate's code, kept as tests.
-#![cfg(feature = "axum")]
+#![cfg(feature = "http")]
 
 use cache_core::codec::{seal, Json, MsgPack};
 use cacheside::http::response_cache::__fuzz::serve_stored;

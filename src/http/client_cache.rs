@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::{Config, Error};
@@ -262,28 +263,32 @@ pub struct ClientCache<S> {
     rules: Arc<Rules>,
 }
 
-/// The future [`ClientCache`] returns: the inner future, then the header.
-///
-/// ```
-/// use axum::{body::Body, routing::get, Router};
-/// use http::Request;
-/// use tower::{Layer, Service, ServiceExt};
-/// use cacheside::http::{ClientCacheFuture, ClientCacheLayer};
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let mut svc = ClientCacheLayer::new().layer(Router::new().route("/", get(|| async { "hi" })));
-/// let ready = ServiceExt::<Request<Body>>::ready(&mut svc).await.unwrap();
-/// let fut: ClientCacheFuture<_> = ready.call(Request::get("/").body(Body::empty()).unwrap());
-/// assert_eq!(fut.await.unwrap().headers()["cache-control"], "private, no-store");
-/// # }
-/// ```
-pub struct ClientCacheFuture<F> {
-    inner: Pin<Box<F>>,
-    /// The max-age of the public rule covering the request, if any.
-    public: Option<u64>,
-    /// The request carried `Authorization`: a public rule gives `private`.
-    credentials: bool,
-    otherwise: Option<HeaderValue>,
+pin_project! {
+    /// The future [`ClientCache`] returns: the inner future (pinned in place,
+    /// not boxed), then the header.
+    ///
+    /// ```
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::Request;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use cacheside::http::{ClientCacheFuture, ClientCacheLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut svc = ClientCacheLayer::new().layer(Router::new().route("/", get(|| async { "hi" })));
+    /// let ready = ServiceExt::<Request<Body>>::ready(&mut svc).await.unwrap();
+    /// let fut: ClientCacheFuture<_> = ready.call(Request::get("/").body(Body::empty()).unwrap());
+    /// assert_eq!(fut.await.unwrap().headers()["cache-control"], "private, no-store");
+    /// # }
+    /// ```
+    pub struct ClientCacheFuture<F> {
+        #[pin]
+        inner: F,
+        // The max-age of the public rule covering the request, if any.
+        public: Option<u64>,
+        // The request carried `Authorization`: a public rule gives `private`.
+        credentials: bool,
+        otherwise: Option<HeaderValue>,
+    }
 }
 
 impl<F> std::fmt::Debug for ClientCacheFuture<F> {
@@ -298,24 +303,25 @@ where
 {
     type Output = Result<Response<B>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut res = match self.inner.as_mut().poll(cx) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = match this.inner.poll(cx) {
             Poll::Ready(Ok(res)) => res,
             other => return other,
         };
         if !res.headers().contains_key(header::CACHE_CONTROL) {
-            let public = self
+            let public = this
                 .public
                 .take()
                 .filter(|_| !res.status().is_server_error());
             let value = match public {
                 Some(age) => {
                     let personal =
-                        self.credentials || res.headers().contains_key(header::SET_COOKIE);
+                        *this.credentials || res.headers().contains_key(header::SET_COOKIE);
                     let scope = if personal { "private" } else { "public" };
                     Some(HeaderValue::from_str(&format!("{scope}, max-age={age}")).expect("ascii"))
                 }
-                None => self.otherwise.take(),
+                None => this.otherwise.take(),
             };
             if let Some(v) = value {
                 res.headers_mut().insert(header::CACHE_CONTROL, v);
@@ -350,7 +356,7 @@ where
         };
         let credentials = req.headers().contains_key(header::AUTHORIZATION);
         ClientCacheFuture {
-            inner: Box::pin(self.inner.call(req)),
+            inner: self.inner.call(req),
             public,
             credentials,
             otherwise,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::{async_trait, Backend, Bytes, Error, Key};
 
-use super::Burst;
+use super::failures::Burst;
 
 /// The name the store reports ([`Cache::backend_name`](crate::Cache::backend_name)).
 pub(super) const NAME: &str = "memory";

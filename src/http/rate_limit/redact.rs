@@ -1,5 +1,16 @@
 //! Keeping the password of a `RATE_LIMIT_STORAGE_URI` out of the limiter's
 //! errors, logs and `Debug` output.
+//!
+//! Not [`cache_core::redact_url`], because the two mask different things and
+//! what each shows is relied on: this one reads one storage URI, masks every
+//! node of a `redis-cluster://`/`memcached://` list on its own (the core one
+//! takes a whole list as one URL and masks up to its last `@`, so
+//! `:a@h1,:b@h2` shows as `:***@h2`), takes a userinfo without `:` for a
+//! password (`redis://secret@host` → `redis://***@host`), masks `auth=` as
+//! well as `password=`/`pass=`, and masks URIs without `://` (`redis:pw@host`);
+//! the core one finds URLs inside any text (messages, lists) and leaves a
+//! user name without a password alone. [`scrub`] also masks the secrets of
+//! the URI wherever a store's error quotes them.
 
 use crate::Error;
 
