@@ -35,20 +35,77 @@
 //! # Ok(()) }
 //! ```
 //!
-//! * Configure from the environment ([`Config`], [`init_from_env`]) or in code
-//!   ([`Cache::builder`], [`init`]).
-//! * `#[cache]` and `#[invalidate]` are documented on the macros themselves.
-//! * Stores: [`backends`]; write your own by implementing [`Backend`].
-//! * Turn everything off in tests with `CACHE_ENABLED=false` or [`set_enabled`].
+//! ## The surface
+//!
+//! | for | items |
+//! |---|---|
+//! | annotating functions | [`macro@cache`], [`macro@invalidate`], the companions' [`Entry`] |
+//! | starting up | [`init_from_env`], [`init_from_config`], [`Config`], [`BackendKind`], [`init`], [`register`] |
+//! | the provider API | [`Cache`], [`CacheBuilder`] (from [`Cache::builder`]), [`Stats`], [`Outcome`] / [`Plain`] / [`NoneCached`], [`BreakerSettings`] |
+//! | switching off | [`set_enabled`], [`set_mode`] / [`CacheMode`] (`CACHE_ENABLED`), [`is_enabled`], [`invalidation_enabled`], [`mode`] |
+//! | finding caches | [`global`], [`named`] |
+//! | errors and logs | [`Error`], [`redact_url`], [`auto_init_failures`] |
+//! | stores | [`backends`] (memory, Redis, Redis Cluster, Memcached, and [`backends::connect`]) |
+//! | writing a store | [`backend`]: [`Backend`](backend::Backend), [`Key`](backend::Key), [`Bytes`](backend::Bytes), … |
+//! | values and keys | [`codec`] (the value envelope, [`codec::Json`]), [`keys`] (how key values are encoded) |
+//! | HTTP (feature `http`) | [`http`]: response cache, client `Cache-Control`, rate limiter |
+//! | tests (feature `testing`) | `testing`: real servers, the conformance suite, a fault-injecting backend |
+//!
+//! Turn everything off in tests with `CACHE_ENABLED=false` or [`set_enabled`].
 #![warn(missing_docs)]
 
+mod config;
+mod connect;
+mod entry;
+mod registry;
+mod runtime;
+
+pub use cache_core::redact_url;
 pub use cache_core::{
-    async_trait, codec, global, hash, init, invalidation_enabled, is_enabled, keys, mode, named,
-    pattern, register, set_enabled, set_mode, Backend, BackendKind, BreakerSettings, Bytes, Cache,
-    CacheBuilder, CacheMode, Codec, Config, Entry, Error, Key, NullBackend, Stats,
+    codec, keys, BreakerSettings, Cache, CacheBuilder, Error, NoneCached, Outcome, Plain, Stats,
     DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
-pub use cache_core::{auto_init_failures, redact_url, DEFAULT_CONNECT_TIMEOUT};
+pub use config::{BackendKind, Config, DEFAULT_CONNECT_TIMEOUT};
+pub use entry::Entry;
+pub use registry::{
+    auto_init_failures, global, init, invalidation_enabled, is_enabled, mode, named, register,
+    set_enabled, set_mode, CacheMode,
+};
+
+/// The kit for writing a store: implement [`Backend`] over bytes, and a
+/// [`Cache`] built on it gets the namespace, codec, timeouts, circuit
+/// breaker, single-flight and kept invalidations for free.
+///
+/// ```
+/// use std::time::Duration;
+/// use cacheside::backend::{async_trait, Backend, Bytes, Key};
+/// use cacheside::Error;
+///
+/// /// A store that keeps nothing (every read misses).
+/// struct Forgetful;
+///
+/// #[async_trait]
+/// impl Backend for Forgetful {
+///     fn name(&self) -> &'static str { "forgetful" }
+///     async fn get(&self, _: Key<'_>) -> Result<Option<Bytes>, Error> { Ok(None) }
+///     async fn set(&self, _: Key<'_>, _: Bytes, _: Option<Duration>) -> Result<(), Error> { Ok(()) }
+///     async fn delete(&self, _: Key<'_>) -> Result<bool, Error> { Ok(false) }
+///     async fn delete_pattern(&self, _: &str, _: &str) -> Result<u64, Error> { Ok(0) }
+///     async fn exists(&self, _: Key<'_>) -> Result<bool, Error> { Ok(false) }
+///     async fn ttl(&self, _: Key<'_>) -> Result<Option<Duration>, Error> { Ok(None) }
+///     async fn clear(&self, _: &str) -> Result<u64, Error> { Ok(0) }
+///     async fn ping(&self) -> Result<(), Error> { Ok(()) }
+/// }
+///
+/// let cache = cacheside::Cache::builder(Forgetful).build();
+/// assert_eq!(cache.backend_name(), "forgetful");
+/// ```
+pub mod backend {
+    pub use cache_core::env;
+    pub use cache_core::{async_trait, hash, pattern};
+    pub use cache_core::{Backend, BoxError, Bytes, Codec, Key, NullBackend, OncePerBurst};
+}
+
 /// Cache-aside around an `async fn`: the key is built from the arguments, a hit
 /// returns the stored value, a miss runs the body (once per key, however many
 /// callers miss together) and stores what it returns.
@@ -168,17 +225,19 @@ pub use cache_macros::cache;
 #[doc(inline)]
 pub use cache_macros::invalidate;
 
-/// The stores that ship with cacheside.
+/// The stores that ship with cacheside, each behind its feature, and
+/// [`connect`](backends::connect), which starts the one a [`Config`] names.
 pub mod backends {
-    pub use cache_backends::connect;
-    #[cfg(feature = "memory")]
-    pub use cache_backends::MemoryBackend;
+    pub use crate::connect::connect;
     #[cfg(feature = "redis-cluster")]
     pub use cache_backends::RedisClusterBackend;
+    pub use cache_backends::Timeouts;
     #[cfg(feature = "memcached")]
-    pub use cache_backends::{MemcachedBackend, MemcachedOptions};
+    pub use cache_backends::{MemcachedBackend, MemcachedConfig, MemcachedOptions};
+    #[cfg(feature = "memory")]
+    pub use cache_backends::{MemoryBackend, MemoryConfig};
     #[cfg(feature = "redis")]
-    pub use cache_backends::{RedisBackend, RedisOptions};
+    pub use cache_backends::{RedisBackend, RedisConfig, RedisOptions};
     pub use cache_core::NullBackend;
 }
 
@@ -201,7 +260,7 @@ pub async fn init_from_env() -> Result<Cache, Error> {
 
 /// Like [`init_from_env`], with a [`Config`] built in code.
 pub async fn init_from_config(config: &Config) -> Result<Cache, Error> {
-    let cache = cache_backends::connect(config).await?;
+    let cache = connect::connect(config).await?;
     set_mode(config.mode);
     init(cache.clone())?;
     Ok(cache)
@@ -210,15 +269,19 @@ pub async fn init_from_config(config: &Config) -> Result<Cache, Error> {
 /// What the macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use cache_core::keys;
-    pub use cache_core::runtime::{
-        assert_cacheable, cached, fn_path, hashed_key, instance, invalidating, invalidation_active,
-        none_cached_kind, same_stored, uncached_generic_impl, Entry, InvalidateSpec, Kind,
-        NoneCachedKind, Probe, Spec, Targets, ViaAnything, ViaOutcome, ViaPlain, ViaResult,
+    pub use crate::entry::Entry;
+    pub use crate::runtime::invalidate::{
+        invalidating, invalidation_active, InvalidateSpec, Targets,
     };
+    pub use crate::runtime::kind::{
+        none_cached_kind, same_stored, Kind, NoneCachedKind, Probe, ViaAnything, ViaOutcome,
+        ViaPlain, ViaResult,
+    };
+    pub use crate::runtime::{
+        assert_cacheable, cached, fn_path, hashed_key, instance, uncached_generic_impl, CacheSpec,
+    };
+    pub use cache_core::keys;
     pub use cache_core::{NoneCached, Plain};
-    // TEMP until the macro names the renamed item.
-    pub use cache_core::runtime::none_cached_kind as none_cached_kind;
     pub use std::sync::OnceLock;
 
     /// Outcomes of axum handlers, for `#[cache]` on them.
@@ -290,19 +353,6 @@ pub mod __private {
                 StatusJson((StatusCode::OK, Json(value)))
             }
         }
-    }
-
-    /// Builds the global cache from the environment on the first annotated call.
-    pub fn auto_init() -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<crate::Cache, crate::Error>> + Send>,
-    > {
-        Box::pin(async {
-            let config = crate::Config::from_env()?;
-            if config.backend == crate::BackendKind::Memory {
-                cache_core::runtime::log_default_memory();
-            }
-            cache_backends::connect(&config).await
-        })
     }
 }
 

@@ -9,8 +9,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use cache_backends::{memcached_wire_key, MemcachedBackend, MemcachedOptions};
+use cacheside::backend::{Backend, Bytes, Key};
 use cacheside::testing::{conformance, MemcachedServer};
-use cacheside::{Backend, Bytes, Cache, Error, Key};
+use cacheside::{Cache, Error};
 
 /// Item limit of the servers started for the suite: its `large_values` check
 /// stores 1 MiB plus envelope, which memcached's default `-I 1m` cannot hold.
@@ -563,7 +564,7 @@ async fn connect_fails_without_any_server_and_from_config_works() {
         _ => None,
     })
     .unwrap();
-    let cache = cache_backends::connect(&config).await.unwrap();
+    let cache = cacheside::backends::connect(&config).await.unwrap();
     assert_eq!(cache.backend_name(), "memcached");
     cache.set("k", "v", None).await.unwrap();
     assert_eq!(

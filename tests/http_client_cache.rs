@@ -7,7 +7,6 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use cacheside::http::ClientCacheLayer;
-use cacheside::Config;
 use tower::ServiceExt;
 
 fn router(layer: ClientCacheLayer) -> Router {
@@ -141,8 +140,8 @@ async fn disabled_adds_nothing() {
     );
 }
 
-fn config(vars: &'static [(&'static str, &'static str)]) -> Config {
-    Config::from_lookup(|name| {
+fn layer(vars: &'static [(&'static str, &'static str)]) -> ClientCacheLayer {
+    ClientCacheLayer::from_lookup(|name| {
         vars.iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| (*v).to_owned())
@@ -151,10 +150,9 @@ fn config(vars: &'static [(&'static str, &'static str)]) -> Config {
 }
 
 #[tokio::test]
-async fn from_config_maps_enabled_and_max_age() {
-    let on = config(&[("CLIENT_CACHE_MAX_AGE", "300")]);
+async fn from_lookup_maps_enabled_and_max_age() {
     let app = router(
-        ClientCacheLayer::from_config(&on)
+        layer(&[("CLIENT_CACHE_MAX_AGE", "300")])
             .public_prefix("/static", None)
             .public_prefix("/docs", Duration::from_secs(7)),
     );
@@ -173,17 +171,16 @@ async fn from_config_maps_enabled_and_max_age() {
         Some("private, no-store")
     );
 
-    let off = config(&[
+    let off = layer(&[
         ("CLIENT_CACHE_ENABLED", "false"),
         ("CLIENT_CACHE_MAX_AGE", "300"),
     ]);
-    let app = router(ClientCacheLayer::from_config(&off).public_prefix("/static", None));
+    let app = router(off.public_prefix("/static", None));
     assert_eq!(cache_control(&app, "GET", "/static/app.js").await, None);
     assert_eq!(cache_control(&app, "GET", "/api/items").await, None);
 
     // Defaults: enabled, 60 s.
-    let app =
-        router(ClientCacheLayer::from_config(&Config::default()).public_prefix("/static", None));
+    let app = router(layer(&[]).public_prefix("/static", None));
     assert_eq!(
         cache_control(&app, "GET", "/static/app.js")
             .await
@@ -292,4 +289,22 @@ async fn personal_responses_under_a_public_prefix_are_private() {
             .as_deref(),
         Some("public, max-age=600")
     );
+}
+
+#[test]
+fn malformed_variables_name_the_variable_and_what_is_allowed() {
+    for (var, value, allowed) in [
+        ("CLIENT_CACHE_MAX_AGE", "1m", "seconds"),
+        ("CLIENT_CACHE_ENABLED", "maybe", "true/false"),
+    ] {
+        let Err(err) = ClientCacheLayer::from_lookup(|n| (n == var).then(|| value.to_string()))
+        else {
+            panic!("{var}={value} was accepted");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains(var) && err.contains(value) && err.contains(allowed),
+            "{err}"
+        );
+    }
 }

@@ -89,7 +89,7 @@ fn counted(path: &str, body: &'static str, calls: &Calls, layer: ResponseCacheLa
 }
 
 fn expected_etag(body: &[u8]) -> String {
-    format!("\"{:032x}\"", cacheside::hash::bytes128(body))
+    format!("\"{:032x}\"", cacheside::backend::hash::bytes128(body))
 }
 
 #[tokio::test]
@@ -484,7 +484,7 @@ async fn vary_caller_keys_per_caller() {
     let b2 = send(&app, as_user("bob")).await;
     assert_eq!((b2.x_cache(), b2.text()), ("HIT", "hello Bearer bob"));
     assert_eq!(calls.get(), 2);
-    let alice = format!("{:032x}", cacheside::hash::bytes128(b"alice"));
+    let alice = format!("{:032x}", cacheside::backend::hash::bytes128(b"alice"));
     assert!(
         cache
             .exists(&format!("http:GET:http://example.com/me#c={alice}"))
@@ -1361,7 +1361,7 @@ async fn a_shorter_ttl_of_a_variant_is_kept() {
     // The variant (`{base}#v={hash of "name:values" lines}`) has the handler's TTL.
     let variant = format!(
         "{base}#v={:032x}",
-        cacheside::hash::bytes128(b"accept:text/plain\n")
+        cacheside::backend::hash::bytes128(b"accept:text/plain\n")
     );
     let left = cache.ttl(&variant).await.unwrap().expect("the variant");
     assert!(left <= Duration::from_secs(7), "{left:?}");
@@ -1370,7 +1370,7 @@ async fn a_shorter_ttl_of_a_variant_is_kept() {
     assert_eq!(send(&app, other).await.x_cache(), "MISS");
     let variant = format!(
         "{base}#v={:032x}",
-        cacheside::hash::bytes128(b"accept:text/html\n")
+        cacheside::backend::hash::bytes128(b"accept:text/html\n")
     );
     let left = cache
         .ttl(&variant)

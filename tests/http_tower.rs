@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cacheside::backend::Bytes;
 use cacheside::backends::MemoryBackend;
 use cacheside::http::{ClientCacheLayer, RateLimitLayer, ResponseCacheLayer};
-use cacheside::{Bytes, Cache};
+use cacheside::Cache;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, ServiceBuilder, ServiceExt};

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_backends::{MemcachedBackend, MemcachedOptions};
+use cacheside::backend::{Backend, Bytes, Key};
 use cacheside::testing::MemcachedServer;
-use cacheside::{Backend, BreakerSettings, Bytes, Cache, Error, Key};
+use cacheside::{BreakerSettings, Cache, Error};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(100);
 

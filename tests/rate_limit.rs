@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use cacheside::backend::{async_trait, Backend, Bytes, Key, NullBackend};
 use cacheside::backends::MemoryBackend;
 use cacheside::http::{RateLimitLayer, DEFAULT_MAX_COUNTERS};
-use cacheside::{async_trait, Backend, BreakerSettings, Bytes, Cache, Error, Key, NullBackend};
+use cacheside::{BreakerSettings, Cache, Error};
 use http::{Request, StatusCode};
 
 /// Long enough that no test straddles a window boundary (windows are epoch-aligned).
@@ -468,7 +469,10 @@ async fn raw_client_keys_never_reach_counter_key_names() {
             "no key name holds the API key"
         );
     }
-    let hashed = format!("{:032x}", cacheside::hash::bytes128(b"sk_live_TOPSECRET"));
+    let hashed = format!(
+        "{:032x}",
+        cacheside::backend::hash::bytes128(b"sk_live_TOPSECRET")
+    );
     assert_eq!(
         counters
             .delete_pattern(&format!("ratelimit:{{{hashed}}}:*"))

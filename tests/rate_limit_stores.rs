@@ -257,7 +257,10 @@ async fn redis_counter_keys_hold_a_hash_never_the_client_key() {
         StatusCode::OK
     );
     let keys = redis_keys(&server);
-    let hashed = format!("{:032x}", cacheside::hash::bytes128(b"sk_live_TOPSECRET"));
+    let hashed = format!(
+        "{:032x}",
+        cacheside::backend::hash::bytes128(b"sk_live_TOPSECRET")
+    );
     assert!(
         keys.iter()
             .any(|k| k.starts_with(&format!("ratelimit:{{{hashed}}}:"))),

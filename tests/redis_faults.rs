@@ -347,7 +347,7 @@ fn config_of(vars: &[(&str, String)]) -> cacheside::Config {
     .expect("a valid configuration")
 }
 
-/// `cache_backends::connect(config)`, its result and how long it took (bounded by `finishes`).
+/// `cacheside::backends::connect(config)`, its result and how long it took (bounded by `finishes`).
 async fn connect_timed(config: &cacheside::Config) -> (Result<Cache, Error>, Duration) {
     let started = Instant::now();
     let result = finishes("connect", cacheside::backends::connect(config)).await;

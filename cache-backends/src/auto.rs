@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cache_core::{Backend, Config, Error};
+use cache_core::{Backend, Error};
+
+use crate::Timeouts;
 
 /// How long `auto` waits for each local port.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -16,13 +18,16 @@ async fn answers(port: u16) -> bool {
     )
 }
 
-/// Probes 127.0.0.1:6379 (Redis), then 127.0.0.1:11211 (Memcached); falls back to memory. Logs the choice.
-pub(crate) async fn choose(config: &Config) -> Result<Box<dyn Backend>, Error> {
+/// `CACHE_BACKEND=auto`: probes 127.0.0.1:6379 (Redis), then
+/// 127.0.0.1:11211 (Memcached), each if compiled in; falls back to the
+/// in-memory store `memory` describes. Logs the choice.
+pub async fn auto(
+    #[cfg(feature = "memory")] memory: &crate::MemoryConfig,
+    timeouts: Timeouts,
+) -> Result<Box<dyn Backend>, Error> {
     #[cfg(feature = "redis")]
     if answers(6379).await {
-        let mut c = config.clone();
-        c.redis_url = "redis://127.0.0.1:6379/0".into();
-        match crate::redis::start(&c).await {
+        match crate::redis::start("redis://127.0.0.1:6379/0", timeouts).await {
             Ok(crate::redis::Startup::Ready(b)) => {
                 tracing::info!("CACHE_BACKEND=auto: using Redis on 127.0.0.1:6379");
                 return Ok(Box::new(b));
@@ -38,9 +43,11 @@ pub(crate) async fn choose(config: &Config) -> Result<Box<dyn Backend>, Error> {
     }
     #[cfg(feature = "memcached")]
     if answers(11211).await {
-        let mut c = config.clone();
-        c.memcached_servers = vec!["127.0.0.1:11211".into()];
-        match crate::memcached::start(&c).await {
+        let local = crate::MemcachedConfig {
+            servers: vec!["127.0.0.1:11211".into()],
+            ..crate::MemcachedConfig::default()
+        };
+        match crate::memcached::start(&local, timeouts).await {
             Ok(started) if !started.none_answered() => {
                 tracing::info!("CACHE_BACKEND=auto: using Memcached on 127.0.0.1:11211");
                 return Ok(Box::new(started.backend));
@@ -53,7 +60,10 @@ pub(crate) async fn choose(config: &Config) -> Result<Box<dyn Backend>, Error> {
             }
         }
     }
-    let _ = answers; // used only when a network backend is compiled in
+    let _ = (answers, timeouts); // used only when a network backend is compiled in
     tracing::info!("CACHE_BACKEND=auto: no Redis or Memcached on localhost (or not compiled in); using the in-memory store");
-    crate::memory_backend(config)
+    #[cfg(feature = "memory")]
+    return Ok(Box::new(crate::MemoryBackend::from_config(memory)));
+    #[cfg(not(feature = "memory"))]
+    Err(crate::not_compiled("memory", "memory"))
 }

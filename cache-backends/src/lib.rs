@@ -8,20 +8,25 @@
 //! | `tls` | | `rediss://` URLs for both Redis backends (rustls) |
 //! | `memcached` | `MemcachedBackend` | one or more Memcached servers (meta protocol) |
 //!
-//! [`connect`] builds the store a [`Config`] names (this is what
-//! `cacheside::init_from_env` calls).
+//! Each backend reads its own variables (`MemoryConfig`, `RedisConfig`,
+//! `MemcachedConfig`, by the rules of [`cache_core::env`]) and starts from
+//! them with the [`Timeouts`] every network store shares; the `cacheside`
+//! facade's `Config` puts the sections together and picks the store.
 #![warn(missing_docs)]
 
-use cache_core::{BackendKind, Cache, Config, Error, NullBackend};
+use std::time::Duration;
+
+use cache_core::Error;
 
 mod auto;
+pub use auto::auto;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "memory")]
-pub use memory::MemoryBackend;
+pub use memory::{MemoryBackend, MemoryConfig};
 // Each network backend lives in its own module behind its feature; each module
-// provides `connect_from_config(&Config) -> Result<Box<dyn Backend>, Error>`
-// (and `cluster_from_config` for the cluster).
+// provides its `…Config` (read from the environment) and a
+// `connect_…(&…Config, Timeouts) -> Result<Box<dyn Backend>, Error>`.
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
@@ -60,53 +65,38 @@ pub(crate) fn startup_reason(e: &Error) -> String {
     }
 }
 
-/// Builds the [`Cache`] that `config` describes, connecting to its store.
+/// The bounds every network store starts with: `CACHE_CONNECT_TIMEOUT_MS`
+/// (the startup check and each connection attempt) and
+/// `CACHE_OP_TIMEOUT_MS` (each exchange the backend bounds itself).
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
-/// let cache = cache_backends::connect(&cache_core::Config::default()).await?;
-/// assert_eq!(cache.backend_name(), "memory");
-/// # Ok(()) }
+/// let t = cache_backends::Timeouts::default();
+/// assert_eq!((t.connect.as_millis(), t.op.as_millis()), (1000, 250));
 /// ```
-pub async fn connect(config: &Config) -> Result<Cache, Error> {
-    let backend: Box<dyn cache_core::Backend> = match config.backend {
-        BackendKind::Memory => memory_backend(config)?,
-        BackendKind::None => Box::new(NullBackend),
-        BackendKind::Auto => auto::choose(config).await?,
-        #[cfg(feature = "redis")]
-        BackendKind::Redis => crate::redis::connect_from_config(config).await?,
-        #[cfg(not(feature = "redis"))]
-        BackendKind::Redis => return Err(not_compiled("redis", "redis")),
-        #[cfg(feature = "redis-cluster")]
-        BackendKind::RedisCluster => crate::redis::cluster_from_config(config).await?,
-        #[cfg(not(feature = "redis-cluster"))]
-        BackendKind::RedisCluster => return Err(not_compiled("redis-cluster", "redis-cluster")),
-        #[cfg(feature = "memcached")]
-        BackendKind::Memcached => crate::memcached::connect_from_config(config).await?,
-        #[cfg(not(feature = "memcached"))]
-        BackendKind::Memcached => return Err(not_compiled("memcached", "memcached")),
-        other => return Err(not_compiled(other.as_str(), "a newer cacheside")),
-    };
-    Ok(Cache::builder_boxed(backend)
-        .namespace(&config.namespace)
-        .default_ttl(config.default_ttl)
-        .op_timeout(config.op_timeout)
-        .build())
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long startup waits for a store before taking it as unreachable.
+    pub connect: Duration,
+    /// The bound on one store operation.
+    pub op: Duration,
 }
 
-fn not_compiled(backend: &str, feature: &'static str) -> Error {
+/// Default of `CACHE_CONNECT_TIMEOUT_MS`: how long startup waits for a network store.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            op: cache_core::DEFAULT_OP_TIMEOUT,
+        }
+    }
+}
+
+/// The error for a store whose feature is not compiled in.
+pub fn not_compiled(backend: &str, feature: &'static str) -> Error {
     Error::BackendNotCompiled {
         backend: backend.to_owned(),
         feature,
     }
-}
-
-#[cfg(feature = "memory")]
-pub(crate) fn memory_backend(config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
-    Ok(Box::new(MemoryBackend::from_config(config)))
-}
-
-#[cfg(not(feature = "memory"))]
-pub(crate) fn memory_backend(_config: &Config) -> Result<Box<dyn cache_core::Backend>, Error> {
-    Err(not_compiled("memory", "memory"))
 }

@@ -4,9 +4,63 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use cache_core::env::Vars;
 use cache_core::{pattern, Backend, Error, Key};
 use moka::future::Cache as Moka;
 use moka::Expiry;
+
+/// What the environment says about the in-memory store.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `CACHE_MEMORY_MAX_ENTRIES` | `10000` | entries at most |
+/// | `CACHE_MEMORY_MAX_BYTES` | `268435456` (256 MiB) | bytes of keys and values at most |
+///
+/// ```
+/// use cache_backends::MemoryConfig;
+/// use cache_core::env::Vars;
+/// let lookup = |name: &str| (name == "CACHE_MEMORY_MAX_ENTRIES").then(|| "500".to_string());
+/// let config = MemoryConfig::from_vars(&Vars::new(&lookup))?;
+/// assert_eq!((config.max_entries, config.max_bytes), (500, 256 * 1024 * 1024));
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryConfig {
+    /// `CACHE_MEMORY_MAX_ENTRIES`.
+    pub max_entries: u64,
+    /// `CACHE_MEMORY_MAX_BYTES`: bytes of keys and values the store holds at most.
+    pub max_bytes: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            max_entries: 10_000,
+            max_bytes: MemoryBackend::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// Reads `CACHE_MEMORY_*`; a malformed value is an [`Error::Config`] naming it.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, Error> {
+        let mut c = MemoryConfig::default();
+        if let Some(n) = vars.num(
+            "CACHE_MEMORY_MAX_ENTRIES",
+            "a whole number of entries, e.g. 10000",
+        )? {
+            c.max_entries = n;
+        }
+        if let Some(n) = vars.num(
+            "CACHE_MEMORY_MAX_BYTES",
+            "a whole number of bytes, e.g. 268435456 (256 MiB)",
+        )? {
+            c.max_bytes = n;
+        }
+        Ok(c)
+    }
+}
 
 #[derive(Clone)]
 struct Stored {
@@ -125,9 +179,15 @@ impl MemoryBackend {
         Self::bounded(self.max_entries, max_bytes)
     }
 
-    /// The store `config` asks for: `CACHE_MEMORY_MAX_ENTRIES` and `CACHE_MEMORY_MAX_BYTES`.
-    pub(crate) fn from_config(config: &cache_core::Config) -> Self {
-        Self::new(config.memory_max_entries).with_max_bytes(config.memory_max_bytes)
+    /// The store `config` asks for (`CACHE_MEMORY_MAX_ENTRIES`, `CACHE_MEMORY_MAX_BYTES`).
+    ///
+    /// ```
+    /// use cache_backends::{MemoryBackend, MemoryConfig};
+    /// let store = MemoryBackend::from_config(&MemoryConfig::default());
+    /// # let _ = store;
+    /// ```
+    pub fn from_config(config: &MemoryConfig) -> Self {
+        Self::new(config.max_entries).with_max_bytes(config.max_bytes)
     }
 
     fn bounded(max_entries: u64, max_bytes: u64) -> Self {
@@ -427,15 +487,15 @@ mod tests {
 
     #[test]
     fn bounds_come_from_the_config() {
-        let config = cache_core::Config::from_lookup(|v| match v {
+        let lookup = |v: &str| match v {
             "CACHE_MEMORY_MAX_ENTRIES" => Some("50".into()),
             "CACHE_MEMORY_MAX_BYTES" => Some("123456".into()),
             _ => None,
-        })
-        .unwrap();
+        };
+        let config = MemoryConfig::from_vars(&Vars::new(&lookup)).unwrap();
         let b = MemoryBackend::from_config(&config);
         assert_eq!((b.max_entries, b.max_bytes), (50, 123_456));
-        let defaults = MemoryBackend::from_config(&cache_core::Config::default());
+        let defaults = MemoryBackend::from_config(&MemoryConfig::default());
         assert_eq!(defaults.max_bytes, MemoryBackend::DEFAULT_MAX_BYTES);
     }
 

@@ -1,21 +1,26 @@
-//! Runtime of [cacheside](https://docs.rs/cacheside): everything the macros
-//! call that can be a plain function, unit-tested without macros.
+//! The core of [cacheside](https://docs.rs/cacheside): the cache handle and
+//! everything under it that does not depend on a particular store.
 //!
 //! Users depend on the `cacheside` facade, which re-exports what is public
-//! here. The parts:
+//! here; the facade also holds what needs the stores (configuration from
+//! the environment, the registry of caches, the runtime the macros call).
+//! The parts:
 //!
 //! * [`Cache`] / [`CacheBuilder`]: the handle, its provider API and [`Stats`];
+//!   [`Outcome`]: which part of a return value is cached;
 //! * [`Backend`]: the trait a store implements (see [`NullBackend`] for the smallest one);
 //! * [`codec`]: [`Codec`], [`MsgPack`](codec::MsgPack) (default), [`Json`](codec::Json), the value envelope;
-//! * [`Config`]: environment variables;
-//! * the registry: [`init`], [`register`], [`global`], [`named`], [`set_enabled`], [`is_enabled`];
-//! * [`keys`] (how key values are encoded), [`pattern`] (globs) and [`hash`] (stable hashing).
+//!   [`shape`]: the type fingerprints the envelope carries;
+//! * [`BreakerSettings`] and [`OncePerBurst`]: keeping a failing store cheap and its logs short;
+//! * [`keys`] (how key values are encoded), [`pattern`] (globs), [`hash`] (stable hashing);
+//! * [`env`]: the rules for reading configuration variables;
+//! * [`redact_url`]: credentials out of anything shown.
 #![warn(missing_docs)]
 
 mod backend;
 mod cache;
 pub mod codec;
-mod config;
+pub mod env;
 mod error;
 mod flight;
 mod guard;
@@ -25,9 +30,6 @@ mod null;
 pub mod pattern;
 mod pending;
 mod redact;
-mod registry;
-#[doc(hidden)]
-pub mod runtime;
 pub mod shape;
 
 pub use async_trait::async_trait;
@@ -38,14 +40,7 @@ pub use cache::{
     DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
-pub use config::DEFAULT_CONNECT_TIMEOUT;
-pub use config::{BackendKind, Config};
 pub use error::{BoxError, Error};
 pub use guard::{BreakerSettings, OncePerBurst};
 pub use null::NullBackend;
 pub use redact::redact_url;
-pub use registry::{
-    auto_init_failures, global, init, invalidation_enabled, is_enabled, mode, named, register,
-    set_enabled, set_mode, AutoInit, CacheMode,
-};
-pub use runtime::Entry;

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::Bytes;
+use crate::backend::Bytes;
 
 pin_project! {
     /// The body of a response from a cacheside layer: the inner service's

@@ -11,7 +11,7 @@ use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::{Config, Error};
+use crate::Error;
 
 /// The value [`ClientCacheLayer`] uses for paths no rule matches: `private, no-store`.
 ///
@@ -57,8 +57,8 @@ pub const DEFAULT_CLIENT_MAX_AGE: Duration = Duration::from_secs(60);
 ///
 /// # Configuration from the environment
 ///
-/// [`from_env`](Self::from_env) / [`from_config`](Self::from_config) map
-/// [`Config`] (`CLIENT_CACHE_ENABLED`, `CLIENT_CACHE_MAX_AGE`) like this:
+/// [`from_env`](Self::from_env) / [`from_lookup`](Self::from_lookup) map
+/// the environment (`CLIENT_CACHE_ENABLED`, `CLIENT_CACHE_MAX_AGE`) like this:
 ///
 /// | variable | effect |
 /// |---|---|
@@ -131,7 +131,9 @@ impl ClientCacheLayer {
         }
     }
 
-    /// From [`Config::from_env`]; see the [type docs](Self) for the mapping.
+    /// From the environment (`CLIENT_CACHE_ENABLED`, `CLIENT_CACHE_MAX_AGE`);
+    /// see the [type docs](Self) for the mapping. A malformed value is an
+    /// [`Error::Config`] naming the variable.
     ///
     /// ```
     /// # fn main() -> Result<(), cacheside::Error> {
@@ -139,25 +141,35 @@ impl ClientCacheLayer {
     /// # Ok(()) }
     /// ```
     pub fn from_env() -> Result<Self, Error> {
-        Ok(Self::from_config(&Config::from_env()?))
+        Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// From a [`Config`]: `client_cache_enabled` turns the layer on or off,
-    /// `client_cache_max_age` is the max-age of `public_prefix` rules given `None`.
+    /// [`from_env`](Self::from_env) with the variables read through `lookup`:
+    /// `CLIENT_CACHE_ENABLED` (default true) turns the layer on or off,
+    /// `CLIENT_CACHE_MAX_AGE` (seconds, default 60) is the max-age of
+    /// `public_prefix` rules given `None`.
     ///
     /// ```
-    /// use cacheside::{http::ClientCacheLayer, Config};
-    /// let config = Config::from_lookup(|v| match v {
+    /// use cacheside::http::ClientCacheLayer;
+    /// let layer = ClientCacheLayer::from_lookup(|v| match v {
     ///     "CLIENT_CACHE_MAX_AGE" => Some("300".into()),
     ///     _ => None,
     /// })?;
-    /// let layer = ClientCacheLayer::from_config(&config).public_prefix("/static", None); // max-age=300
+    /// let layer = layer.public_prefix("/static", None); // max-age=300
     /// # Ok::<(), cacheside::Error>(())
     /// ```
-    pub fn from_config(config: &Config) -> Self {
-        ClientCacheLayer::new()
-            .enabled(config.client_cache_enabled)
-            .max_age(config.client_cache_max_age)
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let vars = crate::backend::env::Vars::new(&lookup);
+        let mut layer = ClientCacheLayer::new();
+        if let Some(enabled) = vars.bool("CLIENT_CACHE_ENABLED")? {
+            layer = layer.enabled(enabled);
+        }
+        if let Some(max_age) =
+            vars.seconds("CLIENT_CACHE_MAX_AGE", "a whole number of seconds, e.g. 60")?
+        {
+            layer = layer.max_age(max_age);
+        }
+        Ok(layer)
     }
 
     /// Turns the layer on or off (off: it adds no header).
@@ -172,7 +184,7 @@ impl ClientCacheLayer {
 
     /// The max-age of [`public_prefix`](Self::public_prefix) rules given
     /// `None` (default [`DEFAULT_CLIENT_MAX_AGE`]; `CLIENT_CACHE_MAX_AGE` in
-    /// [`from_config`](Self::from_config)).
+    /// [`from_env`](Self::from_env)).
     ///
     /// ```
     /// # use std::time::Duration;

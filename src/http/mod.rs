@@ -22,8 +22,8 @@ pub use client_cache::{
 };
 pub use rate_limit::{
     Decision, RateLimit, RateLimitFuture, RateLimitLayer, RateLimitStats, DEFAULT_MAX_COUNTERS,
-    RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET, RATE_LIMIT_FALLBACK_KEY,
-    RATE_LIMIT_STORAGE_URI,
+    RATE_LIMIT_FALLBACK_KEY, RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_REMAINING_HEADER,
+    RATE_LIMIT_RESET_HEADER, RATE_LIMIT_STORAGE_URI,
 };
 pub use response_cache::{
     default_cache_status, ResponseCache, ResponseCacheLayer, ResponseEntry, ResponseFuture,

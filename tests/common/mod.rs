@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cacheside::{async_trait, Backend, Bytes, Error, Key};
+use cacheside::Error;
+
+use cacheside::backend::{async_trait, Backend, Bytes, Key};
 
 /// Runs `fut` on the one runtime this test binary shares: store connections
 /// (Redis, Memcached) are driven by the runtime that opened them, so every

@@ -251,7 +251,10 @@ fn without_resource_id_the_key_hashes_every_argument() {
         assert_eq!(a.key(), search_cache_entry("rust", 10).key());
         assert_eq!(
             a.key(),
-            format!("search:{}", cacheside::hash::stable_hex(&(&"rust", &10u8)))
+            format!(
+                "search:{}",
+                cacheside::backend::hash::stable_hex(&(&"rust", &10u8))
+            )
         );
     });
 }

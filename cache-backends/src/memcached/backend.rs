@@ -1,5 +1,5 @@
 //! [`MemcachedBackend`]: the type, `connect`, its [`Backend`] impl, and
-//! starting it from a [`Config`].
+//! starting it from a [`MemcachedConfig`].
 //!
 //! Over 600 lines: about 120 are the type's documentation (what users read
 //! on docs.rs about keys, servers, `clear` and limits) and about 230 the one
@@ -13,12 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{Backend, Config, Error, Key};
+use cache_core::{Backend, Error, Key};
+
+use crate::Timeouts;
 
 use super::generations::{Gens, Seen};
 use super::keys::{expiry, memcached_wire_key, wire_ttl};
 use super::meta::{Cmd, MetaClient, MetaError, Reply};
-use super::options::{Configured, MemcachedOptions, SERVERS_ALLOWED, SERVERS_VAR, SERVERS_VAR_FIX};
+use super::options::{
+    MemcachedConfig, MemcachedOptions, SERVERS_ALLOWED, SERVERS_VAR, SERVERS_VAR_FIX,
+};
 use super::ring::Ring;
 
 const NAME: &str = "memcached";
@@ -616,7 +620,7 @@ impl Backend for MemcachedBackend {
     }
 }
 
-/// Builds the backend that a [`Config`] describes (`CACHE_MEMCACHED_SERVERS`,
+/// Builds the backend that a [`MemcachedConfig`] describes (`CACHE_MEMCACHED_SERVERS`,
 /// `CACHE_MEMCACHED_POOL_SIZE`, `CACHE_MEMCACHED_GENERATION_REFRESH_MS`;
 /// `CACHE_CONNECT_TIMEOUT_MS` bounds dialling and the startup check,
 /// `CACHE_OP_TIMEOUT_MS` bounds `clear`, and the cache bounds every other
@@ -629,16 +633,20 @@ impl Backend for MemcachedBackend {
 /// starts with a warning naming them, fails open, and uses each server as
 /// soon as it answers.
 ///
-/// Crate-private (every backend module has one; [`crate::connect`] picks it):
-/// `CACHE_BACKEND=memcached` reaches it through `cache_backends::connect`.
-pub(crate) async fn connect_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
-    Ok(Box::new(start(config).await?.warn_if_unreachable()))
+/// This is what `CACHE_BACKEND=memcached` starts.
+pub async fn connect_memcached(
+    config: &MemcachedConfig,
+    timeouts: Timeouts,
+) -> Result<Box<dyn Backend>, Error> {
+    Ok(Box::new(
+        start(config, timeouts).await?.warn_if_unreachable(),
+    ))
 }
 
 /// The startup check, then a backend either way but a refusal.
-pub(crate) async fn start(config: &Config) -> Result<Startup, Error> {
-    let Configured { servers, options } = Configured::from_config(config);
-    let backend = MemcachedBackend::build(&servers, &options).await?;
+pub(crate) async fn start(config: &MemcachedConfig, timeouts: Timeouts) -> Result<Startup, Error> {
+    let options = config.options(timeouts);
+    let backend = MemcachedBackend::build(&config.servers, &options).await?;
     let mut down = Vec::new();
     for server in 0..backend.ring.addrs.len() {
         let check = crate::within(

@@ -25,10 +25,11 @@ mod meta;
 mod options;
 mod ring;
 
+pub use backend::connect_memcached;
 pub use backend::MemcachedBackend;
 pub use keys::memcached_wire_key;
 #[doc(hidden)]
 pub use meta::__fuzz as __fuzz_memcached_meta;
-pub use options::MemcachedOptions;
+pub use options::{MemcachedConfig, MemcachedOptions};
 
-pub(crate) use backend::{connect_from_config, start};
+pub(crate) use backend::start;

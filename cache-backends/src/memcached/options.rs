@@ -1,11 +1,14 @@
 //! The settings of a [`MemcachedBackend`](super::MemcachedBackend):
-//! [`MemcachedOptions`] for `connect_with`, and [`Configured`], what a
-//! [`Config`] asks of this backend (the only place the backend reads
-//! `Config`'s fields).
+//! [`MemcachedOptions`] for `connect_with`, and [`MemcachedConfig`], what
+//! the environment asks of this backend (`CACHE_MEMCACHED_*`, the only
+//! place the backend reads variables).
 
 use std::time::Duration;
 
-use cache_core::Config;
+use cache_core::env::Vars;
+use cache_core::Error;
+
+use crate::Timeouts;
 
 /// Memcached's default item size limit (`-I 1m`).
 const SERVER_ITEM_LIMIT: usize = 1024 * 1024;
@@ -70,29 +73,86 @@ impl Default for MemcachedOptions {
     }
 }
 
-/// What a [`Config`] asks of this backend: its servers and options.
-#[derive(Debug)]
-pub(super) struct Configured {
-    /// `CACHE_MEMCACHED_SERVERS` (or `CACHE_MEMCACHED_HOST` / `CACHE_MEMCACHED_PORT`), as written.
-    pub(super) servers: Vec<String>,
-    /// `CACHE_MEMCACHED_POOL_SIZE` (at least 1), `CACHE_MEMCACHED_GENERATION_REFRESH_MS`;
-    /// `CACHE_CONNECT_TIMEOUT_MS` bounds dialling and the startup check,
-    /// `CACHE_OP_TIMEOUT_MS` the exchanges no `Cache` timer covers.
-    pub(super) options: MemcachedOptions,
+/// What the environment asks of the Memcached backend.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `CACHE_MEMCACHED_SERVERS` | from the two below | comma-separated `host:port` |
+/// | `CACHE_MEMCACHED_HOST` / `_PORT` | `127.0.0.1` / `11211` | used when `CACHE_MEMCACHED_SERVERS` is unset |
+/// | `CACHE_MEMCACHED_POOL_SIZE` | `4` | connections per server |
+/// | `CACHE_MEMCACHED_GENERATION_REFRESH_MS` | `0` | see [`MemcachedOptions::generation_refresh`] |
+///
+/// ```
+/// use cache_backends::MemcachedConfig;
+/// use cache_core::env::Vars;
+/// let lookup = |name: &str| (name == "CACHE_MEMCACHED_PORT").then(|| "11311".to_string());
+/// let config = MemcachedConfig::from_vars(&Vars::new(&lookup))?;
+/// assert_eq!(config.servers, ["127.0.0.1:11311"]);
+/// assert_eq!(config.pool_size, 4);
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemcachedConfig {
+    /// `CACHE_MEMCACHED_SERVERS`, or `CACHE_MEMCACHED_HOST`:`PORT`, as written.
+    pub servers: Vec<String>,
+    /// `CACHE_MEMCACHED_POOL_SIZE`.
+    pub pool_size: u32,
+    /// `CACHE_MEMCACHED_GENERATION_REFRESH_MS` (zero: generations are read with every hit).
+    pub generation_refresh: Duration,
 }
 
-impl Configured {
-    /// The servers and options `config` names: the one place this backend reads `Config`.
-    pub(super) fn from_config(config: &Config) -> Configured {
-        Configured {
-            servers: config.memcached_servers.clone(),
-            options: MemcachedOptions {
-                pool_size: config.memcached_pool_size.max(1) as usize,
-                connect_timeout: config.connect_timeout,
-                io_timeout: config.op_timeout,
-                generation_refresh: config.memcached_generation_refresh,
-                ..MemcachedOptions::default()
-            },
+impl Default for MemcachedConfig {
+    fn default() -> Self {
+        MemcachedConfig {
+            servers: vec!["127.0.0.1:11211".into()],
+            pool_size: 4,
+            generation_refresh: Duration::ZERO,
+        }
+    }
+}
+
+impl MemcachedConfig {
+    /// Reads `CACHE_MEMCACHED_*`; a malformed value is an [`Error::Config`] naming it.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, Error> {
+        let mut c = MemcachedConfig::default();
+        if let Some(servers) = vars.list(SERVERS_VAR) {
+            c.servers = servers;
+        } else {
+            let host = vars
+                .get("CACHE_MEMCACHED_HOST")
+                .unwrap_or_else(|| "127.0.0.1".into());
+            let port: u16 = vars
+                .num("CACHE_MEMCACHED_PORT", "a port number 1-65535")?
+                .unwrap_or(11211);
+            c.servers = vec![format!("{host}:{port}")];
+        }
+        if let Some(n) = vars.num(
+            "CACHE_MEMCACHED_POOL_SIZE",
+            "a whole number of connections, e.g. 4",
+        )? {
+            c.pool_size = n;
+        }
+        if let Some(d) = vars.millis(
+            "CACHE_MEMCACHED_GENERATION_REFRESH_MS",
+            "a whole number of milliseconds, e.g. 0 (read with every hit) or 1000",
+        )? {
+            c.generation_refresh = d;
+        }
+        Ok(c)
+    }
+
+    /// The options this configuration starts the backend with: the pool
+    /// size (at least 1) and generation refresh from here; the connect
+    /// timeout bounds dialling and the startup check, the op timeout the
+    /// exchanges no `Cache` timer covers.
+    pub fn options(&self, timeouts: Timeouts) -> MemcachedOptions {
+        MemcachedOptions {
+            pool_size: self.pool_size.max(1) as usize,
+            connect_timeout: timeouts.connect,
+            io_timeout: timeouts.op,
+            generation_refresh: self.generation_refresh,
+            ..MemcachedOptions::default()
         }
     }
 }

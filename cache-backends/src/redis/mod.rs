@@ -11,14 +11,18 @@ use std::time::Duration;
 
 use ::redis::{cmd, Cmd, IntoConnectionInfo, RedisError};
 use bytes::Bytes;
-use cache_core::{Backend, Config, Error, Key};
+use cache_core::{Backend, Error, Key};
+
+use crate::Timeouts;
 
 #[cfg(feature = "redis-cluster")]
 mod cluster;
+mod config;
 mod glob;
 mod startup;
 #[cfg(feature = "redis-cluster")]
 pub use cluster::RedisClusterBackend;
+pub use config::RedisConfig;
 pub use glob::redis_glob;
 use startup::{is_unreachable, probe, redis_error, Probe};
 
@@ -86,23 +90,23 @@ impl Default for RedisOptions {
 }
 
 impl RedisOptions {
-    /// The options `connect_from_config` uses: bulk pages bounded by
-    /// `CACHE_OP_TIMEOUT_MS` (the cache bounds every call with it too),
-    /// the startup check and each connection attempt by
-    /// `CACHE_CONNECT_TIMEOUT_MS` (default 1 s).
+    /// The options [`connect_redis`] uses: bulk pages bounded by the op
+    /// timeout (`CACHE_OP_TIMEOUT_MS`; the cache bounds every call with it
+    /// too), the startup check and each connection attempt by the connect
+    /// timeout (`CACHE_CONNECT_TIMEOUT_MS`, default 1 s).
     ///
     /// ```
     /// use std::time::Duration;
-    /// let mut config = cache_core::Config::default();
-    /// config.op_timeout = Duration::from_millis(80);
-    /// let options = cache_backends::RedisOptions::from_config(&config);
+    /// use cache_backends::{RedisOptions, Timeouts};
+    /// let timeouts = Timeouts { op: Duration::from_millis(80), ..Timeouts::default() };
+    /// let options = RedisOptions::with_timeouts(timeouts);
     /// assert_eq!(options.response_timeout, Duration::from_millis(80));
     /// assert_eq!(options.connect_timeout, Duration::from_secs(1));
     /// ```
-    pub fn from_config(config: &Config) -> Self {
+    pub fn with_timeouts(timeouts: Timeouts) -> Self {
         RedisOptions {
-            connect_timeout: config.connect_timeout,
-            response_timeout: config.op_timeout,
+            connect_timeout: timeouts.connect,
+            response_timeout: timeouts.op,
             ..RedisOptions::default()
         }
     }
@@ -537,12 +541,19 @@ redis_backend_impl!(RedisBackend, {
 
 /// Connects the server `config.redis_url` names (what `CACHE_BACKEND=redis` uses).
 ///
+/// Connects the server `config.url` names (what `CACHE_BACKEND=redis` uses).
+///
 /// A refusal of the configuration (password, database, URL) is an error at
-/// once; a server that does not answer within `CACHE_CONNECT_TIMEOUT_MS`
-/// does not stop the service: it starts, logs a warning naming the server,
-/// fails open, and connects when the server answers.
-pub(crate) async fn connect_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
-    Ok(Box::new(start(config).await?.warn_if_unreachable()))
+/// once; a server that does not answer within the connect timeout does not
+/// stop the service: it starts, logs a warning naming the server, fails
+/// open, and connects when the server answers.
+pub async fn connect_redis(
+    config: &RedisConfig,
+    timeouts: Timeouts,
+) -> Result<Box<dyn Backend>, Error> {
+    Ok(Box::new(
+        start(&config.url, timeouts).await?.warn_if_unreachable(),
+    ))
 }
 
 /// What starting against a Redis server gave.
@@ -570,9 +581,8 @@ impl<B: std::fmt::Debug> Startup<B> {
 }
 
 /// The startup check, then a backend either way but a refusal.
-pub(crate) async fn start(config: &Config) -> Result<Startup<RedisBackend>, Error> {
-    let options = RedisOptions::from_config(config);
-    let url = &config.redis_url;
+pub(crate) async fn start(url: &str, timeouts: Timeouts) -> Result<Startup<RedisBackend>, Error> {
+    let options = RedisOptions::with_timeouts(timeouts);
     let why = match RedisBackend::check(url, &options).await? {
         Probe::Ready => match RedisBackend::connect_manager(url, options.clone()).await {
             Ok(backend) => return Ok(Startup::Ready(backend)),
@@ -588,26 +598,27 @@ pub(crate) async fn start(config: &Config) -> Result<Startup<RedisBackend>, Erro
     ))
 }
 
-/// Connects the cluster `config.redis_cluster_nodes` names (what `CACHE_BACKEND=redis-cluster` uses).
+/// Connects the cluster `config.cluster_nodes` names (what `CACHE_BACKEND=redis-cluster` uses).
 ///
-/// The same rule as [`connect_from_config`]: a seed that refuses the
+/// The same rule as [`connect_redis`]: a seed that refuses the
 /// configuration (password, not a cluster) is an error at once; seeds that
 /// do not answer within `CACHE_CONNECT_TIMEOUT_MS` start a backend that
 /// connects in the background, with a warning.
 #[cfg(feature = "redis-cluster")]
-pub(crate) async fn cluster_from_config(config: &Config) -> Result<Box<dyn Backend>, Error> {
-    if config.redis_cluster_nodes.is_empty() {
+pub async fn connect_redis_cluster(
+    config: &RedisConfig,
+    timeouts: Timeouts,
+) -> Result<Box<dyn Backend>, Error> {
+    if config.cluster_nodes.is_empty() {
         return Err(Error::Config {
             var: "CACHE_REDIS_CLUSTER_NODES",
             value: String::new(),
             allowed: "comma-separated node URLs, e.g. redis://10.0.0.1:7000,redis://10.0.0.2:7000",
         });
     }
-    let started = RedisClusterBackend::start(
-        &config.redis_cluster_nodes,
-        RedisOptions::from_config(config),
-    )
-    .await?;
+    let started =
+        RedisClusterBackend::start(&config.cluster_nodes, RedisOptions::with_timeouts(timeouts))
+            .await?;
     Ok(Box::new(started.warn_if_unreachable()))
 }
 

@@ -186,7 +186,8 @@ impl Cache {
     }
 
     /// Logs a fail-open event (at most once per burst) and counts it.
-    pub(crate) fn note_failure(&self, what: &str, key: &str, err: &Error) {
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub fn note_failure(&self, what: &str, key: &str, err: &Error) {
         bump(&self.inner.counters.errors);
         if let Some(suppressed) = self.inner.warn.should_log() {
             tracing::warn!(backend = self.backend_name(), key, error = %err, suppressed, "cache {what} failed; serving without the cache (fail-open)");

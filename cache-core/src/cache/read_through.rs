@@ -22,7 +22,8 @@ impl Cache {
     ///
     /// Never fails: store errors fall back to `body`. An encode error is
     /// returned beside the value so each caller decides how loud to be.
-    pub(crate) async fn read_through<O, Fut>(
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub async fn read_through<O, Fut>(
         &self,
         full: &str,
         ttl: Duration,
@@ -274,7 +275,8 @@ impl Cache {
     }
 
     /// [`get`](Cache::get) with the fingerprint salt of an annotated function.
-    pub(crate) async fn get_salted<T: DeserializeOwned>(
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub async fn get_salted<T: DeserializeOwned>(
         &self,
         key: &str,
         salt: Salt,
@@ -285,7 +287,8 @@ impl Cache {
     }
 
     /// [`set`](Cache::set) with the fingerprint salt of an annotated function.
-    pub(crate) async fn set_salted<T: Storable + ?Sized>(
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub async fn set_salted<T: Storable + ?Sized>(
         &self,
         key: &str,
         value: &T,

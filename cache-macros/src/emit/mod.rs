@@ -32,7 +32,7 @@ pub(crate) struct CachedFn<'a> {
     pub params: &'a Params,
     pub key: Key<'a>,
     pub outcome: ReturnValue,
-    /// The `static` `Spec`: the wrapper and the companion each define it.
+    /// The `static` `CacheSpec`: the wrapper and the companion each define it.
     pub spec: TokenStream,
     /// Names the instantiation of a generic function, in both alike.
     pub instance: Instance<'a>,

@@ -50,7 +50,7 @@ pub(crate) fn fake_return() -> Ident {
     local("__cacheside_fake_return")
 }
 
-/// The `static` `Spec` of a `#[cache]` function.
+/// The `static` `CacheSpec` of a `#[cache]` function.
 pub(crate) fn spec() -> Ident {
     item("__CACHESIDE_SPEC")
 }

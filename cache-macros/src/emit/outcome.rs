@@ -91,9 +91,9 @@ impl ReturnValue {
         match &self.shape {
             Shape::Probe => CachedAs::Kind(self.probe_kind(rt)),
             Shape::CacheNone => {
-                let cache_none_kind = rt.cache_none_kind(span);
+                let none_cached_kind = rt.none_cached_kind(span);
                 CachedAs::Kind(quote_spanned! {span=>
-                    #cache_none_kind::<#ret>()
+                    #none_cached_kind::<#ret>()
                 })
             }
             Shape::Json(t) => wrapper(rt.json_outcome(), quote!(#t)),

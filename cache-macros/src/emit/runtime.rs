@@ -1,6 +1,6 @@
 //! Every item of the runtime (`cacheside::__private`, or `<crate = "path">::__private`)
 //! that the generated code names, each spelled here once: to rename or drop
-//! one (a type, a function, a trait method, a field of `Spec`), edit this file.
+//! one (a type, a function, a trait method, a field of `CacheSpec`), edit this file.
 //!
 //! A method returns the item's path (or, for a trait method or a field, its
 //! name). Those that take a `span` give the path that span, so that a type
@@ -41,7 +41,7 @@ impl Runtime {
         self.item(Span::call_site(), path)
     }
 
-    /// `static NAME: Spec = Spec { … };`, the description of one `#[cache]` function.
+    /// `static NAME: CacheSpec = CacheSpec { … };`, the description of one `#[cache]` function.
     pub(crate) fn spec_static(
         &self,
         name: &Ident,
@@ -50,15 +50,13 @@ impl Runtime {
         expire: &TokenStream,
         version: u32,
     ) -> TokenStream {
-        let spec = self.call_site(&["Spec"]);
-        let auto_init = self.auto_init();
+        let spec = self.call_site(&["CacheSpec"]);
         let once_lock = self.call_site(&["OnceLock"]);
         quote! {
             static #name: #spec = #spec {
                 function: #function,
                 cache: #cache,
                 expire: #expire,
-                auto_init: #auto_init,
                 version: #version,
                 crate_version: ::core::env!("CARGO_PKG_VERSION"),
                 salt: #once_lock::new(),
@@ -67,12 +65,12 @@ impl Runtime {
         }
     }
 
-    /// `Spec::active`: whether the wrapper computes a key at all.
+    /// `CacheSpec::active`: whether the wrapper computes a key at all.
     pub(crate) fn spec_active(&self) -> Ident {
         Ident::new("active", Span::call_site())
     }
 
-    /// `Spec::cache`: the cache a `#[cache]` function uses.
+    /// `CacheSpec::cache`: the cache a `#[cache]` function uses.
     pub(crate) fn spec_cache(&self) -> Ident {
         Ident::new("cache", Span::call_site())
     }
@@ -87,20 +85,13 @@ impl Runtime {
         before: bool,
     ) -> TokenStream {
         let spec = self.call_site(&["InvalidateSpec"]);
-        let auto_init = self.auto_init();
         quote! {
             static #name: #spec = #spec {
                 function: #function,
                 cache: #cache,
                 before: #before,
-                auto_init: #auto_init,
             };
         }
-    }
-
-    /// `auto_init`: builds the global cache on the first annotated call.
-    fn auto_init(&self) -> TokenStream {
-        self.call_site(&["auto_init"])
     }
 
     /// `Targets { keys, patterns }`: what a mutation deletes.
@@ -192,9 +183,9 @@ impl Runtime {
         Ident::new("__cacheside_succeeded", span)
     }
 
-    /// `cache_none_kind`: the `Kind` of `cache_none = true`.
-    pub(crate) fn cache_none_kind(&self, span: Span) -> TokenStream {
-        self.item(span, &["cache_none_kind"])
+    /// `none_cached_kind`: the `Kind` of `cache_none = true`.
+    pub(crate) fn none_cached_kind(&self, span: Span) -> TokenStream {
+        self.item(span, &["none_cached_kind"])
     }
 
     /// `same_stored`: the companion's stored type is the wrapper's.

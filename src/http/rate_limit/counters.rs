@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::{async_trait, Backend, Bytes, Error, Key};
+use crate::backend::{async_trait, Backend, Bytes, Key};
+use crate::Error;
 
 use super::failures::Burst;
 
@@ -202,7 +203,7 @@ impl Backend for CounterStore {
         Ok(self.remove_where(
             |k| {
                 k.strip_prefix(namespace)
-                    .is_some_and(|local| crate::pattern::matches(glob, local))
+                    .is_some_and(|local| crate::backend::pattern::matches(glob, local))
             },
             Instant::now(),
         ))

@@ -16,8 +16,9 @@ use super::layer::Settings;
 use super::service::plain;
 use super::window::unix_ms;
 use super::Decision;
+use crate::backend::Bytes;
 use crate::http::ResponseBody;
-use crate::{Bytes, Error};
+use crate::Error;
 
 /// The store's answer for one client.
 type Check = Pin<Box<dyn Future<Output = Result<Decision, Error>> + Send>>;

@@ -154,7 +154,8 @@ impl RateLimitLayer {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache, NullBackend};
+    /// use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
+    /// use cacheside::backend::{NullBackend};
     /// let cache = Cache::builder(MemoryBackend::new(10_000)).build();
     /// let layer = RateLimitLayer::new(cache, 100, Duration::from_secs(60));
     /// assert_eq!(layer.limit(), 100);

@@ -146,21 +146,21 @@ pub const RATE_LIMIT_FALLBACK_KEY: &str = "unknown";
 /// not environment variables (those are spelled `RATE_LIMIT_*`).
 ///
 /// ```
-/// assert_eq!(cacheside::http::RATELIMIT_LIMIT.as_str(), "ratelimit-limit");
+/// assert_eq!(cacheside::http::RATE_LIMIT_LIMIT_HEADER.as_str(), "ratelimit-limit");
 /// ```
-pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATE_LIMIT_LIMIT_HEADER: HeaderName = HeaderName::from_static("ratelimit-limit");
 /// `RateLimit-Remaining`.
 ///
 /// ```
-/// assert_eq!(cacheside::http::RATELIMIT_REMAINING.as_str(), "ratelimit-remaining");
+/// assert_eq!(cacheside::http::RATE_LIMIT_REMAINING_HEADER.as_str(), "ratelimit-remaining");
 /// ```
-pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATE_LIMIT_REMAINING_HEADER: HeaderName = HeaderName::from_static("ratelimit-remaining");
 /// `RateLimit-Reset`.
 ///
 /// ```
-/// assert_eq!(cacheside::http::RATELIMIT_RESET.as_str(), "ratelimit-reset");
+/// assert_eq!(cacheside::http::RATE_LIMIT_RESET_HEADER.as_str(), "ratelimit-reset");
 /// ```
-pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+pub const RATE_LIMIT_RESET_HEADER: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// Counters held by the limiter's own in-process store (two per active
 /// client: the current window and the previous one), unless

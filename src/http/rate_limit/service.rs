@@ -17,8 +17,8 @@ use tower::Service;
 use super::future::RateLimitFuture;
 use super::layer::Settings;
 use super::RATE_LIMIT_FALLBACK_KEY;
+use crate::backend::Bytes;
 use crate::http::ResponseBody;
-use crate::Bytes;
 
 /// The [`Service`] of a [`RateLimitLayer`](super::RateLimitLayer): checks the
 /// client, then calls the inner service or answers 429 (or 503 when the
@@ -26,7 +26,8 @@ use crate::Bytes;
 ///
 /// ```
 /// use std::{convert::Infallible, time::Duration};
-/// use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Bytes, Cache};
+/// use cacheside::{backends::MemoryBackend, http::RateLimitLayer, Cache};
+/// use cacheside::backend::{Bytes};
 /// use http::{Request, Response};
 /// use http_body_util::Full;
 /// use tower::{service_fn, Layer, ServiceExt};

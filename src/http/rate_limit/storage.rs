@@ -51,7 +51,7 @@ impl RateLimitLayer {
             );
             Self::in_process(limit, window)
         } else {
-            let cache = cache_backends::connect(&config)
+            let cache = crate::backends::connect(&config)
                 .await
                 .map_err(|e| redact::scrub(e, uri))?;
             tracing::info!(
@@ -82,11 +82,17 @@ impl RateLimitLayer {
         match std::env::var(RATE_LIMIT_STORAGE_URI) {
             Ok(uri) if !uri.trim().is_empty() => Self::from_uri(&uri, limit, window).await,
             _ => {
-                let mut config = Config::default();
-                config.backend = BackendKind::Auto;
+                #[allow(unused_mut)] // without the memory store compiled in
+                let mut config = Config {
+                    backend: BackendKind::Auto,
+                    ..Config::default()
+                };
                 // Only a probe: an in-process choice gets the limiter's own store.
-                config.memory_max_entries = 1;
-                let cache = cache_backends::connect(&config).await?;
+                #[cfg(feature = "memory")]
+                {
+                    config.memory.max_entries = 1;
+                }
+                let cache = crate::backends::connect(&config).await?;
                 tracing::info!(
                     backend = cache.backend_name(),
                     "{RATE_LIMIT_STORAGE_URI} is unset: rate limits stored in {} (auto-detected)",
@@ -120,7 +126,11 @@ fn config_for_uri(uri: &str) -> Result<Config, Error> {
         "memory" if rest.trim_end_matches('/').is_empty() => config.backend = BackendKind::Memory,
         "redis" | "rediss" if !rest.is_empty() => {
             config.backend = BackendKind::Redis;
-            config.redis_url = trimmed.to_owned();
+            // Without the feature the kind alone makes connect say which feature to enable.
+            #[cfg(feature = "redis")]
+            {
+                config.redis.url = trimmed.to_owned();
+            }
         }
         "redis-cluster" | "redis+cluster" => {
             let nodes = list(rest);
@@ -128,8 +138,11 @@ fn config_for_uri(uri: &str) -> Result<Config, Error> {
                 return Err(bad());
             }
             config.backend = BackendKind::RedisCluster;
-            config.redis_cluster_nodes =
-                nodes.into_iter().map(|n| format!("redis://{n}")).collect();
+            #[cfg(feature = "redis")]
+            {
+                config.redis.cluster_nodes =
+                    nodes.into_iter().map(|n| format!("redis://{n}")).collect();
+            }
         }
         "memcached" => {
             let servers = list(rest);
@@ -137,7 +150,10 @@ fn config_for_uri(uri: &str) -> Result<Config, Error> {
                 return Err(bad());
             }
             config.backend = BackendKind::Memcached;
-            config.memcached_servers = servers;
+            #[cfg(feature = "memcached")]
+            {
+                config.memcached.servers = servers;
+            }
         }
         _ => return Err(bad()),
     }
@@ -154,14 +170,14 @@ mod tests {
         assert_eq!(c.backend, BackendKind::Memory);
         let c = config_for_uri("redis://:pw@10.0.0.1:6379/2").unwrap();
         assert_eq!(
-            (c.backend, c.redis_url.as_str()),
+            (c.backend, c.redis.url.as_str()),
             (BackendKind::Redis, "redis://:pw@10.0.0.1:6379/2")
         );
         let c = config_for_uri("redis-cluster://a:7000, b:7001").unwrap();
-        assert_eq!(c.redis_cluster_nodes, ["redis://a:7000", "redis://b:7001"]);
+        assert_eq!(c.redis.cluster_nodes, ["redis://a:7000", "redis://b:7001"]);
         let c = config_for_uri("memcached://a:11211,b:11211").unwrap();
         assert_eq!(
-            (c.backend, c.memcached_servers.len()),
+            (c.backend, c.memcached.servers.len()),
             (BackendKind::Memcached, 2)
         );
         for bad in [

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
 use super::layer::Settings;
-use super::{bump, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
+use super::{bump, RATE_LIMIT_LIMIT_HEADER, RATE_LIMIT_REMAINING_HEADER, RATE_LIMIT_RESET_HEADER};
 use crate::Error;
 
 /// The outcome of one [`RateLimitLayer::check`](super::RateLimitLayer::check).
@@ -56,9 +56,15 @@ impl Decision {
     /// # Ok(()) }
     /// ```
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(self.limit));
-        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
-        headers.insert(RATELIMIT_RESET, HeaderValue::from(ceil_secs(self.reset)));
+        headers.insert(RATE_LIMIT_LIMIT_HEADER, HeaderValue::from(self.limit));
+        headers.insert(
+            RATE_LIMIT_REMAINING_HEADER,
+            HeaderValue::from(self.remaining),
+        );
+        headers.insert(
+            RATE_LIMIT_RESET_HEADER,
+            HeaderValue::from(ceil_secs(self.reset)),
+        );
         if let Some(after) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(after).max(1)));
         }
@@ -200,7 +206,7 @@ fn weighted(count: u64, part: u64, whole: u64) -> u64 {
 /// 128-bit hash, never the key itself (it may be an API key), and never
 /// braces (they would break the `{hash tag}`).
 fn client_tag(client: &str) -> String {
-    format!("{:032x}", crate::hash::bytes128(client.as_bytes()))
+    format!("{:032x}", crate::backend::hash::bytes128(client.as_bytes()))
 }
 
 /// Milliseconds since the Unix epoch: where the windows are aligned.
@@ -250,9 +256,9 @@ mod tests {
         assert_eq!(d.reset, after);
         let mut h = HeaderMap::new();
         d.write_headers(&mut h);
-        assert_eq!(h[RATELIMIT_LIMIT], "10");
-        assert_eq!(h[RATELIMIT_REMAINING], "0");
-        assert_eq!(h[RATELIMIT_RESET], "1");
+        assert_eq!(h[RATE_LIMIT_LIMIT_HEADER], "10");
+        assert_eq!(h[RATE_LIMIT_REMAINING_HEADER], "0");
+        assert_eq!(h[RATE_LIMIT_RESET_HEADER], "1");
         assert_eq!(h[RETRY_AFTER], "1");
     }
 
@@ -280,7 +286,7 @@ mod tests {
         // Pinned: every process and version must agree, or a fleet stops sharing counters.
         assert_eq!(
             client_tag("10.0.0.1"),
-            format!("{:032x}", crate::hash::bytes128(b"10.0.0.1"))
+            format!("{:032x}", crate::backend::hash::bytes128(b"10.0.0.1"))
         );
         for client in [
             "10.0.0.1",

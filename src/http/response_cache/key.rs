@@ -120,7 +120,7 @@ fn origin(parts: &Parts, allowed: Option<&[AllowedHost]>) -> Option<String> {
 /// Whether a request goes through the cache and, when it does, its base key.
 pub(super) fn classify(settings: &Settings, parts: &Parts) -> Plan {
     // `CACHE_ENABLED=false`: the process runs uncached, this layer included.
-    if !cache_core::is_enabled() {
+    if !crate::is_enabled() {
         return Plan::Bypass;
     }
     let head = match parts.method {

@@ -125,7 +125,7 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 /// # Headers added
 ///
 /// `X-Cache: HIT | MISS | BYPASS`; on stored responses an `ETag` (a strong
-/// `"` + 32 hex digits of [`crate::hash::bytes128`] of the body + `"`,
+/// `"` + 32 hex digits of [`crate::backend::hash::bytes128`] of the body + `"`,
 /// identical in every process) unless the handler set one; `Cache-Control:
 /// max-age=<remaining TTL>` (`private, max-age=…` for per-caller entries)
 /// unless the handler set a `Cache-Control`; `Age`

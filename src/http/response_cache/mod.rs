@@ -9,7 +9,8 @@
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
-//! use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Bytes, Cache};
+//! use cacheside::{backends::MemoryBackend, http::ResponseCacheLayer, Cache};
+//! use cacheside::backend::{Bytes};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let cache = Cache::builder(MemoryBackend::new(1_000)).build();
@@ -62,7 +63,7 @@ pub mod __fuzz {
     use super::serve::{render, Served, View};
     use super::vary::variant_key;
     use super::{ResponseEntry, StoredResponse};
-    use crate::Bytes;
+    use crate::backend::Bytes;
 
     /// Opens `stored` with `codec` as a base key's [`ResponseEntry`] (or, with
     /// `variant`, a variant's [`StoredResponse`]) and renders the hit for a

@@ -9,8 +9,8 @@ use http_body_util::Full;
 
 use super::stored::now_secs;
 use super::{StoredResponse, X_CACHE};
+use crate::backend::Bytes;
 use crate::http::ResponseBody;
-use crate::Bytes;
 
 /// True when `If-None-Match` in `request` matches `etag` (weak comparison).
 fn not_modified(request: &HeaderMap, etag: Option<&HeaderValue>) -> bool {

@@ -25,8 +25,8 @@ use super::serve::{mark, respond, Served, View};
 use super::stored::{expired, prepare, store_ttl, Prepared};
 use super::vary::{stored_vary_names, variant_key};
 use super::{ResponseEntry, StoredResponse};
+use crate::backend::Bytes;
 use crate::http::ResponseBody;
-use crate::Bytes;
 
 /// The service [`ResponseCacheLayer`](super::ResponseCacheLayer) wraps
 /// around an inner service (an axum `Router`'s routes, a hyper service, any

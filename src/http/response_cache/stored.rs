@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::cache_control::{freshness, has_directive};
 use super::layer::Settings;
 use super::vary::vary_names;
+use crate::backend::Bytes;
 use crate::http::ResponseBody;
-use crate::Bytes;
 
 /// One stored response, as it sits in the cache (MessagePack by default).
 ///
@@ -264,7 +264,7 @@ where
         .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
         .collect();
     if !parts.headers.contains_key(header::ETAG) {
-        let tag = format!("\"{:032x}\"", crate::hash::bytes128(&bytes));
+        let tag = format!("\"{:032x}\"", crate::backend::hash::bytes128(&bytes));
         headers.push(("etag".to_owned(), tag.into_bytes()));
     }
     Prepared::Store(StoredResponse {

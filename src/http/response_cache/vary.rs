@@ -29,7 +29,10 @@ pub(super) fn variant_key(base: &str, names: &[String], request: &HeaderMap) -> 
         }
         material.push(b'\n');
     }
-    format!("{base}#v={:032x}", crate::hash::bytes128(&material))
+    format!(
+        "{base}#v={:032x}",
+        crate::backend::hash::bytes128(&material)
+    )
 }
 
 /// The `Vary` names of a response, lower-cased, sorted, deduplicated; `None` for `Vary: *`.

@@ -1,15 +1,13 @@
 //! Where annotated functions find their cache: the global cache, named caches, and the on/off switch.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
 
+use cache_core::{Cache, Error, OncePerBurst};
 use tokio::sync::OnceCell;
 
 use crate::config::parse_mode;
-use crate::{Cache, Error};
 
 static GLOBAL: OnceCell<Cache> = OnceCell::const_new();
 /// Registered caches. Leaked to `&'static` so that calls resolve them without
@@ -35,7 +33,7 @@ fn mode_from_env() -> CacheMode {
 /// What annotated functions do with the cache (`CACHE_ENABLED`).
 ///
 /// ```
-/// use cache_core::CacheMode;
+/// use cacheside::CacheMode;
 /// assert_eq!("invalidate-only".parse::<CacheMode>().unwrap(), CacheMode::InvalidateOnly);
 /// assert_eq!("false".parse::<CacheMode>().unwrap(), CacheMode::Off);
 /// ```
@@ -174,15 +172,12 @@ pub fn invalidation_enabled() -> bool {
     MODE.load(Ordering::Relaxed) != CacheMode::Off as u8
 }
 
-/// Builds the default cache from the environment when no `init` ran (supplied by the facade).
-pub type AutoInit = fn() -> Pin<Box<dyn Future<Output = Result<Cache, Error>> + Send>>;
-
 /// Set when the lazy start failed: why (redacted), for the repeated log line.
 static AUTO_INIT_FAILED: OnceLock<String> = OnceLock::new();
 /// Annotated calls that ran uncached because the lazy start failed.
 static AUTO_INIT_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// Limits the repeated ERROR to one per burst window (10 s).
-static AUTO_INIT_LOG: crate::guard::OncePerBurst = crate::guard::OncePerBurst::new();
+static AUTO_INIT_LOG: OncePerBurst = OncePerBurst::new();
 
 /// How many annotated calls ran uncached because the lazy start failed: no
 /// `init`/`init_from_env` was called and the first annotated call could not
@@ -197,7 +192,7 @@ static AUTO_INIT_LOG: crate::guard::OncePerBurst = crate::guard::OncePerBurst::n
 ///
 /// ```
 /// // Nothing failed in this process.
-/// assert_eq!(cache_core::auto_init_failures(), 0);
+/// assert_eq!(cacheside::auto_init_failures(), 0);
 /// ```
 pub fn auto_init_failures() -> u64 {
     AUTO_INIT_FAILURES.load(Ordering::Relaxed)
@@ -213,15 +208,15 @@ fn run_uncached_after_failed_init(reason: &str) {
 
 /// Finds the cache for an annotated call; `None` means "run uncached".
 ///
-/// Without a name: the global cache, initialised with `auto_init` on first
+/// Without a name: the global cache, built from the environment on first
 /// use (logged once). With a name that is not registered: `None` and a
 /// warning once per burst.
-pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<&'static Cache> {
+pub(crate) async fn resolve(name: Option<&'static str>) -> Option<&'static Cache> {
     match name {
         Some(name) => match named_fast(name) {
             Some(c) => Some(c),
             None => {
-                static WARN: crate::guard::OncePerBurst = crate::guard::OncePerBurst::new();
+                static WARN: OncePerBurst = OncePerBurst::new();
                 if WARN.should_log().is_some() {
                     tracing::warn!(cache = name, "no cache registered under this name; calls run uncached until cacheside::register(\"{name}\", …) is called");
                 }
@@ -238,7 +233,7 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
             }
             let made = GLOBAL
                 .get_or_try_init(|| async {
-                    let cache = auto_init().await?;
+                    let cache = crate::connect::from_env_lazily().await?;
                     tracing::info!(backend = cache.backend_name(), "no cache initialised; the first cached call built one from the environment (call cacheside::init_from_env() at startup to choose)");
                     Ok::<_, Error>(cache)
                 })
@@ -246,7 +241,7 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
             match made {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    let reason = crate::redact_url(&e.to_string());
+                    let reason = cache_core::redact_url(&e.to_string());
                     match AUTO_INIT_FAILED.set(reason.clone()) {
                         Ok(()) => {
                             AUTO_INIT_FAILURES.fetch_add(1, Ordering::Relaxed);
@@ -266,7 +261,7 @@ pub async fn resolve(name: Option<&'static str>, auto_init: AutoInit) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NullBackend;
+    use cache_core::NullBackend;
 
     #[test]
     fn a_re_registered_name_is_seen_by_threads_that_memoised_the_old_one() {

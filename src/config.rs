@@ -1,0 +1,427 @@
+//! Configuration from environment variables (12-factor), as in the FastAPI boilerplate.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `CACHE_ENABLED` | `true` | `false`/`0`/`no`/`off` make annotated functions plain calls; `invalidate-only`: no reads, invalidations still delete |
+//! | `CACHE_BACKEND` | `memory` | `memory`, `redis`, `redis-cluster`, `memcached`, `none`, `auto` |
+//! | `DEFAULT_CACHE_EXPIRATION` | `3600` | default TTL in seconds |
+//! | `CACHE_NAMESPACE` | empty | prefix of every key (`{ns}:{key}`) |
+//! | `CACHE_OP_TIMEOUT_MS` | `250` | bound on each store operation |
+//! | `CACHE_CONNECT_TIMEOUT_MS` | `1000` | bound on the startup check of a network store (and on each connection attempt); a store that does not answer within it is unreachable: the service starts and fails open |
+//!
+//! Each store reads its own variables, by the same rules ([`cache_core::env`]):
+//! `CACHE_MEMORY_*` ([`MemoryConfig`](crate::backends::MemoryConfig)),
+//! `CACHE_REDIS_*` ([`RedisConfig`](crate::backends::RedisConfig)),
+//! `CACHE_MEMCACHED_*` ([`MemcachedConfig`](crate::backends::MemcachedConfig));
+//! the HTTP client-cache layer reads `CLIENT_CACHE_*` (`cacheside::http::ClientCacheLayer::from_env`).
+//!
+//! Credentials never leave a `Config` in clear: its `Debug` shows the URLs
+//! through [`redact_url`](crate::redact_url), and errors about URL values show them the same way.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use cache_core::env::Vars;
+use cache_core::{Error, DEFAULT_OP_TIMEOUT, DEFAULT_TTL};
+
+use crate::registry::CacheMode;
+
+/// Which store [`Config`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// In-process moka cache (the default).
+    Memory,
+    /// One Redis server.
+    Redis,
+    /// A Redis Cluster.
+    RedisCluster,
+    /// One or more Memcached servers.
+    Memcached,
+    /// A store that keeps nothing: every read misses.
+    None,
+    /// Redis on 127.0.0.1:6379 if it answers, else Memcached on 127.0.0.1:11211, else memory.
+    Auto,
+}
+
+const BACKENDS_ALLOWED: &str = "one of memory, redis, redis-cluster, memcached, none, auto";
+
+impl BackendKind {
+    /// The name used in `CACHE_BACKEND`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::Memory => "memory",
+            BackendKind::Redis => "redis",
+            BackendKind::RedisCluster => "redis-cluster",
+            BackendKind::Memcached => "memcached",
+            BackendKind::None => "none",
+            BackendKind::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "memory" | "inmemory" | "in-memory" => BackendKind::Memory,
+            "redis" => BackendKind::Redis,
+            "redis-cluster" | "redis_cluster" | "rediscluster" => BackendKind::RedisCluster,
+            "memcached" => BackendKind::Memcached,
+            "none" => BackendKind::None,
+            "auto" => BackendKind::Auto,
+            _ => {
+                return Err(Error::Config {
+                    var: "CACHE_BACKEND",
+                    value: s.to_owned(),
+                    allowed: BACKENDS_ALLOWED,
+                })
+            }
+        })
+    }
+}
+
+/// Everything cacheside reads from the environment: the common variables,
+/// and one section per store compiled in, read by that store's own rules.
+///
+/// ```
+/// use cacheside::{BackendKind, Config};
+/// let vars = [("CACHE_BACKEND", "memory"), ("DEFAULT_CACHE_EXPIRATION", "600")];
+/// let config = Config::from_lookup(|name| {
+///     vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+/// })?;
+/// assert_eq!(config.backend, BackendKind::Memory);
+/// assert_eq!(config.default_ttl.as_secs(), 600);
+///
+/// let bad = Config::from_lookup(|name| (name == "CACHE_BACKEND").then(|| "rdis".to_string()));
+/// assert!(bad.unwrap_err().to_string().contains("CACHE_BACKEND"));
+/// # Ok::<(), cacheside::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `CACHE_ENABLED` (`invalidate-only` keeps invalidation on while reads
+    /// are off). `init_from_config` applies it.
+    pub mode: CacheMode,
+    /// `CACHE_BACKEND`.
+    pub backend: BackendKind,
+    /// `DEFAULT_CACHE_EXPIRATION`.
+    pub default_ttl: Duration,
+    /// `CACHE_NAMESPACE` (empty: none).
+    pub namespace: String,
+    /// `CACHE_OP_TIMEOUT_MS`.
+    pub op_timeout: Duration,
+    /// `CACHE_CONNECT_TIMEOUT_MS`: how long startup waits for a network store
+    /// (and each later connection attempt) before taking it as unreachable.
+    pub connect_timeout: Duration,
+    /// `CACHE_MEMORY_*`.
+    #[cfg(feature = "memory")]
+    pub memory: cache_backends::MemoryConfig,
+    /// `CACHE_REDIS_*` (its `Debug` hides passwords).
+    #[cfg(feature = "redis")]
+    pub redis: cache_backends::RedisConfig,
+    /// `CACHE_MEMCACHED_*`.
+    #[cfg(feature = "memcached")]
+    pub memcached: cache_backends::MemcachedConfig,
+}
+
+/// Default of `CACHE_CONNECT_TIMEOUT_MS`: how long startup waits for a network store.
+///
+/// ```
+/// assert_eq!(cacheside::Config::default().connect_timeout, cacheside::DEFAULT_CONNECT_TIMEOUT);
+/// assert_eq!(cacheside::DEFAULT_CONNECT_TIMEOUT.as_millis(), 1000);
+/// ```
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = cache_backends::DEFAULT_CONNECT_TIMEOUT;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: CacheMode::On,
+            backend: BackendKind::Memory,
+            default_ttl: DEFAULT_TTL,
+            namespace: String::new(),
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            #[cfg(feature = "memory")]
+            memory: Default::default(),
+            #[cfg(feature = "redis")]
+            redis: Default::default(),
+            #[cfg(feature = "memcached")]
+            memcached: Default::default(),
+        }
+    }
+}
+
+/// Parses `CACHE_ENABLED`: a boolean, or `invalidate-only`.
+pub(crate) fn parse_mode(var: &'static str, value: &str) -> Result<CacheMode, Error> {
+    match value.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "invalidate-only" | "invalidate" => Ok(CacheMode::InvalidateOnly),
+        _ => match cache_core::env::parse_bool(var, value) {
+            Ok(true) => Ok(CacheMode::On),
+            Ok(false) => Ok(CacheMode::Off),
+            Err(_) => Err(Error::Config {
+                var,
+                value: value.to_owned(),
+                allowed: "true/false (also 1/0, yes/no, on/off) or invalidate-only",
+            }),
+        },
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, Error> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (for tests and for other config sources).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let vars = Vars::new(&lookup);
+        let mut c = Config::default();
+        if let Some(v) = vars.get("CACHE_ENABLED") {
+            c.mode = parse_mode("CACHE_ENABLED", &v)?;
+        }
+        if let Some(v) = vars.get("CACHE_BACKEND") {
+            c.backend = v.parse()?;
+        }
+        if let Some(ttl) = vars.seconds(
+            "DEFAULT_CACHE_EXPIRATION",
+            "a whole number of seconds, e.g. 3600",
+        )? {
+            c.default_ttl = ttl;
+        }
+        if let Some(v) = vars.get("CACHE_NAMESPACE") {
+            c.namespace = v;
+        }
+        if let Some(t) = vars.millis_above_zero(
+            "CACHE_OP_TIMEOUT_MS",
+            "a whole number of milliseconds above 0, e.g. 250",
+        )? {
+            c.op_timeout = t;
+        }
+        if let Some(t) = vars.millis_above_zero(
+            "CACHE_CONNECT_TIMEOUT_MS",
+            "a whole number of milliseconds above 0, e.g. 1000",
+        )? {
+            c.connect_timeout = t;
+        }
+        #[cfg(feature = "memory")]
+        {
+            c.memory = cache_backends::MemoryConfig::from_vars(&vars)?;
+        }
+        #[cfg(feature = "redis")]
+        {
+            c.redis = cache_backends::RedisConfig::from_vars(&vars)?;
+        }
+        #[cfg(feature = "memcached")]
+        {
+            c.memcached = cache_backends::MemcachedConfig::from_vars(&vars)?;
+        }
+        Ok(c)
+    }
+
+    /// The bounds the network stores start with.
+    pub fn timeouts(&self) -> cache_backends::Timeouts {
+        cache_backends::Timeouts {
+            connect: self.connect_timeout,
+            op: self.op_timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+#[cfg(all(feature = "memory", feature = "redis", feature = "memcached"))]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, Error> {
+        Config::from_lookup(|n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_are_the_boilerplates() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.mode, CacheMode::On);
+        assert_eq!(c.backend, BackendKind::Memory);
+        assert_eq!(c.default_ttl, Duration::from_secs(3600));
+        assert_eq!(c.redis.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(c.memcached.servers, vec!["127.0.0.1:11211"]);
+        assert_eq!(c.memcached.generation_refresh, Duration::ZERO);
+    }
+
+    #[test]
+    fn every_disable_spelling_disables() {
+        for v in ["false", "0", "no", "off", "FALSE", " Off "] {
+            assert_eq!(
+                cfg(&[("CACHE_ENABLED", v)]).unwrap().mode,
+                CacheMode::Off,
+                "{v}"
+            );
+        }
+        for v in ["true", "1", "yes", "on"] {
+            assert_eq!(
+                cfg(&[("CACHE_ENABLED", v)]).unwrap().mode,
+                CacheMode::On,
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_variable_value_and_allowed() {
+        let cases = [
+            ("CACHE_BACKEND", "rdis", "memory, redis"),
+            ("DEFAULT_CACHE_EXPIRATION", "ten", "seconds"),
+            ("CACHE_ENABLED", "maybe", "invalidate-only"),
+            ("CACHE_OP_TIMEOUT_MS", "0", "above 0"),
+            ("CACHE_OP_TIMEOUT_MS", "-5", "milliseconds"),
+            ("CACHE_MEMORY_MAX_ENTRIES", "1e6", "entries"),
+            ("CACHE_REDIS_PORT", "70000", "port"),
+            ("CACHE_REDIS_URL", "http://x", "redis://"),
+            (
+                "CACHE_MEMCACHED_GENERATION_REFRESH_MS",
+                "1s",
+                "milliseconds",
+            ),
+        ];
+        for (var, value, allowed) in cases {
+            let msg = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(msg.contains(var), "{msg}");
+            assert!(msg.contains(&format!("{value:?}")), "{msg}");
+            assert!(msg.contains(allowed), "{msg}");
+        }
+    }
+
+    #[test]
+    fn invalidate_only_mode_is_read_from_cache_enabled() {
+        for v in ["invalidate-only", "INVALIDATE_ONLY", " invalidate "] {
+            let c = cfg(&[("CACHE_ENABLED", v)]).unwrap();
+            assert_eq!(c.mode, CacheMode::InvalidateOnly, "{v}");
+        }
+        assert_eq!(cfg(&[]).unwrap().mode, CacheMode::On);
+        assert_eq!(
+            cfg(&[("CACHE_ENABLED", "off")]).unwrap().mode,
+            CacheMode::Off
+        );
+    }
+
+    #[test]
+    fn redis_url_from_parts_escapes_password() {
+        let c = cfg(&[
+            ("CACHE_REDIS_HOST", "cache.local"),
+            ("CACHE_REDIS_PORT", "6380"),
+            ("CACHE_REDIS_DB", "2"),
+            ("CACHE_REDIS_PASSWORD", "p@ss:w/rd"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis.url, "redis://:p%40ss%3Aw%2Frd@cache.local:6380/2");
+    }
+
+    #[test]
+    fn lists_and_backend_names() {
+        let c = cfg(&[
+            ("CACHE_BACKEND", "Redis-Cluster"),
+            (
+                "CACHE_REDIS_CLUSTER_NODES",
+                "redis://127.0.0.1:7000, redis://127.0.0.1:7001,",
+            ),
+            ("CACHE_MEMCACHED_SERVERS", "127.0.0.1:11211,127.0.0.1:11212"),
+        ])
+        .unwrap();
+        assert_eq!(c.backend, BackendKind::RedisCluster);
+        assert_eq!(c.redis.cluster_nodes.len(), 2);
+        assert_eq!(c.memcached.servers.len(), 2);
+    }
+
+    #[test]
+    fn memory_max_bytes_in_bytes() {
+        assert_eq!(cfg(&[]).unwrap().memory.max_bytes, 256 * 1024 * 1024);
+        let c = cfg(&[("CACHE_MEMORY_MAX_BYTES", " 1048576 ")]).unwrap();
+        assert_eq!(c.memory.max_bytes, 1 << 20);
+        for bad in ["256MiB", "-1", "1e9"] {
+            let msg = cfg(&[("CACHE_MEMORY_MAX_BYTES", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("CACHE_MEMORY_MAX_BYTES"), "{msg}");
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+            assert!(msg.contains("bytes"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn memcached_generation_refresh_in_milliseconds() {
+        let c = cfg(&[("CACHE_MEMCACHED_GENERATION_REFRESH_MS", "1500")]).unwrap();
+        assert_eq!(c.memcached.generation_refresh, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn connect_timeout_parses_like_the_other_timeouts() {
+        assert_eq!(
+            cfg(&[]).unwrap().connect_timeout,
+            Duration::from_millis(1000)
+        );
+        let c = cfg(&[("CACHE_CONNECT_TIMEOUT_MS", " 250 ")]).unwrap();
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        for bad in ["0", "-1", "1s", "1.5"] {
+            let msg = cfg(&[("CACHE_CONNECT_TIMEOUT_MS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("CACHE_CONNECT_TIMEOUT_MS"), "{msg}");
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+            assert!(msg.contains("milliseconds above 0"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let c = cfg(&[
+            ("CACHE_REDIS_PASSWORD", "hunter2"),
+            (
+                "CACHE_REDIS_CLUSTER_NODES",
+                "redis://:hunter2@n1:7000,redis://u:hunter2@n2:7001/?password=hunter2",
+            ),
+        ])
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://:***@127.0.0.1:6379/0"), "{shown}");
+        assert!(shown.contains("redis://:***@n1:7000"), "{shown}");
+        assert!(
+            shown.contains("redis://u:***@n2:7001/?password=***"),
+            "{shown}"
+        );
+        let c = cfg(&[("CACHE_REDIS_URL", "redis://app:hunter2@h:1/0")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(format!("{c:?}").contains("connect_timeout"));
+    }
+
+    #[test]
+    fn url_errors_show_no_password() {
+        for value in [
+            "http://:hunter2@cache:6379/0",
+            "cache:6379?password=hunter2",
+            "redis//:hunter2@cache",
+        ] {
+            let err = cfg(&[("CACHE_REDIS_URL", value)]).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains("CACHE_REDIS_URL"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{value}: {shown}");
+        }
+        let err = cfg(&[("CACHE_REDIS_URL", "http://:hunter2@cache:6379/0")]).unwrap_err();
+        assert!(
+            err.to_string().contains("http://:***@cache:6379/0"),
+            "{err}"
+        );
+    }
+}
