@@ -1,4 +1,7 @@
 //! Real `redis-server` processes for tests: one server ([`RedisServer`]) or a cluster ([`RedisCluster`]).
+//!
+//! Over 600 lines: starting one server and starting a cluster share the
+//! process, port and readiness code here; splitting them would split that.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -6,6 +6,10 @@
 //! [`delete_pattern`](cache_core::Backend::delete_pattern) and
 //! [`clear`](cache_core::Backend::clear) (never `KEYS`, never `FLUSHDB`).
 //! `rediss://` URLs need the `tls` feature.
+//!
+//! Over 600 lines: the two backends share one `Backend` impl (a macro) and
+//! its helpers, kept with the single-server backend they generalise;
+//! startup, cluster routing, globs and variables have files of their own.
 
 use std::time::Duration;
 
