@@ -9,7 +9,8 @@
 //! * [`codec`]: [`Codec`], [`MsgPack`](codec::MsgPack) (default), [`Json`](codec::Json), the value envelope;
 //! * [`Config`]: environment variables;
 //! * the registry: [`init`], [`register`], [`global`], [`named`], [`set_enabled`], [`is_enabled`];
-//! * [`keys`] (how key values are encoded), [`pattern`] (globs) and [`hash`] (stable hashing).
+//! * [`keys`] (how key values are encoded), [`pattern`] (globs) and [`hash`] (stable hashing);
+//! * `testing` (feature `testing`): `Faulty`, a wrapper that injects store faults, for fail-open tests.
 #![warn(missing_docs)]
 
 mod backend;
@@ -29,6 +30,8 @@ mod registry;
 #[doc(hidden)]
 pub mod runtime;
 pub mod shape;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use async_trait::async_trait;
 pub use backend::{Backend, Key};
