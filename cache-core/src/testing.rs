@@ -201,11 +201,13 @@ struct Shared<B> {
 /// [`Fault::Delay`] finish it, calls held by a [`Fault::Hang`] are released
 /// when their operation's fault changes.
 ///
-/// It reports itself as a network store ([`Backend::is_in_process`] is false,
-/// whatever `inner` says), so the cache bounds its calls by the operation
-/// timeout and guards them with the circuit breaker, as it does for Redis or
-/// Memcached; its [`name`](Backend::name) and
-/// [`max_value_size`](Backend::max_value_size) are `inner`'s.
+/// It is a network store of its own, whatever `inner` is: named `"faulty"`
+/// and not [in-process](Backend::is_in_process), so the cache bounds its
+/// calls by the operation timeout and guards them with the circuit breaker,
+/// as it does for Redis or Memcached, and code that treats the in-process
+/// stores specially (the HTTP rate limiter counts in its own store for
+/// `memory` and `none`) uses it as given. Its
+/// [`max_value_size`](Backend::max_value_size) is `inner`'s.
 ///
 /// ```
 /// use std::time::Duration;
@@ -245,7 +247,8 @@ impl Faulty<MapStore> {
     ///
     /// ```
     /// use cache_core::{testing::Faulty, Backend};
-    /// assert_eq!(Faulty::memory().name(), "map");
+    /// let store = Faulty::memory();
+    /// assert_eq!((store.name(), store.inner().name()), ("faulty", "map"));
     /// ```
     pub fn memory() -> Self {
         Faulty::new(MapStore::default())
@@ -487,7 +490,7 @@ impl<B: Backend> Faulty<B> {
                 }
             }
         });
-        let backend = self.shared.inner.name();
+        let backend = self.name();
         match met {
             None => Ok(Passage::Inner),
             Some(Fault::Delay(delay)) => {
@@ -499,7 +502,7 @@ impl<B: Backend> Faulty<B> {
                 op.name(),
                 std::io::Error::new(
                     std::io::ErrorKind::ConnectionRefused,
-                    "connection refused (a fault injected by cache_core::testing::Faulty)",
+                    "connection refused (an injected fault)",
                 ),
             )),
             Some(Fault::Garbage) => Ok(Passage::Garbage),
@@ -537,7 +540,7 @@ impl<B: Backend> fmt::Debug for Faulty<B> {
 #[async_trait]
 impl<B: Backend> Backend for Faulty<B> {
     fn name(&self) -> &'static str {
-        self.shared.inner.name()
+        "faulty"
     }
     fn is_in_process(&self) -> bool {
         false
@@ -771,7 +774,7 @@ mod tests {
             assert_eq!(store.calls(op), expected, "{op:?}");
         }
         assert_eq!(store.total_calls(), 10);
-        assert_eq!(store.name(), "map");
+        assert_eq!(store.name(), "faulty");
         assert!(!store.is_in_process(), "bounded by the op timeout");
         assert_eq!(store.max_value_size(), None);
     }
@@ -788,7 +791,7 @@ mod tests {
                 matches!(
                     err,
                     Error::Backend {
-                        backend: "map",
+                        backend: "faulty",
                         op: "get",
                         ..
                     }
@@ -924,7 +927,7 @@ mod tests {
         store.inject(Op::Increment, Fault::Unsupported);
         assert!(matches!(
             store.delete_pattern("", "*").await,
-            Err(Error::PatternNotSupported { backend: "map" })
+            Err(Error::PatternNotSupported { backend: "faulty" })
         ));
         let err = store
             .increment(k("n"), 1, Duration::from_secs(1), None)
@@ -933,7 +936,7 @@ mod tests {
         assert!(matches!(
             err,
             Error::Unsupported {
-                backend: "map",
+                backend: "faulty",
                 op: "increment"
             }
         ));
@@ -1068,39 +1071,22 @@ mod tests {
         );
         assert_eq!(store.clear("").await.unwrap(), 2);
         // Counters: created with the TTL, kept by increments, refunds create nothing.
-        assert_eq!(
-            store.increment(k("n"), -1, minute, None).await.unwrap(),
-            (0, 0)
-        );
+        let inc = |key: &'static str, delta: i64, peek: Option<&'static str>| {
+            let store = store.clone();
+            async move { store.increment(k(key), delta, minute, peek.map(k)).await }
+        };
+        assert_eq!(inc("n", -1, None).await.unwrap(), (0, 0));
         assert!(!store.exists(k("n")).await.unwrap());
-        assert_eq!(
-            store.increment(k("n"), 2, minute, None).await.unwrap(),
-            (2, 0)
-        );
+        assert_eq!(inc("n", 2, None).await.unwrap(), (2, 0));
         tokio::time::advance(Duration::from_secs(30)).await;
-        assert_eq!(
-            store
-                .increment(k("n"), 3, minute, Some(k("m")))
-                .await
-                .unwrap(),
-            (5, 0)
-        );
-        assert_eq!(
-            store
-                .increment(k("m"), 1, minute, Some(k("n")))
-                .await
-                .unwrap(),
-            (1, 5)
-        );
-        assert_eq!(
-            store.increment(k("n"), -9, minute, None).await.unwrap(),
-            (0, 0)
-        );
+        assert_eq!(inc("n", 3, Some("m")).await.unwrap(), (5, 0));
+        assert_eq!(inc("m", 1, Some("n")).await.unwrap(), (1, 5));
+        assert_eq!(inc("n", -9, None).await.unwrap(), (0, 0));
         assert_eq!(
             store.ttl(k("n")).await.unwrap(),
             Some(Duration::from_secs(30))
         );
         store.set(k("text"), v(b"abc"), None).await.unwrap();
-        assert!(store.increment(k("text"), 1, minute, None).await.is_err());
+        assert!(inc("text", 1, None).await.is_err());
     }
 }
