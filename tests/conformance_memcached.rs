@@ -30,10 +30,13 @@ async fn connect(addrs: &[String], options: MemcachedOptions) -> MemcachedBacken
         .expect("connect to the test memcached")
 }
 
+/// Bound on each operation of the caches these tests build.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn cache_over(backend: MemcachedBackend, namespace: &str) -> Cache {
     Cache::builder(backend)
         .namespace(namespace)
-        .op_timeout(Duration::from_secs(2))
+        .op_timeout(OP_TIMEOUT)
         .build()
 }
 
@@ -90,12 +93,8 @@ async fn memcached_conforms_two_servers() {
 /// The suite over one backend shared by every namespace (clones share the
 /// pools and what the backend remembers): one process.
 async fn conforms_sharing(shared: MemcachedBackend) {
-    let make = |namespace: &str| {
-        let cache = cache_over(shared.clone(), namespace);
-        async move { cache }
-    };
     conformance::run(
-        make,
+        conformance::shared_store(shared, OP_TIMEOUT),
         conformance::Capabilities {
             patterns: false,
             counters: true,

@@ -14,15 +14,8 @@ async fn redis_backend_conforms() {
     let redis = RedisBackend::connect(&server.url())
         .await
         .expect("connect to the test server");
-    let make = move |namespace: &str| {
-        let cache = Cache::builder(redis.clone())
-            .namespace(namespace)
-            .op_timeout(Duration::from_secs(5))
-            .build();
-        async move { cache }
-    };
     conformance::run(
-        make,
+        conformance::shared_store(redis, Duration::from_secs(5)),
         Capabilities {
             patterns: true,
             counters: true,
@@ -177,15 +170,8 @@ async fn rediss_with_a_private_ca_conforms() {
     )
     .await
     .expect("connect over TLS, trusting the test CA");
-    let make = move |namespace: &str| {
-        let cache = Cache::builder(redis.clone())
-            .namespace(namespace)
-            .op_timeout(Duration::from_secs(5))
-            .build();
-        async move { cache }
-    };
     conformance::run(
-        make,
+        conformance::shared_store(redis, Duration::from_secs(5)),
         Capabilities {
             patterns: true,
             counters: true,

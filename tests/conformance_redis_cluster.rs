@@ -5,7 +5,7 @@ use std::time::Duration;
 use cacheside::backends::RedisClusterBackend;
 use cacheside::testing::conformance::{self, Capabilities};
 use cacheside::testing::RedisCluster;
-use cacheside::{BackendKind, Cache, Config};
+use cacheside::{BackendKind, Config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_backend_conforms() {
@@ -13,15 +13,8 @@ async fn redis_cluster_backend_conforms() {
     let backend = RedisClusterBackend::connect(&cluster.node_urls())
         .await
         .expect("connect to the test cluster");
-    let make = move |namespace: &str| {
-        let cache = Cache::builder(backend.clone())
-            .namespace(namespace)
-            .op_timeout(Duration::from_secs(5))
-            .build();
-        async move { cache }
-    };
     conformance::run(
-        make,
+        conformance::shared_store(backend, Duration::from_secs(5)),
         Capabilities {
             patterns: true,
             counters: true,

@@ -10,10 +10,11 @@ use axum::body::Body;
 use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
+use cache_core::testing::Fault;
 use cacheside::backends::MemoryBackend;
 use cacheside::http::ResponseCacheLayer;
 use cacheside::Cache;
-use common::{Breakage, BrokenBackend, Calls};
+use common::{broken, Calls};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -49,15 +50,18 @@ async fn cache_enabled_false_switches_the_response_cache_off() {
     assert_eq!(x_cache(&warm).await, ("MISS".into(), "run 1".into()));
     assert_eq!(x_cache(&warm).await, ("HIT".into(), "run 1".into()));
 
-    let counting = BrokenBackend::new(Breakage::Errors);
-    let store_calls = counting.calls.clone();
-    let cold = app(Cache::builder(counting).build(), &Calls::default());
+    let counting = broken(Fault::Error);
+    let cold = app(Cache::builder(counting.clone()).build(), &Calls::default());
 
     cacheside::set_enabled(false);
     assert_eq!(x_cache(&warm).await, ("BYPASS".into(), "run 2".into()));
     assert_eq!(x_cache(&warm).await, ("BYPASS".into(), "run 3".into()));
     x_cache(&cold).await;
-    assert_eq!(store_calls.get(), 0, "no store operation while disabled");
+    assert_eq!(
+        counting.total_calls(),
+        0,
+        "no store operation while disabled"
+    );
 
     cacheside::set_enabled(true);
     assert_eq!(x_cache(&warm).await, ("HIT".into(), "run 1".into()));

@@ -7,23 +7,17 @@ mod macro_suite;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use cache_core::testing::{Fault, Faulty, Op};
 use cacheside::backends::MemoryBackend;
 use cacheside::{Cache, Error};
-use common::{Breakage, BrokenBackend, Calls, TweakedMemory};
+use common::{broken, Calls};
 use macro_suite::seed;
 
 const PATTERNS: bool = true;
 
 /// The global cache of this test binary (each test uses its own keys).
 async fn global() -> &'static Cache {
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    CACHE.get_or_init(|| {
-        let cache = Cache::builder(MemoryBackend::new(10_000))
-            .namespace("t")
-            .build();
-        cacheside::init(cache.clone()).expect("first init in this binary");
-        cache
-    })
+    macro_suite::global_over(|| async { MemoryBackend::new(10_000) }).await
 }
 
 #[cacheside::invalidate(key = "np:{id}", extra = ["np:count"], patterns = ["np:page:*"], cache = "no-patterns")]
@@ -31,11 +25,10 @@ async fn invalidate_without_patterns(id: u32) {}
 
 #[tokio::test]
 async fn a_backend_without_patterns_still_deletes_exact_keys() {
-    let cache = Cache::builder(TweakedMemory {
-        patterns: false,
-        ..TweakedMemory::new(MemoryBackend::new(100))
-    })
-    .build();
+    // A memory store that cannot delete by pattern, like Memcached.
+    let store = Faulty::new(MemoryBackend::new(100));
+    store.inject(Op::DeletePattern, Fault::Unsupported);
+    let cache = Cache::builder(store).build();
     cacheside::register("no-patterns", cache.clone());
     seed(&cache, &["np:1", "np:count", "np:page:1"]).await;
     invalidate_without_patterns(1).await;
@@ -68,7 +61,7 @@ async fn on_hanging_store(id: u32) -> u32 {
 
 #[tokio::test]
 async fn a_failing_store_fails_open() {
-    let backend = BrokenBackend::new(Breakage::Errors);
+    let backend = broken(Fault::Error);
     let cache = Cache::builder(backend.clone()).build();
     cacheside::register("broken-errors", cache.clone());
     for _ in 0..20 {
@@ -79,9 +72,9 @@ async fn a_failing_store_fails_open() {
     assert!(stats.errors >= 20, "{stats:?}");
     // The circuit opened: the store saw far fewer calls than the 40 (get + set) made.
     assert!(
-        backend.calls.get() < 20,
+        backend.total_calls() < 20,
         "breaker did not open: {} store calls",
-        backend.calls.get()
+        backend.total_calls()
     );
     assert!(matches!(
         cache.get::<u32>("fo:1").await,
@@ -91,7 +84,7 @@ async fn a_failing_store_fails_open() {
 
 #[tokio::test]
 async fn a_hanging_store_is_bounded_by_the_op_timeout() {
-    let cache = Cache::builder(BrokenBackend::new(Breakage::Hangs))
+    let cache = Cache::builder(broken(Fault::Hang))
         .op_timeout(Duration::from_millis(20))
         .build();
     cacheside::register("broken-hangs", cache.clone());
@@ -143,11 +136,9 @@ async fn mutate_then_invalidate(id: u32) -> Result<(), String> {
 
 #[tokio::test(start_paused = true)]
 async fn a_caller_dropped_during_invalidation_does_not_leave_stale_entries() {
-    let cache = Cache::builder(TweakedMemory {
-        delete_delay: Duration::from_millis(50),
-        ..TweakedMemory::new(MemoryBackend::new(100))
-    })
-    .build();
+    let store = Faulty::new(MemoryBackend::new(100));
+    store.inject(Op::Delete, Fault::Delay(Duration::from_millis(50)));
+    let cache = Cache::builder(store).build();
     cacheside::register("slow-deletes", cache.clone());
     seed(&cache, &["slow:1", "slow:count"]).await;
     // The caller gives up while the first delete is under way.

@@ -4,8 +4,9 @@
 
 mod common;
 
+use cache_core::testing::{Fault, Op};
 use cacheside::Cache;
-use common::{Breakage, BrokenBackend, Calls};
+use common::{broken, Calls};
 use std::sync::OnceLock;
 
 static CALLS: OnceLock<Calls> = OnceLock::new();
@@ -25,7 +26,7 @@ async fn mutate(id: u32) -> Result<(), String> {
 #[tokio::test]
 async fn disabled_calls_never_touch_the_store() {
     // A store that counts every call: it must see none.
-    let backend = BrokenBackend::new(Breakage::Errors);
+    let backend = broken(Fault::Error);
     cacheside::init(Cache::builder(backend.clone()).build()).unwrap();
     cacheside::set_enabled(false);
     assert!(!cacheside::is_enabled());
@@ -34,7 +35,11 @@ async fn disabled_calls_never_touch_the_store() {
         mutate(1).await.unwrap();
     }
     assert_eq!(CALLS.get().unwrap().get(), 3, "body ran every time");
-    assert_eq!(backend.calls.get(), 0, "no store operation while disabled");
+    assert_eq!(
+        backend.total_calls(),
+        0,
+        "no store operation while disabled"
+    );
 
     // invalidate-only: a worker that shares the store reads nothing from it,
     // writes nothing to it, and still deletes what its mutations invalidate.
@@ -45,18 +50,22 @@ async fn disabled_calls_never_touch_the_store() {
     }
     assert_eq!(CALLS.get().unwrap().get(), 6, "body ran every time");
     assert_eq!(
-        backend.calls.get(),
+        backend.total_calls(),
         0,
         "no cached read or write in invalidate-only mode"
     );
     mutate(2).await.unwrap();
     assert_eq!(
-        backend.calls.get(),
+        backend.total_calls(),
         1,
         "the mutation's delete reached the store"
     );
+    assert_eq!(backend.calls(Op::Delete), 1, "and it was a delete");
 
     cacheside::set_enabled(true);
     cached(1).await;
-    assert!(backend.calls.get() > 1, "enabled again: the store is used");
+    assert!(
+        backend.total_calls() > 1,
+        "enabled again: the store is used"
+    );
 }

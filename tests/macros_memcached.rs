@@ -8,22 +8,16 @@ mod macro_suite;
 use cacheside::backends::MemcachedBackend;
 use cacheside::testing::MemcachedServer;
 use cacheside::Cache;
-use tokio::sync::OnceCell;
 
 const PATTERNS: bool = false;
 
 async fn global() -> &'static Cache {
     static SERVER: std::sync::OnceLock<MemcachedServer> = std::sync::OnceLock::new();
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-    CACHE
-        .get_or_init(|| async {
-            let server = SERVER.get_or_init(MemcachedServer::start);
-            let backend = MemcachedBackend::connect([server.addr()])
-                .await
-                .expect("connect to the test memcached");
-            let cache = Cache::builder(backend).namespace("t").build();
-            cacheside::init(cache.clone()).expect("first init in this binary");
-            cache
-        })
-        .await
+    macro_suite::global_over(|| async {
+        let server = SERVER.get_or_init(MemcachedServer::start);
+        MemcachedBackend::connect([server.addr()])
+            .await
+            .expect("connect to the test memcached")
+    })
+    .await
 }

@@ -7,22 +7,16 @@ mod macro_suite;
 use cacheside::backends::RedisBackend;
 use cacheside::testing::RedisServer;
 use cacheside::Cache;
-use tokio::sync::OnceCell;
 
 const PATTERNS: bool = true;
 
 async fn global() -> &'static Cache {
     static SERVER: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-    CACHE
-        .get_or_init(|| async {
-            let server = SERVER.get_or_init(RedisServer::start);
-            let backend = RedisBackend::connect(&server.url())
-                .await
-                .expect("connect to the test redis-server");
-            let cache = Cache::builder(backend).namespace("t").build();
-            cacheside::init(cache.clone()).expect("first init in this binary");
-            cache
-        })
-        .await
+    macro_suite::global_over(|| async {
+        let server = SERVER.get_or_init(RedisServer::start);
+        RedisBackend::connect(&server.url())
+            .await
+            .expect("connect to the test redis-server")
+    })
+    .await
 }

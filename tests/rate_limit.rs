@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use cacheside::backend::{async_trait, Backend, Bytes, Key, NullBackend};
+use cache_core::testing::{Fault, Faulty, Op};
+use cacheside::backend::NullBackend;
 use cacheside::backends::MemoryBackend;
 use cacheside::http::{RateLimitLayer, DEFAULT_MAX_COUNTERS};
 use cacheside::{BreakerSettings, Cache, Error};
@@ -204,59 +205,15 @@ async fn exactly_limit_pass_under_32_concurrent_requests() {
 }
 
 /// A network-like store whose counters always fail (or, `legacy`, do not exist).
-struct Broken {
-    legacy: bool,
-}
-
-#[async_trait]
-impl Backend for Broken {
-    fn name(&self) -> &'static str {
-        "broken"
-    }
-    async fn get(&self, _key: Key<'_>) -> Result<Option<Bytes>, Error> {
-        Ok(None)
-    }
-    async fn set(&self, _: Key<'_>, _: Bytes, _: Option<Duration>) -> Result<(), Error> {
-        Ok(())
-    }
-    async fn delete(&self, _key: Key<'_>) -> Result<bool, Error> {
-        Ok(false)
-    }
-    async fn delete_pattern(&self, _: &str, _: &str) -> Result<u64, Error> {
-        Ok(0)
-    }
-    async fn exists(&self, _key: Key<'_>) -> Result<bool, Error> {
-        Ok(false)
-    }
-    async fn ttl(&self, _key: Key<'_>) -> Result<Option<Duration>, Error> {
-        Ok(None)
-    }
-    async fn clear(&self, _namespace: &str) -> Result<u64, Error> {
-        Ok(0)
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        Ok(())
-    }
-    async fn increment(
-        &self,
-        _key: Key<'_>,
-        _delta: i64,
-        _ttl: Duration,
-        _peek: Option<Key<'_>>,
-    ) -> Result<(u64, u64), Error> {
-        if self.legacy {
-            return Err(Error::Unsupported {
-                backend: "broken",
-                op: "increment",
-            });
-        }
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        Err(Error::backend("broken", "increment", refused))
-    }
-}
-
 fn broken(legacy: bool) -> Cache {
-    Cache::builder(Broken { legacy })
+    let store = Faulty::new(NullBackend);
+    let fault = if legacy {
+        Fault::Unsupported
+    } else {
+        Fault::Error
+    };
+    store.inject(Op::Increment, fault);
+    Cache::builder(store)
         .breaker(BreakerSettings {
             threshold: 2,
             cooldown: Duration::from_secs(30),

@@ -7,17 +7,9 @@ mod widgets_e2e;
 use cacheside::backends::MemoryBackend;
 use cacheside::Cache;
 use common::run;
-use tokio::sync::OnceCell;
 
 async fn global() -> &'static Cache {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-    CACHE
-        .get_or_init(|| async {
-            let cache = Cache::builder(MemoryBackend::new(10_000)).build();
-            cacheside::init(cache.clone()).expect("first init");
-            cache
-        })
-        .await
+    common::global_cache(|| async { Cache::builder(MemoryBackend::new(10_000)).build() }).await
 }
 
 /// The checks share one database and one cache (as replicas do), and count

@@ -13,7 +13,6 @@ use cacheside::testing::RedisServer;
 use cacheside::{BreakerSettings, Cache};
 use common::run;
 use reqwest::StatusCode;
-use tokio::sync::OnceCell;
 
 fn server() -> &'static Mutex<RedisServer> {
     static SERVER: OnceLock<Mutex<RedisServer>> = OnceLock::new();
@@ -21,24 +20,20 @@ fn server() -> &'static Mutex<RedisServer> {
 }
 
 async fn global() -> &'static Cache {
-    static CACHE: OnceCell<Cache> = OnceCell::const_new();
-    CACHE
-        .get_or_init(|| async {
-            let url = server().lock().expect("server").url();
-            let backend = RedisBackend::connect(&url)
-                .await
-                .expect("connect to the test redis");
-            let cache = Cache::builder(backend)
-                .op_timeout(Duration::from_millis(100))
-                .breaker(BreakerSettings {
-                    threshold: 3,
-                    cooldown: Duration::from_millis(200),
-                })
-                .build();
-            cacheside::init(cache.clone()).expect("first init");
-            cache
-        })
-        .await
+    common::global_cache(|| async {
+        let url = server().lock().expect("server").url();
+        let backend = RedisBackend::connect(&url)
+            .await
+            .expect("connect to the test redis");
+        Cache::builder(backend)
+            .op_timeout(Duration::from_millis(100))
+            .breaker(BreakerSettings {
+                threshold: 3,
+                cooldown: Duration::from_millis(200),
+            })
+            .build()
+    })
+    .await
 }
 
 /// Every check in one test: the last one kills Redis, which must not disturb the others.

@@ -255,6 +255,10 @@ mod tests {
     use crate::{Cache, Error};
 
     /// Records the keys it is asked to count.
+    ///
+    /// Not a `testing::Faulty`: this test checks the arguments `increment`
+    /// receives (both keys, the namespace split of `Key`, the delta), which
+    /// the wrapper passes on without recording.
     #[derive(Default)]
     struct Recorder {
         seen: Mutex<Vec<(String, Option<String>, i64)>>,
@@ -328,6 +332,10 @@ mod tests {
     }
 
     /// A backend written before `increment` existed (it keeps the default body).
+    ///
+    /// Not a `testing::Faulty`: the wrapper implements every method, so
+    /// `Fault::Unsupported` would test its own error, not the trait's default
+    /// body that this test is about.
     struct Legacy;
 
     #[async_trait]

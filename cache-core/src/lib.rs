@@ -14,7 +14,8 @@
 //! * [`BreakerSettings`] and [`OncePerBurst`]: keeping a failing store cheap and its logs short;
 //! * [`keys`] (how key values are encoded), [`pattern`] (globs), [`hash`] (stable hashing);
 //! * [`env`]: the rules for reading configuration variables;
-//! * [`redact_url`]: credentials out of anything shown.
+//! * [`redact_url`]: credentials out of anything shown;
+//! * `testing` (feature `testing`): `Faulty`, a wrapper that injects store faults, for fail-open tests.
 #![warn(missing_docs)]
 
 mod backend;
@@ -31,6 +32,8 @@ pub mod pattern;
 mod pending;
 mod redact;
 pub mod shape;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use async_trait::async_trait;
 pub use backend::{Backend, Key};

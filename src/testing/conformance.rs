@@ -6,6 +6,9 @@
 //!
 //! You give [`run`] a factory: `make(namespace)` returns a [`Cache`] with that
 //! namespace over **one shared store** (each call must reach the same data).
+//! [`shared_store`] builds it for a store whose clones share their data (the
+//! built-in backends' do); write the closure yourself for anything else, such
+//! as a new connection per namespace.
 //! Every check asks for its own fresh, unique namespaces, so checks never see
 //! each other's keys and can share one server; [`Capabilities`] says what the
 //! store cannot do (pattern deletion), and the suite then checks that it says
@@ -16,19 +19,15 @@
 //! concurrency checks spawn tasks):
 //!
 //! ```no_run
-//! use cacheside::{testing::conformance, Cache};
+//! use std::time::Duration;
+//! use cacheside::testing::conformance;
 //!
 //! # #[cfg(feature = "memory")]
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn my_backend_conforms() {
 //!     // Your store here; one instance, shared by every namespace.
 //!     let store = cacheside::backends::MemoryBackend::new(100_000);
-//!     let make = move |namespace: &str| {
-//!         let cache = Cache::builder(store.clone())
-//!             .namespace(namespace)
-//!             .build();
-//!         async move { cache }
-//!     };
+//!     let make = conformance::shared_store(store, Duration::from_secs(5));
 //!     conformance::run(make, conformance::Capabilities { patterns: true, counters: true }).await;
 //! }
 //! # fn main() {}
@@ -41,11 +40,12 @@
 //! [`concurrent_writers`], [`single_flight`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
+use std::future::{ready, Future, Ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::backend::Backend;
 use crate::{Cache, Error};
 
 /// What the store under test can do; the suite checks the rest is refused cleanly.
@@ -95,6 +95,35 @@ fn ok<T>(check: &str, step: &str, r: Result<T, Error>) -> T {
     r.unwrap_or_else(|e| panic!("[{check}] {step} failed: {e}"))
 }
 
+/// The factory [`run`] takes, for a store whose clones share their data (as
+/// the built-in backends' do): `make(namespace)` is a [`Cache`] with that
+/// namespace over a clone of `store`, each operation bounded by `op_timeout`
+/// (in-process stores are not bounded).
+///
+/// ```
+/// use std::time::Duration;
+/// use cacheside::testing::{conformance, MapStore};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let make = conformance::shared_store(MapStore::default(), Duration::from_secs(1));
+/// let cache = make("app").await;
+/// assert_eq!(cache.namespace(), "app");
+/// conformance::round_trip(&make).await;
+/// # }
+/// ```
+pub fn shared_store<B: Backend + Clone>(
+    store: B,
+    op_timeout: Duration,
+) -> impl Fn(&str) -> Ready<Cache> {
+    move |namespace| {
+        ready(
+            Cache::builder(store.clone())
+                .namespace(namespace)
+                .op_timeout(op_timeout)
+                .build(),
+        )
+    }
+}
+
 /// Runs every check, one after the other, and panics on the first failure.
 ///
 /// `make(namespace)` must return a [`Cache`] with that namespace over the one
@@ -102,17 +131,16 @@ fn ok<T>(check: &str, step: &str, r: Result<T, Error>) -> T {
 ///
 /// ```
 /// use cacheside::{testing::conformance, Cache};
-/// # #[cfg(feature = "memory")]
 /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 /// # async fn main() {
-/// let store = cacheside::backends::MemoryBackend::new(10_000);
+/// // The factory written out (`shared_store` builds this one): every namespace over one store.
+/// let store = cacheside::testing::MapStore::default();
 /// let make = |ns: &str| {
 ///     let cache = Cache::builder(store.clone()).namespace(ns).build();
 ///     async move { cache }
 /// };
 /// conformance::run(make, conformance::Capabilities { patterns: true, counters: true }).await;
 /// # }
-/// # #[cfg(not(feature = "memory"))] fn main() {}
 /// ```
 pub async fn run<F, Fut>(make: F, caps: Capabilities)
 where

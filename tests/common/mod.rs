@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cacheside::Error;
-
-use cacheside::backend::{async_trait, Backend, Bytes, Key};
+use cache_core::testing::{Fault, Faulty};
+use cacheside::backend::NullBackend;
+use cacheside::Cache;
 
 /// Runs `fut` on the one runtime this test binary shares: store connections
 /// (Redis, Memcached) are driven by the runtime that opened them, so every
@@ -47,7 +47,7 @@ where
 }
 
 /// A cache over a store that does not answer fails open: the body's value comes back.
-pub async fn fails_open(cache: &cacheside::Cache) {
+pub async fn fails_open(cache: &Cache) {
     assert_eq!(
         cache
             .get_or_set("k", None, || async { 5u8 })
@@ -58,7 +58,7 @@ pub async fn fails_open(cache: &cacheside::Cache) {
 }
 
 /// Waits (bounded) until `cache` writes and reads its store again.
-pub async fn used_again(cache: &cacheside::Cache, what: &str, limit: Duration) {
+pub async fn used_again(cache: &Cache, what: &str, limit: Duration) {
     eventually(what, limit, || {
         let cache = cache.clone();
         async move {
@@ -81,7 +81,7 @@ pub async fn finishes<T>(what: &str, fut: impl std::future::Future<Output = T>) 
 /// After a frozen store is resumed: `clear` works again (bounded poll) and
 /// removes an entry written after the resume (one written before could have
 /// been removed by the clear that was waiting in the socket).
-pub async fn clear_works_again(cache: &cacheside::Cache, key: &str) {
+pub async fn clear_works_again(cache: &Cache, key: &str) {
     eventually("clear after SIGCONT", Duration::from_secs(10), || {
         let cache = cache.clone();
         async move { cache.clear().await.is_ok() }
@@ -106,133 +106,30 @@ impl Calls {
     }
 }
 
-/// How a [`BrokenBackend`] misbehaves.
-#[derive(Clone, Copy, Debug)]
-pub enum Breakage {
-    /// Every call returns a store error at once.
-    Errors,
-    /// Every call hangs until the runtime's timeout fires.
-    Hangs,
+/// A store that never works, for fail-open tests: every operation meets
+/// `fault` ([`Fault::Error`]: fails at once; [`Fault::Hang`]: until the op
+/// timeout). Its counters show what reached it.
+pub fn broken(fault: Fault) -> Faulty<NullBackend> {
+    let store = Faulty::new(NullBackend);
+    store.inject_all(fault);
+    store
 }
 
-/// A store that never works: for fail-open tests.
-#[derive(Clone, Debug)]
-pub struct BrokenBackend {
-    pub how: Breakage,
-    pub calls: Calls,
-}
-
-impl BrokenBackend {
-    pub fn new(how: Breakage) -> Self {
-        BrokenBackend {
-            how,
-            calls: Calls::default(),
-        }
-    }
-    async fn fail<T>(&self, op: &'static str) -> Result<T, Error> {
-        self.calls.hit();
-        match self.how {
-            Breakage::Errors => Err(Error::backend(
-                "broken",
-                op,
-                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"),
-            )),
-            Breakage::Hangs => {
-                std::future::pending::<()>().await;
-                unreachable!("pending never completes")
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Backend for BrokenBackend {
-    fn name(&self) -> &'static str {
-        "broken"
-    }
-    async fn get(&self, _key: Key<'_>) -> Result<Option<Bytes>, Error> {
-        self.fail("get").await
-    }
-    async fn set(&self, _key: Key<'_>, _v: Bytes, _ttl: Option<Duration>) -> Result<(), Error> {
-        self.fail("set").await
-    }
-    async fn delete(&self, _key: Key<'_>) -> Result<bool, Error> {
-        self.fail("delete").await
-    }
-    async fn delete_pattern(&self, _ns: &str, _p: &str) -> Result<u64, Error> {
-        self.fail("delete_pattern").await
-    }
-    async fn exists(&self, _key: Key<'_>) -> Result<bool, Error> {
-        self.fail("exists").await
-    }
-    async fn ttl(&self, _key: Key<'_>) -> Result<Option<Duration>, Error> {
-        self.fail("ttl").await
-    }
-    async fn clear(&self, _ns: &str) -> Result<u64, Error> {
-        self.fail("clear").await
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        self.fail("ping").await
-    }
-}
-
-/// A memory store with two knobs: no pattern matching (like Memcached), and
-/// deletes that take `delete_delay` (tokio time) before they happen.
-#[derive(Clone)]
-pub struct TweakedMemory {
-    pub inner: cacheside::backends::MemoryBackend,
-    pub patterns: bool,
-    pub delete_delay: Duration,
-}
-
-impl TweakedMemory {
-    pub fn new(inner: cacheside::backends::MemoryBackend) -> Self {
-        TweakedMemory {
-            inner,
-            patterns: true,
-            delete_delay: Duration::ZERO,
-        }
-    }
-}
-
-#[async_trait]
-impl Backend for TweakedMemory {
-    fn name(&self) -> &'static str {
-        "tweaked-memory"
-    }
-    fn is_in_process(&self) -> bool {
-        true
-    }
-    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
-        self.inner.get(key).await
-    }
-    async fn set(&self, key: Key<'_>, v: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
-        self.inner.set(key, v, ttl).await
-    }
-    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
-        if !self.delete_delay.is_zero() {
-            tokio::time::sleep(self.delete_delay).await;
-        }
-        self.inner.delete(key).await
-    }
-    async fn delete_pattern(&self, ns: &str, p: &str) -> Result<u64, Error> {
-        if !self.patterns {
-            return Err(Error::PatternNotSupported {
-                backend: "tweaked-memory",
-            });
-        }
-        self.inner.delete_pattern(ns, p).await
-    }
-    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
-        self.inner.exists(key).await
-    }
-    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
-        self.inner.ttl(key).await
-    }
-    async fn clear(&self, ns: &str) -> Result<u64, Error> {
-        self.inner.clear(ns).await
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        Ok(())
-    }
+/// This binary's global cache (the one `#[cache]` uses when it names none):
+/// the first call builds it with `build` (which starts or connects the
+/// binary's store) and installs it with [`cacheside::init`]; every call
+/// returns that one.
+pub async fn global_cache<F, Fut>(build: F) -> &'static Cache
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Cache>,
+{
+    static CACHE: tokio::sync::OnceCell<Cache> = tokio::sync::OnceCell::const_new();
+    CACHE
+        .get_or_init(|| async {
+            let cache = build().await;
+            cacheside::init(cache.clone()).expect("first init in this binary");
+            cache
+        })
+        .await
 }

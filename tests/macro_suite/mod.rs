@@ -2,17 +2,32 @@
 //!
 //! Included by `tests/macros.rs` (memory), `tests/macros_redis.rs`,
 //! `tests/macros_redis_cluster.rs` and `tests/macros_memcached.rs`; each
-//! provides `global()` (the binary's global cache over its store) and
-//! `PATTERNS` (whether the store can delete by pattern).
+//! provides `global()` (the binary's global cache over its store, made by
+//! [`global_over`]) and `PATTERNS` (whether the store can delete by pattern).
 
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use cacheside::{Cache, Error};
+
+use cacheside::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{run, Calls};
 use crate::{global, PATTERNS};
+
+/// The global cache of a suite binary: namespace `t` over the store
+/// `connect` gives (called once, by the first test that needs it).
+pub async fn global_over<B, F, Fut>(connect: F) -> &'static Cache
+where
+    B: Backend,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = B>,
+{
+    crate::common::global_cache(|| async { Cache::builder(connect().await).namespace("t").build() })
+        .await
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Widget {
