@@ -72,7 +72,7 @@ pub use registry::{
     set_enabled, set_mode, CacheMode,
 };
 
-/// The kit for writing a store: implement [`Backend`] over bytes, and a
+/// The kit for writing a store: implement [`Backend`](backend::Backend) over bytes, and a
 /// [`Cache`] built on it gets the namespace, codec, timeouts, circuit
 /// breaker, single-flight and kept invalidations for free.
 ///

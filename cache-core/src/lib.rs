@@ -13,7 +13,7 @@
 //!   [`shape`]: the type fingerprints the envelope carries;
 //! * [`BreakerSettings`] and [`OncePerBurst`]: keeping a failing store cheap and its logs short;
 //! * [`keys`] (how key values are encoded), [`pattern`] (globs), [`hash`] (stable hashing);
-//! * [`env`]: the rules for reading configuration variables;
+//! * [`env`](mod@env): the rules for reading configuration variables;
 //! * [`redact_url`]: credentials out of anything shown;
 //! * `testing` (feature `testing`): `Faulty`, a wrapper that injects store faults, for fail-open tests.
 #![warn(missing_docs)]

@@ -17,7 +17,7 @@ const SECRET_PARAMS: [&str; 2] = ["password", "pass"];
 /// malformed (an unencoded `@`, `/` or `,` in its password), the part up to
 /// its last `@` counts as userinfo: more may be masked, never less. Every
 /// URL cacheside logs, puts in an [`Error`](crate::Error) or shows in
-/// [`Config`](crate::Config)'s `Debug` goes through this function; use it for
+/// `cacheside::Config`'s `Debug` goes through this function; use it for
 /// store URLs in your own logs too.
 ///
 /// ```

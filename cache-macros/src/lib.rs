@@ -3,12 +3,12 @@
 //! Use them through the `cacheside` crate (`#[cacheside::cache(…)]`); their
 //! documentation lives there. This crate only parses, checks and emits a thin
 //! wrapper that calls `cacheside::__private`:
-//! - [`args`] parses the arguments into `CacheArgs` / `InvalidateArgs`,
-//!   [`signature`] reads the function, [`template`] parses key templates,
-//!   [`type_names`] holds what is recognised by written names;
-//! - every error goes into one [`ctxt::Ctxt`], checked before anything is emitted;
-//! - [`emit`] builds the output, one `ToTokens` piece per module, and
-//!   [`expand`] puts the two macros together.
+//! - `args` parses the arguments into `CacheArgs` / `InvalidateArgs`,
+//!   `signature` reads the function, `template` parses key templates,
+//!   `type_names` holds what is recognised by written names;
+//! - every error goes into one `ctxt::Ctxt`, checked before anything is emitted;
+//! - `emit` builds the output, one `ToTokens` piece per module, and
+//!   `expand` puts the two macros together.
 
 mod args;
 mod ctxt;

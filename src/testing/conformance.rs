@@ -1,7 +1,7 @@
 //! The conformance suite: what every cacheside store must do, checked through the [`Cache`] API.
 //!
 //! The built-in memory, Redis, Redis Cluster and Memcached backends all pass
-//! it. Run it against your own [`Backend`](crate::Backend) to check that the
+//! it. Run it against your own [`Backend`] to check that the
 //! macros and the provider API will behave the same on it.
 //!
 //! You give [`run`] a factory: `make(namespace)` returns a [`Cache`] with that

@@ -1,7 +1,7 @@
 //! Real servers for tests, the conformance suite every backend must pass, and
 //! store faults on demand (feature `testing`).
 //!
-//! [`Faulty`] wraps any [`Backend`](crate::Backend) and makes chosen operations
+//! [`Faulty`] wraps any [`Backend`](crate::backend::Backend) and makes chosen operations
 //! slow, failing, hanging or corrupt while a test runs, to check that your code
 //! fails open (see [`Fault`]):
 //!

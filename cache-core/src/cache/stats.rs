@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of one [`Cache`], read with [`Cache::stats`].
+/// Counters of one [`Cache`](super::Cache), read with [`Cache::stats`](super::Cache::stats).
 ///
 /// ```
 /// let s = cache_core::Stats::default();

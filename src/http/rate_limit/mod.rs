@@ -68,7 +68,7 @@
 //!   `none` cache does not switch rate limiting off: the limiter says so at
 //!   WARN and counts on its own;
 //! * given any other store (Redis, Redis Cluster, Memcached, your own
-//!   [`Backend`](crate::Backend)), counters go to that store, shared by every
+//!   [`Backend`](crate::backend::Backend)), counters go to that store, shared by every
 //!   process. Such a store evicts by its own policy: give Redis a `maxmemory`
 //!   policy that spares keys with a TTL (`volatile-*`, or `noeviction`), or a
 //!   store of their own (`RATE_LIMIT_STORAGE_URI`, [`RateLimitLayer::from_uri`]).
@@ -88,7 +88,7 @@
 //! `Retry-After: 1`. Either way the limiter is never silent about it: when the
 //! layer is applied to a service it checks its store once (in the background)
 //! and logs a WARN (an ERROR for a store that cannot count at all, a
-//! [`Backend`](crate::Backend) without `increment`) naming what to fix; every
+//! [`Backend`](crate::backend::Backend) without `increment`) naming what to fix; every
 //! failed check is counted ([`RateLimitLayer::stats`]) and logged at most
 //! once per 10 s, with the number of failures held back since.
 //!
