@@ -29,7 +29,7 @@ pin_project! {
     /// use http::{Request, Response};
     /// use http_body_util::{BodyExt, Full};
     /// use tower::{service_fn, Layer, ServiceExt};
-    /// use cacheside::{backends::MemoryBackend, http::{ResponseBody, ResponseCacheLayer}, Bytes, Cache};
+    /// use cacheside::{backends::MemoryBackend, http::{ResponseBody, ResponseCacheLayer}, backend::Bytes, Cache};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let cache = Cache::builder(MemoryBackend::new(100)).build();

@@ -37,7 +37,7 @@ pin_project! {
     ///
     /// ```
     /// use std::convert::Infallible;
-    /// use cacheside::{http::{RateLimit, RateLimitFuture}, Bytes};
+    /// use cacheside::{http::{RateLimit, RateLimitFuture}, backend::Bytes};
     /// use http::{Request, Response};
     /// use http_body_util::Full;
     /// use tower::Service;
