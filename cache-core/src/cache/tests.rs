@@ -1,44 +1,14 @@
 //! Unit tests of the handle: timeouts, the circuit, kept invalidations, single-flight.
 
 use super::*;
-use std::sync::atomic::Ordering;
-
-use bytes::Bytes;
-
-use crate::{async_trait, BreakerSettings, Key};
+use crate::testing::{Fault, Faulty, MapStore, Op};
+use crate::{BreakerSettings, Key};
 
 /// A store whose every operation hangs until the caller's timeout fires.
-struct Hanging;
-
-#[async_trait]
-impl Backend for Hanging {
-    fn name(&self) -> &'static str {
-        "hanging"
-    }
-    async fn get(&self, _: Key<'_>) -> Result<Option<Bytes>, Error> {
-        std::future::pending().await
-    }
-    async fn set(&self, _: Key<'_>, _: Bytes, _: Option<Duration>) -> Result<(), Error> {
-        std::future::pending().await
-    }
-    async fn delete(&self, _: Key<'_>) -> Result<bool, Error> {
-        std::future::pending().await
-    }
-    async fn delete_pattern(&self, _: &str, _: &str) -> Result<u64, Error> {
-        std::future::pending().await
-    }
-    async fn exists(&self, _: Key<'_>) -> Result<bool, Error> {
-        std::future::pending().await
-    }
-    async fn ttl(&self, _: Key<'_>) -> Result<Option<Duration>, Error> {
-        std::future::pending().await
-    }
-    async fn clear(&self, _: &str) -> Result<u64, Error> {
-        std::future::pending().await
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        std::future::pending().await
-    }
+fn hanging() -> Faulty<MapStore> {
+    let store = Faulty::memory();
+    store.inject_all(Fault::Hang);
+    store
 }
 
 /// With tokio's clock paused, time moves only through timers: the
@@ -46,7 +16,7 @@ impl Backend for Hanging {
 #[tokio::test(start_paused = true)]
 async fn a_hanging_store_costs_a_miss_one_op_timeout_not_two() {
     let timeout = Duration::from_millis(200);
-    let cache = Cache::builder(Hanging)
+    let cache = Cache::builder(hanging())
         .op_timeout(timeout)
         .breaker(BreakerSettings {
             threshold: 0, // no breaker: every call meets the hanging store
@@ -65,7 +35,7 @@ async fn a_hanging_store_costs_a_miss_one_op_timeout_not_two() {
 }
 
 fn hanging_cache(threshold: u32) -> Cache {
-    Cache::builder(Hanging)
+    Cache::builder(hanging())
         .op_timeout(Duration::from_millis(100))
         .bulk_timeout(Duration::from_secs(1))
         .breaker(BreakerSettings {
@@ -117,87 +87,12 @@ async fn bulk_operations_get_the_bulk_timeout() {
     }
 }
 
-/// A map-backed store that can be switched down, can hold writes until
-/// released, and can return garbage and hang on deletes.
-#[derive(Clone, Default)]
-struct Switch {
-    map: Arc<std::sync::Mutex<std::collections::HashMap<String, Bytes>>>,
-    down: Arc<std::sync::atomic::AtomicBool>,
-    hold_sets: Arc<std::sync::atomic::AtomicBool>,
-    set_started: Arc<tokio::sync::Notify>,
-    release_set: Arc<tokio::sync::Notify>,
-    garbage_and_hanging_deletes: Arc<std::sync::atomic::AtomicBool>,
+/// Whether the store behind the faults holds `key`.
+async fn holds(store: &Faulty<MapStore>, key: &str) -> bool {
+    store.inner().exists(Key::plain(key)).await.unwrap()
 }
 
-impl Switch {
-    fn check(&self, op: &'static str) -> Result<(), Error> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(Error::Backend {
-                backend: "switch",
-                op,
-                source: "down".into(),
-            });
-        }
-        Ok(())
-    }
-    fn has(&self, key: &str) -> bool {
-        self.map.lock().unwrap().contains_key(key)
-    }
-}
-
-#[async_trait]
-impl Backend for Switch {
-    fn name(&self) -> &'static str {
-        "switch"
-    }
-    async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
-        self.check("get")?;
-        if self.garbage_and_hanging_deletes.load(Ordering::SeqCst) {
-            return Ok(Some(Bytes::from_static(b"garbage, not an envelope")));
-        }
-        Ok(self.map.lock().unwrap().get(key.as_str()).cloned())
-    }
-    async fn set(&self, key: Key<'_>, value: Bytes, _: Option<Duration>) -> Result<(), Error> {
-        self.check("set")?;
-        if self.hold_sets.load(Ordering::SeqCst) {
-            let released = self.release_set.notified();
-            self.set_started.notify_one();
-            released.await;
-        }
-        self.map
-            .lock()
-            .unwrap()
-            .insert(key.as_str().to_owned(), value);
-        Ok(())
-    }
-    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
-        self.check("delete")?;
-        if self.garbage_and_hanging_deletes.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
-        Ok(self.map.lock().unwrap().remove(key.as_str()).is_some())
-    }
-    async fn delete_pattern(&self, _: &str, _: &str) -> Result<u64, Error> {
-        self.check("delete_pattern")?;
-        Ok(0)
-    }
-    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
-        self.check("exists")?;
-        Ok(self.has(key.as_str()))
-    }
-    async fn ttl(&self, _: Key<'_>) -> Result<Option<Duration>, Error> {
-        Ok(None)
-    }
-    async fn clear(&self, _: &str) -> Result<u64, Error> {
-        self.check("clear")?;
-        Ok(0)
-    }
-    async fn ping(&self) -> Result<(), Error> {
-        self.check("ping")
-    }
-}
-
-fn switch_cache(store: &Switch) -> Cache {
+fn switch_cache(store: &Faulty<MapStore>) -> Cache {
     Cache::builder(store.clone())
         .op_timeout(Duration::from_millis(100))
         .breaker(BreakerSettings {
@@ -209,10 +104,10 @@ fn switch_cache(store: &Switch) -> Cache {
 
 #[tokio::test(start_paused = true)]
 async fn a_delete_skipped_by_the_open_circuit_is_delivered_when_the_store_answers() {
-    let store = Switch::default();
+    let store = Faulty::memory();
     let cache = switch_cache(&store);
     cache.set("k", &1u32, None).await.unwrap();
-    store.down.store(true, Ordering::SeqCst);
+    store.inject_all(Fault::Error);
     assert!(
         cache.get::<u32>("k").await.is_err(),
         "the store is down: circuit opens"
@@ -223,7 +118,7 @@ async fn a_delete_skipped_by_the_open_circuit_is_delivered_when_the_store_answer
         Err(Error::CircuitOpen { .. })
     ));
     assert_eq!(cache.stats().invalidations_queued, 1);
-    store.down.store(false, Ordering::SeqCst);
+    store.clear_faults();
     assert_eq!(
         cache.get::<u32>("k").await.unwrap(),
         None,
@@ -238,7 +133,10 @@ async fn a_delete_skipped_by_the_open_circuit_is_delivered_when_the_store_answer
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    assert!(!store.has("k"), "the kept delete reached the store");
+    assert!(
+        !holds(&store, "k").await,
+        "the kept delete reached the store"
+    );
     assert_eq!(cache.stats().invalidations_delivered, 1);
     cache.set("k", &2u32, None).await.unwrap();
     assert_eq!(
@@ -250,31 +148,28 @@ async fn a_delete_skipped_by_the_open_circuit_is_delivered_when_the_store_answer
 
 #[tokio::test(start_paused = true)]
 async fn a_delete_that_lands_while_the_fill_is_in_flight_wins() {
-    let store = Switch::default();
+    let store = Faulty::memory();
     let cache = switch_cache(&store);
-    store.hold_sets.store(true, Ordering::SeqCst);
-    let started = store.set_started.notified();
+    store.inject(Op::Set, Fault::Hang);
     let filler = {
         let cache = cache.clone();
         tokio::spawn(async move { cache.get_or_set("k", None, || async { 1u32 }).await })
     };
-    started.await; // the leader's write is in flight
+    store.wait_for_calls(Op::Set, 1).await; // the leader's write is in flight
     cache.delete("k").await.unwrap(); // the mutation's delete: nothing there yet
-    store.hold_sets.store(false, Ordering::SeqCst);
-    store.release_set.notify_one();
+    store.clear_fault(Op::Set); // releases the held write
     assert_eq!(filler.await.unwrap().unwrap(), 1);
     assert!(
-        !store.has("k"),
+        !holds(&store, "k").await,
         "the write that raced the delete must be undone: its value predates the mutation"
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_undecodable_entry_costs_one_op_timeout_in_all() {
-    let store = Switch::default();
-    store
-        .garbage_and_hanging_deletes
-        .store(true, Ordering::SeqCst);
+    let store = Faulty::memory();
+    store.inject(Op::Get, Fault::Garbage);
+    store.inject(Op::Delete, Fault::Hang);
     let cache = Cache::builder(store.clone())
         .op_timeout(Duration::from_millis(100))
         .breaker(BreakerSettings {
@@ -299,7 +194,7 @@ async fn an_undecodable_entry_costs_one_op_timeout_in_all() {
 
 #[tokio::test(start_paused = true)]
 async fn a_follower_whose_leader_failed_stores_its_own_value() {
-    let store = Switch::default();
+    let store = Faulty::memory();
     let cache = switch_cache(&store);
     let leader = {
         let cache = cache.clone();
