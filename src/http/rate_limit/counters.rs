@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{async_trait, Backend, Bytes, Key};
 use crate::Error;
 
-use super::failures::Burst;
+use crate::backend::OncePerBurst;
 
 /// The name the store reports ([`Cache::backend_name`](crate::Cache::backend_name)).
 pub(super) const NAME: &str = "memory";
@@ -32,7 +32,7 @@ const MAX_SHARDS: usize = 16;
 #[derive(Debug, Default)]
 pub(super) struct Evictions {
     pub(super) count: AtomicU64,
-    pub(super) burst: Burst,
+    pub(super) burst: OncePerBurst,
 }
 
 #[derive(Debug, Clone, Copy)]

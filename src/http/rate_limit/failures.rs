@@ -2,57 +2,13 @@
 //! of a shared store when the layer is applied, and how failed checks are
 //! counted and logged (once per burst, with the number held back).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::layer::{Counters, Settings};
 use super::{bump, RATE_LIMIT_STORAGE_URI};
 use crate::Error;
-
-/// How often a failing store is logged at most.
-const BURST_MS: u64 = 10_000;
-
-/// Logs at most once per burst window (10 s on tokio's clock, so a paused
-/// test runtime controls it), counting what it held back.
-#[derive(Debug, Default)]
-pub(super) struct Burst {
-    last_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl Burst {
-    /// `Some(held back since the last line)` when this call should log.
-    pub(super) fn should_log(&self) -> Option<u64> {
-        // Offset so that the first call always logs (0 means "never logged").
-        let now = burst_clock_ms() + BURST_MS;
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if (last != 0 && now.saturating_sub(last) < BURST_MS)
-            || self
-                .last_ms
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
-    }
-}
-
-/// Milliseconds on tokio's clock from a process-wide anchor, biased so that a
-/// paused runtime's clock standing before the anchor still moves (as in the
-/// core's circuit breaker).
-fn burst_clock_ms() -> u64 {
-    const BIAS: u64 = 1 << 40;
-    static ANCHOR: OnceLock<std::time::Instant> = OnceLock::new();
-    let anchor = *ANCHOR.get_or_init(std::time::Instant::now);
-    let now = tokio::time::Instant::now().into_std();
-    match now.checked_duration_since(anchor) {
-        Some(after) => BIAS.saturating_add(after.as_millis() as u64),
-        None => BIAS.saturating_sub(anchor.duration_since(now).as_millis() as u64),
-    }
-}
 
 impl Settings {
     /// Counts a request the store could not decide on and logs it, once per burst.

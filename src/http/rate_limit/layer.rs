@@ -11,11 +11,11 @@ use http::request::Parts;
 use tower::Layer;
 
 use super::counters::{CounterStore, Evictions};
-use super::failures::Burst;
 use super::window::unix_ms;
 use super::{
     Counts, Decision, RateLimit, RateLimitStats, DEFAULT_MAX_COUNTERS, RATE_LIMIT_STORAGE_URI,
 };
+use crate::backend::OncePerBurst;
 use crate::{Cache, Error};
 
 /// Where the counters live.
@@ -109,7 +109,7 @@ pub(super) struct Settings {
     pub(super) prefix: String,
     pub(super) counts: Arc<Counts>,
     /// Store failures: one log line per burst.
-    pub(super) store_burst: Arc<Burst>,
+    pub(super) store_burst: Arc<OncePerBurst>,
     /// Whether the startup check of a shared store has been started.
     pub(super) probed: Arc<AtomicBool>,
 }
