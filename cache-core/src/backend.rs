@@ -74,6 +74,59 @@ impl<'a> Key<'a> {
     }
 }
 
+/// What a fenced read found under a key, for the conditional fill after it
+/// (see [`Backend::get_fenced`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// The store does not fence: the fill is a plain write.
+    None,
+    /// The key was absent: the fill lands only if it still is.
+    Absent,
+    /// The key held this tombstone (or another store-specific token, such as
+    /// a Memcached CAS value): the fill lands only if it still does.
+    Token(Bytes),
+}
+
+/// First bytes of every tombstone; no encoded entry starts with them (an
+/// entry's first byte is the envelope's magic `0xC5`).
+pub const TOMBSTONE_PREFIX: &[u8] = b"\xC6cacheside:tombstone:";
+
+/// A new tombstone: [`TOMBSTONE_PREFIX`] and 32 hex digits unique to this
+/// call (a per-process random seed and a counter), so two invalidations of
+/// one key never leave equal tombstones.
+///
+/// ```
+/// use cache_core::backend::{is_tombstone, tombstone};
+/// let (a, b) = (tombstone(), tombstone());
+/// assert!(is_tombstone(&a) && is_tombstone(&b));
+/// assert_ne!(a, b);
+/// ```
+pub fn tombstone() -> Bytes {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            h.write_u128(t.as_nanos());
+        }
+        h.finish()
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut out = Vec::with_capacity(TOMBSTONE_PREFIX.len() + 32);
+    out.extend_from_slice(TOMBSTONE_PREFIX);
+    out.extend_from_slice(format!("{seed:016x}{n:016x}").as_bytes());
+    Bytes::from(out)
+}
+
+/// True when `bytes` is a tombstone (see [`tombstone`]).
+pub fn is_tombstone(bytes: &[u8]) -> bool {
+    bytes.starts_with(TOMBSTONE_PREFIX)
+}
+
 /// A store that holds bytes under string keys, with optional expiry.
 ///
 /// Implement it to plug your own store into cacheside (this is the whole
@@ -181,6 +234,46 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), Error>;
+
+    /// Reads `key` like [`get`](Backend::get), and says what a later
+    /// [`set_fenced`](Backend::set_fenced) of the same key must still find
+    /// there to land.
+    ///
+    /// The default does not fence ([`Fence::None`]): fills are plain writes.
+    /// A fencing store answers [`Fence::Absent`] for a missing key and
+    /// [`Fence::Token`] for a key that holds a tombstone left by
+    /// [`invalidate`](Backend::invalidate). Tombstones are never returned
+    /// as values, by this method or by `get`, `exists` and `ttl`.
+    async fn get_fenced(&self, key: Key<'_>) -> Result<(Option<Bytes>, Fence), Error> {
+        Ok((self.get(key).await?, Fence::None))
+    }
+
+    /// Writes `value` only if `key` is still as the read that returned
+    /// `fence` found it (absent, or the same tombstone); `Ok(false)` when it
+    /// is not (an invalidation or a newer write overtook this fill) and
+    /// nothing was written. One atomic step in the store, so a fill that
+    /// started before an invalidation in any process cannot land after it.
+    ///
+    /// The default (and [`Fence::None`]) writes unconditionally.
+    async fn set_fenced(
+        &self,
+        key: Key<'_>,
+        value: Bytes,
+        ttl: Option<Duration>,
+        fence: &Fence,
+    ) -> Result<bool, Error> {
+        let _ = fence;
+        self.set(key, value, ttl).await.map(|()| true)
+    }
+
+    /// Invalidates `key`: like [`delete`](Backend::delete) (true when a live
+    /// entry was there), but a fencing store leaves a fresh
+    /// [`tombstone`](crate::backend::tombstone) for `window`, so that fills
+    /// whose read came before this call do not land. The default deletes.
+    async fn invalidate(&self, key: Key<'_>, window: Duration) -> Result<bool, Error> {
+        let _ = window;
+        self.delete(key).await
+    }
 
     /// Counts: atomically adds `delta` to the counter under `key` and returns
     /// its new value, together with the current value of the counter under

@@ -18,7 +18,8 @@
 //! * `testing` (feature `testing`): `Faulty`, a wrapper that injects store faults, for fail-open tests.
 #![warn(missing_docs)]
 
-mod backend;
+pub mod backend;
+pub mod backplane;
 mod cache;
 pub mod codec;
 pub mod env;
@@ -36,7 +37,7 @@ pub mod shape;
 pub mod testing;
 
 pub use async_trait::async_trait;
-pub use backend::{Backend, Key};
+pub use backend::{Backend, Fence, Key};
 pub use bytes::Bytes;
 pub use cache::{
     Cache, CacheBuilder, NoneCached, Outcome, Plain, Stats, DEFAULT_BULK_TIMEOUT,
