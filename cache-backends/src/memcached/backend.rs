@@ -19,7 +19,7 @@ use crate::Timeouts;
 
 use super::generations::{Gens, Seen};
 use super::keys::{expiry, memcached_wire_key, wire_ttl};
-use super::meta::{Cmd, MetaClient, MetaError, Reply};
+use super::meta::{Cmd, MetaClient, MetaError, Reply, Store};
 use super::options::{
     MemcachedConfig, MemcachedOptions, SERVERS_ALLOWED, SERVERS_VAR, SERVERS_VAR_FIX,
 };
@@ -445,6 +445,7 @@ impl Backend for MemcachedBackend {
                 value: &value,
                 client_flags: stamp_gens.stamp(),
                 expiry: ttl,
+                store: Store::Always,
             };
             let (current, results) = self
                 .batch("set", server, namespace, vec![op])

@@ -114,6 +114,7 @@ impl MemcachedBackend {
                     value: false,
                     client_flags: false,
                     ttl: false,
+                    cas: false,
                     touch: Some(0),
                 };
                 [self.gen_op(server, ns, 0), permanent]
@@ -134,6 +135,7 @@ impl MemcachedBackend {
             value: true,
             client_flags: false,
             ttl: true,
+            cas: false,
             touch: None,
         })
     }

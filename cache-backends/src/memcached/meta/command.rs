@@ -8,24 +8,39 @@ use super::MetaError;
 /// Longest key memcached accepts.
 pub(crate) const MAX_KEY_LEN: usize = 250;
 
+/// When an `ms` stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// Always (mode `S`, the default): `HD`.
+    Always,
+    /// Only when the key holds no item (`ME`, add): `HD`, else `NS`.
+    IfAbsent,
+    /// Only when the item's CAS is still this (`C<cas>`): `HD`, else `EX`
+    /// (changed) or `NF` (gone).
+    IfCas(u64),
+}
+
 /// One meta command. Keys are wire keys (checked when encoded).
 #[derive(Debug, Clone)]
 pub(crate) enum Cmd<'a> {
-    /// `mg <key> [v] [f] [t] [T<touch>]`
+    /// `mg <key> [v] [f] [t] [c] [T<touch>]`
     Get {
         key: Cow<'a, str>,
         value: bool,
         client_flags: bool,
         ttl: bool,
+        /// `c`: return the item's CAS value.
+        cas: bool,
         /// `T<n>`: set the item's expiry (0 = never) as it is read.
         touch: Option<u32>,
     },
-    /// `ms <key> <len> F<flags> T<expiry>` and the data block.
+    /// `ms <key> <len> F<flags> T<expiry> [ME | C<cas>]` and the data block.
     Set {
         key: Cow<'a, str>,
         value: &'a [u8],
         client_flags: u32,
         expiry: u32,
+        store: Store,
     },
     /// `md <key>`
     Delete { key: Cow<'a, str> },
@@ -46,10 +61,17 @@ pub(crate) enum Cmd<'a> {
 impl<'a> Cmd<'a> {
     /// True when running the command twice has the effect of running it
     /// once: reads, writes of the same value, arithmetic of zero. Not a
-    /// count, a delete (its second run reports "not found"), a generation bump.
+    /// count, a delete (its second run reports "not found"), a generation
+    /// bump, a conditional write (a fenced fill that landed would report,
+    /// resent, that it did not: its own first run changed the item), nor a
+    /// tombstone (the probe sent beside it, resent, would find the first
+    /// run's tombstone instead of the value it replaced).
     pub(super) fn repeatable(&self) -> bool {
         match self {
-            Cmd::Get { .. } | Cmd::Set { .. } | Cmd::Noop => true,
+            Cmd::Get { .. } | Cmd::Noop => true,
+            Cmd::Set { store, value, .. } => {
+                *store == Store::Always && !cache_core::backend::is_tombstone(value)
+            }
             Cmd::Arith { delta, .. } => *delta == 0,
             Cmd::Delete { .. } => false,
         }
@@ -62,6 +84,7 @@ impl<'a> Cmd<'a> {
             value: true,
             client_flags: true,
             ttl: false,
+            cas: false,
             touch: None,
         }
     }
@@ -73,6 +96,7 @@ impl<'a> Cmd<'a> {
             value: false,
             client_flags: true,
             ttl: false,
+            cas: false,
             touch: None,
         }
     }
@@ -85,6 +109,14 @@ impl<'a> Cmd<'a> {
         self
     }
 
+    /// Adds `c` (the item's CAS value) to a `Get`.
+    pub(crate) fn with_cas(mut self) -> Cmd<'a> {
+        if let Cmd::Get { cas, .. } = &mut self {
+            *cas = true;
+        }
+        self
+    }
+
     pub(super) fn encode(&self, out: &mut Vec<u8>) -> Result<(), MetaError> {
         match self {
             Cmd::Get {
@@ -92,6 +124,7 @@ impl<'a> Cmd<'a> {
                 value,
                 client_flags,
                 ttl,
+                cas,
                 touch,
             } => {
                 head(out, b"mg ", key)?;
@@ -104,6 +137,9 @@ impl<'a> Cmd<'a> {
                 if *ttl {
                     out.extend_from_slice(b" t");
                 }
+                if *cas {
+                    out.extend_from_slice(b" c");
+                }
                 if let Some(t) = touch {
                     flag(out, b'T', u64::from(*t));
                 }
@@ -113,12 +149,18 @@ impl<'a> Cmd<'a> {
                 value,
                 client_flags,
                 expiry,
+                store,
             } => {
                 head(out, b"ms ", key)?;
                 out.push(b' ');
                 push_num(out, value.len() as u64);
                 flag(out, b'F', u64::from(*client_flags));
                 flag(out, b'T', u64::from(*expiry));
+                match store {
+                    Store::Always => {}
+                    Store::IfAbsent => out.extend_from_slice(b" ME"),
+                    Store::IfCas(cas) => flag(out, b'C', *cas),
+                }
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(value);
             }
@@ -205,16 +247,30 @@ mod tests {
             value: false,
             client_flags: false,
             ttl: false,
+            cas: false,
             touch: Some(0),
         };
         assert_eq!(encoded(touch)?, "mg g T0\r\n");
-        let set = Cmd::Set {
+        assert_eq!(encoded(Cmd::get("k").with_cas())?, "mg k v f c\r\n");
+        let set = |store| Cmd::Set {
             key: "k".into(),
             value: b"a\r\nb",
             client_flags: 4_294_967_295,
             expiry: 0,
+            store,
         };
-        assert_eq!(encoded(set)?, "ms k 4 F4294967295 T0\r\na\r\nb\r\n");
+        assert_eq!(
+            encoded(set(Store::Always))?,
+            "ms k 4 F4294967295 T0\r\na\r\nb\r\n"
+        );
+        assert_eq!(
+            encoded(set(Store::IfAbsent))?,
+            "ms k 4 F4294967295 T0 ME\r\na\r\nb\r\n"
+        );
+        assert_eq!(
+            encoded(set(Store::IfCas(18_446_744_073_709_551_615)))?,
+            "ms k 4 F4294967295 T0 C18446744073709551615\r\na\r\nb\r\n"
+        );
         assert_eq!(encoded(Cmd::Delete { key: "k".into() })?, "md k\r\n");
         let vivify = Cmd::Arith {
             key: "n".into(),
@@ -234,6 +290,24 @@ mod tests {
         assert_eq!(encoded(refund)?, "ma n MD D3 v\r\n");
         assert_eq!(encoded(Cmd::Noop)?, "mn\r\n");
         Ok(())
+    }
+
+    #[test]
+    fn only_effects_a_resend_cannot_change_are_repeatable() {
+        let tombstone = cache_core::backend::tombstone();
+        let set = |value, store| Cmd::Set {
+            key: "k".into(),
+            value,
+            client_flags: 0,
+            expiry: 0,
+            store,
+        };
+        assert!(set(b"v", Store::Always).repeatable());
+        assert!(!set(b"v", Store::IfAbsent).repeatable());
+        assert!(!set(b"v", Store::IfCas(7)).repeatable());
+        assert!(!set(&tombstone, Store::Always).repeatable());
+        assert!(Cmd::get("k").with_cas().repeatable());
+        assert!(!Cmd::Delete { key: "k".into() }.repeatable());
     }
 
     #[test]

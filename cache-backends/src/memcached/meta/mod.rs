@@ -43,7 +43,7 @@ mod reply;
 #[doc(hidden)]
 pub use reply::__fuzz;
 
-pub(crate) use command::{is_valid_key, Cmd, MAX_KEY_LEN};
+pub(crate) use command::{is_valid_key, Cmd, Store, MAX_KEY_LEN};
 pub(crate) use pool::MetaClient;
 pub(crate) use reply::Reply;
 

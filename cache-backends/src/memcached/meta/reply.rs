@@ -40,6 +40,8 @@ pub(crate) struct Reply {
     pub(crate) client_flags: Option<u32>,
     /// `t<n>`: remaining seconds, -1 when the item never expires.
     pub(crate) ttl: Option<i64>,
+    /// `c<n>`: the item's CAS value.
+    pub(crate) cas: Option<u64>,
 }
 
 impl Reply {
@@ -51,6 +53,13 @@ impl Reply {
     /// An `ms` stored, an `md` deleted.
     pub(crate) fn applied(&self) -> bool {
         self.code == Code::Done
+    }
+
+    /// A conditional `ms` whose condition did not hold: `NS` (mode `E`: the
+    /// key holds an item), `EX` (`C<cas>`: the item changed), `NF` (`C<cas>`:
+    /// the item is gone).
+    pub(crate) fn condition_failed(&self) -> bool {
+        matches!(self.code, Code::NotStored | Code::Exists | Code::NotFound)
     }
 
     /// The value as an ASCII decimal number (an `ma … v` result, a counter read).
@@ -141,11 +150,13 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parsed, MetaError> {
         value,
         client_flags: None,
         ttl: None,
+        cas: None,
     };
     for word in words {
         match word.split_first() {
             Some((b'f', n)) => reply.client_flags = Some(num(n)?),
             Some((b't', n)) => reply.ttl = Some(num(n)?),
+            Some((b'c', n)) => reply.cas = Some(num(n)?),
             _ => {}
         }
     }
@@ -224,6 +235,18 @@ mod tests {
         let (r, _) = reply(b"HD f9\r\n");
         let r = r.expect("HD");
         assert!(r.hit() && r.applied() && r.client_flags == Some(9));
+        let (r, _) = reply(b"HD f9 c18446744073709551615\r\n");
+        assert_eq!(r.expect("HD c").cas, Some(u64::MAX));
+        for (line, failed) in [
+            (&b"NS\r\n"[..], true),
+            (b"EX\r\n", true),
+            (b"NF\r\n", true),
+            (b"HD\r\n", false),
+            (b"EN\r\n", false),
+        ] {
+            let (r, _) = reply(line);
+            assert_eq!(r.expect("status").condition_failed(), failed, "{line:?}");
+        }
         let (r, _) = reply(b"VA 2\r\n42\r\n");
         assert_eq!(r.expect("ma").number(), Some(42));
         // Binary values may hold CRLF: the size frames them, not the bytes.
