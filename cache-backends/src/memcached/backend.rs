@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{Backend, Error, Key};
+use cache_core::{Backend, Error, Fence, Key};
 
 use crate::Timeouts;
 
@@ -130,6 +130,25 @@ pub(super) fn protocol_error(op: &'static str, what: &str) -> Error {
 ///   is harmless.) In exchange, each server is independent: losing one never
 ///   makes the keys on the others unreadable, and each operation is one round
 ///   trip to one server.
+///
+/// # Fencing
+///
+/// [`Backend::invalidate`] does not delete: it writes a fresh
+/// [`tombstone`](cache_core::backend::tombstone) over the key, expiring
+/// after the window (whole seconds, rounded up, at least 1 s), pipelined
+/// after an `mg` that says whether a live entry was there (one round trip).
+/// Its client flags are the stamp with the top bit flipped, so `get`,
+/// `exists`, `ttl` and `delete` see no entry without reading the value.
+/// [`Backend::get_fenced`] asks `mg` for the item's CAS value too (`c`): a
+/// live entry is returned with [`Fence::None`], no item is
+/// [`Fence::Absent`], and an item that reads as absent (a tombstone, or an
+/// entry of a generation a `clear` retired) is [`Fence::Token`], its CAS as
+/// 8 little-endian bytes. [`Backend::set_fenced`] then sends `ms … ME` (add:
+/// `NS` when anything was written meanwhile) or `ms … C<cas>` (`EX` or `NF`
+/// when the item changed or went), stamped like `set`; a fill that a
+/// `clear` overtook lands invisible and reports `false`, without the second
+/// try a plain `set` makes. Like the other commands, a fenced write or a
+/// tombstone is never resent on a fresh connection once written.
 ///
 /// # Limits
 ///
@@ -345,13 +364,89 @@ impl MemcachedBackend {
     }
 
     /// The get result of a batch, when the entry is live under the current stamp.
-    fn live<'r>(
+    pub(super) fn live<'r>(
         gens: Gens,
         result: Option<&'r Reply>,
         op: &'static str,
     ) -> Result<Option<&'r Reply>, Error> {
         let get = result.ok_or_else(|| protocol_error(op, "missing mg result"))?;
         Ok(gens.admits(get).then_some(get))
+    }
+
+    /// One read of an entry (`cmd`, an `mg`) on `server`, and the
+    /// generations it is judged by: within `generation_refresh` the
+    /// remembered ones (one `mg`), otherwise those read in the same batch.
+    pub(super) async fn read_entry(
+        &self,
+        op: &'static str,
+        server: usize,
+        namespace: &str,
+        cmd: Cmd<'_>,
+    ) -> Result<(Gens, Reply), Error> {
+        if let Some(gens) = self.trusted(server, namespace) {
+            // Within `generation_refresh`: one `mg`, checked against the remembered stamp.
+            let got = self
+                .client
+                .one(server, cmd)
+                .await
+                .map_err(|e| backend_error(op, e))?;
+            return Ok((gens, got));
+        }
+        let (read, results) = self.read_with_gens(op, server, namespace, [cmd]).await?;
+        let gens = match read {
+            // An exact hit remembers nothing: only writes use what was
+            // remembered (and they read their own), so the steady state
+            // takes no lock.
+            Some(gens) if self.generation_refresh.is_zero() => gens,
+            read => {
+                let gens = self.settle(op, server, namespace, read).await?;
+                self.remember(server, namespace, gens);
+                gens
+            }
+        };
+        let got = results
+            .into_iter()
+            .next()
+            .ok_or_else(|| protocol_error(op, "missing mg result"))?;
+        Ok((gens, got))
+    }
+
+    /// [`Error::ValueTooLarge`] for a value past the server's item limit.
+    pub(super) fn fits(&self, value: &[u8]) -> Result<(), Error> {
+        if value.len() > self.max_value_size {
+            return Err(Error::ValueTooLarge {
+                size: value.len(),
+                limit: self.max_value_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// `set` (an `ms`) on `server`, pipelined with the generation reads:
+    /// the generations now and the `ms` result.
+    pub(super) async fn write(
+        &self,
+        op: &'static str,
+        server: usize,
+        namespace: &str,
+        set: Cmd<'_>,
+    ) -> Result<(Gens, Reply), Error> {
+        let size = match &set {
+            Cmd::Set { value, .. } => value.len(),
+            _ => 0,
+        };
+        let (current, results) =
+            self.batch(op, server, namespace, vec![set])
+                .await
+                .map_err(|e| match e {
+                    Error::ValueTooLarge { limit, .. } => Error::ValueTooLarge { size, limit },
+                    other => other,
+                })?;
+        let stored = results
+            .into_iter()
+            .next()
+            .ok_or_else(|| protocol_error(op, "missing ms result"))?;
+        Ok((current, stored))
     }
 
     /// The value of the counter `key` under the current generations (0 when absent).
@@ -370,7 +465,7 @@ impl MemcachedBackend {
         Ok(results.first().map_or(0, counter_value))
     }
 
-    fn route_key<'k>(&self, key: Key<'k>) -> (Cow<'k, str>, usize) {
+    pub(super) fn route_key<'k>(&self, key: Key<'k>) -> (Cow<'k, str>, usize) {
         let wire = memcached_wire_key(key.as_str());
         let server = self.ring.route(wire.as_bytes());
         (wire, server)
@@ -397,43 +492,14 @@ impl Backend for MemcachedBackend {
 
     async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
         let (wire, server) = self.route_key(key);
-        if let Some(gens) = self.trusted(server, key.namespace()) {
-            // Within `generation_refresh`: one `mg`, checked against the remembered stamp.
-            let got = self
-                .client
-                .one(server, Cmd::get(&*wire))
-                .await
-                .map_err(|e| backend_error("get", e))?;
-            return Ok(gens.value_of(got));
-        }
-        let namespace = key.namespace();
-        let (read, results) = self
-            .read_with_gens("get", server, namespace, [Cmd::get(&*wire)])
+        let (gens, got) = self
+            .read_entry("get", server, key.namespace(), Cmd::get(&*wire))
             .await?;
-        let gens = match read {
-            // An exact hit remembers nothing: only writes use what was
-            // remembered (and they read their own), so the steady state
-            // takes no lock.
-            Some(gens) if self.generation_refresh.is_zero() => gens,
-            read => {
-                let gens = self.settle("get", server, namespace, read).await?;
-                self.remember(server, namespace, gens);
-                gens
-            }
-        };
-        match results.into_iter().next() {
-            Some(g) => Ok(gens.value_of(g)),
-            None => Err(protocol_error("get", "missing mg result")),
-        }
+        Ok(gens.value_of(got))
     }
 
     async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
-        if value.len() > self.max_value_size {
-            return Err(Error::ValueTooLarge {
-                size: value.len(),
-                limit: self.max_value_size,
-            });
-        }
+        self.fits(&value)?;
         let (wire, server) = self.route_key(key);
         let namespace = key.namespace();
         let ttl = wire_ttl(ttl);
@@ -447,19 +513,7 @@ impl Backend for MemcachedBackend {
                 expiry: ttl,
                 store: Store::Always,
             };
-            let (current, results) = self
-                .batch("set", server, namespace, vec![op])
-                .await
-                .map_err(|e| match e {
-                    Error::ValueTooLarge { limit, .. } => Error::ValueTooLarge {
-                        size: value.len(),
-                        limit,
-                    },
-                    other => other,
-                })?;
-            let stored = results
-                .first()
-                .ok_or_else(|| protocol_error("set", "missing ms result"))?;
+            let (current, stored) = self.write("set", server, namespace, op).await?;
             if !stored.applied() {
                 return Err(protocol_error("set", "ms was not applied"));
             }
@@ -487,6 +541,24 @@ impl Backend for MemcachedBackend {
             .ok_or_else(|| protocol_error("delete", "missing md result"))?
             .applied();
         Ok(was_live && deleted)
+    }
+
+    async fn get_fenced(&self, key: Key<'_>) -> Result<(Option<Bytes>, Fence), Error> {
+        self.read_fenced(key).await
+    }
+
+    async fn set_fenced(
+        &self,
+        key: Key<'_>,
+        value: Bytes,
+        ttl: Option<Duration>,
+        fence: &Fence,
+    ) -> Result<bool, Error> {
+        self.write_fenced(key, value, ttl, fence).await
+    }
+
+    async fn invalidate(&self, key: Key<'_>, window: Duration) -> Result<bool, Error> {
+        self.leave_tombstone(key, window).await
     }
 
     async fn delete_pattern(&self, _namespace: &str, _pattern: &str) -> Result<u64, Error> {

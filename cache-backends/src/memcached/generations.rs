@@ -9,10 +9,14 @@ use std::sync::MutexGuard;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use cache_core::backend::is_tombstone;
 use cache_core::Error;
 
 use super::backend::{protocol_error, MemcachedBackend};
 use super::meta::{Cmd, Reply};
+
+/// The bit of a stamp that [`Gens::tombstone_flags`] flips.
+const TOMBSTONE_BIT: u32 = 1 << 31;
 
 /// Bound on the namespaces whose generations a backend remembers, per server.
 const MAX_REMEMBERED_NAMESPACES: usize = 1024;
@@ -63,14 +67,25 @@ impl Gens {
         self.global.wrapping_add(self.namespace.unwrap_or(0)) as u32
     }
 
+    /// The client flags of a tombstone left under these generations: the
+    /// stamp with its top bit flipped, so that it is never admitted (no
+    /// probe needs the value to tell it from an entry) and it stays apart
+    /// from the stamps of later generations (each clear adds 1).
+    pub(super) fn tombstone_flags(&self) -> u32 {
+        self.stamp() ^ TOMBSTONE_BIT
+    }
+
     /// True when `get` found an entry written under these generations.
     pub(super) fn admits(&self, get: &Reply) -> bool {
         get.hit() && get.client_flags.unwrap_or(0) == self.stamp()
     }
 
-    /// The value of `get` when it is live under these generations.
+    /// The value of `get` when it is live under these generations (a
+    /// tombstone never is, whatever its flags).
     pub(super) fn value_of(&self, get: Reply) -> Option<Bytes> {
-        self.admits(&get).then(|| get.value.unwrap_or_default())
+        self.admits(&get)
+            .then(|| get.value.unwrap_or_default())
+            .filter(|v| !is_tombstone(v))
     }
 }
 
@@ -342,5 +357,25 @@ mod tests {
             .stamp(),
             7
         );
+    }
+
+    #[test]
+    fn tombstones_are_never_live_whatever_their_flags() {
+        let g = Gens {
+            global: 10,
+            namespace: Some(20),
+        };
+        let retired = Gens { global: 11, ..g };
+        let entry = || Reply::found(b"v", g.stamp());
+        assert_eq!(g.value_of(entry()).as_deref(), Some(&b"v"[..]));
+        assert_eq!(retired.value_of(entry()), None);
+        let mark = cache_core::backend::tombstone();
+        for gens in [g, retired] {
+            assert_ne!(gens.tombstone_flags(), g.stamp());
+            assert!(!g.admits(&Reply::found(&mark, gens.tombstone_flags())));
+        }
+        // Even one that carries the stamp (a tombstone from a collided
+        // generation) is not a value.
+        assert_eq!(g.value_of(Reply::found(&mark, g.stamp())), None);
     }
 }

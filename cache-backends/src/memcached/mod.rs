@@ -14,11 +14,14 @@
 //! * `keys.rs`: what is sent for a key ([`memcached_wire_key`]), the keys of
 //!   generations and counters, and the expiry of a TTL.
 //! * `ring.rs`: the servers, and which one holds a key.
+//! * `fencing.rs`: `invalidate` by tombstone, fenced reads (the CAS value)
+//!   and the conditional writes of fenced fills.
 //! * `generations.rs`: the generations behind `clear`: reading them with an
 //!   entry, creating and repairing them, and what a backend remembers of them.
 //! * `meta/`: the protocol client (commands, replies, connections, pools).
 
 mod backend;
+mod fencing;
 mod generations;
 mod keys;
 mod meta;

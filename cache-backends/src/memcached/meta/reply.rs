@@ -72,6 +72,31 @@ impl Reply {
     }
 }
 
+#[cfg(test)]
+impl Reply {
+    /// A hit (`VA`) with this value and these client flags, for tests outside `meta`.
+    pub(crate) fn found(value: &[u8], client_flags: u32) -> Reply {
+        Reply {
+            code: Code::Value,
+            value: Some(Bytes::copy_from_slice(value)),
+            client_flags: Some(client_flags),
+            ttl: None,
+            cas: None,
+        }
+    }
+
+    /// A miss (`EN`), for tests outside `meta`.
+    pub(crate) fn missing() -> Reply {
+        Reply {
+            code: Code::Miss,
+            value: None,
+            client_flags: None,
+            ttl: None,
+            cas: None,
+        }
+    }
+}
+
 /// A parse of the front of a read buffer.
 #[derive(Debug)]
 pub(super) enum Parsed {
