@@ -145,10 +145,12 @@ pub(super) fn protocol_error(op: &'static str, what: &str) -> Error {
 /// entry of a generation a `clear` retired) is [`Fence::Token`], its CAS as
 /// 8 little-endian bytes. [`Backend::set_fenced`] then sends `ms … ME` (add:
 /// `NS` when anything was written meanwhile) or `ms … C<cas>` (`EX` or `NF`
-/// when the item changed or went), stamped like `set`; a fill that a
-/// `clear` overtook lands invisible and reports `false`, without the second
-/// try a plain `set` makes. Like the other commands, a fenced write or a
-/// tombstone is never resent on a fresh connection once written.
+/// when the item changed or went), stamped like `set`. Fences order fills
+/// against invalidations and writes of the key, not against `clear`: a fill
+/// found stamped with generations a clear has retired lands invisible and
+/// reports `false` (no second try, unlike `set`), but one stamped after this
+/// backend read the new generations lands. Once written, a fenced write or
+/// a tombstone is never resent on a fresh connection.
 ///
 /// # Limits
 ///
