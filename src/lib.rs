@@ -274,14 +274,14 @@ pub mod __private {
         invalidating, invalidation_active, InvalidateSpec, Targets,
     };
     pub use crate::runtime::kind::{
-        none_cached_kind, same_stored, Kind, NoneCachedKind, Probe, ViaAnything, ViaOutcome,
-        ViaPlain, ViaResult,
+        none_cached_kind, same_stored, typed_probe, Kind, NoneCachedKind, Probe, TypedProbe,
+        ViaAnything, ViaBytes, ViaClone, ViaOutcome, ViaPlain, ViaResult,
     };
     pub use crate::runtime::{
         assert_cacheable, cached, fn_path, hashed_key, instance, uncached_generic_impl, CacheSpec,
     };
     pub use cache_core::keys;
-    pub use cache_core::{NoneCached, Plain};
+    pub use cache_core::{NoneCached, Outcome, Plain};
     pub use std::sync::OnceLock;
 
     /// Outcomes of axum handlers, for `#[cache]` on them.

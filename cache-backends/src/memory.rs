@@ -258,6 +258,17 @@ impl Backend for MemoryBackend {
         true
     }
 
+    /// A [`Cache`](cache_core::Cache) over this store keeps its entries in
+    /// its own local tier, with this store's bounds: decoded values, so a
+    /// hit decodes nothing. The store itself then holds only counters.
+    fn local_tier(&self) -> Option<cache_core::LocalSettings> {
+        Some(cache_core::LocalSettings {
+            max_entries: usize::try_from(self.max_entries).unwrap_or(usize::MAX),
+            max_bytes: usize::try_from(self.max_bytes).unwrap_or(usize::MAX),
+            ttl: std::time::Duration::MAX,
+        })
+    }
+
     async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
         Ok(self.live(key.as_str()).await.map(|s| s.value))
     }

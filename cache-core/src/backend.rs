@@ -203,6 +203,14 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// For an in-process store: hand the cache's entries to its local tier
+    /// (decoded values, no encoding on a hit), bounded as returned. The
+    /// store then keeps only what the cache does not (counters). `None`
+    /// (the default): entries go to this store.
+    fn local_tier(&self) -> Option<crate::LocalSettings> {
+        None
+    }
+
     /// The largest value (in bytes, envelope included) the store accepts, if it has a limit.
     ///
     /// Larger values are skipped by the runtime (logged and counted in

@@ -30,6 +30,27 @@ pub enum Invalidation {
     },
 }
 
+impl Invalidation {
+    /// True when this invalidation removes the entry under the full key `key`.
+    ///
+    /// ```
+    /// use cache_core::backplane::Invalidation;
+    /// let p = Invalidation::Pattern { namespace: "app:".into(), glob: "user:*".into() };
+    /// assert!(p.covers("app:user:7"));
+    /// assert!(!p.covers("other:user:7"));
+    /// assert!(Invalidation::Clear { namespace: String::new() }.covers("anything"));
+    /// ```
+    pub fn covers(&self, key: &str) -> bool {
+        match self {
+            Invalidation::Key(k) => k == key,
+            Invalidation::Pattern { namespace, glob } => key
+                .strip_prefix(namespace.as_str())
+                .is_some_and(|local| crate::pattern::matches(glob, local)),
+            Invalidation::Clear { namespace } => key.starts_with(namespace.as_str()),
+        }
+    }
+}
+
 /// One backplane message: who sent it and what it invalidates.
 ///
 /// ```

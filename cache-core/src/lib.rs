@@ -26,6 +26,7 @@ pub mod env;
 mod error;
 mod flight;
 mod guard;
+pub mod local;
 pub mod hash;
 pub mod keys;
 mod null;
@@ -40,11 +41,12 @@ pub use async_trait::async_trait;
 pub use backend::{Backend, Fence, Key};
 pub use bytes::Bytes;
 pub use cache::{
-    Cache, CacheBuilder, NoneCached, Outcome, Plain, Stats, DEFAULT_BULK_TIMEOUT,
+    Cache, CacheBuilder, NoneCached, Outcome, Plain, Stats, TierUse, DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW,
     DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
 pub use error::{BoxError, Error};
 pub use guard::{BreakerSettings, OncePerBurst};
+pub use local::{LocalSettings, Typed};
 pub use null::NullBackend;
 pub use redact::redact_url;

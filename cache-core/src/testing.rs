@@ -39,6 +39,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::backend::{is_tombstone, tombstone, Fence};
 use crate::{pattern, Backend, Error, Key};
 
 /// One operation of the [`Backend`] trait (one of its async methods), as
@@ -557,6 +558,26 @@ impl<B: Backend> Backend for Faulty<B> {
         self.meet(Op::Set).await?;
         self.shared.inner.set(key, value, ttl).await
     }
+    async fn get_fenced(&self, key: Key<'_>) -> Result<(Option<Bytes>, Fence), Error> {
+        match self.meet(Op::Get).await? {
+            Passage::Inner => self.shared.inner.get_fenced(key).await,
+            Passage::Garbage => Ok((Some(Bytes::from_static(GARBAGE)), Fence::None)),
+        }
+    }
+    async fn set_fenced(
+        &self,
+        key: Key<'_>,
+        value: Bytes,
+        ttl: Option<Duration>,
+        fence: &Fence,
+    ) -> Result<bool, Error> {
+        self.meet(Op::Set).await?;
+        self.shared.inner.set_fenced(key, value, ttl, fence).await
+    }
+    async fn invalidate(&self, key: Key<'_>, window: Duration) -> Result<bool, Error> {
+        self.meet(Op::Delete).await?;
+        self.shared.inner.invalidate(key, window).await
+    }
     async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
         self.meet(Op::Delete).await?;
         self.shared.inner.delete(key).await
@@ -654,7 +675,42 @@ impl Backend for MapStore {
         true
     }
     async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
-        Ok(self.live().get(key.as_str()).map(|s| s.value.clone()))
+        Ok(self.get_fenced(key).await?.0)
+    }
+    async fn get_fenced(&self, key: Key<'_>) -> Result<(Option<Bytes>, Fence), Error> {
+        Ok(match self.live().get(key.as_str()) {
+            None => (None, Fence::Absent),
+            Some(s) if is_tombstone(&s.value) => (None, Fence::Token(s.value.clone())),
+            Some(s) => (Some(s.value.clone()), Fence::None),
+        })
+    }
+    async fn set_fenced(
+        &self,
+        key: Key<'_>,
+        value: Bytes,
+        ttl: Option<Duration>,
+        fence: &Fence,
+    ) -> Result<bool, Error> {
+        let mut map = self.live();
+        let holds = map.get(key.as_str()).map(|s| &s.value);
+        let lands = match fence {
+            Fence::None => true,
+            Fence::Absent => holds.is_none(),
+            Fence::Token(t) => holds == Some(t),
+        };
+        if lands {
+            let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+            map.insert(key.as_str().to_owned(), Stored { value, expires_at });
+        }
+        Ok(lands)
+    }
+    async fn invalidate(&self, key: Key<'_>, window: Duration) -> Result<bool, Error> {
+        let stored = Stored {
+            value: tombstone(),
+            expires_at: Instant::now().checked_add(window),
+        };
+        let old = self.live().insert(key.as_str().to_owned(), stored);
+        Ok(old.is_some_and(|s| !is_tombstone(&s.value)))
     }
     async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
         let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
@@ -663,7 +719,10 @@ impl Backend for MapStore {
         Ok(())
     }
     async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
-        Ok(self.live().remove(key.as_str()).is_some())
+        Ok(self
+            .live()
+            .remove(key.as_str())
+            .is_some_and(|s| !is_tombstone(&s.value)))
     }
     async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
         Ok(self.remove_where(|key| {
@@ -672,13 +731,17 @@ impl Backend for MapStore {
         }))
     }
     async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
-        Ok(self.live().contains_key(key.as_str()))
+        Ok(self
+            .live()
+            .get(key.as_str())
+            .is_some_and(|s| !is_tombstone(&s.value)))
     }
     async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
         let now = Instant::now();
         Ok(self
             .live()
             .get(key.as_str())
+            .filter(|s| !is_tombstone(&s.value))
             .and_then(|s| s.expires_at)
             .map(|at| at.saturating_duration_since(now)))
     }

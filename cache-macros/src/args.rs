@@ -41,6 +41,7 @@ impl Macro {
         match self {
             Macro::Cache => &[
                 KeyPrefix, ResourceId, Key, Expire, Version, Cache, CacheNone, Companion, Shared,
+                Local, LocalTtl,
                 Extra, Patterns, Crate,
             ],
             Macro::Invalidate => &[
@@ -126,6 +127,8 @@ argument_names! {
     CacheNone: cache_none,
     Companion: companion,
     Shared: shared,
+    Local: local,
+    LocalTtl: local_ttl,
     Extra: extra,
     Patterns: patterns,
     Before: before,
@@ -303,6 +306,10 @@ pub(crate) struct CacheArgs {
     pub companion: bool,
     /// `shared = true`: the response is the same for every caller (silences the credentials warning).
     pub shared: bool,
+    /// `local = false`: values are not kept decoded in this process's local tier.
+    pub local: bool,
+    /// `local_ttl = N` seconds: caps how long the local tier keeps this function's values.
+    pub local_ttl: Option<u64>,
     /// Where `extra` / `patterns` were written, in order: they need a
     /// method-aware handler, which only the signature tells.
     pub invalidation_args: Vec<(Name, Span)>,
@@ -317,6 +324,8 @@ impl Default for CacheArgs {
             cache_none: false,
             companion: true,
             shared: false,
+            local: true,
+            local_ttl: None,
             invalidation_args: Vec::new(),
         }
     }
@@ -342,6 +351,8 @@ impl MacroArgs for CacheArgs {
             Name::CacheNone => self.cache_none = lit_bool(cx, name, value).unwrap_or(false),
             Name::Companion => self.companion = lit_bool(cx, name, value).unwrap_or(true),
             Name::Shared => self.shared = lit_bool(cx, name, value).unwrap_or(false),
+            Name::Local => self.local = lit_bool(cx, name, value).unwrap_or(true),
+            Name::LocalTtl => self.local_ttl = local_ttl(cx, value),
             other => unreachable!("{} does not take `{other}`", Self::MACRO),
         }
     }
@@ -448,6 +459,24 @@ fn expire(cx: &Ctxt, value: &Expr) -> Option<u64> {
         "u64 seconds",
         "`expire` takes a whole number of seconds, e.g. expire = 600 (0 turns caching off)",
     )
+}
+
+fn local_ttl(cx: &Ctxt, value: &Expr) -> Option<u64> {
+    let secs = whole_number(
+        cx,
+        Name::LocalTtl,
+        value,
+        "u64 seconds",
+        "`local_ttl` takes a whole number of seconds, e.g. local_ttl = 5 (local = false keeps values out of the local tier)",
+    )?;
+    if secs == 0 {
+        cx.error_spanned_by(
+            value,
+            "`local_ttl = 0` would keep nothing: write `local = false` to keep this function's values out of the local tier",
+        );
+        return None;
+    }
+    Some(secs)
 }
 
 fn version(cx: &Ctxt, value: &Expr) -> Option<u32> {

@@ -4,7 +4,7 @@
 
 use std::marker::PhantomData;
 
-use cache_core::{NoneCached, Outcome, Plain};
+use cache_core::{NoneCached, Outcome, Plain, Typed};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Picks, through the type system, how a return type maps to what is cached
@@ -178,5 +178,47 @@ pub trait ViaAnything<R> {
 impl<R> ViaAnything<R> for &Probe<R> {
     fn __cacheside_succeeded(&self) -> fn(&R) -> bool {
         |_| true
+    }
+}
+
+/// Whether a stored type `V` can live decoded in the local tier, by autoref:
+/// `Clone + Send + Sync + 'static` gives `Some(Typed)`, anything else `None`
+/// (its values are then read from the store and decoded each hit).
+pub struct TypedProbe<V>(PhantomData<fn() -> V>);
+
+impl<V> TypedProbe<V> {
+    /// A probe for the stored type `V`.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        TypedProbe(PhantomData)
+    }
+}
+
+/// The probe of the stored type of the call's [`Kind`].
+pub fn typed_probe<R, K: Kind<R>>(_kind: &K) -> TypedProbe<StoredBy<K, R>> {
+    TypedProbe(PhantomData)
+}
+
+/// `V` can be cloned out of the local tier (first choice of the probe).
+pub trait ViaClone<V> {
+    /// `Some`: values of `V` are kept decoded.
+    fn __cacheside_typed(&self) -> Option<Typed<V>>;
+}
+
+impl<V: Clone + Send + Sync + 'static> ViaClone<V> for TypedProbe<V> {
+    fn __cacheside_typed(&self) -> Option<Typed<V>> {
+        Some(Typed::new())
+    }
+}
+
+/// `V` cannot be handed out of the local tier (second choice of the probe).
+pub trait ViaBytes<V> {
+    /// `None`: values of `V` are not kept decoded.
+    fn __cacheside_typed(&self) -> Option<Typed<V>>;
+}
+
+impl<V> ViaBytes<V> for &TypedProbe<V> {
+    fn __cacheside_typed(&self) -> Option<Typed<V>> {
+        None
     }
 }

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use cache_core::codec::Salt;
-use cache_core::Outcome;
+use cache_core::{Outcome, TierUse, Typed};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::registry::{is_enabled, resolve};
@@ -30,6 +30,10 @@ pub struct CacheSpec {
     pub expire: Option<u64>,
     /// `#[cache(version = N)]` (0: none), mixed into every entry's fingerprint.
     pub version: u32,
+    /// `#[cache(local = false)]` makes this false: values are not kept decoded in the local tier.
+    pub local: bool,
+    /// `#[cache(local_ttl = N)]`: caps the local tier's TTL for this function's values.
+    pub local_ttl: Option<u64>,
     /// The annotated function's crate version (`CARGO_PKG_VERSION`), mixed
     /// into the fingerprint of types whose shape cannot be traced whole.
     pub crate_version: &'static str,
@@ -62,11 +66,14 @@ impl CacheSpec {
 /// The `#[cache]` wrapper: cache-aside around `body`, fail-open.
 ///
 /// `key` is `None` when [`CacheSpec::active`] was false; then `body` just runs.
+/// `typed` hands the stored type in and out of the local tier (`None`: it
+/// is not `Clone`; see [`kind::TypedProbe`]).
 /// `instance` is the type parameters of a generic function (see [`instance`]).
 pub async fn cached<O, Fut>(
     spec: &'static CacheSpec,
     key: Option<String>,
     instance: Option<&'static str>,
+    typed: Option<Typed<O::Value>>,
     body: Fut,
 ) -> O
 where
@@ -84,8 +91,12 @@ where
         Some(secs) => Duration::from_secs(secs),
         None => cache.default_ttl(),
     };
+    let tier = TierUse {
+        typed: typed.filter(|_| spec.local),
+        ttl: spec.local_ttl.map(Duration::from_secs),
+    };
     let (out, encode_error) = cache
-        .read_through(&full, ttl, spec.salt(instance), body)
+        .read_through(&full, ttl, spec.salt(instance), body, tier)
         .await;
     if let Some(e) = encode_error {
         cache.note_failure("encode", &full, &e);

@@ -8,6 +8,8 @@ use super::{
     Cache, Inner, DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 use crate::backend::Backend;
+use crate::backplane::Backplane;
+use crate::local::{LocalSettings, LocalTier};
 use crate::codec::{Codec, MsgPack};
 use crate::flight::Flights;
 use crate::guard::{BreakerSettings, OncePerBurst, StoreGate};
@@ -37,7 +39,13 @@ pub struct CacheBuilder {
     bulk_timeout: Duration,
     max_value_size: usize,
     breaker: BreakerSettings,
+    local: Option<LocalSettings>,
+    backplane: Option<Box<dyn Backplane>>,
+    fence_window: Duration,
 }
+
+/// Default life of the tombstone an invalidation leaves (see [`CacheBuilder::fence_window`]).
+pub const DEFAULT_FENCE_WINDOW: Duration = Duration::from_secs(60);
 
 impl CacheBuilder {
     pub(super) fn new(backend: Box<dyn Backend>) -> Self {
@@ -50,6 +58,9 @@ impl CacheBuilder {
             bulk_timeout: DEFAULT_BULK_TIMEOUT,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             breaker: BreakerSettings::default(),
+            local: None,
+            backplane: None,
+            fence_window: DEFAULT_FENCE_WINDOW,
         }
     }
 
@@ -102,6 +113,43 @@ impl CacheBuilder {
         self
     }
 
+    /// A local tier of decoded values in front of the store, bounded by
+    /// `settings` (off by default over a remote store; an in-process store
+    /// such as `MemoryBackend` *is* such a tier, whatever this says).
+    ///
+    /// Hits of functions whose values are `Clone` are then served from this
+    /// process without a round trip or a decode. Over a store that other
+    /// processes share, give the cache a [`backplane`](Self::backplane)
+    /// too: without one, another process's invalidation reaches this tier
+    /// only when the entry's local TTL ends.
+    pub fn local(mut self, settings: LocalSettings) -> Self {
+        self.local = Some(settings);
+        self
+    }
+
+    /// The channel to the other processes of this store: invalidations made
+    /// here are published on it, and those received drop entries from the
+    /// local tier. A lost connection flushes the tier when it comes back.
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Box::new(backplane));
+        self
+    }
+
+    /// [`backplane`](Self::backplane) already boxed.
+    pub fn backplane_boxed(mut self, backplane: Box<dyn Backplane>) -> Self {
+        self.backplane = Some(backplane);
+        self
+    }
+
+    /// How long the tombstone of an invalidation stays in a fencing store
+    /// (default 60 s). A fill whose read came before the invalidation is
+    /// refused by the store while the tombstone lives; a fill whose body
+    /// took longer than this window (less two op timeouts) is not written.
+    pub fn fence_window(mut self, window: Duration) -> Self {
+        self.fence_window = window;
+        self
+    }
+
     /// Finishes the cache.
     pub fn build(self) -> Cache {
         let backend = self.backend;
@@ -114,7 +162,16 @@ impl CacheBuilder {
         } else {
             format!("{}:", crate::keys::part(&self.namespace))
         };
-        Cache {
+        let tier_settings = backend.local_tier();
+        let tier_is_store = tier_settings.is_some();
+        let tier = tier_settings
+            .map(|s| LocalSettings {
+                ttl: Duration::MAX,
+                ..s
+            })
+            .or(self.local)
+            .map(LocalTier::new);
+        let cache = Cache {
             inner: Arc::new(Inner {
                 backend,
                 codec: self.codec,
@@ -128,7 +185,15 @@ impl CacheBuilder {
                 gate: StoreGate::new(self.breaker, self.op_timeout, in_process),
                 warn: OncePerBurst::default(),
                 pending: Pending::default(),
+                tier,
+                tier_is_store,
+                fence_window: self.fence_window,
+                backplane: self.backplane,
+                origin: super::origin_id(),
+                subscribed: std::sync::Once::new(),
             }),
-        }
+        };
+        cache.subscribe_if_in_runtime();
+        cache
     }
 }

@@ -74,7 +74,11 @@ impl Cache {
             }
             let key = Key::new(full, prefix.len().min(full.len()));
             if self
-                .call_store("delete", Bound::Op, inner.backend.delete(key))
+                .call_store(
+                    "delete",
+                    Bound::Op,
+                    inner.backend.invalidate(key, inner.fence_window),
+                )
                 .await
                 .is_err()
             {

@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::backend::{Backend, Key};
+use crate::backplane::{Backplane, Invalidation};
+use crate::local::LocalTier;
 use crate::codec::{Codec, Salt, Storable};
 use crate::flight::Flights;
 use crate::guard::{Bound, OncePerBurst, StoreGate};
@@ -23,14 +25,18 @@ use crate::pending::{Pending, Target};
 use crate::Error;
 
 pub mod builder;
+mod coherence;
 mod kept;
 pub mod outcome;
 mod read_through;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tier_tests;
 
-pub use builder::CacheBuilder;
+pub use builder::{CacheBuilder, DEFAULT_FENCE_WINDOW};
+pub use read_through::TierUse;
 pub use outcome::{NoneCached, Outcome, Plain};
 pub use stats::Stats;
 use stats::{bump, Counters};
@@ -83,6 +89,29 @@ pub(super) struct Inner {
     gate: StoreGate,
     warn: OncePerBurst,
     pending: Pending,
+    /// The local tier: in front of the store, or the store itself (`tier_is_store`).
+    tier: Option<LocalTier>,
+    /// The backend handed its entries to the tier ([`Backend::local_tier`]).
+    tier_is_store: bool,
+    fence_window: Duration,
+    backplane: Option<Box<dyn Backplane>>,
+    /// This cache's id on the backplane (its own messages come back to it).
+    origin: u64,
+    subscribed: std::sync::Once,
+}
+
+/// A random id per cache value, for the backplane.
+pub(super) fn origin_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
 }
 
 impl fmt::Debug for Cache {
@@ -182,6 +211,12 @@ impl Cache {
             invalidations_queued: c.invalidations_queued.load(),
             invalidations_delivered: c.invalidations_delivered.load(),
             invalidation_overflows: c.invalidation_overflows.load(),
+            local_hits: c.local_hits.load(),
+            local_evictions: self.tier_counter(|t| &t.evictions),
+            local_flushes: self.tier_counter(|t| &t.flushes),
+            fenced_fills: c.fenced_fills.load() + self.tier_counter(|t| &t.refused),
+            backplane_disconnects: c.backplane_disconnects.load(),
+            backplane_failures: c.backplane_failures.load(),
         }
     }
 
@@ -241,12 +276,17 @@ impl Cache {
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let full = self.full_key(key);
         self.inner.flights.invalidate_where(|k| k == full.as_ref());
+        if let Some(t) = self.tier_store() {
+            return Ok(t.invalidate(Invalidation::Key(full.into_owned())) > 0);
+        }
         let upto = self.inner.pending.seq();
         let result = self
             .call_store(
                 "delete",
                 Bound::Op,
-                self.inner.backend.delete(self.key(&full)),
+                self.inner
+                    .backend
+                    .invalidate(self.key(&full), self.inner.fence_window),
             )
             .await;
         self.settle(
@@ -255,6 +295,7 @@ impl Cache {
             upto,
             "delete",
         );
+        self.spread(Invalidation::Key(full.into_owned())).await;
         result
     }
 
@@ -268,6 +309,13 @@ impl Cache {
             k.strip_prefix(prefix.as_str())
                 .is_some_and(|local| crate::pattern::matches(pattern, local))
         });
+        let what = Invalidation::Pattern {
+            namespace: prefix.clone(),
+            glob: pattern.to_owned(),
+        };
+        if let Some(t) = self.tier_store() {
+            return Ok(t.invalidate(what));
+        }
         let upto = self.inner.pending.seq();
         let result = self
             .call_store(
@@ -284,12 +332,16 @@ impl Cache {
             upto,
             "pattern delete",
         );
+        self.spread(what).await;
         result
     }
 
     /// True when `key` holds a live entry.
     pub async fn exists(&self, key: &str) -> Result<bool, Error> {
         let full = self.full_key(key);
+        if let Some(t) = self.tier_store() {
+            return Ok(t.remaining(&full).is_some());
+        }
         self.call_store(
             "exists",
             Bound::Op,
@@ -301,6 +353,10 @@ impl Cache {
     /// Remaining time to live of `key`; `None` when absent.
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let full = self.full_key(key);
+        if let Some(t) = self.tier_store() {
+            // Entries of the in-process tier always expire (no TTL is `DEFAULT_TTL`'s or longer).
+            return Ok(t.remaining(&full));
+        }
         self.call_store("ttl", Bound::Op, self.inner.backend.ttl(self.key(&full)))
             .await
     }
@@ -313,6 +369,12 @@ impl Cache {
         self.inner
             .flights
             .invalidate_where(|k| k.starts_with(prefix.as_str()));
+        let what = Invalidation::Clear {
+            namespace: prefix.clone(),
+        };
+        if let Some(t) = self.tier_store() {
+            return Ok(t.invalidate(what));
+        }
         let upto = self.inner.pending.seq();
         let result = self
             .call_store(
@@ -322,6 +384,7 @@ impl Cache {
             )
             .await;
         self.settle(result.as_ref().map(|_| ()), Target::Clear, upto, "clear");
+        self.spread(what).await;
         result
     }
 
@@ -412,9 +475,13 @@ impl Cache {
     {
         let full = self.full_key(key);
         let (out, encode_error) = self
-            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async {
-                Plain(make().await)
-            })
+            .read_through(
+                &full,
+                self.resolve_ttl(ttl),
+                Salt::NONE,
+                async { Plain(make().await) },
+                TierUse::OFF,
+            )
             .await;
         match encode_error {
             Some(e) => Err(e),
@@ -448,9 +515,13 @@ impl Cache {
     {
         let full = self.full_key(key);
         let (out, encode_error) = self
-            .read_through(&full, self.resolve_ttl(ttl), Salt::NONE, async {
-                make().await
-            })
+            .read_through(
+                &full,
+                self.resolve_ttl(ttl),
+                Salt::NONE,
+                async { make().await },
+                TierUse::OFF,
+            )
             .await;
         if let Some(e) = encode_error {
             self.note_failure("encode", &full, &e);

@@ -10,15 +10,64 @@ use serde::de::DeserializeOwned;
 
 use super::stats::bump;
 use super::Cache;
+use crate::backend::Fence;
+use crate::backplane::Invalidation;
 use crate::codec::{self, Salt, Storable};
+use crate::local::{Found, LocalTier, Typed};
 use crate::flight::{self, Role};
 use crate::guard::Bound;
 use crate::pending::Target;
 use crate::{Error, Outcome};
 
+/// How one call uses the local tier: the value type's [`Typed`] when it is
+/// `Clone` (`None`: the tier cannot hand out values of it), and the call's
+/// own local TTL (`#[cache(local_ttl = N)]`). [`TierUse::OFF`] keeps the
+/// call's values out of a tier in front of a remote store (`local = false`);
+/// over the in-process store the tier is the store and holds them as bytes.
+pub struct TierUse<V> {
+    /// Hands values in and out of the tier; `None`: not kept decoded.
+    pub typed: Option<Typed<V>>,
+    /// Caps the tier's TTL for this call's entries.
+    pub ttl: Option<Duration>,
+}
+
+impl<V> Clone for TierUse<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V> Copy for TierUse<V> {}
+
+impl<V> TierUse<V> {
+    /// Not kept decoded.
+    pub const OFF: TierUse<V> = TierUse {
+        typed: None,
+        ttl: None,
+    };
+}
+
+/// What a fill carries from the read before it.
+struct Fill<'a> {
+    full: &'a str,
+    ttl: Duration,
+    local_ttl: Duration,
+    salt: Salt,
+    budget: Duration,
+    fence: &'a Fence,
+    started: tokio::time::Instant,
+    since: u64,
+}
+
 impl Cache {
+    /// The in-process tier when it is the store.
+    #[inline]
+    pub(super) fn tier_store(&self) -> Option<&LocalTier> {
+        self.inner.tier.as_ref().filter(|_| self.inner.tier_is_store)
+    }
+
     /// The cache-aside path shared by [`get_or_set`](Cache::get_or_set) and the macros:
-    /// lookup; on a miss, single-flight; run `body`; store what is cacheable.
+    /// the local tier; the store; on a miss, single-flight; run `body`;
+    /// store what is cacheable, fenced against invalidations that overtook it.
     ///
     /// Never fails: store errors fall back to `body`. An encode error is
     /// returned beside the value so each caller decides how loud to be.
@@ -29,32 +78,88 @@ impl Cache {
         ttl: Duration,
         salt: Salt,
         body: Fut,
+        tier: TierUse<O::Value>,
     ) -> (O, Option<Error>)
     where
         O: Outcome,
         Fut: Future<Output = O>,
     {
+        let inner = &*self.inner;
+        self.ensure_subscribed();
+        // The tier this call uses: the store itself, or one in front of it
+        // for values it can hand out.
+        let local = inner
+            .tier
+            .as_ref()
+            .filter(|_| inner.tier_is_store || tier.typed.is_some());
+        let local_ttl = tier.ttl.map_or(ttl, |t| t.min(ttl));
+        let since = local.map_or(0, |t| t.seq());
+        if let Some(t) = local {
+            match t.lookup(full, salt, tier.typed) {
+                Found::Value(v) => {
+                    bump(&inner.counters.hits);
+                    bump(&inner.counters.local_hits);
+                    return (O::from_cached(v), None);
+                }
+                Found::Bytes(bytes) if inner.tier_is_store => {
+                    if let Some(v) = self.open_kept::<O::Value>(t, full, &bytes, salt) {
+                        if let Some(typed) = tier.typed {
+                            // Written by the provider API: keep it decoded from now on.
+                            if let Some(left) = t.remaining(full) {
+                                let kept = Some(((typed.keep)(&v), salt));
+                                t.insert(full, kept, Some(bytes.clone()), bytes.len(), left, since);
+                            }
+                        }
+                        return (O::from_cached(v), None);
+                    }
+                }
+                _ => {}
+            }
+        }
         // One store budget per call: the write after the body gets what the
         // read left of the op timeout, so a hanging store costs a call at most
         // one timeout plus the body's own time.
-        let deadline = self.inner.gate.call_deadline();
-        match self.read_entry::<O::Value>(full, deadline, salt).await {
-            Ok(Some(v)) => return (O::from_cached(v), None),
-            Ok(None) => {}
-            Err(e) => self.note_failure("read", full, &e),
+        let deadline = inner.gate.call_deadline();
+        let started = tokio::time::Instant::now();
+        let mut fence = Fence::None;
+        if inner.tier_is_store {
+            bump(&inner.counters.misses);
+        } else {
+            match self.read_fenced::<O::Value>(full, deadline, salt).await {
+                Ok((Some((v, size)), _)) => {
+                    if let (Some(t), Some(typed)) = (local, tier.typed) {
+                        t.insert(full, Some(((typed.keep)(&v), salt)), None, size, local_ttl, since);
+                    }
+                    return (O::from_cached(v), None);
+                }
+                Ok((None, f)) => fence = f,
+                Err(e) => self.note_failure("read", full, &e),
+            }
         }
-        let write_budget = deadline.map_or(self.inner.gate.op_timeout(), |d| {
+        let write_budget = deadline.map_or(inner.gate.op_timeout(), |d| {
             d.saturating_duration_since(tokio::time::Instant::now())
         });
-        match self.inner.flights.join(full) {
+        let fill = Fill {
+            full,
+            ttl,
+            local_ttl,
+            salt,
+            budget: write_budget,
+            fence: &fence,
+            started,
+            since,
+        };
+        match inner.flights.join(full) {
             Role::Leader(guard) => {
                 let out = body.await;
                 let (sealed, encode_error) = self.encode_outcome(full, &out, salt);
                 guard.land(sealed.clone());
-                if let Some(bytes) = sealed {
+                if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
                     // Invalidated while the body ran: its value may predate the mutation.
-                    if !guard.is_stale() {
-                        self.fill(full, bytes, ttl, write_budget, || guard.is_stale())
+                    if guard.is_stale() {
+                        bump(&inner.counters.fenced_fills);
+                    } else {
+                        self.fill(&fill, bytes, value, local, tier, || guard.is_stale())
                             .await;
                     }
                 }
@@ -63,11 +168,10 @@ impl Cache {
             }
             Role::Follower(rx) => {
                 // An invalidation from here on makes what this caller computes stale too.
-                let epoch = self.inner.flights.epoch();
+                let epoch = inner.flights.epoch();
                 if let Some(bytes) = flight::follow(rx).await {
-                    if let Ok(v) = codec::open_salted::<O::Value>(&*self.inner.codec, &bytes, salt)
-                    {
-                        bump(&self.inner.counters.coalesced);
+                    if let Ok(v) = codec::open_salted::<O::Value>(&*inner.codec, &bytes, salt) {
+                        bump(&inner.counters.coalesced);
                         return (O::from_cached(v), None);
                     }
                 }
@@ -75,13 +179,40 @@ impl Cache {
                 // run our own body, and store what it gives like a leader would.
                 let out = body.await;
                 let (sealed, encode_error) = self.encode_outcome(full, &out, salt);
-                let stale = || self.inner.flights.epoch() != epoch;
-                if let Some(bytes) = sealed {
-                    if !stale() {
-                        self.fill(full, bytes, ttl, write_budget, stale).await;
+                let stale = || inner.flights.epoch() != epoch;
+                if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
+                    if stale() {
+                        bump(&inner.counters.fenced_fills);
+                    } else {
+                        self.fill(&fill, bytes, value, local, tier, stale).await;
                     }
                 }
                 (out, encode_error)
+            }
+        }
+    }
+
+    /// Decodes an entry of the in-process tier; one that does not decode as
+    /// `T` is removed and counted (like an undecodable entry of a store).
+    fn open_kept<T: DeserializeOwned>(
+        &self,
+        tier: &LocalTier,
+        full: &str,
+        bytes: &[u8],
+        salt: Salt,
+    ) -> Option<T> {
+        let counters = &self.inner.counters;
+        match codec::open_salted::<T>(&*self.inner.codec, bytes, salt) {
+            Ok(v) => {
+                bump(&counters.hits);
+                Some(v)
+            }
+            Err(reason) => {
+                bump(&counters.misses);
+                bump(&counters.errors);
+                tracing::warn!(key = full, expected = std::any::type_name::<T>(), %reason, "cache entry does not decode; treating as a miss and deleting it");
+                tier.remove(full);
+                None
             }
         }
     }
@@ -102,38 +233,135 @@ impl Cache {
         }
     }
 
-    /// Writes a miss's value, unless the read used the whole budget (the
-    /// store hangs or is down, already counted) or the circuit is open.
+    /// Stores a miss's value: in the in-process tier; or in the store,
+    /// fenced (the write lands only if no invalidation came after the read),
+    /// and then in the local tier unless the store refused it or the tier
+    /// heard of an invalidation since the read. Skipped when the read used
+    /// the whole budget (the store hangs or is down, already counted) or the
+    /// circuit is open; then the tier still keeps the value (fail-safe: it
+    /// is fresh, and the store cannot be invalidated meanwhile either).
     /// When `stale()` turns true while the write is in flight (an
-    /// invalidation landed meanwhile), the write is undone: the delete that
-    /// raced it must win.
-    async fn fill(
+    /// invalidation in this process landed meanwhile), the write is undone.
+    async fn fill<V>(
         &self,
-        full: &str,
+        fill: &Fill<'_>,
         bytes: Bytes,
-        ttl: Duration,
-        budget: Duration,
+        value: &V,
+        local: Option<&LocalTier>,
+        tier: TierUse<V>,
         stale: impl Fn() -> bool,
     ) {
-        if budget.is_zero() || self.inner.gate.is_open() {
+        let inner = &*self.inner;
+        let full = fill.full;
+        let weight = bytes.len();
+        let keep = |t: &LocalTier, bytes: Option<Bytes>, ttl: Duration| {
+            let typed = tier.typed.map(|typed| ((typed.keep)(value), fill.salt));
+            if typed.is_some() || bytes.is_some() {
+                t.insert(full, typed, bytes, weight, ttl, fill.since);
+            }
+        };
+        if inner.tier_is_store {
+            if let Some(t) = local {
+                keep(t, Some(bytes), fill.ttl);
+            }
             return;
         }
-        if let Err(e) = self.write_entry(full, bytes, ttl, budget).await {
-            self.note_failure("write", full, &e);
-        }
-        if stale() {
-            let undo = self
-                .call_store(
-                    "delete",
-                    Bound::Op,
-                    self.inner.backend.delete(self.key(full)),
-                )
-                .await;
-            if let Err(e) = undo {
-                if e.is_store_failure() {
-                    self.keep_invalidation(Target::Key(full), "undo of a stale write", &e);
+        let mut landed = true;
+        if !fill.budget.is_zero() && !inner.gate.is_open() {
+            match self.write_fenced(fill, bytes).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    bump(&inner.counters.fenced_fills);
+                    landed = false;
                 }
+                Err(e) => self.note_failure("write", full, &e),
             }
+            if stale() {
+                let undo = self
+                    .call_store(
+                        "delete",
+                        Bound::Op,
+                        inner.backend.invalidate(self.key(full), inner.fence_window),
+                    )
+                    .await;
+                if let Err(e) = undo {
+                    if e.is_store_failure() {
+                        self.keep_invalidation(Target::Key(full), "undo of a stale write", &e);
+                    }
+                }
+                return;
+            }
+        }
+        if let (true, Some(t)) = (landed, local) {
+            keep(t, None, fill.local_ttl);
+        }
+    }
+
+    /// The store write of a fill: conditional on what the read saw
+    /// ([`Backend::set_fenced`](crate::Backend::set_fenced)). `Ok(false)`:
+    /// refused, an invalidation overtook it; also when the body outlived
+    /// the fence window (the tombstone that would refuse it may be gone).
+    async fn write_fenced(&self, fill: &Fill<'_>, bytes: Bytes) -> Result<bool, Error> {
+        let inner = &*self.inner;
+        if *fill.fence != Fence::None {
+            let margin = inner.gate.op_timeout().saturating_mul(2);
+            if fill.started.elapsed() + margin >= inner.fence_window {
+                return Ok(false);
+            }
+        }
+        let key = self.key(fill.full);
+        let upto = inner.pending.seq();
+        let result = self
+            .call_store(
+                "set",
+                Bound::Within(fill.budget),
+                inner
+                    .backend
+                    .set_fenced(key, bytes, Some(fill.ttl), fill.fence),
+            )
+            .await;
+        if let Ok(true) = result {
+            // A fresh value replaced whatever a kept delete of this key was for.
+            inner
+                .pending
+                .superseded(Target::Key(fill.full), upto, inner.prefix.len());
+        }
+        result
+    }
+
+    /// [`read_entry`](Self::read_entry) through
+    /// [`Backend::get_fenced`](crate::Backend::get_fenced): the value with
+    /// its encoded size, or what a fill must find to land.
+    async fn read_fenced<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        deadline: Option<tokio::time::Instant>,
+        salt: Salt,
+    ) -> Result<(Option<(T, usize)>, Fence), Error> {
+        let inner = &*self.inner;
+        if inner.pending.covers(full, inner.prefix.len()) {
+            bump(&inner.counters.misses);
+            self.deliver_pending();
+            // The kept delete is not in the store yet: a fill would be undone by it.
+            return Ok((None, Fence::None));
+        }
+        let get = inner.backend.get_fenced(self.key(full));
+        let (got, fence) = match deadline {
+            Some(deadline) => {
+                self.call_store("get", Bound::Until(inner.gate.op_timeout(), deadline), get)
+                    .await?
+            }
+            None => get.await?,
+        };
+        let Some(bytes) = got else {
+            bump(&inner.counters.misses);
+            return Ok((None, fence));
+        };
+        let size = bytes.len();
+        match self.decode_or_delete::<T>(full, &bytes, deadline, salt).await? {
+            Some(v) => Ok((Some((v, size)), fence)),
+            // Deleted: absent now, as far as this read knows.
+            None => Ok((None, Fence::None)),
         }
     }
 
@@ -150,47 +378,65 @@ impl Cache {
         deadline: Option<tokio::time::Instant>,
         salt: Salt,
     ) -> Result<Option<T>, Error> {
-        let key = self.key(full);
-        if self.inner.pending.covers(full, self.inner.prefix.len()) {
+        let inner = &*self.inner;
+        if let Some(t) = self.tier_store() {
+            return Ok(match t.lookup::<T>(full, salt, None) {
+                Found::Bytes(bytes) => self.open_kept(t, full, &bytes, salt),
+                _ => {
+                    bump(&inner.counters.misses);
+                    None
+                }
+            });
+        }
+        if inner.pending.covers(full, inner.prefix.len()) {
             // A kept invalidation covers this key: the store may still hold
             // the old value. A miss, and another try at delivering.
-            bump(&self.inner.counters.misses);
+            bump(&inner.counters.misses);
             self.deliver_pending();
             return Ok(None);
         }
-        let get = self.inner.backend.get(key);
+        let get = inner.backend.get(self.key(full));
         let got = match deadline {
             Some(deadline) => {
-                self.call_store(
-                    "get",
-                    Bound::Until(self.inner.gate.op_timeout(), deadline),
-                    get,
-                )
-                .await
+                self.call_store("get", Bound::Until(inner.gate.op_timeout(), deadline), get)
+                    .await
             }
             None => get.await,
         };
         let Some(bytes) = got? else {
-            bump(&self.inner.counters.misses);
+            bump(&inner.counters.misses);
             return Ok(None);
         };
-        match codec::open_salted::<T>(&*self.inner.codec, &bytes, salt) {
+        self.decode_or_delete(full, &bytes, deadline, salt).await
+    }
+
+    /// Decodes a stored entry as `T`; one that does not decode is a miss,
+    /// deleted and counted.
+    async fn decode_or_delete<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        bytes: &[u8],
+        deadline: Option<tokio::time::Instant>,
+        salt: Salt,
+    ) -> Result<Option<T>, Error> {
+        let inner = &*self.inner;
+        match codec::open_salted::<T>(&*inner.codec, bytes, salt) {
             Ok(v) => {
-                bump(&self.inner.counters.hits);
+                bump(&inner.counters.hits);
                 Ok(Some(v))
             }
             Err(reason) => {
-                bump(&self.inner.counters.misses);
-                bump(&self.inner.counters.errors);
+                bump(&inner.counters.misses);
+                bump(&inner.counters.errors);
                 tracing::warn!(key = full, expected = std::any::type_name::<T>(), %reason, "cache entry does not decode; treating as a miss and deleting it");
                 // The delete shares the call's one budget: a store that
                 // answers the read and then hangs costs one op timeout, not two.
-                let delete = self.inner.backend.delete(key);
+                let delete = inner.backend.delete(self.key(full));
                 match deadline {
                     Some(deadline) => {
                         self.call_store(
                             "delete",
-                            Bound::Until(self.inner.gate.op_timeout(), deadline),
+                            Bound::Until(inner.gate.op_timeout(), deadline),
                             delete,
                         )
                         .await?
@@ -256,6 +502,11 @@ impl Cache {
         ttl: Duration,
         limit: Duration,
     ) -> Result<(), Error> {
+        if let Some(t) = self.tier_store() {
+            let weight = bytes.len();
+            t.insert(full, None, Some(bytes), weight, ttl, t.seq());
+            return Ok(());
+        }
         let key = self.key(full);
         let upto = self.inner.pending.seq();
         let result = self
@@ -297,12 +548,18 @@ impl Cache {
     ) -> Result<(), Error> {
         let bytes = self.encode_entry(value, salt)?;
         let full = self.full_key(key);
-        self.write_entry(
-            &full,
-            bytes,
-            self.resolve_ttl(ttl),
-            self.inner.gate.op_timeout(),
-        )
-        .await
+        let result = self
+            .write_entry(
+                &full,
+                bytes,
+                self.resolve_ttl(ttl),
+                self.inner.gate.op_timeout(),
+            )
+            .await;
+        if !self.inner.tier_is_store {
+            // Other processes (and this one's tier) drop their copies of the old value.
+            self.spread(Invalidation::Key(full.into_owned())).await;
+        }
+        result
     }
 }

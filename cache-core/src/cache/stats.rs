@@ -29,6 +29,20 @@ pub struct Stats {
     /// Times more than 1,024 kept invalidations collapsed into one `clear()`
     /// of the namespace (logged as an error).
     pub invalidation_overflows: u64,
+    /// Hits served by the local tier (decoded values in this process); also counted in `hits`.
+    pub local_hits: u64,
+    /// Entries the local tier dropped to stay within its bounds.
+    pub local_evictions: u64,
+    /// Times the local tier was emptied because the backplane came back
+    /// after a loss (it may have missed invalidations meanwhile).
+    pub local_flushes: u64,
+    /// Fills not stored because an invalidation overtook them (refused by
+    /// the store's fence, or by the local tier's log).
+    pub fenced_fills: u64,
+    /// Times the backplane connection was lost.
+    pub backplane_disconnects: u64,
+    /// Backplane messages that could not be sent, or that arrived unreadable.
+    pub backplane_failures: u64,
 }
 
 impl Stats {
@@ -85,6 +99,10 @@ pub(super) struct Counters {
     pub(super) invalidations_queued: Counter,
     pub(super) invalidations_delivered: Counter,
     pub(super) invalidation_overflows: Counter,
+    pub(super) local_hits: Counter,
+    pub(super) fenced_fills: Counter,
+    pub(super) backplane_disconnects: Counter,
+    pub(super) backplane_failures: Counter,
 }
 
 /// Adds one to `c` (on this thread's shard).

@@ -36,8 +36,10 @@ fn sample(name: Name) -> TokenStream {
     match name {
         Name::KeyPrefix | Name::ResourceId | Name::Key | Name::Cache => quote!("x"),
         Name::Crate => quote!("::x"),
-        Name::Expire | Name::Version => quote!(1),
-        Name::CacheNone | Name::Companion | Name::Shared | Name::Before => quote!(true),
+        Name::Expire | Name::Version | Name::LocalTtl => quote!(1),
+        Name::CacheNone | Name::Companion | Name::Shared | Name::Local | Name::Before => {
+            quote!(true)
+        }
         Name::Extra | Name::Patterns => quote!(["x"]),
     }
 }
@@ -131,7 +133,7 @@ fn a_name_given_twice_is_reported_and_the_first_kept() {
         [
             "`expire` is given twice; keep one",
             "unknown argument `nope` for #[cache]; expected one of: key_prefix, resource_id, key, \
-             expire, version, cache, cache_none, companion, shared, extra, patterns, crate",
+             expire, version, cache, cache_none, companion, shared, local, local_ttl, extra, patterns, crate",
             "`nope` is given twice; keep one",
         ]
     );

@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::{ReturnType, Signature, Type};
 
 use super::names;
-use super::runtime::Runtime;
+use super::runtime::{Runtime, TypedOf};
 use crate::args::Macro;
 use crate::ctxt::Ctxt;
 use crate::signature::returns_impl_trait;
@@ -190,20 +190,24 @@ impl ToTokens for CachedRead<'_> {
             CachedAs::Kind(kind) => {
                 let local_kind = names::kind();
                 let (unwrap, wrap) = (rt.kind_unwrap(), rt.kind_wrap());
+                let typed = rt.typed(TypedOf::Kind(&local_kind));
                 quote! {{
                     let #local_kind = #kind;
                     #unwrap(
                         #local_kind,
                         #cached(
-                            &#spec, #key, #instance,
+                            &#spec, #key, #instance, #typed,
                             async move { #wrap(#local_kind, #body.await) },
                         ).await,
                     )
                 }}
             }
-            CachedAs::Wrapper(wrapper) => quote!(#cached::<#wrapper, _>(
-                &#spec, #key, #instance, async move { <#wrapper>::from(#body.await) }
-            ).await.0),
+            CachedAs::Wrapper(wrapper) => {
+                let typed = rt.typed(TypedOf::Wrapper(&wrapper));
+                quote!(#cached::<#wrapper, _>(
+                    &#spec, #key, #instance, #typed, async move { <#wrapper>::from(#body.await) }
+                ).await.0)
+            }
         });
     }
 }

@@ -49,6 +49,8 @@ impl Runtime {
         cache: &TokenStream,
         expire: &TokenStream,
         version: u32,
+        local: bool,
+        local_ttl: &TokenStream,
     ) -> TokenStream {
         let spec = self.call_site(&["CacheSpec"]);
         let once_lock = self.call_site(&["OnceLock"]);
@@ -58,6 +60,8 @@ impl Runtime {
                 cache: #cache,
                 expire: #expire,
                 version: #version,
+                local: #local,
+                local_ttl: #local_ttl,
                 crate_version: ::core::env!("CARGO_PKG_VERSION"),
                 salt: #once_lock::new(),
                 generic_impl: #once_lock::new(),
@@ -145,6 +149,36 @@ impl Runtime {
         self.call_site(&["invalidation_active"])
     }
 
+    /// The local tier's handle of the stored type, `Option<Typed<V>>`, by
+    /// autoref (`None` when it is not `Clone + Send + Sync + 'static`):
+    /// `of` is the `&Kind` of the call, or the `Outcome` wrapper type.
+    pub(crate) fn typed(&self, of: TypedOf<'_>) -> TokenStream {
+        let (via_clone, via_bytes) = (
+            self.call_site(&["ViaClone"]),
+            self.call_site(&["ViaBytes"]),
+        );
+        let probe = match of {
+            TypedOf::Kind(kind) => {
+                let typed_probe = self.call_site(&["typed_probe"]);
+                quote!(#typed_probe(&#kind))
+            }
+            TypedOf::Wrapper(wrapper) => {
+                let (probe, outcome) = (
+                    self.call_site(&["TypedProbe"]),
+                    self.call_site(&["Outcome"]),
+                );
+                quote!(#probe::<<#wrapper as #outcome>::Value>::new())
+            }
+        };
+        quote! {{
+            #[allow(unused_imports)]
+            use #via_clone as _;
+            #[allow(unused_imports)]
+            use #via_bytes as _;
+            (&#probe).__cacheside_typed()
+        }}
+    }
+
     /// `Kind::wrap`: the return value into what is cached.
     pub(crate) fn kind_wrap(&self) -> TokenStream {
         self.call_site(&["Kind", "wrap"])
@@ -228,3 +262,10 @@ impl Runtime {
         self.call_site(&["http", "StatusJson"])
     }
 }
+
+/// What [`Runtime::typed`] probes: the call's `Kind` value, or a wrapper type.
+pub(crate) enum TypedOf<'a> {
+    Kind(&'a Ident),
+    Wrapper(&'a TokenStream),
+}
+
