@@ -8,6 +8,15 @@
 //! | `CACHE_NAMESPACE` | empty | prefix of every key (`{ns}:{key}`) |
 //! | `CACHE_OP_TIMEOUT_MS` | `250` | bound on each store operation |
 //! | `CACHE_CONNECT_TIMEOUT_MS` | `1000` | bound on the startup check of a network store (and on each connection attempt); a store that does not answer within it is unreachable: the service starts and fails open |
+//! | `CACHE_LOCAL_MAX_ENTRIES` | `10000` | entries of the local tier in front of a network store (`0`: no local tier) |
+//! | `CACHE_LOCAL_MAX_BYTES` | `67108864` (64 MiB) | encoded bytes of the local tier's values |
+//! | `CACHE_LOCAL_TTL` | `60` | seconds an entry stays in the local tier at most (never past its own TTL) |
+//! | `CACHE_BACKPLANE` | the store | where invalidations reach the other processes' local tiers: unset = the Redis store itself (none for Memcached), `redis://…` = that Redis, `none` = no backplane |
+//!
+//! Without a backplane (Memcached without `CACHE_BACKPLANE`, or
+//! `CACHE_BACKPLANE=none`) the local tier is used only when `CACHE_LOCAL_TTL`
+//! is set: that TTL is then the longest another process's invalidation can
+//! stay unseen here, and setting it says you accept that.
 //!
 //! Each store reads its own variables, by the same rules ([`cache_core::env`]):
 //! `CACHE_MEMORY_*` ([`MemoryConfig`](crate::backends::MemoryConfig)),
@@ -121,6 +130,13 @@ pub struct Config {
     /// `CACHE_CONNECT_TIMEOUT_MS`: how long startup waits for a network store
     /// (and each later connection attempt) before taking it as unreachable.
     pub connect_timeout: Duration,
+    /// `CACHE_LOCAL_MAX_ENTRIES`, `CACHE_LOCAL_MAX_BYTES`, `CACHE_LOCAL_TTL`:
+    /// the local tier in front of a network store (`max_entries == 0`: none).
+    pub local: cache_core::LocalSettings,
+    /// Whether `CACHE_LOCAL_TTL` was set (the tier is used without a backplane only then).
+    pub local_ttl_set: bool,
+    /// `CACHE_BACKPLANE`.
+    pub backplane: BackplaneSetting,
     /// `CACHE_MEMORY_*`.
     #[cfg(feature = "memory")]
     pub memory: cache_backends::MemoryConfig,
@@ -130,6 +146,28 @@ pub struct Config {
     /// `CACHE_MEMCACHED_*`.
     #[cfg(feature = "memcached")]
     pub memcached: cache_backends::MemcachedConfig,
+}
+
+/// `CACHE_BACKPLANE`: how invalidations reach the other processes' local tiers.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackplaneSetting {
+    /// Unset: the store itself when it is Redis (pub/sub), none for Memcached.
+    Store,
+    /// `none`: no backplane.
+    None,
+    /// `redis://…`: this Redis (e.g. beside Memcached).
+    Redis(String),
+}
+
+impl fmt::Debug for BackplaneSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackplaneSetting::Store => f.write_str("Store"),
+            BackplaneSetting::None => f.write_str("None"),
+            BackplaneSetting::Redis(url) => write!(f, "Redis({})", cache_core::redact_url(url)),
+        }
+    }
 }
 
 /// Default of `CACHE_CONNECT_TIMEOUT_MS`: how long startup waits for a network store.
@@ -149,6 +187,9 @@ impl Default for Config {
             namespace: String::new(),
             op_timeout: DEFAULT_OP_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            local: cache_core::LocalSettings::DEFAULT,
+            local_ttl_set: false,
+            backplane: BackplaneSetting::Store,
             #[cfg(feature = "memory")]
             memory: Default::default(),
             #[cfg(feature = "redis")]
@@ -212,6 +253,42 @@ impl Config {
         )? {
             c.connect_timeout = t;
         }
+        if let Some(n) = vars.num(
+            "CACHE_LOCAL_MAX_ENTRIES",
+            "a whole number of entries, e.g. 10000 (0: no local tier)",
+        )? {
+            c.local.max_entries = n;
+        }
+        if let Some(n) = vars.num(
+            "CACHE_LOCAL_MAX_BYTES",
+            "a whole number of bytes, e.g. 67108864",
+        )? {
+            c.local.max_bytes = n;
+        }
+        const LOCAL_TTL: &str =
+            "a whole number of seconds above 0, e.g. 60 (CACHE_LOCAL_MAX_ENTRIES=0 turns the local tier off)";
+        if let Some(ttl) = vars.seconds("CACHE_LOCAL_TTL", LOCAL_TTL)? {
+            if ttl.is_zero() {
+                return Err(Error::config("CACHE_LOCAL_TTL", "0", LOCAL_TTL));
+            }
+            c.local.ttl = ttl;
+            c.local_ttl_set = true;
+        }
+        if let Some(v) = vars.get("CACHE_BACKPLANE") {
+            c.backplane = match v.to_ascii_lowercase().as_str() {
+                "none" | "off" | "false" | "0" => BackplaneSetting::None,
+                _ if v.starts_with("redis://") || v.starts_with("rediss://") => {
+                    BackplaneSetting::Redis(v)
+                }
+                _ => {
+                    return Err(Error::config(
+                        "CACHE_BACKPLANE",
+                        &v,
+                        "a redis:// or rediss:// URL, or none",
+                    ))
+                }
+            };
+        }
         #[cfg(feature = "memory")]
         {
             c.memory = cache_backends::MemoryConfig::from_vars(&vars)?;
@@ -258,6 +335,32 @@ mod tests {
         assert_eq!(c.redis.url, "redis://127.0.0.1:6379/0");
         assert_eq!(c.memcached.servers, vec!["127.0.0.1:11211"]);
         assert_eq!(c.memcached.generation_refresh, Duration::ZERO);
+        assert_eq!(c.local, cache_core::LocalSettings::DEFAULT);
+        assert!(!c.local_ttl_set);
+        assert_eq!(c.backplane, BackplaneSetting::Store);
+    }
+
+    #[test]
+    fn local_tier_and_backplane_variables() {
+        let c = cfg(&[
+            ("CACHE_LOCAL_MAX_ENTRIES", "500"),
+            ("CACHE_LOCAL_MAX_BYTES", "1048576"),
+            ("CACHE_LOCAL_TTL", "5"),
+            ("CACHE_BACKPLANE", "redis://:hunter2@10.0.0.1:6379"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.local.max_entries, c.local.max_bytes, c.local.ttl),
+            (500, 1 << 20, Duration::from_secs(5))
+        );
+        assert!(c.local_ttl_set);
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert_eq!(
+            cfg(&[("CACHE_BACKPLANE", " None ")]).unwrap().backplane,
+            BackplaneSetting::None
+        );
+        let err = cfg(&[("CACHE_BACKPLANE", "http://:hunter2@x")]).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -286,6 +389,11 @@ mod tests {
             ("CACHE_ENABLED", "maybe", "invalidate-only"),
             ("CACHE_OP_TIMEOUT_MS", "0", "above 0"),
             ("CACHE_OP_TIMEOUT_MS", "-5", "milliseconds"),
+            ("CACHE_LOCAL_MAX_ENTRIES", "lots", "entries"),
+            ("CACHE_LOCAL_MAX_BYTES", "64MB", "bytes"),
+            ("CACHE_LOCAL_TTL", "0", "above 0"),
+            ("CACHE_LOCAL_TTL", "1m", "seconds"),
+            ("CACHE_BACKPLANE", "http://x", "redis://"),
             ("CACHE_MEMORY_MAX_ENTRIES", "1e6", "entries"),
             ("CACHE_REDIS_PORT", "70000", "port"),
             ("CACHE_REDIS_URL", "http://x", "redis://"),

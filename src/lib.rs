@@ -65,7 +65,7 @@ pub use cache_core::{
     codec, keys, BreakerSettings, Cache, CacheBuilder, Error, NoneCached, Outcome, Plain, Stats,
     DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
-pub use config::{BackendKind, Config, DEFAULT_CONNECT_TIMEOUT};
+pub use config::{BackendKind, BackplaneSetting, Config, DEFAULT_CONNECT_TIMEOUT};
 pub use entry::Entry;
 pub use registry::{
     auto_init_failures, global, init, invalidation_enabled, is_enabled, mode, named, register,
