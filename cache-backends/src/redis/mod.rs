@@ -79,6 +79,14 @@ pub struct RedisOptions {
     /// `rediss://` servers with a private CA; `None` trusts the system roots.
     /// Needs the `tls` feature.
     pub tls_root_cert: Option<Vec<u8>>,
+    /// Multiplexed connections [`RedisBackend`] spreads its commands over,
+    /// round robin (`CACHE_REDIS_POOL_SIZE`). Default 1. Each is a
+    /// `ConnectionManager` of its own, reconnecting on its own.
+    /// `RedisClusterBackend` ignores it: its client keeps one multiplexed
+    /// connection per node.
+    pub pool_size: usize,
+    /// `TCP_NODELAY` on every connection. Default true.
+    pub tcp_nodelay: bool,
 }
 
 impl Default for RedisOptions {
@@ -89,6 +97,8 @@ impl Default for RedisOptions {
             max_reconnect_delay: Duration::from_secs(1),
             reconnect_attempts: 6,
             tls_root_cert: None,
+            pool_size: 1,
+            tcp_nodelay: true,
         }
     }
 }
@@ -135,16 +145,42 @@ impl RedisOptions {
 /// ```
 #[derive(Clone)]
 pub struct RedisBackend {
-    conn: ::redis::aio::ConnectionManager,
+    conns: Pool,
     target: String,
     /// [`RedisOptions::response_timeout`]: the bound on each page of a bulk operation.
     page_timeout: Duration,
+}
+
+/// The backend's multiplexed connections, taken in turn.
+#[derive(Clone)]
+struct Pool {
+    conns: std::sync::Arc<[::redis::aio::ConnectionManager]>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Pool {
+    fn new(conns: Vec<::redis::aio::ConnectionManager>) -> Self {
+        Pool {
+            conns: conns.into(),
+            next: Default::default(),
+        }
+    }
+
+    /// The next connection, round robin (no counter with one connection).
+    fn pick(&self) -> ::redis::aio::ConnectionManager {
+        let i = match self.conns.len() {
+            1 => 0,
+            n => self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n,
+        };
+        self.conns[i].clone()
+    }
 }
 
 impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBackend")
             .field("server", &self.target)
+            .field("connections", &self.conns.conns.len())
             .finish_non_exhaustive()
     }
 }
@@ -177,8 +213,13 @@ pub(crate) fn connection_info(
         .as_str()
         .into_connection_info()
         .map_err(|_| Error::config(var, &url, URL_ALLOWED))?;
-    let tcp = info.tcp_settings().clone().set_nodelay(true);
-    Ok(info.set_tcp_settings(tcp))
+    Ok(with_nodelay(info, true))
+}
+
+/// `info` with `TCP_NODELAY` set as `nodelay` says.
+pub(crate) fn with_nodelay(info: ::redis::ConnectionInfo, nodelay: bool) -> ::redis::ConnectionInfo {
+    let tcp = info.tcp_settings().clone().set_nodelay(nodelay);
+    info.set_tcp_settings(tcp)
 }
 
 /// The redis-rs client for one server, with the CA of `options` when given.
@@ -267,11 +308,16 @@ impl RedisBackend {
 
     async fn connect_manager(url: &str, options: RedisOptions) -> Result<Self, Error> {
         let (client, config, target) = Self::prepare(url, &options)?;
-        let conn = ::redis::aio::ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| redis_error(NAME, "connect", e))?;
+        let mut conns = Vec::with_capacity(options.pool_size.max(1));
+        for _ in 0..options.pool_size.max(1) {
+            let conn =
+                ::redis::aio::ConnectionManager::new_with_config(client.clone(), config.clone())
+                    .await
+                    .map_err(|e| redis_error(NAME, "connect", e))?;
+            conns.push(conn);
+        }
         Ok(RedisBackend {
-            conn,
+            conns: Pool::new(conns),
             target,
             page_timeout: options.response_timeout,
         })
@@ -290,10 +336,17 @@ impl RedisBackend {
     /// ```
     pub async fn connect_lazy(url: &str, options: RedisOptions) -> Result<Self, Error> {
         let (client, config, target) = Self::prepare(url, &options)?;
-        let conn = ::redis::aio::ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| redis_error(NAME, "connect", e))?;
+        let conns = (0..options.pool_size.max(1))
+            .map(|_| {
+                ::redis::aio::ConnectionManager::new_lazy_with_config(
+                    client.clone(),
+                    config.clone(),
+                )
+                .map_err(|e| redis_error(NAME, "connect", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RedisBackend {
-            conn,
+            conns: Pool::new(conns),
             target,
             page_timeout: options.response_timeout,
         })
@@ -301,7 +354,7 @@ impl RedisBackend {
 
     /// The client, manager settings and display name for `url`.
     fn prepare(url: &str, options: &RedisOptions) -> Result<Prepared, Error> {
-        let info = connection_info("CACHE_REDIS_URL", url)?;
+        let info = with_nodelay(connection_info("CACHE_REDIS_URL", url)?, options.tcp_nodelay);
         let target = describe(&info);
         let client = client(NAME, info, options)?;
         let config = ::redis::aio::ConnectionManagerConfig::new()
@@ -318,11 +371,24 @@ impl RedisBackend {
         op: &'static str,
         command: &Cmd,
     ) -> Result<T, Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.pick();
         command
             .query_async(&mut conn)
             .await
             .map_err(|e: RedisError| redis_error(NAME, op, e))
+    }
+
+    /// One script call (`EVALSHA`, `EVAL` after `NOSCRIPT`).
+    async fn invoke<T: ::redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        invocation: &::redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        let mut conn = self.conns.pick();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(NAME, op, e))
     }
 
     /// `query`, bounded by the page timeout.
@@ -521,11 +587,7 @@ redis_backend_impl!(RedisBackend, {
         peek: Option<Key<'_>>,
     ) -> Result<(u64, u64), Error> {
         let invocation = increment_invocation(key, delta, ttl, peek);
-        let mut conn = self.conn.clone();
-        let answer: (i64, i64) = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| redis_error(NAME, "increment", e))?;
+        let answer: (i64, i64) = self.invoke("increment", &invocation).await?;
         Ok(increment_reply(answer))
     }
 
@@ -555,8 +617,14 @@ pub async fn connect_redis(
     config: &RedisConfig,
     timeouts: Timeouts,
 ) -> Result<Box<dyn Backend>, Error> {
+    let options = RedisOptions {
+        pool_size: config.pool_size,
+        ..RedisOptions::with_timeouts(timeouts)
+    };
     Ok(Box::new(
-        start(&config.url, timeouts).await?.warn_if_unreachable(),
+        start_with(&config.url, options)
+            .await?
+            .warn_if_unreachable(),
     ))
 }
 
@@ -586,7 +654,14 @@ impl<B: std::fmt::Debug> Startup<B> {
 
 /// The startup check, then a backend either way but a refusal.
 pub(crate) async fn start(url: &str, timeouts: Timeouts) -> Result<Startup<RedisBackend>, Error> {
-    let options = RedisOptions::with_timeouts(timeouts);
+    start_with(url, RedisOptions::with_timeouts(timeouts)).await
+}
+
+/// [`start`] with explicit options.
+pub(crate) async fn start_with(
+    url: &str,
+    options: RedisOptions,
+) -> Result<Startup<RedisBackend>, Error> {
     let why = match RedisBackend::check(url, &options).await? {
         Probe::Ready => match RedisBackend::connect_manager(url, options.clone()).await {
             Ok(backend) => return Ok(Startup::Ready(backend)),
