@@ -7,6 +7,18 @@
 //! [`clear`](cache_core::Backend::clear) (never `KEYS`, never `FLUSHDB`).
 //! `rediss://` URLs need the `tls` feature.
 //!
+//! Both fence fills ([`Backend::get_fenced`](cache_core::Backend::get_fenced)):
+//! [`invalidate`](cache_core::Backend::invalidate) is `SET key <tombstone> PX
+//! window GET` (Redis 6.2+), a fill after a read that found nothing is `SET …
+//! NX`, one after a read that found a tombstone is a Lua script that writes
+//! only while the key still holds that tombstone. All single-key, so the
+//! cluster backend does the same. `get` reads a tombstone as absent; `exists`
+//! and `ttl` are a small script (`PTTL`, and the tombstone prefix checked with
+//! `GETRANGE`), `delete` another one that removes a tombstone but answers
+//! false for it. `delete_pattern` and `clear` remove tombstones with
+//! everything else they match and count them: telling them apart would cost a
+//! read of every matched key (and, on a cluster, a script per slot).
+//!
 //! Over 600 lines: the two backends share one `Backend` impl (a macro) and
 //! its helpers, kept with the single-server backend they generalise;
 //! startup, cluster routing, globs and variables have files of their own.
@@ -514,6 +526,123 @@ pub(crate) fn increment_reply(answer: (i64, i64)) -> (u64, u64) {
     (answer.0.max(0) as u64, answer.1.max(0) as u64)
 }
 
+/// Lua: true when `KEYS[1]` (known to exist) is a string starting with the
+/// tombstone prefix `ARGV[1]`; the head of every fencing script below.
+const IS_TOMBSTONE_LUA: &str = r"
+local function is_tombstone(key, prefix)
+  return redis.call('TYPE', key).ok == 'string'
+    and redis.call('GETRANGE', key, 0, #prefix - 1) == prefix
+end
+";
+
+/// `PTTL` of `KEYS[1]`, but `-2` (absent) for a tombstone: what `exists` and
+/// `ttl` read, in one round trip, without moving the value.
+const PEEK_LUA: &str = r"
+local ms = redis.call('PTTL', KEYS[1])
+if ms ~= -2 and is_tombstone(KEYS[1], ARGV[1]) then
+  return -2
+end
+return ms
+";
+
+/// `UNLINK KEYS[1]`; 1 when a live entry (not a tombstone) went.
+const DELETE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local live = not is_tombstone(KEYS[1], ARGV[1])
+redis.call('UNLINK', KEYS[1])
+if live then return 1 end
+return 0
+";
+
+/// `SET KEYS[1] ARGV[2] [PX ARGV[3]]` only while `KEYS[1]` holds the tombstone
+/// `ARGV[1]`; 1 when it wrote. (`ARGV[3] = ''`: no expiry.)
+const SET_IF_LUA: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+";
+
+/// The fencing scripts, loaded once per process (`EVALSHA`, `EVAL` again after `NOSCRIPT`).
+pub(crate) struct FenceScripts {
+    peek: ::redis::Script,
+    delete: ::redis::Script,
+    set_if: ::redis::Script,
+}
+
+pub(crate) fn fence_scripts() -> &'static FenceScripts {
+    static SCRIPTS: std::sync::OnceLock<FenceScripts> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        let with_head = |body: &str| ::redis::Script::new(&format!("{IS_TOMBSTONE_LUA}{body}"));
+        FenceScripts {
+            peek: with_head(PEEK_LUA),
+            delete: with_head(DELETE_LUA),
+            set_if: ::redis::Script::new(SET_IF_LUA),
+        }
+    })
+}
+
+impl FenceScripts {
+    /// [`PEEK_LUA`] for `key`.
+    pub(crate) fn peek<'s>(&'s self, key: &str) -> ::redis::ScriptInvocation<'s> {
+        let mut i = self.peek.key(key);
+        i.arg(cache_core::backend::TOMBSTONE_PREFIX);
+        i
+    }
+
+    /// [`DELETE_LUA`] for `key`.
+    pub(crate) fn delete<'s>(&'s self, key: &str) -> ::redis::ScriptInvocation<'s> {
+        let mut i = self.delete.key(key);
+        i.arg(cache_core::backend::TOMBSTONE_PREFIX);
+        i
+    }
+
+    /// [`SET_IF_LUA`]: `value` under `key` while it holds `token`.
+    pub(crate) fn set_if<'s>(
+        &'s self,
+        key: &str,
+        token: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> ::redis::ScriptInvocation<'s> {
+        let mut i = self.set_if.key(key);
+        i.arg(token).arg(value);
+        match ttl {
+            Some(ttl) => i.arg(ttl_millis(ttl)),
+            None => i.arg(""),
+        };
+        i
+    }
+}
+
+/// `SET key value [PX ms] NX`: the fill after a read that found nothing.
+pub(crate) fn set_nx_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> Cmd {
+    let mut c = set_cmd(key, value, ttl);
+    c.arg("NX");
+    c
+}
+
+/// `SET key <fresh tombstone> PX window GET` (Redis 6.2+): the old value comes back.
+pub(crate) fn invalidate_cmd(key: &str, window: Duration) -> Cmd {
+    let mut c = set_cmd(key, &cache_core::backend::tombstone(), Some(window));
+    c.arg("GET");
+    c
+}
+
+/// A live entry, or `None` for an absent key or a tombstone.
+pub(crate) fn live(value: Option<Vec<u8>>) -> Option<Bytes> {
+    value
+        .filter(|v| !cache_core::backend::is_tombstone(v))
+        .map(Bytes::from)
+}
+
 /// What `PTTL` answers, as a remaining TTL: `-2` (absent) and `-1` (no expiry) are `None`.
 pub(crate) fn pttl_to_ttl(ms: i64) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
@@ -533,16 +662,64 @@ macro_rules! redis_backend_impl {
 
             async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {
                 let v: Option<Vec<u8>> = self.query("get", cmd("GET").arg(key.as_str())).await?;
-                Ok(v.map(Bytes::from))
+                Ok($crate::redis::live(v))
             }
 
             async fn set(&self, key: Key<'_>, value: Bytes, ttl: Option<Duration>) -> Result<(), Error> {
                 self.query::<()>("set", &$crate::redis::set_cmd(key.as_str(), &value, ttl)).await
             }
 
+            /// `UNLINK` in a script that says whether the key held a live entry: a tombstone goes too, but counts as nothing.
             async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
-                let n: u64 = self.query("delete", cmd("UNLINK").arg(key.as_str())).await?;
+                let scripts = $crate::redis::fence_scripts();
+                let n: u64 = self.invoke("delete", &scripts.delete(key.as_str())).await?;
                 Ok(n > 0)
+            }
+
+            /// `GET`: a tombstone is the fence of the fill that follows.
+            async fn get_fenced(&self, key: Key<'_>) -> Result<(Option<Bytes>, cache_core::Fence), Error> {
+                let v: Option<Vec<u8>> = self.query("get", cmd("GET").arg(key.as_str())).await?;
+                Ok(match v {
+                    None => (None, cache_core::Fence::Absent),
+                    Some(v) if cache_core::backend::is_tombstone(&v) => {
+                        (None, cache_core::Fence::Token(Bytes::from(v)))
+                    }
+                    Some(v) => (Some(Bytes::from(v)), cache_core::Fence::None),
+                })
+            }
+
+            /// `SET … NX` after an absent key, a script comparing the tombstone after a tombstone.
+            async fn set_fenced(
+                &self,
+                key: Key<'_>,
+                value: Bytes,
+                ttl: Option<Duration>,
+                fence: &cache_core::Fence,
+            ) -> Result<bool, Error> {
+                match fence {
+                    cache_core::Fence::None => self.set(key, value, ttl).await.map(|()| true),
+                    cache_core::Fence::Absent => {
+                        let set: Option<String> = self
+                            .query("set", &$crate::redis::set_nx_cmd(key.as_str(), &value, ttl))
+                            .await?;
+                        Ok(set.is_some())
+                    }
+                    cache_core::Fence::Token(token) => {
+                        let scripts = $crate::redis::fence_scripts();
+                        let n: u64 = self
+                            .invoke("set", &scripts.set_if(key.as_str(), token, &value, ttl))
+                            .await?;
+                        Ok(n > 0)
+                    }
+                }
+            }
+
+            /// `SET key <tombstone> PX window GET`.
+            async fn invalidate(&self, key: Key<'_>, window: Duration) -> Result<bool, Error> {
+                let old: Option<Vec<u8>> = self
+                    .query("invalidate", &$crate::redis::invalidate_cmd(key.as_str(), window))
+                    .await?;
+                Ok($crate::redis::live(old).is_some())
             }
 
             async fn delete_pattern(&self, namespace: &str, glob: &str) -> Result<u64, Error> {
@@ -552,13 +729,17 @@ macro_rules! redis_backend_impl {
                 .await
             }
 
+            /// `PTTL` in a script that reads a tombstone as absent.
             async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
-                let n: u64 = self.query("exists", cmd("EXISTS").arg(key.as_str())).await?;
-                Ok(n > 0)
+                let scripts = $crate::redis::fence_scripts();
+                let ms: i64 = self.invoke("exists", &scripts.peek(key.as_str())).await?;
+                Ok(ms != -2)
             }
 
+            /// `PTTL` in a script that reads a tombstone as absent.
             async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
-                let ms: i64 = self.query("ttl", cmd("PTTL").arg(key.as_str())).await?;
+                let scripts = $crate::redis::fence_scripts();
+                let ms: i64 = self.invoke("ttl", &scripts.peek(key.as_str())).await?;
                 Ok($crate::redis::pttl_to_ttl(ms))
             }
 
