@@ -1,5 +1,5 @@
 //! Measures `RedisBackend` GET throughput for pool sizes 1/2/4 with
-//! `TCP_NODELAY` on and off, 64 concurrent tasks, a 100-byte value.
+//! `TCP_NODELAY` on and off, 64 concurrent tasks (or TASKS), a 100-byte value.
 //!
 //! Rounds are interleaved (every configuration once per round, the order
 //! rotated each round) and each configuration is compared with
@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-redis nice cargo run --release -p cache-backends \
-//!     --features redis --example redis_pool_nodelay [-- ROUNDS]
+//!     --features redis --example redis_pool_nodelay [-- ROUNDS [TASKS]]
 //! ```
 //!
 //! Starts its own `redis-server` on a free port (`REDIS_URL` to use another).
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use cache_backends::{RedisBackend, RedisOptions};
 use cache_core::{Backend, Bytes, Key};
 
-const TASKS: usize = 64;
-const GETS_PER_TASK: usize = 500;
+/// GETs per configuration and round, spread over the tasks.
+const GETS_PER_ROUND: usize = 32_000;
 
 #[tokio::main]
 async fn main() {
@@ -29,6 +29,10 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(25);
+    let tasks: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(64);
     let (_server, url) = match std::env::var("REDIS_URL") {
         Ok(url) => (None, url),
         Err(_) => {
@@ -80,16 +84,19 @@ async fn main() {
         .unwrap();
     // Warm-up: one pass of each.
     for b in &backends {
-        round(b).await;
+        round(b, tasks).await;
     }
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for r in 0..rounds {
         for i in 0..configs.len() {
             let c = (i + r) % configs.len();
-            rates[c].push(round(&backends[c]).await);
+            rates[c].push(round(&backends[c], tasks).await);
         }
     }
-    println!("{rounds} rounds, {TASKS} tasks x {GETS_PER_TASK} GETs of 100 bytes per configuration and round");
+    println!(
+        "{rounds} rounds, {tasks} tasks x {} GETs of 100 bytes per configuration and round",
+        GETS_PER_ROUND / tasks
+    );
     println!("pool nodelay   median ops/s   median ratio vs pool 1 nodelay on   vs same pool nodelay on");
     for (c, &(pool, nodelay)) in configs.iter().enumerate() {
         let base = &rates[0];
@@ -114,22 +121,23 @@ async fn main() {
 }
 
 /// One round of one configuration: ops per second.
-async fn round(backend: &Arc<RedisBackend>) -> f64 {
+async fn round(backend: &Arc<RedisBackend>, tasks: usize) -> f64 {
+    let per_task = GETS_PER_ROUND / tasks;
     let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..TASKS {
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
         let backend = backend.clone();
-        tasks.spawn(async move {
-            for _ in 0..GETS_PER_TASK {
+        running.spawn(async move {
+            for _ in 0..per_task {
                 let v = backend.get(Key::plain("bench:value")).await.unwrap();
                 assert_eq!(v.map(|v| v.len()), Some(100));
             }
         });
     }
-    while let Some(done) = tasks.join_next().await {
+    while let Some(done) = running.join_next().await {
         done.unwrap();
     }
-    (TASKS * GETS_PER_TASK) as f64 / start.elapsed().as_secs_f64()
+    (tasks * per_task) as f64 / start.elapsed().as_secs_f64()
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

@@ -31,11 +31,13 @@ use cache_core::{Backend, Error, Key};
 
 use crate::Timeouts;
 
+mod backplane;
 #[cfg(feature = "redis-cluster")]
 mod cluster;
 mod config;
 mod glob;
 mod startup;
+pub use backplane::RedisBackplane;
 #[cfg(feature = "redis-cluster")]
 pub use cluster::RedisClusterBackend;
 pub use config::RedisConfig;
