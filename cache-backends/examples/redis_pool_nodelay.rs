@@ -97,19 +97,14 @@ async fn main() {
         "{rounds} rounds, {tasks} tasks x {} GETs of 100 bytes per configuration and round",
         GETS_PER_ROUND / tasks
     );
-    println!("pool nodelay   median ops/s   median ratio vs pool 1 nodelay on   vs same pool nodelay on");
+    println!(
+        "pool nodelay   median ops/s   median ratio vs pool 1 nodelay on   vs same pool nodelay on"
+    );
     for (c, &(pool, nodelay)) in configs.iter().enumerate() {
         let base = &rates[0];
         let same_pool_on = &rates[c - usize::from(!nodelay)];
-        let ratio = |against: &Vec<f64>| {
-            median(
-                rates[c]
-                    .iter()
-                    .zip(against)
-                    .map(|(x, y)| x / y)
-                    .collect(),
-            )
-        };
+        let ratio =
+            |against: &Vec<f64>| median(rates[c].iter().zip(against).map(|(x, y)| x / y).collect());
         println!(
             "{pool:>4} {:>7} {:>14.0} {:>14.3} {:>30.3}",
             if nodelay { "on" } else { "off" },

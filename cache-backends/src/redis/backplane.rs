@@ -6,9 +6,9 @@
 //! [`connected`](BackplaneEvents::connected) once `SUBSCRIBE` is confirmed,
 //! every message, and [`disconnected`](BackplaneEvents::disconnected) once
 //! per loss, then reconnects with capped exponential backoff
-//! ([`MIN_BACKOFF`] .. [`MAX_BACKOFF`]). A server that keeps the connection
+//! ([`RedisBackplane::MIN_BACKOFF`] .. [`RedisBackplane::MAX_BACKOFF`]). A server that keeps the connection
 //! open but stops answering (paused, overloaded, a half-open link) is a loss
-//! too: the task sends `PING` every [`PING_EVERY`] and gives up on the
+//! too: the task sends `PING` every [`RedisBackplane::PING_EVERY`] and gives up on the
 //! connection when no answer comes within the timeout.
 //!
 //! On a Redis Cluster a classic `PUBLISH` reaches the subscribers of every
@@ -30,12 +30,9 @@ use super::{client, connection_info, describe, RedisOptions};
 
 const NAME: &str = "redis";
 
-/// How often the subscription task checks that the server still answers.
-pub const PING_EVERY: Duration = Duration::from_secs(1);
-/// First pause before resubscribing after a loss (doubled per failed attempt).
-pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest pause between attempts to resubscribe.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const PING_EVERY: Duration = RedisBackplane::PING_EVERY;
+const MIN_BACKOFF: Duration = RedisBackplane::MIN_BACKOFF;
+const MAX_BACKOFF: Duration = RedisBackplane::MAX_BACKOFF;
 
 /// A backplane over Redis pub/sub (feature `redis`): every process that
 /// shares the store subscribes to one channel and publishes its
@@ -87,6 +84,14 @@ impl std::fmt::Debug for RedisBackplane {
 }
 
 impl RedisBackplane {
+    /// How often the subscription task checks that the server still answers
+    /// (`PING`): a hung server is a loss within this plus the timeout.
+    pub const PING_EVERY: Duration = Duration::from_secs(1);
+    /// First pause before resubscribing after a loss (doubled per failed attempt).
+    pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
+    /// Longest pause between attempts to resubscribe.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
     /// A backplane on `channel` of the server at `url` (the URL forms
     /// [`RedisBackend::connect`](crate::RedisBackend::connect) accepts),
     /// with [`RedisOptions::default`]. `timeout` bounds each `publish` and

@@ -142,9 +142,10 @@ impl RedisOptions {
 
 /// A Redis server as a cacheside store (feature `redis`).
 ///
-/// One multiplexed connection (redis-rs `ConnectionManager`, `TCP_NODELAY`)
-/// shared by every clone; when the server goes away it reconnects in the
-/// background with exponential backoff, and the cache fails open meanwhile.
+/// [`RedisOptions::pool_size`] multiplexed connections (redis-rs
+/// `ConnectionManager`s, default one) shared by every clone and taken in
+/// turn; when the server goes away each reconnects in the background with
+/// exponential backoff, and the cache fails open meanwhile.
 /// Password and database come from the URL:
 /// `redis://[[user]:password@]host:port/db`, `rediss://…` with the `tls` feature.
 ///
@@ -231,7 +232,10 @@ pub(crate) fn connection_info(
 }
 
 /// `info` with `TCP_NODELAY` set as `nodelay` says.
-pub(crate) fn with_nodelay(info: ::redis::ConnectionInfo, nodelay: bool) -> ::redis::ConnectionInfo {
+pub(crate) fn with_nodelay(
+    info: ::redis::ConnectionInfo,
+    nodelay: bool,
+) -> ::redis::ConnectionInfo {
     let tcp = info.tcp_settings().clone().set_nodelay(nodelay);
     info.set_tcp_settings(tcp)
 }
@@ -368,7 +372,10 @@ impl RedisBackend {
 
     /// The client, manager settings and display name for `url`.
     fn prepare(url: &str, options: &RedisOptions) -> Result<Prepared, Error> {
-        let info = with_nodelay(connection_info("CACHE_REDIS_URL", url)?, options.tcp_nodelay);
+        let info = with_nodelay(
+            connection_info("CACHE_REDIS_URL", url)?,
+            options.tcp_nodelay,
+        );
         let target = describe(&info);
         let client = client(NAME, info, options)?;
         let config = ::redis::aio::ConnectionManagerConfig::new()
