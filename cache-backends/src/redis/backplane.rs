@@ -26,7 +26,7 @@ use cache_core::{Error, OncePerBurst};
 use tokio::sync::watch;
 
 use super::startup::redis_error;
-use super::{client, connection_info, describe, RedisOptions};
+use super::{client, connection_info, describe, with_nodelay, RedisOptions};
 
 const NAME: &str = "redis";
 
@@ -137,7 +137,10 @@ impl RedisBackplane {
             .set_number_of_retries(options.reconnect_attempts);
         let mut built = Vec::with_capacity(nodes.len());
         for url in nodes {
-            let info = connection_info("CACHE_REDIS_URL", url.as_ref())?;
+            let info = with_nodelay(
+                connection_info("CACHE_REDIS_URL", url.as_ref())?,
+                options.tcp_nodelay,
+            );
             let shown = describe(&info);
             let client = client(NAME, info, options)?;
             let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())

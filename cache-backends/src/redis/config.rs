@@ -27,6 +27,7 @@ use cache_core::{redact_url, Error};
 /// let config = RedisConfig::from_vars(&Vars::new(&lookup))?;
 /// assert_eq!(config.url, "redis://:p%40ss%3Aword@cache:6379/0");
 /// assert!(!format!("{config:?}").contains("p%40ss"));
+/// assert_eq!(config.pool_size, 1);
 /// # Ok::<(), cache_core::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -122,4 +123,23 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pool: &str) -> Result<RedisConfig, Error> {
+        let lookup = |name: &str| (name == "CACHE_REDIS_POOL_SIZE").then(|| pool.to_string());
+        RedisConfig::from_vars(&Vars::new(&lookup))
+    }
+
+    #[test]
+    fn pool_size_is_one_or_more() {
+        assert_eq!(config("3").unwrap().pool_size, 3);
+        for bad in ["0", "-1", "two"] {
+            let err = config(bad).unwrap_err().to_string();
+            assert!(err.contains("CACHE_REDIS_POOL_SIZE"), "{err}");
+        }
+    }
 }
