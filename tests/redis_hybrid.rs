@@ -311,3 +311,22 @@ async fn cluster_backplane_moves_to_the_next_node() {
     .await;
     delivered(&publisher, &seen, b"after the move").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backplane_authenticates_from_the_url_and_never_shows_the_password() {
+    let server = RedisServer::start_with_password("s3cret-pw");
+    let url = server.url_with_password("s3cret-pw");
+    let a = RedisBackplane::new(&url, "cs-auth", OP).unwrap();
+    let b = RedisBackplane::new(&url, "cs-auth", OP).unwrap();
+    let seen = subscribed(&b);
+    eventually("subscribed with the password", LIMIT, || async {
+        seen.counts() == (1, 0)
+    })
+    .await;
+    a.publish(b"secret-free").await.unwrap();
+    eventually("received", LIMIT, || async { seen.has(b"secret-free") }).await;
+    assert!(!format!("{a:?}").contains("s3cret"), "{a:?}");
+    let wrong = RedisBackplane::new(&server.url_with_password("wr0ng-pw"), "cs-auth", OP).unwrap();
+    let err = wrong.publish(b"x").await.unwrap_err().to_string();
+    assert!(!err.contains("wr0ng-pw"), "{err}");
+}
