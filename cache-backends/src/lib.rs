@@ -3,7 +3,7 @@
 //! | feature | type | store |
 //! |---|---|---|
 //! | `memory` (default) | `MemoryBackend` | in-process, moka |
-//! | `redis` | `RedisBackend` | one Redis server (redis-rs `ConnectionManager`) |
+//! | `redis` | `RedisBackend`, `RedisBackplane` | one Redis server (redis-rs `ConnectionManager`); pub/sub backplane |
 //! | `redis-cluster` | `RedisClusterBackend` | a Redis Cluster (redis-rs `cluster-async`) |
 //! | `tls` | | `rediss://` URLs for both Redis backends (rustls) |
 //! | `memcached` | `MemcachedBackend` | one or more Memcached servers (meta protocol) |

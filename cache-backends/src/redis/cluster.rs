@@ -187,7 +187,7 @@ impl RedisClusterBackend {
             .retries(u32::try_from(options.reconnect_attempts).unwrap_or(u32::MAX))
             .max_retry_wait(max_wait)
             .min_retry_wait(max_wait.min(10))
-            .tcp_settings(TcpSettings::default().set_nodelay(true))
+            .tcp_settings(TcpSettings::default().set_nodelay(options.tcp_nodelay))
             .build()
             .map_err(|e| redis_error(NAME, "connect", e))?;
         Ok((client, seeds, if answered { None } else { unreachable }))
@@ -203,6 +203,19 @@ impl RedisClusterBackend {
             .query_async(&mut conn)
             .await
             .map_err(|e: RedisError| redis_error(NAME, op, e))
+    }
+
+    /// One script call (`EVALSHA`, `EVAL` after `NOSCRIPT`), routed by its first key.
+    async fn invoke<T: ::redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        invocation: &::redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(NAME, op, e))
     }
 
     /// One slot owned by each primary, from `CLUSTER SLOTS`.
@@ -298,12 +311,8 @@ super::redis_backend_impl!(RedisClusterBackend, {
             ::redis::cluster_routing::Slot::for_key(p.as_str())
                 == ::redis::cluster_routing::Slot::for_key(key.as_str())
         });
-        let mut conn = self.conn.clone();
         let invocation = increment_invocation(key, delta, ttl, if same_slot { peek } else { None });
-        let answer: (i64, i64) = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| redis_error(NAME, "increment", e))?;
+        let answer: (i64, i64) = self.invoke("increment", &invocation).await?;
         let (value, mut peeked) = increment_reply(answer);
         if let (false, Some(p)) = (same_slot, peek) {
             let raw: Option<String> = self.query("increment", cmd("GET").arg(p.as_str())).await?;

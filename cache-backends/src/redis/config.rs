@@ -12,6 +12,7 @@ use cache_core::{redact_url, Error};
 /// | `CACHE_REDIS_URL` | from the four below | `redis://[:password@]host:port/db` (also `rediss://`, `redis+unix://`, `unix://`) |
 /// | `CACHE_REDIS_HOST` / `_PORT` / `_DB` / `_PASSWORD` | `127.0.0.1` / `6379` / `0` / none | used when `CACHE_REDIS_URL` is unset; the password is percent-encoded |
 /// | `CACHE_REDIS_CLUSTER_NODES` | none | comma-separated node URLs (`CACHE_BACKEND=redis-cluster`) |
+/// | `CACHE_REDIS_POOL_SIZE` | `1` | multiplexed connections to one server, used in turn ([`RedisOptions::pool_size`](crate::RedisOptions::pool_size); ignored by `redis-cluster`) |
 ///
 /// Its `Debug` shows the URLs through [`redact_url`]: a password never shows.
 ///
@@ -26,6 +27,7 @@ use cache_core::{redact_url, Error};
 /// let config = RedisConfig::from_vars(&Vars::new(&lookup))?;
 /// assert_eq!(config.url, "redis://:p%40ss%3Aword@cache:6379/0");
 /// assert!(!format!("{config:?}").contains("p%40ss"));
+/// assert_eq!(config.pool_size, 1);
 /// # Ok::<(), cache_core::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub struct RedisConfig {
     pub url: String,
     /// `CACHE_REDIS_CLUSTER_NODES`.
     pub cluster_nodes: Vec<String>,
+    /// `CACHE_REDIS_POOL_SIZE` (at least 1).
+    pub pool_size: usize,
 }
 
 impl Default for RedisConfig {
@@ -42,6 +46,7 @@ impl Default for RedisConfig {
         RedisConfig {
             url: "redis://127.0.0.1:6379/0".into(),
             cluster_nodes: Vec::new(),
+            pool_size: crate::RedisOptions::default().pool_size,
         }
     }
 }
@@ -52,6 +57,7 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(&self.url))
             .field("cluster_nodes", &nodes)
+            .field("pool_size", &self.pool_size)
             .finish()
     }
 }
@@ -90,6 +96,19 @@ impl RedisConfig {
         if let Some(nodes) = vars.list("CACHE_REDIS_CLUSTER_NODES") {
             c.cluster_nodes = nodes;
         }
+        if let Some(n) = vars.num::<usize>(
+            "CACHE_REDIS_POOL_SIZE",
+            "a number of connections, 1 or more (e.g. 2)",
+        )? {
+            if n == 0 {
+                return Err(Error::config(
+                    "CACHE_REDIS_POOL_SIZE",
+                    "0",
+                    "a number of connections, 1 or more (e.g. 2)",
+                ));
+            }
+            c.pool_size = n;
+        }
         Ok(c)
     }
 }
@@ -104,4 +123,23 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pool: &str) -> Result<RedisConfig, Error> {
+        let lookup = |name: &str| (name == "CACHE_REDIS_POOL_SIZE").then(|| pool.to_string());
+        RedisConfig::from_vars(&Vars::new(&lookup))
+    }
+
+    #[test]
+    fn pool_size_is_one_or_more() {
+        assert_eq!(config("3").unwrap().pool_size, 3);
+        for bad in ["0", "-1", "two"] {
+            let err = config(bad).unwrap_err().to_string();
+            assert!(err.contains("CACHE_REDIS_POOL_SIZE"), "{err}");
+        }
+    }
 }

@@ -76,6 +76,7 @@ pub(crate) const SINGLE: Vars = Vars {
 };
 
 /// For `CACHE_BACKEND=redis-cluster`.
+#[cfg(feature = "redis-cluster")]
 pub(crate) const CLUSTER: Vars = Vars {
     password: "CACHE_REDIS_CLUSTER_NODES (the password in the node URLs)",
     db:
