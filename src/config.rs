@@ -359,7 +359,9 @@ mod tests {
             cfg(&[("CACHE_BACKPLANE", " None ")]).unwrap().backplane,
             BackplaneSetting::None
         );
-        let err = cfg(&[("CACHE_BACKPLANE", "http://:hunter2@x")]).unwrap_err().to_string();
+        let err = cfg(&[("CACHE_BACKPLANE", "http://:hunter2@x")])
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 

@@ -1,9 +1,10 @@
 //! From a [`Config`] to a [`Cache`]: pick the store `CACHE_BACKEND` names
 //! and start it from its own section of the configuration.
 
-use cache_core::{Backend, Cache, Error, NullBackend};
+use cache_core::backplane::Backplane;
+use cache_core::{Backend, Cache, CacheBuilder, Error, NullBackend};
 
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendKind, BackplaneSetting, Config};
 
 /// Builds the [`Cache`] that `config` describes, connecting to its store.
 ///
@@ -20,11 +21,79 @@ use crate::config::{BackendKind, Config};
 /// ```
 pub async fn connect(config: &Config) -> Result<Cache, Error> {
     let backend = store(config).await?;
-    Ok(Cache::builder_boxed(backend)
+    let name = backend.name();
+    let builder = Cache::builder_boxed(backend)
         .namespace(&config.namespace)
         .default_ttl(config.default_ttl)
-        .op_timeout(config.op_timeout)
-        .build())
+        .op_timeout(config.op_timeout);
+    Ok(hybrid(builder, config, name)?.build())
+}
+
+/// The local tier in front of a network store, with its backplane: on by
+/// default over Redis (the store is the backplane); over Memcached with
+/// `CACHE_BACKPLANE=redis://…`; without a backplane only when
+/// `CACHE_LOCAL_TTL` is set (it bounds how long an invalidation made in
+/// another process goes unseen here).
+fn hybrid(builder: CacheBuilder, config: &Config, store: &str) -> Result<CacheBuilder, Error> {
+    if config.local.max_entries == 0 || !matches!(store, "redis" | "redis-cluster" | "memcached") {
+        return Ok(builder);
+    }
+    Ok(match backplane(config, store)? {
+        Some(backplane) => builder.local(config.local).backplane_boxed(backplane),
+        None if config.local_ttl_set => {
+            tracing::info!(
+                store,
+                local_ttl = ?config.local.ttl,
+                "local cache tier without a backplane: another process's invalidation can stay unseen here for up to CACHE_LOCAL_TTL"
+            );
+            builder.local(config.local)
+        }
+        None => {
+            tracing::info!(
+                store,
+                "no local cache tier: no backplane to keep it coherent (set CACHE_BACKPLANE=redis://…, or CACHE_LOCAL_TTL to accept that bound)"
+            );
+            builder
+        }
+    })
+}
+
+/// The channel all processes of one namespace share.
+#[cfg(feature = "redis")]
+fn channel(config: &Config) -> String {
+    format!(
+        "cacheside:invalidations:{}",
+        cache_core::keys::part(&config.namespace)
+    )
+}
+
+#[allow(unused_variables)] // without Redis compiled in
+fn backplane(config: &Config, store: &str) -> Result<Option<Box<dyn Backplane>>, Error> {
+    let nodes: Vec<String> = match &config.backplane {
+        BackplaneSetting::None => return Ok(None),
+        BackplaneSetting::Redis(url) => vec![url.clone()],
+        #[cfg(feature = "redis")]
+        BackplaneSetting::Store if store == "redis" => vec![config.redis.url.clone()],
+        #[cfg(feature = "redis")]
+        BackplaneSetting::Store if store == "redis-cluster" => config.redis.cluster_nodes.clone(),
+        _ => return Ok(None),
+    };
+    #[cfg(feature = "redis")]
+    {
+        let options = cache_backends::RedisOptions::with_timeouts(config.timeouts());
+        let backplane = cache_backends::RedisBackplane::with_options(
+            &nodes,
+            &channel(config),
+            config.op_timeout,
+            &options,
+        )?;
+        Ok(Some(Box::new(backplane)))
+    }
+    #[cfg(not(feature = "redis"))]
+    Err(cache_backends::not_compiled(
+        "CACHE_BACKPLANE=redis://…",
+        "redis",
+    ))
 }
 
 async fn store(config: &Config) -> Result<Box<dyn Backend>, Error> {

@@ -62,8 +62,9 @@ mod runtime;
 
 pub use cache_core::redact_url;
 pub use cache_core::{
-    codec, keys, BreakerSettings, Cache, CacheBuilder, Error, NoneCached, Outcome, Plain, Stats,
-    DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
+    codec, keys, BreakerSettings, Cache, CacheBuilder, Error, LocalSettings, NoneCached, Outcome,
+    Plain, Stats, DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use config::{BackendKind, BackplaneSetting, Config, DEFAULT_CONNECT_TIMEOUT};
 pub use entry::Entry;
@@ -101,9 +102,11 @@ pub use registry::{
 /// assert_eq!(cache.backend_name(), "forgetful");
 /// ```
 pub mod backend {
+    pub use cache_core::backend::{is_tombstone, tombstone, TOMBSTONE_PREFIX};
+    pub use cache_core::backplane::{Backplane, BackplaneEvents, Invalidation, Message};
     pub use cache_core::env;
     pub use cache_core::{async_trait, hash, pattern};
-    pub use cache_core::{Backend, BoxError, Bytes, Codec, Key, NullBackend, OncePerBurst};
+    pub use cache_core::{Backend, BoxError, Bytes, Codec, Fence, Key, NullBackend, OncePerBurst};
 }
 
 /// Cache-aside around an `async fn`: the key is built from the arguments, a hit
@@ -122,6 +125,8 @@ pub mod backend {
 /// | `cache_none = true` | for `Option<T>`: cache `None` as well |
 /// | `companion = false` | skip the generated `{fn}_cache_entry` function (needed in trait impls) |
 /// | `shared = true` | the response is the same for every caller (silences the credentials warning) |
+/// | `local = false` | keep this function's values out of the local tier (every hit reads the store) |
+/// | `local_ttl = 5` | seconds this function's values stay in the local tier at most |
 /// | `extra = […]`, `patterns = […]` | method-aware handlers only: also invalidated by successful mutations |
 /// | `crate = "path"` | where to find cacheside when it is re-exported |
 ///
@@ -237,7 +242,7 @@ pub mod backends {
     #[cfg(feature = "memory")]
     pub use cache_backends::{MemoryBackend, MemoryConfig};
     #[cfg(feature = "redis")]
-    pub use cache_backends::{RedisBackend, RedisConfig, RedisOptions};
+    pub use cache_backends::{RedisBackend, RedisBackplane, RedisConfig, RedisOptions};
     pub use cache_core::NullBackend;
 }
 

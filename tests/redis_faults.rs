@@ -641,3 +641,131 @@ async fn a_cluster_down_at_startup_is_used_once_it_is_up() {
     )
     .await;
 }
+
+// ------------------------------------------------- the local tier under faults
+
+static HYBRID_BODY_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cacheside::cache(key = "{key}", cache = "hybrid-kill")]
+async fn hybrid_during_kill(key: String) -> String {
+    HYBRID_BODY_RUNS.fetch_add(1, Ordering::Relaxed);
+    expected(&key)
+}
+
+static HYBRID_STOP_BODY_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cacheside::cache(key = "{key}", cache = "hybrid-stop")]
+async fn hybrid_during_stop(key: String) -> String {
+    HYBRID_STOP_BODY_RUNS.fetch_add(1, Ordering::Relaxed);
+    expected(&key)
+}
+
+/// A cache with a local tier and the server as backplane, as `connect` builds it.
+async fn hybrid_on(server: &RedisServer, namespace: &str) -> Cache {
+    let options = RedisOptions {
+        connect_timeout: OP_TIMEOUT,
+        response_timeout: OP_TIMEOUT,
+        max_reconnect_delay: Duration::from_millis(500),
+        ..RedisOptions::default()
+    };
+    let redis = RedisBackend::connect_with(&server.url(), options.clone())
+        .await
+        .expect("connect to the test server");
+    let backplane = cacheside::backends::RedisBackplane::with_options(
+        &[server.url()],
+        &format!("cacheside:invalidations:{namespace}"),
+        OP_TIMEOUT,
+        &options,
+    )
+    .expect("backplane");
+    Cache::builder(redis)
+        .namespace(namespace)
+        .op_timeout(OP_TIMEOUT)
+        .local(cacheside::LocalSettings::default())
+        .backplane(backplane)
+        .build()
+}
+
+/// Runs the 10,000 calls, applying `fault` once 2,000 went through; returns
+/// the slowest call after the fault, in microseconds.
+async fn load_with_fault<F, Fut>(call: F, fault: impl FnOnce() + Send + 'static) -> u64
+where
+    F: Fn(String) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = String> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let slowest = Arc::new(AtomicU64::new(0));
+    let mut tasks = spawn_load(call, 200, &done, &slowest);
+    let watched = done.clone();
+    let slowest_after = slowest.clone();
+    let injector = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while watched.load(Ordering::Relaxed) < 2_000 {
+            assert!(
+                Instant::now() < deadline,
+                "2,000 calls did not complete within 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        fault();
+        slowest_after.store(0, Ordering::Relaxed);
+        watched.load(Ordering::Relaxed)
+    });
+    let done_at_fault = injector.await.expect("the fault thread panicked");
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a load task panicked");
+    }
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        10_000,
+        "every call must complete"
+    );
+    assert!(
+        done_at_fault < 10_000,
+        "the fault must land during the load"
+    );
+    slowest.load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_the_local_tier_runs_the_body_for_at_most_one_percent_of_calls() {
+    let server = RedisServer::start();
+    let cache = hybrid_on(&server, "hybrid-kill").await;
+    cacheside::register("hybrid-kill", cache.clone());
+    let server = std::sync::Mutex::new(server);
+    let server = Arc::new(server);
+    let victim = server.clone();
+    load_with_fault(hybrid_during_kill, move || {
+        victim.lock().expect("server").kill()
+    })
+    .await;
+    let runs = HYBRID_BODY_RUNS.load(Ordering::Relaxed);
+    let stats = cache.stats();
+    assert!(
+        runs <= 100,
+        "the body ran {runs} times for 10,000 calls: {stats:?}"
+    );
+    assert!(stats.local_hits >= 9_000, "{stats:?}");
+    eprintln!("SIGKILL with the local tier: {runs} body runs / 10,000 calls; {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstop_with_the_local_tier_serves_locally_and_no_call_waits_past_the_op_timeout() {
+    let server = Arc::new(RedisServer::start());
+    let cache = hybrid_on(&server, "hybrid-stop").await;
+    cacheside::register("hybrid-stop", cache.clone());
+    let frozen = server.clone();
+    let slowest_us = load_with_fault(hybrid_during_stop, move || frozen.pause()).await;
+    server.resume();
+    let runs = HYBRID_STOP_BODY_RUNS.load(Ordering::Relaxed);
+    let stats = cache.stats();
+    assert!(
+        runs <= 100,
+        "the body ran {runs} times for 10,000 calls: {stats:?}"
+    );
+    assert!(
+        Duration::from_micros(slowest_us) <= OP_TIMEOUT,
+        "a call waited {slowest_us} µs with the store frozen (op timeout {OP_TIMEOUT:?})"
+    );
+    eprintln!("SIGSTOP with the local tier: {runs} body runs / 10,000 calls, slowest call after the stop {slowest_us} µs; {stats:?}");
+}

@@ -166,7 +166,10 @@ mod tests {
                 namespace: String::new(),
             },
         ] {
-            let m = Message { origin: u64::MAX, what };
+            let m = Message {
+                origin: u64::MAX,
+                what,
+            };
             assert_eq!(Message::decode(&m.encode()), Some(m));
         }
         assert_eq!(Message::decode(b"cs1 0000000000000001 P 99 ab"), None);

@@ -26,9 +26,9 @@ pub mod env;
 mod error;
 mod flight;
 mod guard;
-pub mod local;
 pub mod hash;
 pub mod keys;
+pub mod local;
 mod null;
 pub mod pattern;
 mod pending;
@@ -41,8 +41,8 @@ pub use async_trait::async_trait;
 pub use backend::{Backend, Fence, Key};
 pub use bytes::Bytes;
 pub use cache::{
-    Cache, CacheBuilder, NoneCached, Outcome, Plain, Stats, TierUse, DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW,
-    DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
+    Cache, CacheBuilder, NoneCached, Outcome, Plain, Stats, TierUse, DEFAULT_BULK_TIMEOUT,
+    DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
 pub use error::{BoxError, Error};

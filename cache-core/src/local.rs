@@ -532,7 +532,14 @@ mod tests {
         }
         assert!(t.len() <= 40, "{}", t.len());
         let since = t.seq();
-        assert!(!t.insert("big", None, Some(Bytes::from(vec![0; 101])), 101, MIN, since));
+        assert!(!t.insert(
+            "big",
+            None,
+            Some(Bytes::from(vec![0; 101])),
+            101,
+            MIN,
+            since
+        ));
     }
 
     #[test]
@@ -552,9 +559,23 @@ mod tests {
         assert_eq!(get(&t, "other:user:1"), Some(4));
         // A value read before the pattern delete may predate it: refused.
         let v = (Typed::<u32>::new().keep)(&9);
-        assert!(!t.insert("app:user:1", Some((v.clone(), Salt::NONE)), None, 1, MIN, before));
+        assert!(!t.insert(
+            "app:user:1",
+            Some((v.clone(), Salt::NONE)),
+            None,
+            1,
+            MIN,
+            before
+        ));
         // Other keys were not covered: accepted.
-        assert!(t.insert("app:item:2", Some((v.clone(), Salt::NONE)), None, 1, MIN, before));
+        assert!(t.insert(
+            "app:item:2",
+            Some((v.clone(), Salt::NONE)),
+            None,
+            1,
+            MIN,
+            before
+        ));
         // A read that started after it: accepted.
         assert!(put(&t, "app:user:1", 5, MIN));
         assert_eq!(t.counters.refused.load(Ordering::Relaxed), 1);

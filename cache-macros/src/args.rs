@@ -41,8 +41,7 @@ impl Macro {
         match self {
             Macro::Cache => &[
                 KeyPrefix, ResourceId, Key, Expire, Version, Cache, CacheNone, Companion, Shared,
-                Local, LocalTtl,
-                Extra, Patterns, Crate,
+                Local, LocalTtl, Extra, Patterns, Crate,
             ],
             Macro::Invalidate => &[
                 KeyPrefix, ResourceId, Key, Extra, Patterns, Before, Cache, Crate,

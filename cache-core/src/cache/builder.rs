@@ -9,10 +9,10 @@ use super::{
 };
 use crate::backend::Backend;
 use crate::backplane::Backplane;
-use crate::local::{LocalSettings, LocalTier};
 use crate::codec::{Codec, MsgPack};
 use crate::flight::Flights;
 use crate::guard::{BreakerSettings, OncePerBurst, StoreGate};
+use crate::local::{LocalSettings, LocalTier};
 use crate::pending::Pending;
 
 /// Builds a [`Cache`] over the store given to [`Cache::builder`]; every

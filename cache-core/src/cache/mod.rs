@@ -17,10 +17,10 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::backend::{Backend, Key};
 use crate::backplane::{Backplane, Invalidation};
-use crate::local::LocalTier;
 use crate::codec::{Codec, Salt, Storable};
 use crate::flight::Flights;
 use crate::guard::{Bound, OncePerBurst, StoreGate};
+use crate::local::LocalTier;
 use crate::pending::{Pending, Target};
 use crate::Error;
 
@@ -36,8 +36,8 @@ mod tests;
 mod tier_tests;
 
 pub use builder::{CacheBuilder, DEFAULT_FENCE_WINDOW};
-pub use read_through::TierUse;
 pub use outcome::{NoneCached, Outcome, Plain};
+pub use read_through::TierUse;
 pub use stats::Stats;
 use stats::{bump, Counters};
 

@@ -13,9 +13,9 @@ use super::Cache;
 use crate::backend::Fence;
 use crate::backplane::Invalidation;
 use crate::codec::{self, Salt, Storable};
-use crate::local::{Found, LocalTier, Typed};
 use crate::flight::{self, Role};
 use crate::guard::Bound;
+use crate::local::{Found, LocalTier, Typed};
 use crate::pending::Target;
 use crate::{Error, Outcome};
 
@@ -62,7 +62,10 @@ impl Cache {
     /// The in-process tier when it is the store.
     #[inline]
     pub(super) fn tier_store(&self) -> Option<&LocalTier> {
-        self.inner.tier.as_ref().filter(|_| self.inner.tier_is_store)
+        self.inner
+            .tier
+            .as_ref()
+            .filter(|_| self.inner.tier_is_store)
     }
 
     /// The cache-aside path shared by [`get_or_set`](Cache::get_or_set) and the macros:
@@ -128,7 +131,14 @@ impl Cache {
             match self.read_fenced::<O::Value>(full, deadline, salt).await {
                 Ok((Some((v, size)), _)) => {
                     if let (Some(t), Some(typed)) = (local, tier.typed) {
-                        t.insert(full, Some(((typed.keep)(&v), salt)), None, size, local_ttl, since);
+                        t.insert(
+                            full,
+                            Some(((typed.keep)(&v), salt)),
+                            None,
+                            size,
+                            local_ttl,
+                            since,
+                        );
                     }
                     return (O::from_cached(v), None);
                 }
@@ -358,7 +368,10 @@ impl Cache {
             return Ok((None, fence));
         };
         let size = bytes.len();
-        match self.decode_or_delete::<T>(full, &bytes, deadline, salt).await? {
+        match self
+            .decode_or_delete::<T>(full, &bytes, deadline, salt)
+            .await?
+        {
             Some(v) => Ok((Some((v, size)), fence)),
             // Deleted: absent now, as far as this read knows.
             None => Ok((None, Fence::None)),

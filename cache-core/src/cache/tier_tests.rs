@@ -151,7 +151,13 @@ async fn in_front_of_a_store_hits_are_local_and_a_type_without_clone_reads_the_s
     assert_eq!(read(&cache, "w:1", &runs, widget(5)).await, widget(5));
     // TierUse::OFF (local = false, or a type that is not Clone) goes to the store.
     let (out, _): (Plain<Widget>, _) = cache
-        .read_through("w:1", Duration::from_secs(60), Salt::NONE, async { Plain(widget(7)) }, TierUse::OFF)
+        .read_through(
+            "w:1",
+            Duration::from_secs(60),
+            Salt::NONE,
+            async { Plain(widget(7)) },
+            TierUse::OFF,
+        )
         .await;
     assert_eq!(out.0, widget(5), "read from the store, not the body");
 }
@@ -201,7 +207,11 @@ async fn an_invalidation_in_one_replica_drops_the_others_local_copies() {
         read(c, "w:2", &runs, widget(2)).await;
         read(c, "u:1", &runs, widget(3)).await;
     }
-    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3, "b read the store");
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "b read the store"
+    );
     a.delete("w:1").await.unwrap();
     assert_eq!(read(&b, "w:1", &runs, widget(10)).await, widget(10));
     // A provider set is an invalidation for the other replicas too.
@@ -211,7 +221,10 @@ async fn an_invalidation_in_one_replica_drops_the_others_local_copies() {
     assert_eq!(read(&b, "u:1", &runs, widget(30)).await, widget(30));
     a.clear().await.unwrap();
     assert_eq!(read(&b, "w:1", &runs, widget(40)).await, widget(40));
-    assert_eq!(a.stats().backplane_failures + b.stats().backplane_failures, 0);
+    assert_eq!(
+        a.stats().backplane_failures + b.stats().backplane_failures,
+        0
+    );
 }
 
 #[tokio::test]
@@ -247,7 +260,11 @@ async fn a_fill_that_an_invalidation_overtook_lands_nowhere() {
         release.send(()).unwrap();
     };
     let (v, ()) = tokio::join!(slow, mutate);
-    assert_eq!(v, widget(1), "the caller itself gets what its body returned");
+    assert_eq!(
+        v,
+        widget(1),
+        "the caller itself gets what its body returned"
+    );
     // Neither the store nor any tier holds v1.
     assert_eq!(store.get(Key::plain("app:w:1")).await.unwrap(), None);
     for c in [&a, &b] {
@@ -295,15 +312,25 @@ async fn a_backplane_that_comes_back_flushes_the_tier_and_counts() {
     read(&a, "w:1", &runs, widget(1)).await;
     bus.each(|s| s.disconnected());
     bus.each(|s| s.disconnected()); // reported once
-    // While it is down, the tier keeps serving (bounded by the local TTL).
+                                    // While it is down, the tier keeps serving (bounded by the local TTL).
     read(&a, "w:1", &runs, widget(9)).await;
     assert_eq!(a.stats().local_hits, 1);
     bus.each(|s| s.connected());
     let s = a.stats();
     assert_eq!(s.backplane_disconnects, 1);
-    assert!(s.local_flushes >= 2, "first connect and the reconnect: {s:?}");
+    assert!(
+        s.local_flushes >= 2,
+        "first connect and the reconnect: {s:?}"
+    );
     // The next read goes to the store.
-    store.set(Key::plain("app:w:1"), a.encode_entry(&widget(5), Salt::NONE).unwrap(), None).await.unwrap();
+    store
+        .set(
+            Key::plain("app:w:1"),
+            a.encode_entry(&widget(5), Salt::NONE).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(read(&a, "w:1", &runs, widget(0)).await, widget(5));
     // Garbage on the channel also flushes (and counts).
     bus.each(|s| s.message(b"not a message"));

@@ -153,10 +153,7 @@ impl Runtime {
     /// autoref (`None` when it is not `Clone + Send + Sync + 'static`):
     /// `of` is the `&Kind` of the call, or the `Outcome` wrapper type.
     pub(crate) fn typed(&self, of: TypedOf<'_>) -> TokenStream {
-        let (via_clone, via_bytes) = (
-            self.call_site(&["ViaClone"]),
-            self.call_site(&["ViaBytes"]),
-        );
+        let (via_clone, via_bytes) = (self.call_site(&["ViaClone"]), self.call_site(&["ViaBytes"]));
         let probe = match of {
             TypedOf::Kind(kind) => {
                 let typed_probe = self.call_site(&["typed_probe"]);
@@ -268,4 +265,3 @@ pub(crate) enum TypedOf<'a> {
     Kind(&'a Ident),
     Wrapper(&'a TokenStream),
 }
-
