@@ -26,7 +26,14 @@ pub async fn connect(config: &Config) -> Result<Cache, Error> {
         .namespace(&config.namespace)
         .default_ttl(config.default_ttl)
         .op_timeout(config.op_timeout);
-    Ok(hybrid(builder, config, name)?.build())
+    let cache = hybrid(builder, config, name)?.build();
+    if !cache.backplane_ready(config.connect_timeout).await {
+        tracing::warn!(
+            store = name,
+            "the cache backplane did not subscribe within CACHE_CONNECT_TIMEOUT_MS; starting anyway (the local tier is flushed when it does)"
+        );
+    }
+    Ok(cache)
 }
 
 /// The local tier in front of a network store, with its backplane: on by

@@ -191,6 +191,7 @@ impl CacheBuilder {
                 backplane: self.backplane,
                 origin: super::origin_id(),
                 subscribed: std::sync::Once::new(),
+                backplane_up: tokio::sync::watch::Sender::new(false),
             }),
         };
         cache.subscribe_if_in_runtime();

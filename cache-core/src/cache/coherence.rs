@@ -66,6 +66,8 @@ impl BackplaneEvents for Events {
         if let Some(tier) = &inner.tier {
             tier.flush();
         }
+        // After the flush: a cache that waited for this starts with nothing to refuse.
+        inner.backplane_up.send_replace(true);
         if was_down {
             tracing::info!(
                 backend = inner.backend.name(),
@@ -134,6 +136,20 @@ impl Cache {
         if let Some(suppressed) = inner.warn.should_log() {
             tracing::warn!(backplane = backplane.name(), %error, suppressed, "cache invalidation not published: other processes keep their local copies until their local TTL ends or their backplane reconnects");
         }
+    }
+
+    /// Waits until the backplane has subscribed once (at most `limit`);
+    /// true when it has, or when the cache has no backplane. `connect`
+    /// calls it at startup, so that the local tier starts coherent.
+    pub async fn backplane_ready(&self, limit: std::time::Duration) -> bool {
+        if self.inner.backplane.is_none() {
+            return true;
+        }
+        self.ensure_subscribed();
+        let mut up = self.inner.backplane_up.subscribe();
+        let waited =
+            tokio::time::timeout(limit, async { up.wait_for(|up| *up).await.is_ok() }).await;
+        waited.unwrap_or(false)
     }
 
     pub(super) fn tier_counter(&self, pick: impl Fn(&TierCounters) -> &AtomicU64) -> u64 {

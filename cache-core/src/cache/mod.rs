@@ -98,6 +98,8 @@ pub(super) struct Inner {
     /// This cache's id on the backplane (its own messages come back to it).
     origin: u64,
     subscribed: std::sync::Once,
+    /// Set by the backplane's first `connected()`.
+    backplane_up: tokio::sync::watch::Sender<bool>,
 }
 
 /// A random id per cache value, for the backplane.

@@ -161,6 +161,14 @@ impl Cache {
         };
         match inner.flights.join(full) {
             Role::Leader(guard) => {
+                // The previous leader of this key may have finished between
+                // our read and our join: its value is in the tier by now.
+                if let (Some(t), Some(_)) = (local, tier.typed) {
+                    if let Found::Value(v) = t.lookup(full, salt, tier.typed) {
+                        bump(&inner.counters.coalesced);
+                        return (O::from_cached(v), None);
+                    }
+                }
                 let out = body.await;
                 let (sealed, encode_error) = self.encode_outcome(full, &out, salt);
                 guard.land(sealed.clone());
