@@ -73,6 +73,7 @@ async fn memcached_conforms_one_server() {
         let addrs = addrs.clone();
         async move { cache_over(connect(&addrs, options_for_2m()).await, &namespace) }
     };
+    conformance::fenced_fills(&make).await;
     conformance::run(
         make,
         conformance::Capabilities {

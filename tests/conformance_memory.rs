@@ -15,6 +15,7 @@ const CAPABILITIES: Capabilities = Capabilities {
 async fn memory_backend_conforms() {
     // One store; every namespace's Cache shares it (clones share storage).
     let make = conformance::shared_store(MemoryBackend::new(100_000), DEFAULT_OP_TIMEOUT);
+    conformance::fenced_fills(&make).await;
     conformance::run(make, CAPABILITIES).await;
 }
 

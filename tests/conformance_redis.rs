@@ -14,6 +14,11 @@ async fn redis_backend_conforms() {
     let redis = RedisBackend::connect(&server.url())
         .await
         .expect("connect to the test server");
+    conformance::fenced_fills(&conformance::shared_store(
+        redis.clone(),
+        Duration::from_secs(5),
+    ))
+    .await;
     conformance::run(
         conformance::shared_store(redis, Duration::from_secs(5)),
         Capabilities {

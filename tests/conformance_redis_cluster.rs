@@ -13,6 +13,11 @@ async fn redis_cluster_backend_conforms() {
     let backend = RedisClusterBackend::connect(&cluster.node_urls())
         .await
         .expect("connect to the test cluster");
+    conformance::fenced_fills(&conformance::shared_store(
+        backend.clone(),
+        Duration::from_secs(5),
+    ))
+    .await;
     conformance::run(
         conformance::shared_store(backend, Duration::from_secs(5)),
         Capabilities {

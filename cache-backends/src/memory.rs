@@ -136,6 +136,8 @@ pub struct MemoryBackend {
     entries: Moka<String, Stored>,
     max_entries: u64,
     max_bytes: u64,
+    /// Where a `Cache` over this store (or a clone) keeps its entries.
+    tier: cache_core::SharedTier,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -213,6 +215,11 @@ impl MemoryBackend {
                 .build(),
             max_entries,
             max_bytes,
+            tier: cache_core::SharedTier::new(cache_core::LocalSettings {
+                max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX),
+                max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+                ttl: std::time::Duration::MAX,
+            }),
         }
     }
 
@@ -261,12 +268,8 @@ impl Backend for MemoryBackend {
     /// A [`Cache`](cache_core::Cache) over this store keeps its entries in
     /// its own local tier, with this store's bounds: decoded values, so a
     /// hit decodes nothing. The store itself then holds only counters.
-    fn local_tier(&self) -> Option<cache_core::LocalSettings> {
-        Some(cache_core::LocalSettings {
-            max_entries: usize::try_from(self.max_entries).unwrap_or(usize::MAX),
-            max_bytes: usize::try_from(self.max_bytes).unwrap_or(usize::MAX),
-            ttl: std::time::Duration::MAX,
-        })
+    fn local_tier(&self) -> Option<cache_core::SharedTier> {
+        Some(self.tier.clone())
     }
 
     async fn get(&self, key: Key<'_>) -> Result<Option<Bytes>, Error> {

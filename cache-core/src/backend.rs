@@ -203,11 +203,12 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
-    /// For an in-process store: hand the cache's entries to its local tier
-    /// (decoded values, no encoding on a hit), bounded as returned. The
-    /// store then keeps only what the cache does not (counters). `None`
-    /// (the default): entries go to this store.
-    fn local_tier(&self) -> Option<crate::LocalSettings> {
+    /// For an in-process store: the local tier that holds the cache's
+    /// entries (decoded values, no encoding on a hit), the same one for
+    /// every cache built over this store or its clones. The store then keeps
+    /// only what the cache does not (counters). `None` (the default):
+    /// entries go to this store.
+    fn local_tier(&self) -> Option<crate::SharedTier> {
         None
     }
 

@@ -47,6 +47,6 @@ pub use cache::{
 pub use codec::Codec;
 pub use error::{BoxError, Error};
 pub use guard::{BreakerSettings, OncePerBurst};
-pub use local::{LocalSettings, Typed};
+pub use local::{LocalSettings, SharedTier, Typed};
 pub use null::NullBackend;
 pub use redact::redact_url;

@@ -61,6 +61,32 @@ impl Default for LocalSettings {
     }
 }
 
+/// A local tier an in-process store owns and hands to every [`Cache`](crate::Cache)
+/// built over it (or over its clones), so that they share entries the way
+/// they would share the store's ([`Backend::local_tier`](crate::Backend::local_tier)).
+///
+/// ```
+/// use cache_core::{LocalSettings, SharedTier};
+/// let tier = SharedTier::new(LocalSettings::default());
+/// let same = tier.clone(); // the same entries
+/// # let _ = same;
+/// ```
+#[derive(Clone)]
+pub struct SharedTier(pub(crate) Arc<LocalTier>);
+
+impl SharedTier {
+    /// A new, empty tier bounded by `settings`.
+    pub fn new(settings: LocalSettings) -> SharedTier {
+        SharedTier(Arc::new(LocalTier::new(settings)))
+    }
+}
+
+impl std::fmt::Debug for SharedTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedTier").finish_non_exhaustive()
+    }
+}
+
 /// A type-erased decoded value.
 pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
 

@@ -859,6 +859,66 @@ where
     }
 }
 
+/// Fenced fills (the local tier's promise across processes): a fill whose
+/// read came before another cache's invalidation of the key lands nowhere.
+/// Cache A misses and starts a slow body (the value before the mutation),
+/// cache B deletes the key, A's body completes: neither A nor B reads A's
+/// value afterwards, and `stats().fenced_fills` counts it. `make` must
+/// build the two caches over one store (as two processes would share it).
+///
+/// A store that does not implement [`Backend::get_fenced`](crate::backend::Backend::get_fenced)
+/// and its siblings fails this check (fills then write unconditionally), so
+/// [`run`] leaves it out: call it yourself once your store fences. The
+/// built-in stores pass it (the in-memory one through its shared local tier).
+pub async fn fenced_fills<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "fenced_fills";
+    let a = cache_for(make, C).await;
+    let b = make(a.namespace()).await;
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let slow = a.get_or_set("k", None, || async move {
+        let before = "before the mutation".to_owned();
+        let _ = started_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), held).await;
+        before
+    });
+    let mutate = async {
+        let _ = tokio::time::timeout(Duration::from_secs(10), started).await;
+        let deleted = b.delete("k").await;
+        let _ = release.send(());
+        deleted
+    };
+    let (got, deleted) = tokio::join!(slow, mutate);
+    assert_eq!(ok(C, "get_or_set", got), "before the mutation");
+    ok(C, "delete", deleted);
+    for (name, cache) in [("the writer", &b), ("the slow reader", &a)] {
+        assert_eq!(
+            ok(C, "get", cache.get::<String>("k").await),
+            None,
+            "[{C}] {name} reads a value filled from before the invalidation"
+        );
+    }
+    assert!(
+        a.stats().fenced_fills >= 1,
+        "[{C}] stats().fenced_fills must count the refused fill: {:?}",
+        a.stats()
+    );
+    // After the invalidation, fills land again.
+    let fresh = a
+        .get_or_set("k", None, || async { "after".to_owned() })
+        .await;
+    assert_eq!(ok(C, "get_or_set", fresh), "after");
+    assert_eq!(
+        ok(C, "get", b.get::<String>("k").await).as_deref(),
+        Some("after"),
+        "[{C}] a fill read after the invalidation must land"
+    );
+}
+
 /// 50 concurrent `get_or_set` on one missing key run the body once; the others are coalesced.
 pub async fn single_flight<F, Fut>(make: &F)
 where

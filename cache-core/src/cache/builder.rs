@@ -162,15 +162,11 @@ impl CacheBuilder {
         } else {
             format!("{}:", crate::keys::part(&self.namespace))
         };
-        let tier_settings = backend.local_tier();
-        let tier_is_store = tier_settings.is_some();
-        let tier = tier_settings
-            .map(|s| LocalSettings {
-                ttl: Duration::MAX,
-                ..s
-            })
-            .or(self.local)
-            .map(LocalTier::new);
+        let shared = backend.local_tier();
+        let tier_is_store = shared.is_some();
+        let tier = shared
+            .map(|t| t.0)
+            .or_else(|| self.local.map(|s| Arc::new(LocalTier::new(s))));
         let cache = Cache {
             inner: Arc::new(Inner {
                 backend,

@@ -90,7 +90,7 @@ pub(super) struct Inner {
     warn: OncePerBurst,
     pending: Pending,
     /// The local tier: in front of the store, or the store itself (`tier_is_store`).
-    tier: Option<LocalTier>,
+    tier: Option<Arc<LocalTier>>,
     /// The backend handed its entries to the tier ([`Backend::local_tier`]).
     tier_is_store: bool,
     fence_window: Duration,

@@ -64,7 +64,7 @@ impl Cache {
     pub(super) fn tier_store(&self) -> Option<&LocalTier> {
         self.inner
             .tier
-            .as_ref()
+            .as_deref()
             .filter(|_| self.inner.tier_is_store)
     }
 
@@ -93,7 +93,7 @@ impl Cache {
         // for values it can hand out.
         let local = inner
             .tier
-            .as_ref()
+            .as_deref()
             .filter(|_| inner.tier_is_store || tier.typed.is_some());
         let local_ttl = tier.ttl.map_or(ttl, |t| t.min(ttl));
         let since = local.map_or(0, |t| t.seq());

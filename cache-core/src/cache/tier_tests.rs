@@ -47,8 +47,21 @@ async fn read(cache: &Cache, key: &str, runs: &AtomicUsize, value: Widget) -> Wi
 }
 
 /// A store that hands its entries to the cache's tier, like MemoryBackend.
-#[derive(Clone, Default)]
-struct TierStore(MapStore);
+#[derive(Clone)]
+struct TierStore(MapStore, crate::SharedTier);
+
+impl Default for TierStore {
+    fn default() -> Self {
+        TierStore(
+            MapStore::default(),
+            crate::SharedTier::new(LocalSettings {
+                max_entries: 100,
+                max_bytes: 1 << 20,
+                ttl: Duration::MAX,
+            }),
+        )
+    }
+}
 
 #[async_trait::async_trait]
 impl Backend for TierStore {
@@ -58,12 +71,8 @@ impl Backend for TierStore {
     fn is_in_process(&self) -> bool {
         true
     }
-    fn local_tier(&self) -> Option<LocalSettings> {
-        Some(LocalSettings {
-            max_entries: 100,
-            max_bytes: 1 << 20,
-            ttl: Duration::MAX,
-        })
+    fn local_tier(&self) -> Option<crate::SharedTier> {
+        Some(self.1.clone())
     }
     async fn get(&self, key: Key<'_>) -> Result<Option<bytes::Bytes>, Error> {
         self.0.get(key).await
@@ -130,6 +139,12 @@ async fn over_the_in_process_store_the_tier_is_the_store() {
     assert!(cache.exists("x:3").await.unwrap());
     assert_eq!(cache.clear().await.unwrap(), 1);
     assert!(!cache.exists("x:3").await.unwrap());
+    // Another cache over a clone of the store sees the same entries.
+    read(&cache, "w:4", &runs, widget(4)).await;
+    let other = Cache::builder(store.clone()).namespace("app").build();
+    assert_eq!(other.get::<Widget>("w:4").await.unwrap(), Some(widget(4)));
+    other.delete("w:4").await.unwrap();
+    assert!(!cache.exists("w:4").await.unwrap());
 }
 
 #[tokio::test]
