@@ -78,18 +78,21 @@ fn main() {
         assert_eq!(widget_cacheside(7).await, widget(7));
     });
 
-    // `MEMORY_BENCH_PROFILE=N`: only N cacheside Widget hits (then `cached`'s with
-    // `=cached:N`), for `valgrind --tool=callgrind`; two values of N give the count per hit.
+    // `MEMORY_BENCH_PROFILE=N`: only N cacheside Widget hits (`=arc:N`: of the
+    // `Arc<Widget>` function; `=cached:N`: `cached`'s), for `valgrind --tool=callgrind`;
+    // the difference of two runs with different N over their difference in N is the count per hit.
     if let Ok(profile) = std::env::var("MEMORY_BENCH_PROFILE") {
         let (which, n) = profile.split_once(':').unwrap_or(("cacheside", &profile));
         let n: u64 = n
             .parse()
-            .expect("MEMORY_BENCH_PROFILE=[cacheside:|cached:]N");
+            .expect("MEMORY_BENCH_PROFILE=[cacheside:|arc:|cached:]N");
         current.block_on(async {
             for i in 0..n {
                 let id = paired::hot_id(0, i);
                 if which == "cached" {
                     std::hint::black_box(widget_cached(id).await);
+                } else if which == "arc" {
+                    std::hint::black_box(arc_widget_cacheside(id).await);
                 } else {
                     std::hint::black_box(widget_cacheside(id).await);
                 }
