@@ -220,7 +220,7 @@ fn main() {
                 .await
                 .expect("raw set");
             raw_mc
-                .run(memcache::exp::Set::new(&raw_key(id), &payload))
+                .run(memcache::exp::Set::new(raw_key(id), &payload))
                 .await
                 .expect("raw set");
         }
@@ -265,7 +265,7 @@ fn main() {
         let client = Arc::clone(&raw_mc);
         async move {
             let got = client
-                .run(memcache::exp::Get::new(&raw_key(id)))
+                .run(memcache::exp::Get::new(raw_key(id)))
                 .await
                 .expect("raw get");
             let bytes = got.value.expect("raw hit");
