@@ -1,15 +1,15 @@
 //! A hit through `#[cache]` on Redis and on Memcached vs the raw client's GET
-//! plus decode, at 1 and at 64 concurrent tasks, in the same run.
+//! plus decode, at 1 and at 64 concurrent tasks, in the same run; and the
+//! hybrid setting at 64 tasks: Redis behind the local tier (`.local(..)`) vs
+//! redis-rs with its defaults, and a `local = false` function of that cache
+//! (the store path) vs the raw client and vs `cached`'s Redis macro.
 //!
-//! Measured as interleaved pairs, not one function after the other: each
-//! round runs the two sides of a comparison back to back (alternating which
-//! goes first) for a fixed number of hits, and the ratio of that round's two
-//! throughputs is one sample; the figure is the median over the rounds, with
-//! its quartiles. On this project's 2-core VMs the throughput of identical
-//! code drifts by ±20 % within seconds, which made ratios between criterion
-//! functions measured a few seconds apart swing from 0.75 to 1.0 for the
-//! *same* client (`redis_raw` vs `redis_raw_nagle` at one task); paired rounds
-//! cancel that drift. `scripts/bench.sh` runs this pinned to one core.
+//! Measured as interleaved pairs (`common/paired.rs`): each round runs the two
+//! sides of a comparison back to back (alternating which goes first), and the
+//! ratio of that round's two throughputs is one sample; the figure is the
+//! median over the rounds, with its quartiles. Every task reads 100 hot ids
+//! (`raw:widget:{id}` for the raw clients), each task in its own order.
+//! `scripts/bench.sh` runs this pinned to one core.
 //!
 //! Servers are real `redis-server` / `memcached` processes started on free
 //! loopback ports (`cacheside::testing`). `scripts/bench.sh` prints the
@@ -32,21 +32,45 @@
 //!   call). `memcached_macro` uses the default (exact) backend, whose hits
 //!   also read the namespace generations; `memcached_macro_refresh` trusts
 //!   them for a second (`MemcachedOptions::generation_refresh`).
+//! * `redis_raw_default`: a `ConnectionManager` with no settings at all, what
+//!   the hybrid comparison's user would otherwise write; `cached_redis`: the
+//!   `cached` crate's async Redis macro with its defaults.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cache_core::LocalSettings; // not re-exported by the facade (yet)
 use cacheside::backends::{MemcachedBackend, MemcachedOptions, RedisBackend};
 use cacheside::testing::{MemcachedServer, RedisServer};
 use cacheside::Cache;
 mod common;
+#[path = "common/paired.rs"]
+mod paired;
 
 use common::{widget, Widget};
+use paired::{compare, rounds, verdict, Side, HOT_KEYS};
 
 #[cacheside::cache(key_prefix = "widget", resource_id = "widget_id", cache = "redis")]
 async fn widget_on_redis(widget_id: u64) -> Widget {
+    widget(widget_id)
+}
+
+#[cacheside::cache(
+    key_prefix = "widget_local",
+    resource_id = "widget_id",
+    cache = "redis_local"
+)]
+async fn widget_on_redis_local(widget_id: u64) -> Widget {
+    widget(widget_id)
+}
+
+#[cacheside::cache(
+    key_prefix = "widget_store",
+    resource_id = "widget_id",
+    cache = "redis_local",
+    local = false
+)]
+async fn widget_on_redis_store(widget_id: u64) -> Widget {
     widget(widget_id)
 }
 
@@ -63,8 +87,6 @@ async fn widget_on_memcached(widget_id: u64) -> Widget {
 async fn widget_on_memcached_refresh(widget_id: u64) -> Widget {
     widget(widget_id)
 }
-
-const RAW_KEY: &str = "raw:widget:7";
 
 /// A raw redis-rs connection to `url` with a 250 ms response timeout; `nodelay`
 /// as the backend sets it, or redis-rs's default.
@@ -85,96 +107,38 @@ async fn raw_redis_client(url: &str, nodelay: bool) -> redis::aio::ConnectionMan
         .expect("raw redis")
 }
 
-/// One side of a comparison: a name and one hit.
-struct Side {
-    name: &'static str,
-    hit: Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
+/// The error type `cached`'s Redis macro needs (it caches only `Ok`).
+#[derive(Debug)]
+struct CachedRedisError(#[allow(dead_code)] String);
+
+/// What a `cached` user writes for Redis: the async `#[concurrent_cached]`
+/// (4.x's name of `#[io_cached]`) with `redis = true` and its defaults (a
+/// multiplexed connection from `CACHED_REDIS_CONNECTION_STRING`, MessagePack).
+#[cached::macros::concurrent_cached(
+    redis = true,
+    ttl_secs = 3600,
+    map_error = r##"|e| CachedRedisError(format!("{e:?}"))"##
+)]
+async fn widget_on_cached_redis(widget_id: u64) -> Result<Widget, CachedRedisError> {
+    Ok(widget(widget_id))
 }
 
-impl Side {
-    fn new<F, Fut>(name: &'static str, hit: F) -> Side
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        Side {
-            name,
-            hit: Arc::new(move || Box::pin(hit())),
-        }
-    }
+fn raw_key(id: u64) -> String {
+    format!("raw:widget:{id}")
 }
 
-/// Runs `hits` hits spread over `tasks` concurrent tasks; returns hits per second.
-async fn throughput(side: &Side, tasks: u64, hits: u64) -> f64 {
-    let per_task = hits.div_ceil(tasks).max(1);
-    let start = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let hit = Arc::clone(&side.hit);
-            tokio::spawn(async move {
-                for _ in 0..per_task {
-                    hit().await;
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.await.expect("bench task");
-    }
-    (per_task * tasks) as f64 / start.elapsed().as_secs_f64()
-}
-
-/// The value at quantile `q` of sorted `v`.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-/// `rounds` paired rounds of `a` and `b`; prints median throughputs and the
-/// median (quartiles) of the per-round ratio `a / b`.
-async fn compare(a: &Side, b: &Side, tasks: u64, rounds: usize, note: &str) {
-    // Size a round to about 0.15 s of the slower side, after a warm-up.
-    let warm = throughput(a, tasks, 200)
-        .await
-        .min(throughput(b, tasks, 200).await);
-    let hits = ((warm * 0.15) as u64).max(tasks * 4);
-    let (mut ta, mut tb, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let (x, y) = if round % 2 == 0 {
-            let x = throughput(a, tasks, hits).await;
-            (x, throughput(b, tasks, hits).await)
-        } else {
-            let y = throughput(b, tasks, hits).await;
-            (throughput(a, tasks, hits).await, y)
-        };
-        ta.push(x);
-        tb.push(y);
-        ratio.push(x / y);
-    }
-    for v in [&mut ta, &mut tb, &mut ratio] {
-        v.sort_by(f64::total_cmp);
-    }
-    println!(
-        "  {tasks:>2} tasks {:<24} {:9.0}/s  {:<16} {:9.0}/s  ratio = {:.3} (quartiles {:.3}-{:.3})  {note}",
-        a.name,
-        quantile(&ta, 0.5),
-        b.name,
-        quantile(&tb, 0.5),
-        quantile(&ratio, 0.5),
-        quantile(&ratio, 0.25),
-        quantile(&ratio, 0.75),
-    );
+/// A comparison: sides, the task counts it runs at, a note, and its target
+/// (`a / b` at least this much) when it has one.
+struct Comparison<'a> {
+    a: &'a Side,
+    b: &'a Side,
+    tasks: &'static [u64],
+    note: &'static str,
+    target: Option<f64>,
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` does not: then one quick round.
-    let rounds = if std::env::args().any(|a| a == "--bench") {
-        std::env::var("STORE_BENCH_ROUNDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(30)
-    } else {
-        1
-    };
+    let rounds = rounds("STORE_BENCH_ROUNDS");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -182,7 +146,9 @@ fn main() {
         .expect("runtime");
     let redis_server = RedisServer::start();
     let memcached_server = MemcachedServer::start();
-    let (raw_redis, raw_redis_nagle, raw_mc) = rt.block_on(async {
+    // Where `cached`'s Redis macro connects (read on its first call).
+    std::env::set_var("CACHED_REDIS_CONNECTION_STRING", redis_server.url());
+    let (raw_redis, raw_redis_nagle, raw_redis_default, raw_mc) = rt.block_on(async {
         let redis_cache = Cache::builder(
             RedisBackend::connect(&redis_server.url())
                 .await
@@ -190,6 +156,16 @@ fn main() {
         )
         .build();
         cacheside::register("redis", redis_cache);
+        // The hybrid setting: Redis behind a local tier of decoded values (no
+        // backplane: coherent within this one process only, enough here).
+        let redis_local_cache = Cache::builder(
+            RedisBackend::connect(&redis_server.url())
+                .await
+                .expect("redis"),
+        )
+        .local(LocalSettings::default())
+        .build();
+        cacheside::register("redis_local", redis_local_cache);
         let mc_cache = Cache::builder(
             MemcachedBackend::connect([memcached_server.addr()])
                 .await
@@ -210,41 +186,59 @@ fn main() {
         )
         .build();
         cacheside::register("memcached_refresh", mc_refresh_cache);
-        // Warm: the measured calls are hits.
-        assert_eq!(widget_on_redis(7).await, widget(7));
-        assert_eq!(widget_on_memcached(7).await, widget(7));
-        assert_eq!(widget_on_memcached_refresh(7).await, widget(7));
-        let payload = rmp_serde::to_vec_named(&widget(7)).expect("encode");
 
         let mut raw_redis = raw_redis_client(&redis_server.url(), true).await;
         let raw_redis_nagle = raw_redis_client(&redis_server.url(), false).await;
-        redis::cmd("SET")
-            .arg(RAW_KEY)
-            .arg(&payload)
-            .query_async::<()>(&mut raw_redis)
-            .await
-            .expect("raw set");
-
+        // redis-rs exactly as its docs show it: no settings at all.
+        let raw_redis_default = redis::aio::ConnectionManager::new(
+            redis::Client::open(redis_server.url()).expect("redis client"),
+        )
+        .await
+        .expect("raw redis");
         let raw_mc = memcache::exp::AsyncMetaClient::builder()
             .max_idle(4)
             .max_connections(Some(4))
             .connect_async(memcached_server.addr().as_str())
             .await
             .expect("raw memcached");
-        raw_mc
-            .run(memcache::exp::Set::new(RAW_KEY, &payload))
-            .await
-            .expect("raw set");
-        (raw_redis, raw_redis_nagle, Arc::new(raw_mc))
+        // Warm: the measured calls are hits, on every hot id.
+        for id in 0..HOT_KEYS {
+            assert_eq!(widget_on_redis(id).await, widget(id));
+            assert_eq!(widget_on_redis_local(id).await, widget(id));
+            assert_eq!(widget_on_redis_store(id).await, widget(id));
+            assert_eq!(
+                widget_on_cached_redis(id).await.expect("cached"),
+                widget(id)
+            );
+            assert_eq!(widget_on_memcached(id).await, widget(id));
+            assert_eq!(widget_on_memcached_refresh(id).await, widget(id));
+            let payload = rmp_serde::to_vec_named(&widget(id)).expect("encode");
+            redis::cmd("SET")
+                .arg(raw_key(id))
+                .arg(&payload)
+                .query_async::<()>(&mut raw_redis)
+                .await
+                .expect("raw set");
+            raw_mc
+                .run(memcache::exp::Set::new(raw_key(id), &payload))
+                .await
+                .expect("raw set");
+        }
+        (
+            raw_redis,
+            raw_redis_nagle,
+            raw_redis_default,
+            Arc::new(raw_mc),
+        )
     });
 
     let redis_get = |name: &'static str, conn: &redis::aio::ConnectionManager| {
         let conn = conn.clone();
-        Side::new(name, move || {
+        Side::new(name, move |id| {
             let mut conn = conn.clone();
             async move {
                 let bytes: Vec<u8> = redis::cmd("GET")
-                    .arg(RAW_KEY)
+                    .arg(raw_key(id))
                     .query_async(&mut conn)
                     .await
                     .expect("raw get");
@@ -254,28 +248,92 @@ fn main() {
     };
     let redis_raw = redis_get("redis_raw", &raw_redis);
     let redis_raw_nagle = redis_get("redis_raw_nagle", &raw_redis_nagle);
-    let redis_macro = Side::new("redis_macro", || async {
-        std::hint::black_box(widget_on_redis(7).await);
+    let redis_raw_default = redis_get("redis_raw_default", &raw_redis_default);
+    let redis_macro = Side::new("redis_macro", |id| async move {
+        std::hint::black_box(widget_on_redis(id).await);
     });
-    let memcached_raw = Side::new("memcached_raw", move || {
+    let redis_local = Side::new("redis_local_tier", |id| async move {
+        std::hint::black_box(widget_on_redis_local(id).await);
+    });
+    let redis_store = Side::new("redis_local_false", |id| async move {
+        std::hint::black_box(widget_on_redis_store(id).await);
+    });
+    let cached_redis = Side::new("cached_redis", |id| async move {
+        std::hint::black_box(widget_on_cached_redis(id).await.expect("cached hit"));
+    });
+    let memcached_raw = Side::new("memcached_raw", move |id| {
         let client = Arc::clone(&raw_mc);
         async move {
             let got = client
-                .run(memcache::exp::Get::new(RAW_KEY))
+                .run(memcache::exp::Get::new(raw_key(id)))
                 .await
                 .expect("raw get");
             let bytes = got.value.expect("raw hit");
             std::hint::black_box(rmp_serde::from_slice::<Widget>(&bytes).expect("decode"));
         }
     });
-    let memcached_macro = Side::new("memcached_macro", || async {
-        std::hint::black_box(widget_on_memcached(7).await);
+    let memcached_macro = Side::new("memcached_macro", |id| async move {
+        std::hint::black_box(widget_on_memcached(id).await);
     });
-    let memcached_macro_refresh = Side::new("memcached_macro_refresh", || async {
-        std::hint::black_box(widget_on_memcached_refresh(7).await);
+    let memcached_macro_refresh = Side::new("memcached_macro_refresh", |id| async move {
+        std::hint::black_box(widget_on_memcached_refresh(id).await);
     });
 
-    // `STORE_BENCH_ONLY=redis` (or `memcached`, `nagle`, `64`): only the comparisons
+    const BOTH: &[u64] = &[1, 64];
+    const MANY: &[u64] = &[64];
+    let comparisons = [
+        Comparison {
+            a: &redis_macro,
+            b: &redis_raw,
+            tasks: BOTH,
+            note: "Redis, no local tier",
+            target: Some(0.90),
+        },
+        Comparison {
+            a: &memcached_macro,
+            b: &memcached_raw,
+            tasks: BOTH,
+            note: "exact generations (default)",
+            target: Some(0.90),
+        },
+        Comparison {
+            a: &memcached_macro_refresh,
+            b: &memcached_raw,
+            tasks: BOTH,
+            note: "generation_refresh = 1 s",
+            target: Some(0.90),
+        },
+        Comparison {
+            a: &redis_raw,
+            b: &redis_raw_nagle,
+            tasks: BOTH,
+            note: "reference: TCP_NODELAY vs redis-rs's default (Nagle)",
+            target: None,
+        },
+        Comparison {
+            a: &redis_local,
+            b: &redis_raw_default,
+            tasks: MANY,
+            note: "hybrid: local tier over Redis vs redis-rs with its defaults",
+            target: Some(10.0),
+        },
+        Comparison {
+            a: &redis_store,
+            b: &redis_raw,
+            tasks: MANY,
+            note: "hybrid: local = false (store path)",
+            target: Some(0.95),
+        },
+        Comparison {
+            a: &redis_store,
+            b: &cached_redis,
+            tasks: MANY,
+            note: "hybrid: local = false vs cached's Redis macro",
+            target: Some(1.0),
+        },
+    ];
+
+    // `STORE_BENCH_ONLY=redis` (or `memcached`, `nagle`, `64`, `hybrid`): only the comparisons
     // whose description contains every listed word; for quick runs while tuning one path.
     let only = std::env::var("STORE_BENCH_ONLY").unwrap_or_default();
     let wanted = |what: &str| {
@@ -283,34 +341,36 @@ fn main() {
             .filter(|w| !w.is_empty())
             .all(|w| what.contains(w))
     };
-    println!("store hits, {rounds} paired rounds each (throughput = hits per second):");
+    println!("store hits, {rounds} paired rounds each (throughput = hits per second, {HOT_KEYS} hot keys):");
+    let mut verdicts = Vec::new();
     rt.block_on(async {
         for tasks in [1u64, 64] {
-            let comparisons: [(&Side, &Side, &str); 4] = [
-                (&redis_macro, &redis_raw, "target >= 0.90"),
-                (
-                    &memcached_macro,
-                    &memcached_raw,
-                    "exact generations (default); target >= 0.90",
-                ),
-                (
-                    &memcached_macro_refresh,
-                    &memcached_raw,
-                    "generation_refresh = 1 s; target >= 0.90",
-                ),
-                (
-                    &redis_raw,
-                    &redis_raw_nagle,
-                    "reference: TCP_NODELAY vs redis-rs's default (Nagle)",
-                ),
-            ];
-            for (a, b, note) in comparisons {
-                if wanted(&format!("{} {} {tasks} {note}", a.name, b.name)) {
-                    compare(a, b, tasks, rounds, note).await;
+            for c in comparisons.iter().filter(|c| c.tasks.contains(&tasks)) {
+                let what = format!("{} {} {tasks} {}", c.a.name, c.b.name, c.note);
+                if !wanted(&what) {
+                    continue;
+                }
+                let note = match c.target {
+                    Some(t) => format!("{}; target >= {t:.2}", c.note),
+                    None => c.note.to_string(),
+                };
+                let p = compare(c.a, c.b, tasks, rounds, &note).await;
+                if let Some(t) = c.target {
+                    verdicts.push(format!(
+                        "target: {} / {} at {tasks} tasks ({}) = {:.3} (>= {t:.2}: {})",
+                        c.a.name,
+                        c.b.name,
+                        c.note,
+                        p.ratio,
+                        verdict(p.ratio, t, true)
+                    ));
                 }
             }
         }
     });
+    for v in verdicts {
+        println!("{v}");
+    }
     drop(redis_server);
     drop(memcached_server);
 }
