@@ -277,7 +277,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Invalidates `key`: like [`delete`](Backend::delete) (true when a live
     /// entry was there), but a fencing store leaves a fresh
-    /// [`tombstone`](crate::backend::tombstone) for `window`, so that fills
+    /// [`tombstone`] for `window`, so that fills
     /// whose read came before this call do not land. The default deletes.
     async fn invalidate(&self, key: Key<'_>, window: Duration) -> Result<bool, Error> {
         let _ = window;

@@ -14,7 +14,7 @@
 //!
 //! Every invalidation the tier learns of, local or from the backplane, is
 //! also written to a short log; a value read or computed before such an
-//! invalidation (its [`LocalTier::seq`] taken before) is not inserted.
+//! invalidation (its log position taken before) is not inserted.
 
 use std::any::Any;
 use std::collections::VecDeque;

@@ -90,8 +90,7 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
             &emit::option(args.common.cache.as_ref()),
             &emit::option(args.expire),
             args.version,
-            args.local,
-            &emit::option(args.local_ttl),
+            (args.local, &emit::option(args.local_ttl)),
         ),
         instance: Instance {
             generics: &item.sig.generics,

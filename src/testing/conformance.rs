@@ -866,7 +866,7 @@ where
 /// value afterwards, and `stats().fenced_fills` counts it. `make` must
 /// build the two caches over one store (as two processes would share it).
 ///
-/// A store that does not implement [`Backend::get_fenced`](crate::backend::Backend::get_fenced)
+/// A store that does not implement [`Backend::get_fenced`]
 /// and its siblings fails this check (fills then write unconditionally), so
 /// [`run`] leaves it out: call it yourself once your store fences. The
 /// built-in stores pass it (the in-memory one through its shared local tier).

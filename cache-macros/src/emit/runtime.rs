@@ -49,8 +49,7 @@ impl Runtime {
         cache: &TokenStream,
         expire: &TokenStream,
         version: u32,
-        local: bool,
-        local_ttl: &TokenStream,
+        (local, local_ttl): (bool, &TokenStream),
     ) -> TokenStream {
         let spec = self.call_site(&["CacheSpec"]);
         let once_lock = self.call_site(&["OnceLock"]);
