@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::stats::Counters;
 use super::{
-    Cache, Inner, DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
+    Cache, Inner, Tier, DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
+    DEFAULT_TTL,
 };
 use crate::backend::Backend;
 use crate::backplane::Backplane;
@@ -162,11 +163,11 @@ impl CacheBuilder {
         } else {
             format!("{}:", crate::keys::part(&self.namespace))
         };
-        let shared = backend.local_tier();
-        let tier_is_store = shared.is_some();
-        let tier = shared
-            .map(|t| t.0)
-            .or_else(|| self.local.map(|s| Arc::new(LocalTier::new(s))));
+        let tier = match (backend.local_tier(), self.local) {
+            (Some(shared), _) => Tier::Store(shared.0),
+            (None, Some(settings)) => Tier::Front(Arc::new(LocalTier::new(settings))),
+            (None, None) => Tier::Off,
+        };
         let cache = Cache {
             inner: Arc::new(Inner {
                 backend,
@@ -182,7 +183,6 @@ impl CacheBuilder {
                 warn: OncePerBurst::default(),
                 pending: Pending::default(),
                 tier,
-                tier_is_store,
                 fence_window: self.fence_window,
                 backplane: self.backplane,
                 origin: super::origin_id(),

@@ -29,7 +29,7 @@ impl BackplaneEvents for Events {
                 // Another version or garbage on our channel: it may have
                 // meant an invalidation; only an empty tier is sure to be right.
                 bump(&inner.counters.backplane_failures);
-                if let Some(tier) = &inner.tier {
+                if let Some(tier) = inner.tier.any() {
                     tier.flush();
                 }
                 if let Some(suppressed) = inner.warn.should_log() {
@@ -63,7 +63,7 @@ impl BackplaneEvents for Events {
         let was_down = self.down.swap(false, Ordering::AcqRel);
         // Also on the first connect: entries kept before it may predate an
         // invalidation that was never received.
-        if let Some(tier) = &inner.tier {
+        if let Some(tier) = inner.tier.any() {
             tier.flush();
         }
         // After the flush: a cache that waited for this starts with nothing to refuse.
@@ -77,10 +77,11 @@ impl BackplaneEvents for Events {
     }
 }
 
-/// An invalidation from another process.
+/// An invalidation from another process: the two halves of a local one
+/// ([`Cache::begin_invalidation`], then the tier part of [`Cache::spread`]).
 fn apply(inner: &Inner, what: Invalidation) {
     inner.flights.invalidate_where(|k| what.covers(k));
-    if let Some(tier) = &inner.tier {
+    if let Some(tier) = inner.tier.any() {
         tier.invalidate(what);
     }
 }
@@ -106,16 +107,25 @@ impl Cache {
         }
     }
 
-    /// Applies an invalidation made here to the local tier and publishes it
-    /// to the other processes. Called after the store took it (or failed
-    /// to): a process that hears of it before the store changed could read
-    /// the old value back.
+    /// The start of every invalidation made here: marks this cache's fills
+    /// in flight that `what` covers stale. Over the in-process store, whose
+    /// entries the tier holds, that tier takes the whole invalidation: the
+    /// answer is how many live entries it removed (`None`: a network store,
+    /// to be invalidated next, then [`spread`](Self::spread)).
+    pub(super) fn begin_invalidation(&self, what: &Invalidation) -> Option<u64> {
+        self.inner.flights.invalidate_where(|k| what.covers(k));
+        self.tier_store().map(|t| t.invalidate(what.clone()))
+    }
+
+    /// Applies an invalidation of a network store, made here, to the local
+    /// tier in front of it and publishes it to the other processes. Called
+    /// after the store took it (or failed to): a process, this one included,
+    /// that drops its copy before the store changed could read the old
+    /// value back and keep it.
     pub(super) async fn spread(&self, what: Invalidation) {
         let inner = &*self.inner;
-        if let Some(tier) = &inner.tier {
-            if !inner.tier_is_store {
-                tier.invalidate(what.clone());
-            }
+        if let Some(tier) = inner.tier.any() {
+            tier.invalidate(what.clone());
         }
         let Some(backplane) = &inner.backplane else {
             return;
@@ -155,7 +165,7 @@ impl Cache {
     pub(super) fn tier_counter(&self, pick: impl Fn(&TierCounters) -> &AtomicU64) -> u64 {
         self.inner
             .tier
-            .as_ref()
+            .any()
             .map_or(0, |t| pick(&t.counters).load(Ordering::Relaxed))
     }
 }

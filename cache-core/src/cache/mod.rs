@@ -89,10 +89,7 @@ pub(super) struct Inner {
     gate: StoreGate,
     warn: OncePerBurst,
     pending: Pending,
-    /// The local tier: in front of the store, or the store itself (`tier_is_store`).
-    tier: Option<Arc<LocalTier>>,
-    /// The backend handed its entries to the tier ([`Backend::local_tier`]).
-    tier_is_store: bool,
+    tier: Tier,
     fence_window: Duration,
     backplane: Option<Box<dyn Backplane>>,
     /// This cache's id on the backplane (its own messages come back to it).
@@ -100,6 +97,34 @@ pub(super) struct Inner {
     subscribed: std::sync::Once,
     /// Set by the backplane's first `connected()`.
     backplane_up: tokio::sync::watch::Sender<bool>,
+}
+
+/// A cache's local tier, and what it is to the store.
+pub(super) enum Tier {
+    /// No local tier.
+    Off,
+    /// In front of a network store (`CacheBuilder::local`): typed values only.
+    Front(Arc<LocalTier>),
+    /// The in-process store's own ([`Backend::local_tier`]): it holds the entries.
+    Store(Arc<LocalTier>),
+}
+
+impl Tier {
+    /// The tier, whichever role it has.
+    pub(super) fn any(&self) -> Option<&LocalTier> {
+        match self {
+            Tier::Off => None,
+            Tier::Front(t) | Tier::Store(t) => Some(t),
+        }
+    }
+
+    /// The tier when it holds the entries (over the in-process store).
+    pub(super) fn store(&self) -> Option<&LocalTier> {
+        match self {
+            Tier::Store(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// A random id per cache value, for the backplane.
@@ -277,9 +302,9 @@ impl Cache {
     /// answers again ([`Stats::invalidations_queued`]).
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let full = self.full_key(key);
-        self.inner.flights.invalidate_where(|k| k == full.as_ref());
-        if let Some(t) = self.tier_store() {
-            return Ok(t.invalidate(Invalidation::Key(full.into_owned())) > 0);
+        let what = Invalidation::Key(full.to_string());
+        if let Some(removed) = self.begin_invalidation(&what) {
+            return Ok(removed > 0);
         }
         let upto = self.inner.pending.seq();
         let result = self
@@ -297,7 +322,7 @@ impl Cache {
             upto,
             "delete",
         );
-        self.spread(Invalidation::Key(full.into_owned())).await;
+        self.spread(what).await;
         result
     }
 
@@ -306,17 +331,12 @@ impl Cache {
     /// [`Error::PatternNotSupported`] on stores that cannot match (Memcached).
     /// A pattern the store does not take is kept like a failed [`delete`](Cache::delete).
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64, Error> {
-        let prefix = &self.inner.prefix;
-        self.inner.flights.invalidate_where(|k| {
-            k.strip_prefix(prefix.as_str())
-                .is_some_and(|local| crate::pattern::matches(pattern, local))
-        });
         let what = Invalidation::Pattern {
-            namespace: prefix.clone(),
+            namespace: self.inner.prefix.clone(),
             glob: pattern.to_owned(),
         };
-        if let Some(t) = self.tier_store() {
-            return Ok(t.invalidate(what));
+        if let Some(removed) = self.begin_invalidation(&what) {
+            return Ok(removed);
         }
         let upto = self.inner.pending.seq();
         let result = self
@@ -367,15 +387,11 @@ impl Cache {
     ///
     /// A clear the store does not take is kept like a failed [`delete`](Cache::delete).
     pub async fn clear(&self) -> Result<u64, Error> {
-        let prefix = &self.inner.prefix;
-        self.inner
-            .flights
-            .invalidate_where(|k| k.starts_with(prefix.as_str()));
         let what = Invalidation::Clear {
-            namespace: prefix.clone(),
+            namespace: self.inner.prefix.clone(),
         };
-        if let Some(t) = self.tier_store() {
-            return Ok(t.invalidate(what));
+        if let Some(removed) = self.begin_invalidation(&what) {
+            return Ok(removed);
         }
         let upto = self.inner.pending.seq();
         let result = self

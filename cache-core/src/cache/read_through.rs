@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::stats::bump;
-use super::Cache;
+use super::{Cache, Tier};
 use crate::backend::Fence;
 use crate::backplane::Invalidation;
 use crate::codec::{self, Salt, Storable};
@@ -62,10 +62,7 @@ impl Cache {
     /// The in-process tier when it is the store.
     #[inline]
     pub(super) fn tier_store(&self) -> Option<&LocalTier> {
-        self.inner
-            .tier
-            .as_deref()
-            .filter(|_| self.inner.tier_is_store)
+        self.inner.tier.store()
     }
 
     /// The cache-aside path shared by [`get_or_set`](Cache::get_or_set) and the macros:
@@ -91,10 +88,12 @@ impl Cache {
         self.ensure_subscribed();
         // The tier this call uses: the store itself, or one in front of it
         // for values it can hand out.
-        let local = inner
-            .tier
-            .as_deref()
-            .filter(|_| inner.tier_is_store || tier.typed.is_some());
+        let local = match &inner.tier {
+            Tier::Store(t) => Some(&**t),
+            Tier::Front(t) if tier.typed.is_some() => Some(&**t),
+            _ => None,
+        };
+        let tier_is_store = matches!(inner.tier, Tier::Store(_));
         let local_ttl = tier.ttl.map_or(ttl, |t| t.min(ttl));
         let since = local.map_or(0, |t| t.seq());
         if let Some(t) = local {
@@ -104,7 +103,7 @@ impl Cache {
                     bump(&inner.counters.local_hits);
                     return (O::from_cached(v), None);
                 }
-                Found::Bytes(bytes) if inner.tier_is_store => {
+                Found::Bytes(bytes) if tier_is_store => {
                     if let Some(v) = self.open_kept::<O::Value>(t, full, &bytes, salt) {
                         if let Some(typed) = tier.typed {
                             // Written by the provider API: keep it decoded from now on.
@@ -125,7 +124,7 @@ impl Cache {
         let deadline = inner.gate.call_deadline();
         let started = tokio::time::Instant::now();
         let mut fence = Fence::None;
-        if inner.tier_is_store {
+        if tier_is_store {
             bump(&inner.counters.misses);
         } else {
             match self.read_fenced::<O::Value>(full, deadline, salt).await {
@@ -272,16 +271,14 @@ impl Cache {
         let inner = &*self.inner;
         let full = fill.full;
         let weight = bytes.len();
+        // `local` is the in-process store (bytes kept) or a tier in front of
+        // a network store for a type it can hand out (typed kept).
         let keep = |t: &LocalTier, bytes: Option<Bytes>, ttl: Duration| {
             let typed = tier.typed.map(|typed| ((typed.keep)(value), fill.salt));
-            if typed.is_some() || bytes.is_some() {
-                t.insert(full, typed, bytes, weight, ttl, fill.since);
-            }
+            t.insert(full, typed, bytes, weight, ttl, fill.since);
         };
-        if inner.tier_is_store {
-            if let Some(t) = local {
-                keep(t, Some(bytes), fill.ttl);
-            }
+        if let Some(t) = inner.tier.store() {
+            keep(t, Some(bytes), fill.ttl);
             return;
         }
         let mut landed = true;
@@ -577,7 +574,7 @@ impl Cache {
                 self.inner.gate.op_timeout(),
             )
             .await;
-        if !self.inner.tier_is_store {
+        if self.inner.tier.store().is_none() {
             // Other processes (and this one's tier) drop their copies of the old value.
             self.spread(Invalidation::Key(full.into_owned())).await;
         }
