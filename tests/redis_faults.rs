@@ -15,14 +15,18 @@ use cacheside::{Cache, Error};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(100);
 
-async fn cache_on(server: &RedisServer, namespace: &str) -> Cache {
-    let options = RedisOptions {
+/// Bounds every wait on the server by the op timeout, and reconnects quickly.
+fn fast_options() -> RedisOptions {
+    RedisOptions {
         connect_timeout: OP_TIMEOUT,
         response_timeout: OP_TIMEOUT,
         max_reconnect_delay: Duration::from_millis(500),
         ..RedisOptions::default()
-    };
-    let redis = RedisBackend::connect_with(&server.url(), options)
+    }
+}
+
+async fn cache_on(server: &RedisServer, namespace: &str) -> Cache {
+    let redis = RedisBackend::connect_with(&server.url(), fast_options())
         .await
         .expect("connect to the test server");
     Cache::builder(redis)
@@ -662,12 +666,7 @@ async fn hybrid_during_stop(key: String) -> String {
 
 /// A cache with a local tier and the server as backplane, as `connect` builds it.
 async fn hybrid_on(server: &RedisServer, namespace: &str) -> Cache {
-    let options = RedisOptions {
-        connect_timeout: OP_TIMEOUT,
-        response_timeout: OP_TIMEOUT,
-        max_reconnect_delay: Duration::from_millis(500),
-        ..RedisOptions::default()
-    };
+    let options = fast_options();
     let redis = RedisBackend::connect_with(&server.url(), options.clone())
         .await
         .expect("connect to the test server");

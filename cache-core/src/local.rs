@@ -421,13 +421,9 @@ impl LocalTier {
     /// Logs `what` (so that reads and fills that started before it do not
     /// insert) and removes every entry it covers; returns how many live ones.
     pub(crate) fn invalidate(&self, what: Invalidation) -> u64 {
-        let key = match &what {
-            Invalidation::Key(k) => Some(k.clone()),
-            _ => None,
-        };
         self.log.record(what.clone());
-        if let Some(key) = key {
-            return u64::from(self.remove(&key));
+        if let Invalidation::Key(key) = &what {
+            return u64::from(self.remove(key));
         }
         let now = self.clock.now();
         let mut removed = 0;
