@@ -84,14 +84,7 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
         item: &item,
         rt: &rt,
         params: &params,
-        spec: rt.spec_static(
-            &names::spec(),
-            &function,
-            &emit::option(args.common.cache.as_ref()),
-            &emit::option(args.expire),
-            args.version,
-            (args.local, &emit::option(args.local_ttl)),
-        ),
+        spec: rt.spec_static(&names::spec(), &function, &args),
         instance: Instance {
             generics: &item.sig.generics,
             receiver: params.receiver,

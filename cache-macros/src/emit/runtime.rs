@@ -9,6 +9,8 @@
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
 
+use crate::args::CacheArgs;
+
 /// The path of the runtime crate: `::cacheside`, or `crate = "path"`.
 pub(crate) struct Runtime {
     krate: TokenStream,
@@ -41,18 +43,22 @@ impl Runtime {
         self.item(Span::call_site(), path)
     }
 
-    /// `static NAME: CacheSpec = CacheSpec { … };`, the description of one `#[cache]` function.
+    /// `static NAME: CacheSpec = CacheSpec { … };`, the description of one
+    /// `#[cache]` function, from its arguments.
     pub(crate) fn spec_static(
         &self,
         name: &Ident,
         function: &str,
-        cache: &TokenStream,
-        expire: &TokenStream,
-        version: u32,
-        (local, local_ttl): (bool, &TokenStream),
+        args: &CacheArgs,
     ) -> TokenStream {
         let spec = self.call_site(&["CacheSpec"]);
         let once_lock = self.call_site(&["OnceLock"]);
+        let (cache, expire, local_ttl) = (
+            super::option(args.common.cache.as_ref()),
+            super::option(args.expire),
+            super::option(args.local_ttl),
+        );
+        let (version, local) = (args.version, args.local);
         quote! {
             static #name: #spec = #spec {
                 function: #function,
