@@ -65,12 +65,19 @@ fn hybrid(builder: CacheBuilder, config: &Config, store: &str) -> Result<CacheBu
     })
 }
 
-/// The channel all processes of one namespace share.
-#[cfg(feature = "redis")]
-fn channel(config: &Config) -> String {
+/// The backplane channel of the caches of one namespace
+/// (`cacheside:invalidations:{namespace}`, the namespace encoded like a key
+/// value). [`connect`] uses it; a cache whose backplane you build by hand
+/// must use it too, to hear the others and be heard.
+///
+/// ```
+/// assert_eq!(cacheside::backends::backplane_channel("shop"), "cacheside:invalidations:shop");
+/// assert_eq!(cacheside::backends::backplane_channel("a:b"), "cacheside:invalidations:a%3Ab");
+/// ```
+pub fn backplane_channel(namespace: &str) -> String {
     format!(
         "cacheside:invalidations:{}",
-        cache_core::keys::part(&config.namespace)
+        cache_core::keys::part(namespace)
     )
 }
 
@@ -90,7 +97,7 @@ fn backplane(config: &Config, store: &str) -> Result<Option<Box<dyn Backplane>>,
         let options = cache_backends::RedisOptions::with_timeouts(config.timeouts());
         let backplane = cache_backends::RedisBackplane::with_options(
             &nodes,
-            &channel(config),
+            &backplane_channel(&config.namespace),
             config.op_timeout,
             &options,
         )?;

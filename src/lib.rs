@@ -233,7 +233,7 @@ pub use cache_macros::invalidate;
 /// The stores that ship with cacheside, each behind its feature, and
 /// [`connect`](backends::connect), which starts the one a [`Config`] names.
 pub mod backends {
-    pub use crate::connect::connect;
+    pub use crate::connect::{backplane_channel, connect};
     #[cfg(feature = "redis-cluster")]
     pub use cache_backends::RedisClusterBackend;
     pub use cache_backends::Timeouts;

@@ -672,7 +672,7 @@ async fn hybrid_on(server: &RedisServer, namespace: &str) -> Cache {
         .expect("connect to the test server");
     let backplane = cacheside::backends::RedisBackplane::with_options(
         &[server.url()],
-        &format!("cacheside:invalidations:{namespace}"),
+        &cacheside::backends::backplane_channel(namespace),
         OP_TIMEOUT,
         &options,
     )
