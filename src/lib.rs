@@ -278,12 +278,16 @@ pub mod __private {
     pub use crate::runtime::invalidate::{
         invalidating, invalidation_active, InvalidateSpec, Targets,
     };
+    pub use crate::runtime::key::{
+        key_display, push_hash, KeyDisplay, KeyValue, ViaDisplayKey, ViaFastKey,
+    };
     pub use crate::runtime::kind::{
         none_cached_kind, same_stored, typed_probe, Kind, NoneCachedKind, Probe, TypedProbe,
         ViaAnything, ViaBytes, ViaClone, ViaOutcome, ViaPlain, ViaResult,
     };
     pub use crate::runtime::{
-        assert_cacheable, cached, fn_path, hashed_key, instance, uncached_generic_impl, CacheSpec,
+        assert_cacheable, cached, fn_path, hashed_key, hit_value, instance, local_hit,
+        uncached_generic_impl, CacheSpec, Lookup,
     };
     pub use cache_core::keys;
     pub use cache_core::{NoneCached, Outcome, Plain};

@@ -208,6 +208,17 @@ fn run_uncached_after_failed_init(reason: &str) {
 
 /// Finds the cache for an annotated call; `None` means "run uncached".
 ///
+/// The cache a call would use when it is ready now (the global one built,
+/// the named one registered), without waiting and without logging: the
+/// macros' synchronous fast path. `None`: ask [`resolve`].
+#[inline]
+pub(crate) fn resolve_ready(name: Option<&'static str>) -> Option<&'static Cache> {
+    match name {
+        Some(name) => named_fast(name),
+        None => GLOBAL.get(),
+    }
+}
+
 /// Without a name: the global cache, built from the environment on first
 /// use (logged once). With a name that is not registered: `None` and a
 /// warning once per burst.

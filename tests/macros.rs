@@ -205,15 +205,21 @@ async fn a_read_that_started_before_an_invalidation_is_neither_shared_nor_stored
 }
 
 /// Parameters named like the wrapper's own variables do not collide with them.
-#[cacheside::cache(key = "hygiene:{__cacheside_key}")]
-async fn hygienic(__cacheside_key: u32, __cacheside_body: u32) -> u32 {
-    __cacheside_key + __cacheside_body
+#[cacheside::cache(key = "hygiene:{__cacheside_key}:{__cacheside_kind}:{__cacheside_key_out}")]
+async fn hygienic(
+    __cacheside_key: u32,
+    __cacheside_body: u32,
+    __cacheside_kind: u32,
+    __cacheside_key_out: u32,
+    __cacheside_value: u32,
+) -> u32 {
+    __cacheside_key + __cacheside_body + __cacheside_kind + __cacheside_key_out + __cacheside_value
 }
 
 #[tokio::test]
 async fn generated_locals_cannot_shadow_parameters() {
     let cache = global().await;
-    assert_eq!(hygienic(2, 3).await, 5);
-    assert_eq!(hygienic(2, 3).await, 5);
-    assert_eq!(cache.get::<u32>("hygiene:2").await.unwrap(), Some(5));
+    assert_eq!(hygienic(2, 3, 4, 5, 6).await, 20);
+    assert_eq!(hygienic(2, 3, 4, 5, 6).await, 20);
+    assert_eq!(cache.get::<u32>("hygiene:2:4:5").await.unwrap(), Some(20));
 }

@@ -142,8 +142,8 @@ struct Slot {
     id: u64,
     typed: Option<(AnyValue, Salt)>,
     bytes: Option<Bytes>,
-    /// Tier clock (ms) after which the entry is dead.
-    expires: u64,
+    /// When the entry dies (an `Instant`: a hit compares, it does not subtract).
+    expires: Instant,
     weight: usize,
     used: AtomicBool,
 }
@@ -161,18 +161,27 @@ struct Padded(RwLock<Shard>);
 
 /// The tier's clock in milliseconds: real, or moved by hand in tests.
 pub(crate) enum Clock {
-    Real(Instant),
+    Real,
+    /// Tests: a start and the milliseconds since, moved by hand.
     #[allow(dead_code)] // tests
-    Manual(Arc<AtomicU64>),
+    Manual(Instant, Arc<AtomicU64>),
 }
 
 impl Clock {
-    fn now(&self) -> u64 {
+    #[inline]
+    fn now(&self) -> Instant {
         match self {
-            Clock::Real(start) => start.elapsed().as_millis() as u64,
-            Clock::Manual(ms) => ms.load(Ordering::Relaxed),
+            Clock::Real => Instant::now(),
+            Clock::Manual(start, ms) => *start + Duration::from_millis(ms.load(Ordering::Relaxed)),
         }
     }
+}
+
+/// `now + ttl`, or (for a TTL past what an `Instant` holds) a date no process lives to see.
+fn expiry(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// Invalidations seen lately, so that an insert can tell whether one came
@@ -244,7 +253,7 @@ fn write(shard: &Padded) -> std::sync::RwLockWriteGuard<'_, Shard> {
 
 impl LocalTier {
     pub(crate) fn new(settings: LocalSettings) -> LocalTier {
-        Self::with_clock(settings, Clock::Real(Instant::now()))
+        Self::with_clock(settings, Clock::Real)
     }
 
     pub(crate) fn with_clock(settings: LocalSettings, clock: Clock) -> LocalTier {
@@ -312,7 +321,7 @@ impl LocalTier {
         let now = self.clock.now();
         let shard = read(shard);
         let slot = shard.table.find(hash, |s| &*s.key == key)?;
-        (slot.expires > now).then(|| Duration::from_millis(slot.expires - now))
+        (slot.expires > now).then(|| slot.expires - now)
     }
 
     /// Inserts (or replaces) the entry under `key`, unless an invalidation
@@ -332,10 +341,7 @@ impl LocalTier {
             return false;
         }
         let (hash, shard) = self.locate(key);
-        let expires = self
-            .clock
-            .now()
-            .saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64);
+        let expires = expiry(self.clock.now(), ttl);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut guard = write(shard);
         // Checked under the shard lock: an invalidation records itself
@@ -475,7 +481,7 @@ mod tests {
                 max_bytes,
                 ttl: Duration::from_secs(60),
             },
-            Clock::Manual(ms.clone()),
+            Clock::Manual(Instant::now(), ms.clone()),
         );
         (t, ms)
     }

@@ -24,8 +24,10 @@ pub(crate) struct Placeholder {
 
 /// A parsed template: literal pieces and placeholders, in order.
 pub(crate) struct Template {
-    pub format: String,
     pub placeholders: Vec<Placeholder>,
+    /// The literal text around the placeholders, braces single: one more
+    /// piece than placeholders (`"a:{x}:b"` gives `["a:", ":b"]`).
+    pub literals: Vec<String>,
 }
 
 /// Parses a template, or says what is wrong with it.
@@ -35,22 +37,23 @@ pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
 
 /// [`parse`] on the template's text (the fuzz target includes this file).
 pub(crate) fn parse_str(text: &str) -> Result<Template, String> {
-    let mut format = String::with_capacity(text.len());
     let mut placeholders: Vec<Placeholder> = Vec::new();
     // Literal text since the previous placeholder.
     let mut between = String::new();
+    let mut literals = Vec::new();
+    let mut literal = String::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '{' if chars.peek() == Some(&'{') => {
                 chars.next();
-                format.push_str("{{");
                 between.push('{');
+                literal.push('{');
             }
             '}' if chars.peek() == Some(&'}') => {
                 chars.next();
-                format.push_str("}}");
                 between.push('}');
+                literal.push('}');
             }
             '}' => {
                 return Err("unmatched `}` in key template (write `}}` for a literal brace)".into())
@@ -105,18 +108,19 @@ pub(crate) fn parse_str(text: &str) -> Result<Template, String> {
                     }
                 }
                 between.clear();
-                format.push_str("{}");
+                literals.push(std::mem::take(&mut literal));
                 placeholders.push(Placeholder { root, fields });
             }
             other => {
-                format.push(other);
                 between.push(other);
+                literal.push(other);
             }
         }
     }
+    literals.push(literal);
     Ok(Template {
-        format,
         placeholders,
+        literals,
     })
 }
 
@@ -170,7 +174,7 @@ mod tests {
             .err()
             .is_some_and(|e| e.contains("cannot read `self`")));
         let tpl = parse_str("{{w}}:{t.0}:{q.page}:{r#type}:{é}").expect("valid template");
-        assert_eq!(tpl.format, "{{w}}:{}:{}:{}:{}");
+        assert_eq!(tpl.literals, ["{w}:", ":", ":", ":", ""]);
         let exprs: Vec<String> = tpl
             .placeholders
             .iter()

@@ -7,9 +7,9 @@
 //! - every placeholder root is a Rust identifier (not a keyword, not `self`),
 //!   every field an identifier or a tuple index, and the expression parses
 //!   back as `root.field…`;
-//! - the format string has exactly one `{}` per placeholder and otherwise
-//!   only `{{`/`}}` braces: formatting it gives the template's text with
-//!   `{{`/`}}` as single braces and each placeholder replaced by its value;
+//! - the literal pieces are one more than the placeholders, and joining
+//!   them with the values gives the template's text with `{{`/`}}` as
+//!   single braces and each placeholder replaced by its value;
 //! - a template whose braces are all doubled is accepted as it is.
 #![no_main]
 
@@ -22,37 +22,6 @@ use libfuzzer_sys::fuzz_target;
 const ALPHABET: [char; 14] = [
     '{', '}', 'a', 'b', '_', '.', '0', '1', ' ', ':', 'é', '9', 'f', 'n',
 ];
-
-/// `format!` over `format` with the given values, for `{{`, `}}` and `{}` only.
-fn render(format: &str, values: &[String]) -> String {
-    let mut out = String::new();
-    let mut chars = format.chars().peekable();
-    let mut next = values.iter();
-    while let Some(c) = chars.next() {
-        match (c, chars.peek()) {
-            ('{', Some('{')) | ('}', Some('}')) => {
-                chars.next();
-                out.push(c);
-            }
-            ('{', Some('}')) => {
-                chars.next();
-                out.push_str(next.next().expect("more `{}` than placeholders"));
-            }
-            _ => {
-                assert!(
-                    c != '{' && c != '}',
-                    "a lone brace in the format {format:?}"
-                );
-                out.push(c);
-            }
-        }
-    }
-    assert!(
-        next.next().is_none(),
-        "fewer `{{}}` than placeholders in {format:?}"
-    );
-    out
-}
 
 /// The template's text with `{{`/`}}` undoubled and the `i`-th `{…}` replaced by `values[i]`.
 fn expected(text: &str, values: &[String]) -> String {
@@ -113,11 +82,17 @@ fn check(text: &str) {
         assert!(matches!(e, syn::Expr::Path(_)), "`{expr}` of {text:?}");
         values.push(format!("<{i}>"));
     }
+    assert_eq!(tpl.literals.len(), values.len() + 1, "{text:?}");
+    let mut pieces = tpl.literals[0].clone();
+    for (value, literal) in values.iter().zip(&tpl.literals[1..]) {
+        pieces.push_str(value);
+        pieces.push_str(literal);
+    }
     assert_eq!(
-        render(&tpl.format, &values),
+        pieces,
         expected(text, &values),
-        "format {:?} of {text:?}",
-        tpl.format
+        "literals {:?} of {text:?}",
+        tpl.literals
     );
 }
 
@@ -134,11 +109,11 @@ fuzz_target!(|data: &[u8]| {
     };
     check(&text);
 
-    // Doubled braces only: no placeholders, and the format is the text itself.
+    // Doubled braces only: no placeholders, and the one literal is the text itself.
     let doubled = text.replace('{', "{{").replace('}', "}}");
     let tpl = template::parse_str(&doubled)
         .unwrap_or_else(|e| panic!("{doubled:?} (all braces doubled) rejected: {e}"));
     assert!(tpl.placeholders.is_empty(), "{doubled:?}");
-    assert_eq!(tpl.format, doubled);
+    assert_eq!(tpl.literals, [text.as_str()]);
     check(&doubled);
 });

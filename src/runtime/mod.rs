@@ -17,6 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::registry::{is_enabled, resolve};
 
 pub mod invalidate;
+pub mod key;
 pub mod kind;
 
 /// Static description of one annotated function.
@@ -52,6 +53,7 @@ impl CacheSpec {
 
     /// The fingerprint salt of this function's entries; `instance` names the
     /// type parameters of a generic function's instantiation.
+    #[inline]
     pub fn salt(&self, instance: Option<&'static str>) -> Salt {
         let base = *self.salt.get_or_init(|| {
             Salt::of_version(self.version).with_untraced(&format!("crate|{}", self.crate_version))
@@ -61,6 +63,71 @@ impl CacheSpec {
             Some(types) => base.with(types),
         }
     }
+}
+
+/// What [`local_hit`] found.
+pub enum Lookup<V> {
+    /// A live decoded value: the call is answered.
+    Hit(V),
+    /// Anything else: the key (without the cache's namespace) for [`cached`].
+    Miss(String),
+}
+
+thread_local! {
+    /// The buffer a hit builds its key in: a hit allocates nothing.
+    static KEY_BUFFER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// A key buffer grown past this by one long key is not kept for the next.
+const KEPT_KEY_CAPACITY: usize = 1024;
+
+/// The `#[cache]` wrapper's synchronous first step: builds the key (`key`
+/// appends it) and, when the cache is ready and keeps this call's values
+/// decoded, answers from its local tier without entering [`cached`].
+///
+/// Only a live value of the right type and salt answers here; every other
+/// case (no cache yet, a store hit, a provider-written entry, a miss) goes
+/// to [`cached`] with the key, whose own lookup counts it.
+#[inline]
+pub fn local_hit<V>(
+    spec: &'static CacheSpec,
+    instance: Option<&'static str>,
+    typed: Option<Typed<V>>,
+    key: impl FnOnce(&mut String),
+) -> Lookup<V> {
+    let ready = match (typed, crate::registry::resolve_ready(spec.cache)) {
+        (Some(typed), Some(cache)) if spec.local => Some((typed, cache)),
+        _ => None,
+    };
+    let Some((typed, cache)) = ready else {
+        let mut own = String::new();
+        key(&mut own);
+        return Lookup::Miss(own);
+    };
+    KEY_BUFFER.with(|buffer| {
+        // Taken, not borrowed: a `Display` of a key value that itself made a
+        // cached call would find the buffer empty, not borrowed.
+        let mut full = buffer.take();
+        full.clear();
+        full.push_str(cache.key_prefix());
+        let at = full.len();
+        key(&mut full);
+        let found = cache.local_hit(&full, spec.salt(instance), typed);
+        let out = match found {
+            Some(v) => Lookup::Hit(v),
+            None => Lookup::Miss(full[at..].to_owned()),
+        };
+        if full.capacity() <= KEPT_KEY_CAPACITY {
+            buffer.replace(full);
+        }
+        out
+    })
+}
+
+/// The return value of a [`local_hit`].
+#[inline]
+pub fn hit_value<R, K: kind::Kind<R>>(kind: K, value: kind::StoredBy<K, R>) -> R {
+    kind.unwrap(<K::O as Outcome>::from_cached(value))
 }
 
 /// The `#[cache]` wrapper: cache-aside around `body`, fail-open.
@@ -115,6 +182,7 @@ where
 /// A function of a generic `impl` without a receiver cannot name its
 /// instantiation: it returns `Err` and the wrapper runs uncached (logged once).
 #[allow(clippy::result_unit_err)] // a private API of the macros; the caller only branches
+#[inline]
 pub fn instance(
     spec: &'static CacheSpec,
     fn_path: &'static str,

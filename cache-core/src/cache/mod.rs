@@ -230,7 +230,8 @@ impl Cache {
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         Stats {
-            hits: c.hits.load(),
+            // A local hit bumps one counter, not two.
+            hits: c.hits.load() + c.local_hits.load(),
             misses: c.misses.load(),
             errors: c.errors.load(),
             coalesced: c.coalesced.load(),

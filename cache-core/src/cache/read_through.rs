@@ -65,6 +65,36 @@ impl Cache {
         self.inner.tier.store()
     }
 
+    /// The hit in the local tier of decoded values, synchronous, for the
+    /// macros' fast path (the rest of [`read_through`](Cache::read_through)
+    /// is not entered): `None` on anything but a live entry of `typed`'s
+    /// type and of `salt` (then `read_through` takes the call, and its own
+    /// lookup counts the miss).
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    #[inline]
+    pub fn local_hit<V>(&self, full: &str, salt: Salt, typed: Typed<V>) -> Option<V> {
+        let inner = &*self.inner;
+        let t = match &inner.tier {
+            Tier::Store(t) | Tier::Front(t) => t,
+            Tier::Off => return None,
+        };
+        self.ensure_subscribed();
+        match t.lookup(full, salt, Some(typed)) {
+            Found::Value(v) => {
+                bump(&inner.counters.local_hits);
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+
+    /// The namespace prefix of every key of this cache (`""` without a namespace).
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    #[inline]
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
     /// The cache-aside path shared by [`get_or_set`](Cache::get_or_set) and the macros:
     /// the local tier; the store; on a miss, single-flight; run `body`;
     /// store what is cacheable, fenced against invalidations that overtook it.
@@ -99,7 +129,6 @@ impl Cache {
         if let Some(t) = local {
             match t.lookup(full, salt, tier.typed) {
                 Found::Value(v) => {
-                    bump(&inner.counters.hits);
                     bump(&inner.counters.local_hits);
                     return (O::from_cached(v), None);
                 }

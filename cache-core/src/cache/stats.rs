@@ -91,6 +91,7 @@ fn shard_index() -> usize {
 /// The counters of one cache.
 #[derive(Default)]
 pub(super) struct Counters {
+    /// Hits served from the store (a local hit counts in `local_hits` only; `stats()` adds them).
     pub(super) hits: Counter,
     pub(super) misses: Counter,
     pub(super) errors: Counter,

@@ -5,24 +5,27 @@
 //! parsed once, into a [`KeyFormat`] whose placeholders are resolved to the
 //! parameters they read; what is wrong with it is reported then.
 
-use proc_macro2::{Ident, TokenStream};
-use quote::{format_ident, quote, ToTokens};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::LitStr;
 
 use super::here;
+use super::names;
 use super::runtime::Runtime;
 use crate::args::CommonArgs;
 use crate::ctxt::Ctxt;
 use crate::signature::Params;
 use crate::template;
 
-/// A template as a `format!` string and the key values it formats.
+/// A template as its literal pieces and the key values between them.
 pub(crate) struct KeyFormat {
-    format: String,
-    /// One `keys::Part(&value)` per placeholder.
-    parts: Vec<TokenStream>,
+    /// One more than `values` (see `template::Template::literals`).
+    literals: Vec<String>,
+    /// One statement per placeholder appending its encoded value to [`names::key_out`].
+    values: Vec<TokenStream>,
     /// The parameters the placeholders read (indices into `sig.inputs`).
     params: Vec<usize>,
+    rt: Runtime,
 }
 
 impl KeyFormat {
@@ -36,7 +39,6 @@ impl KeyFormat {
                 return None;
             }
         };
-        let part = rt.key_part();
         let mut parts = Vec::new();
         let mut read = Vec::new();
         let mut ok = true;
@@ -44,8 +46,7 @@ impl KeyFormat {
             match params.find(&ph.root) {
                 Some(b) => {
                     read.push(b.param);
-                    let value = ph.expr();
-                    parts.push(quote!(#part(&#value)));
+                    parts.push(push_value(rt, &ph.expr(), lit.span()));
                 }
                 None => {
                     ok = false;
@@ -61,9 +62,10 @@ impl KeyFormat {
             }
         }
         ok.then_some(KeyFormat {
-            format: tpl.format,
-            parts,
+            literals: tpl.literals,
+            values: parts,
             params: read,
+            rt: rt.clone(),
         })
     }
 
@@ -78,14 +80,70 @@ impl KeyFormat {
             .filter_map(|lit| KeyFormat::resolve(lit, params, rt, cx))
             .collect()
     }
+
+    /// Statements appending the key to [`names::key_out`].
+    fn push(&self) -> TokenStream {
+        let out = names::key_out();
+        let (first, rest) = (&self.literals[0], &self.literals[1..]);
+        let values = &self.values;
+        let first = (!first.is_empty()).then(|| quote!(#out.push_str(#first);));
+        let rest = rest
+            .iter()
+            .map(|l| (!l.is_empty()).then(|| quote!(#out.push_str(#l);)));
+        quote!(#first #(#values #rest)*)
+    }
+
+    /// Roughly the length of the key, to allocate it once.
+    fn capacity(&self) -> usize {
+        self.literals.iter().map(String::len).sum::<usize>() + 16 * self.values.len()
+    }
 }
 
-/// `::std::format!(template, values…)`.
+/// One value appended, encoded, to [`names::key_out`]: `Display` checked at the
+/// value's span, written by the fastest way its type has (`__private::key`).
+fn push_value(rt: &Runtime, value: &TokenStream, span: Span) -> TokenStream {
+    let (key_value, key_display, out) = (rt.key_value(), rt.key_display(span), names::key_out());
+    let value = respan(value.clone(), span);
+    let checked = quote_spanned!(span=> #key_display(&#value));
+    quote!((&#key_value(#checked)).__cacheside_push(#out);)
+}
+
+/// `tokens` with every span set to `span` (so that an error about the value
+/// points at the template or `resource_id` that names it).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                return proc_macro2::TokenTree::Group(group);
+            }
+            tt.set_span(span);
+            tt
+        })
+        .collect()
+}
+
+/// The key as a `String` expression.
 impl ToTokens for KeyFormat {
     fn to_tokens(&self, tokens: &mut TokenStream) {
-        let (format, parts) = (&self.format, &self.parts);
-        tokens.extend(quote!(::std::format!(#format, #(#parts),*)));
+        tokens.extend(string_of(&self.rt, self.capacity(), &self.push()));
     }
+}
+
+/// `{ let mut out = String::with_capacity(n); push; out }`.
+fn string_of(rt: &Runtime, capacity: usize, push: &TokenStream) -> TokenStream {
+    let (out, buffer, imports) = (names::key_out(), names::key_buffer(), rt.key_push_traits());
+    quote!({
+        #imports
+        let mut #buffer = ::std::string::String::with_capacity(#capacity);
+        {
+            let #out = &mut #buffer;
+            #push
+        }
+        #buffer
+    })
 }
 
 /// The key of one call, as an expression of type `String`.
@@ -146,11 +204,11 @@ impl<'a> Key<'a> {
             };
             let mut read = prefix.as_ref().map_or_else(Vec::new, |p| p.params.clone());
             read.push(b.param);
-            let (part, id) = (rt.key_part(), format_ident!("{}", name));
+            let id = format_ident!("{}", name);
             return Some(Key {
                 shape: Shape::Resource {
                     prefix,
-                    id: quote!(#part(&#id)),
+                    id: push_value(rt, &quote!(#id), rid.span()),
                 },
                 params: read,
                 rt,
@@ -174,33 +232,61 @@ impl<'a> Key<'a> {
     }
 }
 
-impl ToTokens for Key<'_> {
-    fn to_tokens(&self, tokens: &mut TokenStream) {
-        tokens.extend(match &self.shape {
-            Shape::Template(key) => key.to_token_stream(),
+impl Key<'_> {
+    /// Statements appending the key to [`names::key_out`].
+    fn push(&self) -> TokenStream {
+        let out = names::key_out();
+        match &self.shape {
+            Shape::Template(key) => key.push(),
             Shape::Resource {
                 prefix: Some(prefix),
                 id,
             } => {
-                let format = format!("{}:{{}}", prefix.format);
-                let parts = &prefix.parts;
-                quote!(::std::format!(#format, #(#parts,)* #id))
+                let prefix = prefix.push();
+                quote!(#prefix #out.push(':'); #id)
             }
             // No prefix: `crate::module::Type::function:{id}`, unique like the
             // hashed default (a bare function name would collide between
             // modules, a module path between impl blocks).
             Shape::Resource { prefix: None, id } => {
                 let path = here::fn_path(self.rt);
-                quote!(::std::format!("{}:{}", #path, #id))
+                quote!(#out.push_str(#path); #out.push(':'); #id)
             }
             Shape::Hashed { prefix, args } => {
                 let prefix = match prefix {
-                    Some(prefix) => quote!(&#prefix),
-                    None => here::fn_path(self.rt),
+                    Some(prefix) => prefix.push(),
+                    None => {
+                        let path = here::fn_path(self.rt);
+                        quote!(#out.push_str(#path);)
+                    }
                 };
-                let hashed_key = self.rt.hashed_key();
-                quote!(#hashed_key(#prefix, &(#(&#args,)*)))
+                let push_hash = self.rt.push_hash();
+                quote!(#prefix #push_hash(#out, &(#(&#args,)*));)
             }
-        });
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match &self.shape {
+            Shape::Template(key) => key.capacity(),
+            Shape::Resource { prefix, .. } => prefix.as_ref().map_or(64, KeyFormat::capacity) + 17,
+            Shape::Hashed { prefix, .. } => prefix.as_ref().map_or(64, KeyFormat::capacity) + 33,
+        }
+    }
+
+    /// The key appended to a `&mut String` by a closure, for `local_hit`.
+    pub(crate) fn closure(&self) -> TokenStream {
+        let (out, imports, push) = (names::key_out(), self.rt.key_push_traits(), self.push());
+        quote!(|#out: &mut ::std::string::String| {
+            #imports
+            #push
+        })
+    }
+}
+
+/// The key as a `String` expression.
+impl ToTokens for Key<'_> {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        tokens.extend(string_of(self.rt, self.capacity(), &self.push()));
     }
 }

@@ -21,6 +21,28 @@ pub(crate) fn key() -> Ident {
 }
 
 /// The instantiation of a generic function (see `instance.rs`).
+/// The `&mut String` a key is appended to.
+/// Hygienic (`mixed_site`): the key's values are the user's tokens, and a
+/// parameter may have any name.
+pub(crate) fn key_out() -> Ident {
+    Ident::new("__cacheside_key_out", Span::mixed_site())
+}
+
+/// How the call's values go in and out of the local tier (`Option<Typed<V>>`), hygienic.
+pub(crate) fn typed() -> Ident {
+    Ident::new("__cacheside_typed", Span::mixed_site())
+}
+
+/// The `String` a key expression builds (hygienic, as [`key_out`]).
+pub(crate) fn key_buffer() -> Ident {
+    Ident::new("__cacheside_key_buffer", Span::mixed_site())
+}
+
+/// What `local_hit` found.
+pub(crate) fn lookup() -> Ident {
+    local("__cacheside_lookup")
+}
+
 pub(crate) fn instance() -> Ident {
     local("__cacheside_instance")
 }
@@ -30,9 +52,10 @@ pub(crate) fn body() -> Ident {
     local("__cacheside_body")
 }
 
-/// The `Kind` the probe chose for the return type.
+/// The `Kind` the probe chose for the return type (hygienic: it is bound
+/// before the key, whose values are the user's tokens).
 pub(crate) fn kind() -> Ident {
-    local("__cacheside_kind")
+    Ident::new("__cacheside_kind", Span::mixed_site())
 }
 
 /// Whether the request method reads (method-aware handlers).

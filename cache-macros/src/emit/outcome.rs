@@ -115,7 +115,24 @@ impl ReturnValue {
         }}
     }
 
-    /// The call through the cache, reading the key, instance and body locals.
+    /// `let <kind> = …;` when the return value travels through a `Kind`, and
+    /// `let <typed> = …;`: bound once, first, for [`LocalHit`] and [`CachedRead`].
+    pub(crate) fn kind_let(&self, rt: &Runtime) -> TokenStream {
+        let local_typed = names::typed();
+        match self.cached_as(rt) {
+            CachedAs::Kind(kind) => {
+                let local_kind = names::kind();
+                let typed = rt.typed(TypedOf::Kind(&local_kind));
+                quote!(let #local_kind = #kind; let #local_typed = #typed;)
+            }
+            CachedAs::Wrapper(wrapper) => {
+                let typed = rt.typed(TypedOf::Wrapper(&wrapper));
+                quote!(let #local_typed = #typed;)
+            }
+        }
+    }
+
+    /// The call through the cache, reading the key, instance, kind and body locals.
     pub(crate) fn read<'a>(&'a self, rt: &'a Runtime) -> CachedRead<'a> {
         CachedRead { outcome: self, rt }
     }
@@ -187,12 +204,12 @@ impl ToTokens for CachedRead<'_> {
         );
         let cached = rt.cached();
         tokens.extend(match self.outcome.cached_as(rt) {
-            CachedAs::Kind(kind) => {
+            CachedAs::Kind(_) => {
+                // Bound by `ReturnValue::kind_let`.
                 let local_kind = names::kind();
                 let (unwrap, wrap) = (rt.kind_unwrap(), rt.kind_wrap());
-                let typed = rt.typed(TypedOf::Kind(&local_kind));
+                let typed = names::typed();
                 quote! {{
-                    let #local_kind = #kind;
                     #unwrap(
                         #local_kind,
                         #cached(
@@ -203,12 +220,49 @@ impl ToTokens for CachedRead<'_> {
                 }}
             }
             CachedAs::Wrapper(wrapper) => {
-                let typed = rt.typed(TypedOf::Wrapper(&wrapper));
+                let typed = names::typed();
                 quote!(#cached::<#wrapper, _>(
                     &#spec, #key, #instance, #typed, async move { <#wrapper>::from(#body.await) }
                 ).await.0)
             }
         });
+    }
+}
+
+/// The wrapper's first step once caching is active: `local_hit` builds the
+/// key and returns from the function on a hit in the local tier; otherwise
+/// the expression is the key (`Option<String>`) for [`CachedRead`].
+pub(crate) struct LocalHit<'a> {
+    pub outcome: &'a ReturnValue,
+    pub rt: &'a Runtime,
+    /// `|out: &mut String| { … }`, appending the key.
+    pub key: TokenStream,
+}
+
+impl ToTokens for LocalHit<'_> {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let rt = self.rt;
+        let (spec, instance, lookup) = (names::spec(), names::instance(), names::lookup());
+        let (local_hit, found, key) = (rt.local_hit(), rt.lookup(), &self.key);
+        // The kind and typed locals are bound by `ReturnValue::kind_let`.
+        let typed = names::typed();
+        let hit = match self.outcome.cached_as(rt) {
+            CachedAs::Kind(_) => {
+                let (local_kind, hit_value) = (names::kind(), rt.hit_value());
+                quote!(#hit_value(#local_kind, __cacheside_value))
+            }
+            CachedAs::Wrapper(wrapper) => {
+                let outcome = rt.outcome();
+                quote!(<#wrapper as #outcome>::from_cached(__cacheside_value).0)
+            }
+        };
+        tokens.extend(quote! {{
+            let #lookup = #local_hit(&#spec, #instance, #typed, #key);
+            match #lookup {
+                #found::Hit(__cacheside_value) => return #hit,
+                #found::Miss(__cacheside_key) => ::core::option::Option::Some(__cacheside_key),
+            }
+        }});
     }
 }
 

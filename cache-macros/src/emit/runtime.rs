@@ -12,6 +12,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use crate::args::CacheArgs;
 
 /// The path of the runtime crate: `::cacheside`, or `crate = "path"`.
+#[derive(Clone)]
 pub(crate) struct Runtime {
     krate: TokenStream,
 }
@@ -114,14 +115,48 @@ impl Runtime {
         }
     }
 
-    /// `keys::Part`: a key value as the runtime encodes it.
-    pub(crate) fn key_part(&self) -> TokenStream {
-        self.call_site(&["keys", "Part"])
+    /// `KeyValue`: a key value on its way into a key (`__cacheside_push` appends it encoded).
+    pub(crate) fn key_value(&self) -> TokenStream {
+        self.call_site(&["KeyValue"])
     }
 
-    /// `hashed_key`: a prefix plus a stable hash of the arguments.
-    pub(crate) fn hashed_key(&self) -> TokenStream {
-        self.call_site(&["hashed_key"])
+    /// `key_display`: the `Display` check of a key value, spanned where the value is named.
+    pub(crate) fn key_display(&self, span: Span) -> TokenStream {
+        self.item(span, &["key_display"])
+    }
+
+    /// The two traits whose `__cacheside_push` a [`key_value`](Self::key_value) picks from.
+    pub(crate) fn key_push_traits(&self) -> TokenStream {
+        let private = self.private(Span::call_site());
+        quote! {
+            #[allow(unused_imports)]
+            use #private::{ViaDisplayKey as _, ViaFastKey as _};
+        }
+    }
+
+    /// `push_hash`: appends `:` and a stable hash of the arguments.
+    pub(crate) fn push_hash(&self) -> TokenStream {
+        self.call_site(&["push_hash"])
+    }
+
+    /// `local_hit`: the wrapper's synchronous lookup in the local tier.
+    pub(crate) fn local_hit(&self) -> TokenStream {
+        self.call_site(&["local_hit"])
+    }
+
+    /// `hit_value`: the return value of a local hit.
+    pub(crate) fn hit_value(&self) -> TokenStream {
+        self.call_site(&["hit_value"])
+    }
+
+    /// `Outcome`: how a return value is cached.
+    pub(crate) fn outcome(&self) -> TokenStream {
+        self.call_site(&["Outcome"])
+    }
+
+    /// `Lookup`: what `local_hit` found.
+    pub(crate) fn lookup(&self) -> TokenStream {
+        self.call_site(&["Lookup"])
     }
 
     /// `fn_path`: the path of the annotated function, at run time.

@@ -11,6 +11,7 @@ use super::credentials::CredentialWarnings;
 use super::here::{self, Here};
 use super::invalidate::{InvalidateStatic, InvalidatingCall, TargetsLet};
 use super::key::KeyFormat;
+use super::outcome::LocalHit;
 use super::{names, CachedFn};
 
 /// The function the user wrote, turned into a cache-aside wrapper.
@@ -56,6 +57,19 @@ impl ToTokens for Wrapper<'_> {
             ret: Some(ret.to_token_stream()),
         };
         let read = outcome.read(rt);
+        let kind_let = outcome.kind_let(rt);
+        // A plain read starts with the synchronous lookup in the local tier,
+        // which builds the key without allocating; a method-aware handler
+        // needs the key as a `String` for its mutations too.
+        let key_now = match &self.mutations {
+            None => LocalHit {
+                outcome,
+                rt,
+                key: key.closure(),
+            }
+            .into_token_stream(),
+            Some(_) => quote!(::core::option::Option::Some(#key)),
+        };
         let call = match &self.mutations {
             None => quote! {
                 let #local_body = #body;
@@ -114,13 +128,14 @@ impl ToTokens for Wrapper<'_> {
                 #warnings
                 #spec
                 #here
+                #kind_let
                 let (#local_key, #local_instance): (
                     ::core::option::Option<::std::string::String>,
                     ::core::option::Option<&'static str>,
                 ) = if #spec_static.#active() {
                     #instance
                     match #local_instance {
-                        ::core::result::Result::Ok(__i) => (::core::option::Option::Some(#key), __i),
+                        ::core::result::Result::Ok(#local_instance) => (#key_now, #local_instance),
                         ::core::result::Result::Err(()) => {
                             #uncached_generic_impl(&#spec_static, #fn_path);
                             (::core::option::Option::None, ::core::option::Option::None)
