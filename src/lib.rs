@@ -286,8 +286,8 @@ pub mod __private {
         ViaAnything, ViaBytes, ViaClone, ViaOutcome, ViaPlain, ViaResult,
     };
     pub use crate::runtime::{
-        assert_cacheable, cached, fn_path, hashed_key, hit_value, instance, local_hit,
-        uncached_generic_impl, CacheSpec, Lookup,
+        assert_cacheable, cached, fn_path, hit_value, instance, local_hit, uncached_generic_impl,
+        CacheSpec, Lookup,
     };
     pub use cache_core::keys;
     pub use cache_core::{NoneCached, Outcome, Plain};

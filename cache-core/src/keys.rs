@@ -38,17 +38,36 @@ use std::fmt::{self, Display, Write};
 /// time; `tests/macros.rs` pins that the two agree.
 pub const RESERVED: &[char] = &['%', ':', '*', '?', '[', ']', '\\'];
 
-fn escape_of(c: char) -> Option<&'static str> {
-    Some(match c {
-        '%' => "%25",
-        ':' => "%3A",
-        '*' => "%2A",
-        '?' => "%3F",
-        '[' => "%5B",
-        ']' => "%5D",
-        '\\' => "%5C",
+/// The escape of a reserved byte: the one list the encoders read
+/// ([`RESERVED`] is pinned to it by a test). Every reserved character is
+/// ASCII, and no byte of a multi-byte UTF-8 sequence is, so a byte scan
+/// finds exactly the reserved characters and slices on char boundaries.
+#[inline]
+fn escape_of(b: u8) -> Option<&'static str> {
+    Some(match b {
+        b'%' => "%25",
+        b':' => "%3A",
+        b'*' => "%2A",
+        b'?' => "%3F",
+        b'[' => "%5B",
+        b']' => "%5D",
+        b'\\' => "%5C",
         _ => return None,
     })
+}
+
+/// Writes `s` encoded into `w`.
+#[inline]
+fn write_encoded<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
+    let mut start = 0;
+    for (at, &b) in s.as_bytes().iter().enumerate() {
+        if let Some(escape) = escape_of(b) {
+            w.write_str(&s[start..at])?;
+            w.write_str(escape)?;
+            start = at + 1;
+        }
+    }
+    w.write_str(&s[start..])
 }
 
 /// A `fmt::Write` that encodes what passes through it.
@@ -56,14 +75,7 @@ struct Encoding<W>(W);
 
 impl<W: Write> Write for Encoding<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut rest = s;
-        while let Some(at) = rest.find(RESERVED) {
-            self.0.write_str(&rest[..at])?;
-            let c = rest[at..].chars().next().unwrap_or('%');
-            self.0.write_str(escape_of(c).unwrap_or("%25"))?;
-            rest = &rest[at + c.len_utf8()..];
-        }
-        self.0.write_str(rest)
+        write_encoded(&mut self.0, s)
     }
 }
 
@@ -122,9 +134,42 @@ pub fn push<T: Display + ?Sized>(out: &mut String, value: &T) {
     let _ = write!(Encoding(&mut *out), "{value}");
 }
 
+/// [`push`] for a string, without the formatting machinery.
+///
+/// ```
+/// let mut key = String::from("user:");
+/// cache_core::keys::push_str(&mut key, "a:b");
+/// assert_eq!(key, "user:a%3Ab");
+/// ```
+#[inline]
+pub fn push_str(out: &mut String, value: &str) {
+    // `String`'s `write_str` cannot fail.
+    let _ = write_encoded(out, value);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_is_exactly_the_bytes_with_an_escape() {
+        let escaped: Vec<char> = (0..=u8::MAX)
+            .filter(|&b| escape_of(b).is_some())
+            .map(char::from)
+            .collect();
+        let mut reserved = RESERVED.to_vec();
+        reserved.sort_unstable();
+        assert_eq!(escaped, reserved);
+        for &c in RESERVED {
+            let escape = escape_of(c as u8).unwrap_or_default();
+            assert_eq!(escape, format!("%{:02X}", c as u32));
+        }
+        for s in ["", "plain", "a:b*c", "é:ü[", "%%", "\\:"] {
+            let mut fast = String::new();
+            push_str(&mut fast, s);
+            assert_eq!(fast, encode(&s), "{s:?}");
+        }
+    }
 
     #[test]
     fn reserved_characters_are_encoded_and_others_kept() {

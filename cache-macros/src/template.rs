@@ -38,21 +38,18 @@ pub(crate) fn parse(lit: &LitStr) -> Result<Template, String> {
 /// [`parse`] on the template's text (the fuzz target includes this file).
 pub(crate) fn parse_str(text: &str) -> Result<Template, String> {
     let mut placeholders: Vec<Placeholder> = Vec::new();
-    // Literal text since the previous placeholder.
-    let mut between = String::new();
     let mut literals = Vec::new();
+    // Literal text since the previous placeholder.
     let mut literal = String::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '{' if chars.peek() == Some(&'{') => {
                 chars.next();
-                between.push('{');
                 literal.push('{');
             }
             '}' if chars.peek() == Some(&'}') => {
                 chars.next();
-                between.push('}');
                 literal.push('}');
             }
             '}' => {
@@ -96,23 +93,21 @@ pub(crate) fn parse_str(text: &str) -> Result<Template, String> {
                     }
                 }
                 if let Some(previous) = placeholders.last() {
-                    if !between.contains(RESERVED) {
+                    if !literal.contains(RESERVED) {
                         return Err(format!(
                             "placeholders `{{{}}}` and `{{{inner}}}` must be separated by text holding `:` \
                              (e.g. \"{{{}}}:{{{inner}}}\"): values are encoded so that `:` never occurs in them, \
                              but with {} between them two different argument tuples could build one key",
                             previous.written(),
                             previous.written(),
-                            if between.is_empty() { "nothing".to_owned() } else { format!("`{between}`") },
+                            if literal.is_empty() { "nothing".to_owned() } else { format!("`{literal}`") },
                         ));
                     }
                 }
-                between.clear();
                 literals.push(std::mem::take(&mut literal));
                 placeholders.push(Placeholder { root, fields });
             }
             other => {
-                between.push(other);
                 literal.push(other);
             }
         }

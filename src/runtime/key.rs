@@ -3,8 +3,8 @@
 //!
 //! The text is exactly what `format!("{}", cache_core::keys::Part(&v))`
 //! gives (`tests/macros.rs` pins it): integers are written with `itoa`
-//! (digits and `-` are never encoded), strings are scanned for the
-//! reserved bytes, every other `Display` type goes through
+//! (digits and `-` are never encoded), strings go through
+//! [`cache_core::keys::push_str`] (a byte scan), every other `Display` type goes through
 //! [`cache_core::keys::push`]. Which of the two applies is picked by the
 //! type system (autoref): `(&KeyValue(&v)).__cacheside_push(out)`.
 
@@ -77,13 +77,7 @@ integer_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 impl FastKey for str {
     #[inline]
     fn push_key(&self, out: &mut String) {
-        // Every reserved character is ASCII, and no byte of a multi-byte
-        // UTF-8 sequence is: a byte scan finds exactly what `keys` encodes.
-        if self.bytes().any(is_reserved) {
-            keys::push(out, self);
-        } else {
-            out.push_str(self);
-        }
+        keys::push_str(out, self)
     }
 }
 
@@ -99,11 +93,6 @@ impl<T: FastKey + ?Sized> FastKey for &T {
     fn push_key(&self, out: &mut String) {
         (**self).push_key(out)
     }
-}
-
-#[inline]
-fn is_reserved(b: u8) -> bool {
-    matches!(b, b'%' | b':' | b'*' | b'?' | b'[' | b']' | b'\\')
 }
 
 /// Appends `:{hash}`, the stable hash of the arguments (the hashed default key).

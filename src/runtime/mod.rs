@@ -251,15 +251,6 @@ pub fn fn_path<F>(_item: F, suffix: &'static str) -> &'static str {
     name.strip_suffix(suffix).unwrap_or(name)
 }
 
-/// Builds the argument-hash part of a key: `{prefix}:{hash}`.
-pub fn hashed_key<H: std::hash::Hash + ?Sized>(prefix: &str, args: &H) -> String {
-    let mut s = String::with_capacity(prefix.len() + 33);
-    s.push_str(prefix);
-    s.push(':');
-    s.push_str(&cache_core::hash::stable_hex(args));
-    s
-}
-
 /// Compile-time check emitted with the span of the cached type, so a type
 /// that is not `Serialize + DeserializeOwned` is reported where it is written.
 #[inline(always)]

@@ -20,7 +20,6 @@ pub(crate) fn key() -> Ident {
     local("__cacheside_key")
 }
 
-/// The instantiation of a generic function (see `instance.rs`).
 /// The `&mut String` a key is appended to.
 /// Hygienic (`mixed_site`): the key's values are the user's tokens, and a
 /// parameter may have any name.
@@ -43,6 +42,7 @@ pub(crate) fn lookup() -> Ident {
     local("__cacheside_lookup")
 }
 
+/// The instantiation of a generic function (see `instance.rs`).
 pub(crate) fn instance() -> Ident {
     local("__cacheside_instance")
 }

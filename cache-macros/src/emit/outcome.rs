@@ -117,7 +117,7 @@ impl ReturnValue {
 
     /// `let <kind> = …;` when the return value travels through a `Kind`, and
     /// `let <typed> = …;`: bound once, first, for [`LocalHit`] and [`CachedRead`].
-    pub(crate) fn kind_let(&self, rt: &Runtime) -> TokenStream {
+    pub(crate) fn value_bindings(&self, rt: &Runtime) -> TokenStream {
         let local_typed = names::typed();
         match self.cached_as(rt) {
             CachedAs::Kind(kind) => {
@@ -205,7 +205,7 @@ impl ToTokens for CachedRead<'_> {
         let cached = rt.cached();
         tokens.extend(match self.outcome.cached_as(rt) {
             CachedAs::Kind(_) => {
-                // Bound by `ReturnValue::kind_let`.
+                // Bound by `ReturnValue::value_bindings`.
                 let local_kind = names::kind();
                 let (unwrap, wrap) = (rt.kind_unwrap(), rt.kind_wrap());
                 let typed = names::typed();
@@ -244,7 +244,7 @@ impl ToTokens for LocalHit<'_> {
         let rt = self.rt;
         let (spec, instance, lookup) = (names::spec(), names::instance(), names::lookup());
         let (local_hit, found, key) = (rt.local_hit(), rt.lookup(), &self.key);
-        // The kind and typed locals are bound by `ReturnValue::kind_let`.
+        // The kind and typed locals are bound by `ReturnValue::value_bindings`.
         let typed = names::typed();
         let hit = match self.outcome.cached_as(rt) {
             CachedAs::Kind(_) => {

@@ -57,7 +57,7 @@ impl ToTokens for Wrapper<'_> {
             ret: Some(ret.to_token_stream()),
         };
         let read = outcome.read(rt);
-        let kind_let = outcome.kind_let(rt);
+        let value_bindings = outcome.value_bindings(rt);
         // A plain read starts with the synchronous lookup in the local tier,
         // which builds the key without allocating; a method-aware handler
         // needs the key as a `String` for its mutations too.
@@ -128,7 +128,7 @@ impl ToTokens for Wrapper<'_> {
                 #warnings
                 #spec
                 #here
-                #kind_let
+                #value_bindings
                 let (#local_key, #local_instance): (
                     ::core::option::Option<::std::string::String>,
                     ::core::option::Option<&'static str>,
