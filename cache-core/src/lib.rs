@@ -34,6 +34,7 @@ pub mod pattern;
 mod pending;
 mod redact;
 pub mod shape;
+mod stripe;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

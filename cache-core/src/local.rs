@@ -5,7 +5,8 @@
 //! and by bytes (an entry weighs its encoded size, measured on the miss
 //! path), each entry lives at most [`LocalSettings::ttl`], and eviction is
 //! CLOCK (second chance) per shard: a hit only sets a flag that is already
-//! set on a hot entry, so hits on many cores do not write shared memory.
+//! set on a hot entry, and a shard's read lock is striped per thread
+//! (`crate::stripe`), so hits on many cores do not write shared memory.
 //!
 //! Over a remote store the tier holds typed values only; over the in-process
 //! store (`CACHE_BACKEND=memory`) it *is* the store, and keeps the encoded
@@ -20,11 +21,13 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
+
+use crate::stripe::{ReadGuard, StripedRwLock, WriteGuard};
 
 use crate::backplane::Invalidation;
 use crate::codec::Salt;
@@ -156,8 +159,8 @@ struct Shard {
     bytes: usize,
 }
 
-#[repr(align(128))]
-struct Padded(RwLock<Shard>);
+/// A shard: its lock's readers do not share a written cache line (see `crate::stripe`).
+type Padded = StripedRwLock<Shard>;
 
 /// The tier's clock in milliseconds: real, or moved by hand in tests.
 pub(crate) enum Clock {
@@ -243,12 +246,12 @@ pub(crate) struct LocalTier {
     pub(crate) counters: TierCounters,
 }
 
-fn read(shard: &Padded) -> std::sync::RwLockReadGuard<'_, Shard> {
-    shard.0.read().unwrap_or_else(PoisonError::into_inner)
+fn read(shard: &Padded) -> ReadGuard<'_, Shard> {
+    shard.read()
 }
 
-fn write(shard: &Padded) -> std::sync::RwLockWriteGuard<'_, Shard> {
-    shard.0.write().unwrap_or_else(PoisonError::into_inner)
+fn write(shard: &Padded) -> WriteGuard<'_, Shard> {
+    shard.write()
 }
 
 impl LocalTier {
@@ -261,7 +264,7 @@ impl LocalTier {
         // that a small tier still evicts close to least-recently-used.
         let count: usize = if settings.max_entries >= 4096 { 16 } else { 4 };
         LocalTier {
-            shards: (0..count).map(|_| Padded(RwLock::default())).collect(),
+            shards: (0..count).map(|_| Padded::default()).collect(),
             shift: 64 - count.trailing_zeros(),
             hasher: foldhash::quality::RandomState::default(),
             entries_per_shard: settings.max_entries.div_ceil(count).max(1),

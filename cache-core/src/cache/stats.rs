@@ -1,5 +1,6 @@
 //! [`Stats`], and the striped counters behind it.
 
+use crate::stripe::{self, Padded, STRIPES};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters of one [`Cache`](super::Cache), read with [`Cache::stats`](super::Cache::stats).
@@ -57,35 +58,15 @@ impl Stats {
     }
 }
 
-/// One statistic, striped over cache-line-sized shards so that threads
-/// counting hits at the same time do not fight over one cache line.
-pub(super) struct Counter([Shard; SHARDS]);
-
-const SHARDS: usize = 8;
-
-#[repr(align(128))]
+/// One statistic, striped per thread (see `crate::stripe`) so that
+/// threads counting hits at the same time do not fight over one cache line.
 #[derive(Default)]
-struct Shard(AtomicU64);
-
-impl Default for Counter {
-    fn default() -> Self {
-        Counter(std::array::from_fn(|_| Shard::default()))
-    }
-}
+pub(super) struct Counter([Padded<AtomicU64>; STRIPES]);
 
 impl Counter {
     pub(super) fn load(&self) -> u64 {
         self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
     }
-}
-
-/// This thread's shard index (threads are numbered as they first count).
-fn shard_index() -> usize {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static INDEX: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % SHARDS;
-    }
-    INDEX.with(|i| *i)
 }
 
 /// The counters of one cache.
@@ -106,7 +87,7 @@ pub(super) struct Counters {
     pub(super) backplane_failures: Counter,
 }
 
-/// Adds one to `c` (on this thread's shard).
+/// Adds one to `c` (on this thread's stripe).
 pub(super) fn bump(c: &Counter) {
-    c.0[shard_index()].0.fetch_add(1, Ordering::Relaxed);
+    c.0[stripe::index()].0.fetch_add(1, Ordering::Relaxed);
 }
