@@ -246,6 +246,7 @@ pub(crate) struct LocalTier {
     pub(crate) counters: TierCounters,
 }
 
+#[inline]
 fn read(shard: &Padded) -> ReadGuard<'_, Shard> {
     shard.read()
 }
@@ -280,6 +281,7 @@ impl LocalTier {
         }
     }
 
+    #[inline]
     fn locate(&self, key: &str) -> (u64, &Padded) {
         let hash = self.hasher.hash_one(key);
         (hash, &self.shards[(hash >> self.shift) as usize])
