@@ -11,6 +11,8 @@
 //! | `CACHE_LOCAL_MAX_ENTRIES` | `10000` | entries of the local tier in front of a network store (`0`: no local tier) |
 //! | `CACHE_LOCAL_MAX_BYTES` | `67108864` (64 MiB) | encoded bytes of the local tier's values |
 //! | `CACHE_LOCAL_TTL` | `60` | seconds an entry stays in the local tier at most (never past its own TTL) |
+//! | `CACHE_FAIL_SAFE_MAX` | `0` (off) | seconds an entry is kept past its TTL, to answer when the body fails or the store cannot be read (`cacheside::FailSafe`) |
+//! | `CACHE_FAIL_SAFE_THROTTLE` | `30` | seconds a fallback value is served before the failing body is tried again (needs `CACHE_FAIL_SAFE_MAX`) |
 //! | `CACHE_BACKPLANE` | the store | where invalidations reach the other processes' local tiers: unset = the Redis store itself (none for Memcached), `redis://…` = that Redis, `none` = no backplane |
 //!
 //! Without a backplane (Memcached without `CACHE_BACKPLANE`, or
@@ -135,6 +137,9 @@ pub struct Config {
     pub local: cache_core::LocalSettings,
     /// Whether `CACHE_LOCAL_TTL` was set (the tier is used without a backplane only then).
     pub local_ttl_set: bool,
+    /// `CACHE_FAIL_SAFE_MAX`, `CACHE_FAIL_SAFE_THROTTLE`: the cache's
+    /// default fail-safe (`None`: off, the default).
+    pub fail_safe: Option<cache_core::FailSafe>,
     /// `CACHE_BACKPLANE`.
     pub backplane: BackplaneSetting,
     /// `CACHE_MEMORY_*`.
@@ -189,6 +194,7 @@ impl Default for Config {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             local: cache_core::LocalSettings::DEFAULT,
             local_ttl_set: false,
+            fail_safe: None,
             backplane: BackplaneSetting::Store,
             #[cfg(feature = "memory")]
             memory: Default::default(),
@@ -274,6 +280,26 @@ impl Config {
             c.local.ttl = ttl;
             c.local_ttl_set = true;
         }
+        const FAIL_SAFE_MAX: &str = "a whole number of seconds, e.g. 3600 (0: fail-safe off)";
+        const FAIL_SAFE_THROTTLE: &str =
+            "a whole number of seconds above 0, e.g. 30, with CACHE_FAIL_SAFE_MAX set above 0";
+        let max = vars.seconds("CACHE_FAIL_SAFE_MAX", FAIL_SAFE_MAX)?;
+        c.fail_safe = max
+            .filter(|max| !max.is_zero())
+            .map(cache_core::FailSafe::new);
+        if let Some(throttle) = vars.seconds("CACHE_FAIL_SAFE_THROTTLE", FAIL_SAFE_THROTTLE)? {
+            let shown = throttle.as_secs().to_string();
+            match &mut c.fail_safe {
+                Some(fs) if !throttle.is_zero() => *fs = fs.throttle(throttle),
+                _ => {
+                    return Err(Error::config(
+                        "CACHE_FAIL_SAFE_THROTTLE",
+                        &shown,
+                        FAIL_SAFE_THROTTLE,
+                    ))
+                }
+            }
+        }
         if let Some(v) = vars.get("CACHE_BACKPLANE") {
             c.backplane = match v.to_ascii_lowercase().as_str() {
                 "none" | "off" | "false" | "0" => BackplaneSetting::None,
@@ -337,7 +363,46 @@ mod tests {
         assert_eq!(c.memcached.generation_refresh, Duration::ZERO);
         assert_eq!(c.local, cache_core::LocalSettings::DEFAULT);
         assert!(!c.local_ttl_set);
+        assert_eq!(c.fail_safe, None);
         assert_eq!(c.backplane, BackplaneSetting::Store);
+    }
+
+    #[test]
+    fn fail_safe_variables() {
+        let secs = Duration::from_secs;
+        let c = cfg(&[("CACHE_FAIL_SAFE_MAX", "3600")]).unwrap();
+        assert_eq!(c.fail_safe, Some(cache_core::FailSafe::new(secs(3600))));
+        let c = cfg(&[
+            ("CACHE_FAIL_SAFE_MAX", "600"),
+            ("CACHE_FAIL_SAFE_THROTTLE", "5"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.fail_safe,
+            Some(cache_core::FailSafe::new(secs(600)).throttle(secs(5)))
+        );
+        assert_eq!(
+            cfg(&[("CACHE_FAIL_SAFE_MAX", "0")]).unwrap().fail_safe,
+            None
+        );
+        // A throttle with nothing to throttle is a mistake, said so.
+        for vars in [
+            &[("CACHE_FAIL_SAFE_THROTTLE", "5")][..],
+            &[
+                ("CACHE_FAIL_SAFE_MAX", "0"),
+                ("CACHE_FAIL_SAFE_THROTTLE", "5"),
+            ],
+            &[
+                ("CACHE_FAIL_SAFE_MAX", "60"),
+                ("CACHE_FAIL_SAFE_THROTTLE", "0"),
+            ],
+        ] {
+            let msg = cfg(vars).unwrap_err().to_string();
+            assert!(
+                msg.contains("CACHE_FAIL_SAFE_THROTTLE") && msg.contains("CACHE_FAIL_SAFE_MAX"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]
@@ -395,6 +460,8 @@ mod tests {
             ("CACHE_LOCAL_MAX_BYTES", "64MB", "bytes"),
             ("CACHE_LOCAL_TTL", "0", "above 0"),
             ("CACHE_LOCAL_TTL", "1m", "seconds"),
+            ("CACHE_FAIL_SAFE_MAX", "1h", "seconds"),
+            ("CACHE_FAIL_SAFE_THROTTLE", "-1", "seconds"),
             ("CACHE_BACKPLANE", "http://x", "redis://"),
             ("CACHE_MEMORY_MAX_ENTRIES", "1e6", "entries"),
             ("CACHE_REDIS_PORT", "70000", "port"),

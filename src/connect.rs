@@ -26,6 +26,10 @@ pub async fn connect(config: &Config) -> Result<Cache, Error> {
         .namespace(&config.namespace)
         .default_ttl(config.default_ttl)
         .op_timeout(config.op_timeout);
+    let builder = match config.fail_safe {
+        Some(fs) => builder.fail_safe(fs),
+        None => builder,
+    };
     let cache = hybrid(builder, config, name)?.build();
     if !cache.backplane_ready(config.connect_timeout).await {
         tracing::warn!(

@@ -62,8 +62,8 @@ mod runtime;
 
 pub use cache_core::redact_url;
 pub use cache_core::{
-    codec, keys, BreakerSettings, Cache, CacheBuilder, Error, LocalSettings, NoneCached, Outcome,
-    Plain, Stats, DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE,
+    codec, keys, BreakerSettings, Cache, CacheBuilder, Error, FailSafe, LocalSettings, NoneCached,
+    Outcome, Plain, Stats, DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE,
     DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use config::{BackendKind, BackplaneSetting, Config, DEFAULT_CONNECT_TIMEOUT};

@@ -42,9 +42,12 @@ async fn an_absent_fenced_fill_lands_when_nothing_changed() {
         .await
         .unwrap());
     assert_eq!(b.get(k).await.unwrap(), Some(bytes("v")));
-    assert_eq!(
-        b.get_fenced(k).await.unwrap(),
-        (Some(bytes("v")), Fence::None)
+    // A live value reads with its CAS as the fence (for a fail-safe refresh).
+    let (value, fence) = b.get_fenced(k).await.unwrap();
+    assert_eq!(value, Some(bytes("v")));
+    assert!(
+        matches!(&fence, Fence::Token(t) if t.len() == 8),
+        "{fence:?}"
     );
     // A second fill read as absent before the first landed does not land.
     assert!(!b

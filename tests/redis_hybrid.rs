@@ -35,10 +35,25 @@ async fn fenced_fills(b: &dyn Backend) {
     assert_eq!((value, &fence), (None, &Fence::Absent));
     assert!(b.set_fenced(k, v("one"), MINUTE, &fence).await.unwrap());
     assert_eq!(b.get(k).await.unwrap(), Some(v("one")));
-    // A live entry reads with no fence; Fence::None writes unconditionally.
+    // A live entry reads with a token (what a fail-safe refresh must still
+    // find): a replace with it lands while the entry is unchanged...
     let (value, fence) = b.get_fenced(k).await.unwrap();
-    assert_eq!((value, &fence), (Some(v("one")), &Fence::None));
+    assert_eq!(value, Some(v("one")));
+    assert!(matches!(fence, Fence::Token(_)), "{fence:?}");
     assert!(b.set_fenced(k, v("two"), MINUTE, &fence).await.unwrap());
+    assert_eq!(b.get(k).await.unwrap(), Some(v("two")));
+    // ...not once it changed (here: by that replace)...
+    assert!(!b.set_fenced(k, v("three"), MINUTE, &fence).await.unwrap());
+    // ...nor after an invalidation.
+    let (_, live) = b.get_fenced(k).await.unwrap();
+    assert!(b.invalidate(k, WINDOW).await.unwrap());
+    assert!(!b.set_fenced(k, v("old"), MINUTE, &live).await.unwrap());
+    assert_eq!(b.get(k).await.unwrap(), None);
+    // Fence::None writes unconditionally.
+    assert!(b
+        .set_fenced(k, v("two"), MINUTE, &Fence::None)
+        .await
+        .unwrap());
     assert_eq!(b.get(k).await.unwrap(), Some(v("two")));
 
     // Absent fence, overtaken by an invalidation: the fill does not land.

@@ -251,8 +251,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The default does not fence ([`Fence::None`]): fills are plain writes.
     /// A fencing store answers [`Fence::Absent`] for a missing key and
     /// [`Fence::Token`] for a key that holds a tombstone left by
-    /// [`invalidate`](Backend::invalidate). Tombstones are never returned
-    /// as values, by this method or by `get`, `exists` and `ttl`.
+    /// [`invalidate`](Backend::invalidate). For a live value it answers
+    /// [`Fence::Token`] too (Redis: the value itself; Memcached: its CAS),
+    /// or [`Fence::None`]: the cache refreshes a stale entry kept for
+    /// fail-safe with that fence, so that the refresh cannot land over an
+    /// invalidation that came after its read (with `None` it writes
+    /// unconditionally). Tombstones are never returned as values, by this
+    /// method or by `get`, `exists` and `ttl`.
     async fn get_fenced(&self, key: Key<'_>) -> Result<(Option<Bytes>, Fence), Error> {
         Ok((self.get(key).await?, Fence::None))
     }

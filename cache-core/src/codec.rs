@@ -1,8 +1,12 @@
 //! Codecs turn values into bytes for the store, and back, inside a small envelope.
 //!
 //! Every stored value is `envelope ++ payload`. The envelope is 11 bytes:
-//! a magic byte `0xC5`, the format version `1`, the codec id, and an 8-byte
-//! fingerprint of the Rust type that was written. On read, any mismatch
+//! a magic byte `0xC5`, the format version `2`, the codec id, and an 8-byte
+//! fingerprint of the Rust type that was written. An entry that carries its
+//! [`Freshness`] (written under fail-safe) is format `3`: the same 11 bytes,
+//! then when it stops being fresh and until when it is kept (8 bytes each,
+//! Unix milliseconds), and how long its value took to compute (4 bytes,
+//! milliseconds). On read, any mismatch
 //! (foreign bytes, another codec, another type, a truncated payload) is a miss:
 //! the entry is deleted and the error counted, so wrong data is never served.
 //!
@@ -194,8 +198,94 @@ pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Res
 const MAGIC: u8 = 0xC5;
 /// 2: the fingerprint is the type's traced shape (1 was its name).
 const FORMAT_VERSION: u8 = 2;
-/// Length of the envelope in front of every stored payload.
+/// 3: format 2 followed by the entry's [`Freshness`].
+const FRESH_VERSION: u8 = 3;
+/// Length of the envelope in front of every stored payload (format 2).
 pub const ENVELOPE_LEN: usize = 11;
+/// Length of the envelope of an entry that carries its [`Freshness`] (format 3).
+pub const FRESH_ENVELOPE_LEN: usize = ENVELOPE_LEN + 20;
+
+/// When an entry stops being fresh, and what its value cost to compute:
+/// stamped into entries kept past their TTL (fail-safe), so that every
+/// process reading the entry agrees on both.
+///
+/// ```
+/// use cache_core::codec::{freshness, restamp, seal_fresh, Freshness, MsgPack, Salt};
+/// let fresh = Freshness {
+///     fresh_until_ms: 1_700_000_060_000,
+///     stale_until_ms: 1_700_003_660_000,
+///     body_ms: 12,
+/// };
+/// let bytes = seal_fresh(&MsgPack, &7u32, Salt::NONE, Some(fresh)).unwrap();
+/// assert_eq!(freshness(&bytes), Some(fresh));
+/// let later = Freshness { fresh_until_ms: 1_700_000_090_000, ..fresh };
+/// assert_eq!(freshness(&restamp(&bytes, later).unwrap()), Some(later));
+/// assert_eq!(cache_core::codec::open::<u32>(&MsgPack, &bytes), Ok(7));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// The entry is fresh before this instant (milliseconds since the Unix epoch), stale after.
+    pub fresh_until_ms: u64,
+    /// The entry is kept, stale, until this instant (its store TTL ends about then).
+    pub stale_until_ms: u64,
+    /// How long the body took to compute the value, in milliseconds.
+    pub body_ms: u32,
+}
+
+impl Freshness {
+    /// Whether the entry is still fresh at `now_ms`.
+    pub fn is_fresh_at(&self, now_ms: u64) -> bool {
+        now_ms < self.fresh_until_ms
+    }
+}
+
+/// The freshness an entry carries (`None`: format 2, or not an entry).
+pub fn freshness(bytes: &[u8]) -> Option<Freshness> {
+    if bytes.len() < FRESH_ENVELOPE_LEN || bytes[0] != MAGIC || bytes[1] != FRESH_VERSION {
+        return None;
+    }
+    let at = |i: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(word)
+    };
+    let mut body = [0u8; 4];
+    body.copy_from_slice(&bytes[ENVELOPE_LEN + 16..FRESH_ENVELOPE_LEN]);
+    Some(Freshness {
+        fresh_until_ms: at(ENVELOPE_LEN),
+        stale_until_ms: at(ENVELOPE_LEN + 8),
+        body_ms: u32::from_le_bytes(body),
+    })
+}
+
+/// `bytes` (an entry of format 2 or 3) with `fresh` stamped in, as format 3;
+/// `None` when `bytes` is not an entry. The payload is not decoded.
+pub fn restamp(bytes: &[u8], fresh: Freshness) -> Option<Vec<u8>> {
+    let payload_at = payload_offset(bytes)?;
+    let mut out = Vec::with_capacity(FRESH_ENVELOPE_LEN + bytes.len() - payload_at);
+    out.push(MAGIC);
+    out.push(FRESH_VERSION);
+    out.extend_from_slice(&bytes[2..ENVELOPE_LEN]);
+    push_freshness(&mut out, fresh);
+    out.extend_from_slice(&bytes[payload_at..]);
+    Some(out)
+}
+
+fn push_freshness(out: &mut Vec<u8>, fresh: Freshness) {
+    out.extend_from_slice(&fresh.fresh_until_ms.to_le_bytes());
+    out.extend_from_slice(&fresh.stale_until_ms.to_le_bytes());
+    out.extend_from_slice(&fresh.body_ms.to_le_bytes());
+}
+
+/// Where the payload of an entry starts (`None`: not an entry of a known format).
+fn payload_offset(bytes: &[u8]) -> Option<usize> {
+    let len = match bytes.get(1) {
+        Some(&FORMAT_VERSION) => ENVELOPE_LEN,
+        Some(&FRESH_VERSION) => FRESH_ENVELOPE_LEN,
+        _ => return None,
+    };
+    (bytes.len() >= len && bytes[0] == MAGIC).then_some(len)
+}
 
 /// What a caller mixes into the type fingerprint besides the type's shape.
 ///
@@ -314,11 +404,28 @@ pub fn seal_salted<T: Storable + ?Sized>(
     value: &T,
     salt: Salt,
 ) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(ENVELOPE_LEN + 64);
+    seal_fresh(codec, value, salt, None)
+}
+
+/// [`seal_salted`], stamping `fresh` into the envelope (format 3) when given.
+pub fn seal_fresh<T: Storable + ?Sized>(
+    codec: &dyn Codec,
+    value: &T,
+    salt: Salt,
+    fresh: Option<Freshness>,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(FRESH_ENVELOPE_LEN + 64);
     out.push(MAGIC);
-    out.push(FORMAT_VERSION);
+    out.push(if fresh.is_some() {
+        FRESH_VERSION
+    } else {
+        FORMAT_VERSION
+    });
     out.push(codec.id());
     out.extend_from_slice(&fingerprint::<T::Owned>(salt).to_le_bytes());
+    if let Some(fresh) = fresh {
+        push_freshness(&mut out, fresh);
+    }
     encode_into(codec, value, &mut out)?;
     Ok(out)
 }
@@ -340,11 +447,11 @@ pub fn open_salted<T: DeserializeOwned>(
             bytes.len()
         )));
     }
-    if bytes[0] != MAGIC || bytes[1] != FORMAT_VERSION {
+    let Some(payload_at) = payload_offset(bytes) else {
         return Err(CodecError(
             "not a cacheside entry (or another format version)".into(),
         ));
-    }
+    };
     if bytes[2] != codec.id() {
         return Err(CodecError(format!(
             "written with codec id {}, read with {} (id {})",
@@ -360,12 +467,54 @@ pub fn open_salted<T: DeserializeOwned>(
             "written for another shape of the type (or another version)".into(),
         ));
     }
-    decode_value(codec, &bytes[ENVELOPE_LEN..])
+    decode_value(codec, &bytes[payload_at..])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_entries_read_as_plain_ones_and_truncation_is_an_error() {
+        let fresh = Freshness {
+            fresh_until_ms: 10,
+            stale_until_ms: 20,
+            body_ms: 3,
+        };
+        for codec in [&MsgPack as &dyn Codec, &Json] {
+            let plain = seal(codec, "value").unwrap();
+            let stamped = seal_fresh(codec, "value", Salt::NONE, Some(fresh)).unwrap();
+            assert_eq!(
+                stamped.len(),
+                plain.len() + FRESH_ENVELOPE_LEN - ENVELOPE_LEN
+            );
+            assert_eq!(freshness(&plain), None);
+            assert_eq!(freshness(&stamped), Some(fresh));
+            assert_eq!(open::<String>(codec, &stamped).unwrap(), "value");
+            // Restamping keeps the payload and the fingerprint.
+            let later = Freshness {
+                fresh_until_ms: 15,
+                ..fresh
+            };
+            for from in [&plain, &stamped] {
+                let again = restamp(from, later).unwrap();
+                assert_eq!(freshness(&again), Some(later));
+                assert_eq!(open::<String>(codec, &again).unwrap(), "value");
+                assert!(
+                    open::<u32>(codec, &again).is_err(),
+                    "the fingerprint still holds"
+                );
+            }
+            // A format-3 header cut short is not an entry.
+            for cut in ENVELOPE_LEN..FRESH_ENVELOPE_LEN {
+                assert!(open::<String>(codec, &stamped[..cut]).is_err());
+                assert_eq!(freshness(&stamped[..cut]), None);
+                assert!(restamp(&stamped[..cut], later).is_none());
+            }
+        }
+        assert!(restamp(b"foreign bytes, not an entry", fresh).is_none());
+        assert!(fresh.is_fresh_at(9) && !fresh.is_fresh_at(10));
+    }
     use serde::Deserialize;
     use std::collections::BTreeMap;
 

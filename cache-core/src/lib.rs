@@ -21,6 +21,7 @@
 pub mod backend;
 pub mod backplane;
 mod cache;
+mod clock;
 pub mod codec;
 pub mod env;
 mod error;
@@ -42,8 +43,9 @@ pub use async_trait::async_trait;
 pub use backend::{Backend, Fence, Key};
 pub use bytes::Bytes;
 pub use cache::{
-    Cache, CacheBuilder, NoneCached, Outcome, Plain, Stats, TierUse, DEFAULT_BULK_TIMEOUT,
-    DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
+    Cache, CacheBuilder, FailSafe, NoneCached, Outcome, Plain, Stats, TierUse,
+    DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
+    DEFAULT_TTL,
 };
 pub use codec::Codec;
 pub use error::{BoxError, Error};

@@ -135,6 +135,17 @@ pub(crate) enum Found<V> {
     Value(V),
     /// A live entry with bytes but no usable typed value.
     Bytes(Bytes),
+    /// An entry past its freshness but kept for fail-safe: what it holds
+    /// (the typed value when it is of the asked type and salt, the bytes
+    /// when kept), to serve only when the fresh value cannot be had.
+    Stale {
+        /// The typed value, when usable.
+        value: Option<V>,
+        /// The encoded entry, when kept.
+        bytes: Option<Bytes>,
+        /// How long the entry is still kept.
+        left: Duration,
+    },
     /// Nothing usable.
     Miss,
 }
@@ -145,7 +156,9 @@ struct Slot {
     id: u64,
     typed: Option<(AnyValue, Salt)>,
     bytes: Option<Bytes>,
-    /// When the entry dies (an `Instant`: a hit compares, it does not subtract).
+    /// Until when the entry is fresh (an `Instant`: a hit compares, it does not subtract).
+    fresh: Instant,
+    /// When the entry dies: `fresh`, or later for an entry kept for fail-safe.
     expires: Instant,
     weight: usize,
     used: AtomicBool,
@@ -157,6 +170,36 @@ struct Shard {
     /// CLOCK order: `(hash, id)` of entries, oldest first; stale records are skipped.
     ring: VecDeque<(u64, u64)>,
     bytes: usize,
+}
+
+impl Slot {
+    /// The typed value, when it is of `typed`'s type and of `salt`.
+    #[inline]
+    fn typed_value<V>(&self, salt: Salt, typed: Option<Typed<V>>) -> Option<V> {
+        match (typed, &self.typed) {
+            (Some(typed), Some((value, s))) if *s == salt => (typed.take)(&**value),
+            _ => None,
+        }
+    }
+}
+
+/// How long an entry lives in the tier: fresh, then kept stale (fail-safe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Life {
+    /// Served as a hit for this long.
+    pub(crate) fresh: Duration,
+    /// Then kept this long, served only when a fresh value cannot be had.
+    pub(crate) stale: Duration,
+}
+
+impl Life {
+    /// Fresh for `ttl`, never stale.
+    pub(crate) fn fresh(ttl: Duration) -> Life {
+        Life {
+            fresh: ttl,
+            stale: Duration::ZERO,
+        }
+    }
 }
 
 /// A shard: its lock's readers do not share a written cache line (see `crate::stripe`).
@@ -174,7 +217,7 @@ impl Clock {
     #[inline]
     fn now(&self) -> Instant {
         match self {
-            Clock::Real => Instant::now(),
+            Clock::Real => crate::clock::now(),
             Clock::Manual(start, ms) => *start + Duration::from_millis(ms.load(Ordering::Relaxed)),
         }
     }
@@ -301,18 +344,21 @@ impl LocalTier {
         let Some(slot) = shard.table.find(hash, |s| &*s.key == key) else {
             return Found::Miss;
         };
-        if slot.expires <= now {
-            return Found::Miss;
+        if slot.fresh <= now {
+            if slot.expires <= now {
+                return Found::Miss;
+            }
+            return Found::Stale {
+                value: slot.typed_value(salt, typed),
+                bytes: slot.bytes.clone(),
+                left: slot.expires - now,
+            };
         }
         if !slot.used.load(Ordering::Relaxed) {
             slot.used.store(true, Ordering::Relaxed);
         }
-        if let (Some(typed), Some((value, s))) = (typed, &slot.typed) {
-            if *s == salt {
-                if let Some(v) = (typed.take)(&**value) {
-                    return Found::Value(v);
-                }
-            }
+        if let Some(v) = slot.typed_value(salt, typed) {
+            return Found::Value(v);
         }
         match &slot.bytes {
             Some(b) => Found::Bytes(b.clone()),
@@ -320,33 +366,39 @@ impl LocalTier {
         }
     }
 
-    /// Remaining life of the live entry under `key` (`None`: absent).
-    pub(crate) fn remaining(&self, key: &str) -> Option<Duration> {
+    /// Remaining life of the fresh entry under `key` (`None`: absent or
+    /// stale), and how long it is kept after that for fail-safe.
+    pub(crate) fn remaining(&self, key: &str) -> Option<Life> {
         let (hash, shard) = self.locate(key);
         let now = self.clock.now();
         let shard = read(shard);
         let slot = shard.table.find(hash, |s| &*s.key == key)?;
-        (slot.expires > now).then(|| slot.expires - now)
+        (slot.fresh > now).then(|| Life {
+            fresh: slot.fresh - now,
+            stale: slot.expires - slot.fresh,
+        })
     }
 
     /// Inserts (or replaces) the entry under `key`, unless an invalidation
-    /// covering it was seen after `since` (then false, counted). `ttl` is
-    /// capped by the tier's own.
+    /// covering it was seen after `since` (then false, counted): fresh for
+    /// `life.fresh` (capped by the tier's own TTL), then kept stale for
+    /// `life.stale` (fail-safe; zero without it).
     pub(crate) fn insert(
         &self,
         key: &str,
         typed: Option<(AnyValue, Salt)>,
         bytes: Option<Bytes>,
         weight: usize,
-        ttl: Duration,
+        life: Life,
         since: u64,
     ) -> bool {
-        let ttl = ttl.min(self.ttl);
+        let ttl = life.fresh.min(self.ttl);
         if ttl.is_zero() || weight > self.bytes_per_shard {
             return false;
         }
         let (hash, shard) = self.locate(key);
-        let expires = expiry(self.clock.now(), ttl);
+        let fresh = expiry(self.clock.now(), ttl);
+        let expires = expiry(fresh, life.stale);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut guard = write(shard);
         // Checked under the shard lock: an invalidation records itself
@@ -363,6 +415,7 @@ impl LocalTier {
             id,
             typed,
             bytes,
+            fresh,
             expires,
             weight,
             used: AtomicBool::new(false),
@@ -498,7 +551,7 @@ mod tests {
             Some(((Typed::<u32>::new().keep)(&v), Salt::NONE)),
             None,
             10,
-            ttl,
+            Life::fresh(ttl),
             since,
         )
     }
@@ -536,9 +589,46 @@ mod tests {
         assert_eq!((get(&t, "short"), get(&t, "long")), (Some(1), Some(2)));
         ms.store(5_000, Ordering::Relaxed);
         assert_eq!(get(&t, "short"), None);
-        assert_eq!(t.remaining("long"), Some(Duration::from_millis(55_000)));
+        assert_eq!(
+            t.remaining("long").map(|l| l.fresh),
+            Some(Duration::from_millis(55_000))
+        );
         ms.store(60_000, Ordering::Relaxed);
         assert_eq!(get(&t, "long"), None, "the tier's own TTL caps the entry's");
+    }
+
+    #[test]
+    fn a_kept_entry_turns_stale_then_dies() {
+        let (t, ms) = tier(100, 1 << 20);
+        let since = t.seq();
+        let life = Life {
+            fresh: Duration::from_secs(5),
+            stale: Duration::from_secs(100),
+        };
+        let kept = Some(((Typed::<u32>::new().keep)(&9), Salt::NONE));
+        assert!(t.insert("k", kept, None, 10, life, since));
+        assert_eq!(get(&t, "k"), Some(9));
+        ms.store(5_000, Ordering::Relaxed);
+        assert_eq!(get(&t, "k"), None, "stale is not a hit");
+        assert!(t.remaining("k").is_none());
+        let stale = |salt| match t.lookup("k", salt, Some(Typed::<u32>::new())) {
+            Found::Stale { value, .. } => value,
+            _ => None,
+        };
+        assert_eq!(stale(Salt::NONE), Some(9));
+        assert_eq!(
+            stale(Salt::of_version(3)),
+            None,
+            "another salt's stale value is not usable"
+        );
+        // The tier's own TTL caps the fresh part, not the kept part.
+        ms.store(104_999, Ordering::Relaxed);
+        assert_eq!(stale(Salt::NONE), Some(9));
+        ms.store(105_000, Ordering::Relaxed);
+        assert!(matches!(
+            t.lookup("k", Salt::NONE, Some(Typed::<u32>::new())),
+            Found::Miss
+        ));
     }
 
     #[test]
@@ -570,7 +660,7 @@ mod tests {
             None,
             Some(Bytes::from(vec![0; 101])),
             101,
-            MIN,
+            Life::fresh(MIN),
             since
         ));
     }
@@ -597,7 +687,7 @@ mod tests {
             Some((v.clone(), Salt::NONE)),
             None,
             1,
-            MIN,
+            Life::fresh(MIN),
             before
         ));
         // Other keys were not covered: accepted.
@@ -606,7 +696,7 @@ mod tests {
             Some((v.clone(), Salt::NONE)),
             None,
             1,
-            MIN,
+            Life::fresh(MIN),
             before
         ));
         // A read that started after it: accepted.
@@ -622,7 +712,14 @@ mod tests {
             t.invalidate(Invalidation::Key(format!("x{i}")));
         }
         let v = (Typed::<u32>::new().keep)(&1);
-        assert!(!t.insert("unrelated", Some((v, Salt::NONE)), None, 1, MIN, before));
+        assert!(!t.insert(
+            "unrelated",
+            Some((v, Salt::NONE)),
+            None,
+            1,
+            Life::fresh(MIN),
+            before
+        ));
     }
 
     #[test]

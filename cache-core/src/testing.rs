@@ -681,7 +681,7 @@ impl Backend for MapStore {
         Ok(match self.live().get(key.as_str()) {
             None => (None, Fence::Absent),
             Some(s) if is_tombstone(&s.value) => (None, Fence::Token(s.value.clone())),
-            Some(s) => (Some(s.value.clone()), Fence::None),
+            Some(s) => (Some(s.value.clone()), Fence::Token(s.value.clone())),
         })
     }
     async fn set_fenced(

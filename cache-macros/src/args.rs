@@ -40,8 +40,22 @@ impl Macro {
         use Name::*;
         match self {
             Macro::Cache => &[
-                KeyPrefix, ResourceId, Key, Expire, Version, Cache, CacheNone, Companion, Shared,
-                Local, LocalTtl, Extra, Patterns, Crate,
+                KeyPrefix,
+                ResourceId,
+                Key,
+                Expire,
+                Version,
+                Cache,
+                CacheNone,
+                Companion,
+                Shared,
+                Local,
+                LocalTtl,
+                FailSafeMax,
+                FailSafeThrottle,
+                Extra,
+                Patterns,
+                Crate,
             ],
             Macro::Invalidate => &[
                 KeyPrefix, ResourceId, Key, Extra, Patterns, Before, Cache, Crate,
@@ -128,6 +142,8 @@ argument_names! {
     Shared: shared,
     Local: local,
     LocalTtl: local_ttl,
+    FailSafeMax: fail_safe_max,
+    FailSafeThrottle: fail_safe_throttle,
     Extra: extra,
     Patterns: patterns,
     Before: before,
@@ -309,6 +325,11 @@ pub(crate) struct CacheArgs {
     pub local: bool,
     /// `local_ttl = N` seconds: caps how long the local tier keeps this function's values.
     pub local_ttl: Option<u64>,
+    /// `fail_safe_max = N` seconds: keep entries N s past `expire` and serve
+    /// them when the body fails (`Some(0)`: off, whatever the cache's default).
+    pub fail_safe_max: Option<u64>,
+    /// `fail_safe_throttle = N` seconds: how long a fallback value counts as fresh.
+    pub fail_safe_throttle: Option<u64>,
     /// Where `extra` / `patterns` were written, in order: they need a
     /// method-aware handler, which only the signature tells.
     pub invalidation_args: Vec<(Name, Span)>,
@@ -325,6 +346,8 @@ impl Default for CacheArgs {
             shared: false,
             local: true,
             local_ttl: None,
+            fail_safe_max: None,
+            fail_safe_throttle: None,
             invalidation_args: Vec::new(),
         }
     }
@@ -352,6 +375,30 @@ impl MacroArgs for CacheArgs {
             Name::Shared => self.shared = lit_bool(cx, name, value).unwrap_or(false),
             Name::Local => self.local = lit_bool(cx, name, value).unwrap_or(true),
             Name::LocalTtl => self.local_ttl = local_ttl(cx, value),
+            Name::FailSafeMax => {
+                self.fail_safe_max = whole_number(
+                    cx,
+                    name,
+                    value,
+                    "u64 seconds",
+                    "`fail_safe_max` takes a whole number of seconds, e.g. fail_safe_max = 3600 (how long past `expire` an entry is kept to fall back on; 0 turns fail-safe off)",
+                )
+            }
+            Name::FailSafeThrottle => {
+                self.fail_safe_throttle = whole_number(
+                    cx,
+                    name,
+                    value,
+                    "u64 seconds",
+                    "`fail_safe_throttle` takes a whole number of seconds, e.g. fail_safe_throttle = 30 (how long a fallback value is served before the body is tried again)",
+                )
+                .filter(|&secs| {
+                    if secs == 0 {
+                        cx.error_spanned_by(value, "`fail_safe_throttle = 0` would run a failing body on every call: give at least 1 second");
+                    }
+                    secs > 0
+                })
+            }
             other => unreachable!("{} does not take `{other}`", Self::MACRO),
         }
     }

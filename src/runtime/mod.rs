@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use cache_core::codec::Salt;
-use cache_core::{Outcome, TierUse, Typed};
+use cache_core::{Cache, FailSafe, Outcome, TierUse, Typed};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::registry::{is_enabled, resolve};
@@ -35,6 +35,10 @@ pub struct CacheSpec {
     pub local: bool,
     /// `#[cache(local_ttl = N)]`: caps the local tier's TTL for this function's values.
     pub local_ttl: Option<u64>,
+    /// `#[cache(fail_safe_max = N)]` seconds (`Some(0)`: off); `None`: the cache's fail-safe.
+    pub fail_safe_max: Option<u64>,
+    /// `#[cache(fail_safe_throttle = N)]` seconds; `None`: the cache's (or the default) throttle.
+    pub fail_safe_throttle: Option<u64>,
     /// The annotated function's crate version (`CARGO_PKG_VERSION`), mixed
     /// into the fingerprint of types whose shape cannot be traced whole.
     pub crate_version: &'static str,
@@ -45,6 +49,27 @@ pub struct CacheSpec {
 }
 
 impl CacheSpec {
+    /// This function's fail-safe: its own arguments over the cache's.
+    pub fn fail_safe(&self, cache: &Cache) -> Option<FailSafe> {
+        let secs = Duration::from_secs;
+        let base = match self.fail_safe_max {
+            Some(0) => return None,
+            Some(max) => Some(
+                cache
+                    .fail_safe()
+                    .map_or(FailSafe::new(secs(max)), |fs| FailSafe {
+                        max: secs(max),
+                        ..fs
+                    }),
+            ),
+            None => cache.fail_safe(),
+        };
+        match (base, self.fail_safe_throttle) {
+            (Some(fs), Some(t)) => Some(fs.throttle(secs(t))),
+            (fs, _) => fs,
+        }
+    }
+
     /// Whether the wrapper should compute a key at all (enabled and not `expire = 0`).
     #[inline]
     pub fn active(&self) -> bool {
@@ -163,7 +188,14 @@ where
         ttl: spec.local_ttl.map(Duration::from_secs),
     };
     let (out, encode_error) = cache
-        .read_through(&full, ttl, spec.salt(instance), body, tier)
+        .read_through(
+            &full,
+            ttl,
+            spec.salt(instance),
+            body,
+            tier,
+            spec.fail_safe(cache),
+        )
         .await;
     if let Some(e) = encode_error {
         cache.note_failure("encode", &full, &e);

@@ -37,7 +37,8 @@
 //! [`exists`], [`ttl_reported`], [`ttl_expiry`], [`delete_pattern`],
 //! [`namespaces_isolated`], [`clear_namespace`], [`binary_and_empty_values`],
 //! [`unicode_keys`], [`hostile_keys`], [`large_values`],
-//! [`concurrent_writers`], [`single_flight`].
+//! [`concurrent_writers`], [`single_flight`], [`fail_safe`]; and, for
+//! fencing stores, [`fenced_fills`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{ready, Future, Ready};
@@ -46,7 +47,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backend::Backend;
-use crate::{Cache, Error};
+use crate::{Cache, Error, FailSafe};
+use cache_core::TierUse;
 
 /// What the store under test can do; the suite checks the rest is refused cleanly.
 ///
@@ -171,6 +173,7 @@ where
     check!(concurrent_writers);
     check!(single_flight);
     check!(counters, caps);
+    check!(fail_safe);
 }
 
 /// `set` then `get` returns the value; an absent key reads as `None`.
@@ -916,6 +919,136 @@ where
         ok(C, "get", b.get::<String>("k").await).as_deref(),
         Some("after"),
         "[{C}] a fill read after the invalidation must land"
+    );
+
+    // The refresh of an entry kept stale for fail-safe is fenced too: it
+    // replaces the stale entry only while nothing invalidated it.
+    let policy = FailSafe::new(Duration::from_secs(60));
+    let refused = a.stats().fenced_fills;
+    let first = fail_safe_read(&a, "stale", policy, async { Ok("v1".to_owned()) }).await;
+    assert_eq!(first.as_deref(), Ok("v1"));
+    wait_until_expired::<String>(C, &a, "stale").await;
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let slow = fail_safe_read(&a, "stale", policy, async move {
+        let _ = started_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), held).await;
+        Ok("computed before the mutation".to_owned())
+    });
+    let mutate = async {
+        let _ = tokio::time::timeout(Duration::from_secs(10), started).await;
+        let deleted = b.delete("stale").await;
+        let _ = release.send(());
+        deleted
+    };
+    let (got, deleted) = tokio::join!(slow, mutate);
+    assert_eq!(got.as_deref(), Ok("computed before the mutation"));
+    ok(C, "delete", deleted);
+    assert_eq!(
+        ok(C, "get", b.get::<String>("stale").await),
+        None,
+        "[{C}] a fail-safe refresh landed over an invalidation that came after its read"
+    );
+    assert!(
+        a.stats().fenced_fills > refused,
+        "[{C}] the refused refresh must be counted: {:?}",
+        a.stats()
+    );
+}
+
+/// A read through `cache` with fail-safe `policy` and a 1 s TTL (what
+/// `#[cache(expire = 1, fail_safe_max = …)]` does).
+async fn fail_safe_read<V, Fut>(
+    cache: &Cache,
+    key: &str,
+    policy: FailSafe,
+    body: Fut,
+) -> Result<V, &'static str>
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+    Fut: Future<Output = Result<V, &'static str>>,
+{
+    let full = cache.full_key(key).into_owned();
+    let (out, _) = cache
+        .read_through(
+            &full,
+            Duration::from_secs(1),
+            cache_core::codec::Salt::NONE,
+            body,
+            TierUse::OFF,
+            Some(policy),
+        )
+        .await;
+    out
+}
+
+/// Polls until `key` (written with a 1 s TTL) reads as expired; at most 5 s.
+/// `T` is the entry's type (a read with another type would delete it).
+async fn wait_until_expired<T: serde::de::DeserializeOwned>(check: &str, cache: &Cache, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ok(check, "get while waiting", cache.get::<T>(key).await).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "[{check}] a key with a 1 s TTL was still fresh after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Fail-safe ([`FailSafe`]): past its TTL an entry answers when the body
+/// fails, the failing body is not run again within the throttle, and a
+/// deleted entry is never a fallback. Takes about one second (a 1 s TTL).
+pub async fn fail_safe<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "fail_safe";
+    let cache = cache_for(make, C).await;
+    let policy = FailSafe::new(Duration::from_secs(60)).throttle(Duration::from_secs(30));
+    let runs = AtomicU64::new(0);
+    let counted = |answer: Result<u32, &'static str>| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        async move { answer }
+    };
+    assert_eq!(
+        fail_safe_read(&cache, "k", policy, counted(Ok(1))).await,
+        Ok(1)
+    );
+    assert_eq!(
+        fail_safe_read(&cache, "gone", policy, counted(Ok(2))).await,
+        Ok(2)
+    );
+    ok(C, "delete", cache.delete("gone").await);
+    wait_until_expired::<u32>(C, &cache, "k").await;
+    let served = cache.stats().stale_served;
+    assert_eq!(
+        fail_safe_read(&cache, "k", policy, counted(Err("source down"))).await,
+        Ok(1),
+        "[{C}] the stale value must answer a failing body"
+    );
+    assert_eq!(
+        cache.stats().stale_served,
+        served + 1,
+        "[{C}] stale_served must count it"
+    );
+    // Throttled: the next call is answered without the body.
+    let before = runs.load(Ordering::SeqCst);
+    let throttled = fail_safe_read(&cache, "k", policy, async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Err::<u32, _>("source down")
+    })
+    .await;
+    assert_eq!(throttled, Ok(1));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        before,
+        "[{C}] the failing body ran again within the throttle"
+    );
+    assert_eq!(
+        fail_safe_read(&cache, "gone", policy, counted(Err("source down"))).await,
+        Err::<u32, _>("source down"),
+        "[{C}] a deleted entry must never be a fallback"
     );
 }
 

@@ -773,3 +773,80 @@ fn values_over_the_size_limit_are_skipped_not_errors() {
         assert!(matches!(err, Error::ValueTooLarge { .. }), "{err}");
     });
 }
+
+// --- fail-safe ---------------------------------------------------------------
+
+static PRICE: OnceLock<Calls> = OnceLock::new();
+static PRICE_SOURCE_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn price_source(id: u64) -> Result<u64, AppError> {
+    PRICE.get_or_init(Calls::default).hit();
+    if PRICE_SOURCE_DOWN.load(std::sync::atomic::Ordering::SeqCst) {
+        Err(AppError("price source down"))
+    } else {
+        Ok(id * 100)
+    }
+}
+
+#[cacheside::cache(
+    key_prefix = "price",
+    resource_id = "id",
+    expire = 1,
+    fail_safe_max = 60,
+    fail_safe_throttle = 30
+)]
+async fn price(id: u64) -> Result<u64, AppError> {
+    price_source(id)
+}
+
+#[cacheside::cache(key_prefix = "price-plain", resource_id = "id", expire = 1)]
+async fn price_without_fail_safe(id: u64) -> Result<u64, AppError> {
+    price_source(id)
+}
+
+/// `fail_safe_max`: past `expire` the entry answers a failing body, which is
+/// not asked again within `fail_safe_throttle`; without it, the error goes
+/// through. Real time: one 1 s TTL to wait out.
+#[test]
+fn fail_safe_answers_a_failing_body_with_the_stale_value() {
+    run(async {
+        let cache = global().await;
+        let calls = PRICE.get_or_init(Calls::default);
+        assert_eq!(price(7).await, Ok(700));
+        assert_eq!(price_without_fail_safe(7).await, Ok(700));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while price_cache_entry(7).get().await.unwrap().is_some()
+            || price_without_fail_safe_cache_entry(7)
+                .get()
+                .await
+                .unwrap()
+                .is_some()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a 1 s entry was still fresh after 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        PRICE_SOURCE_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+        let served = cache.stats().stale_served;
+        assert_eq!(price(7).await, Ok(700), "the stale value answers");
+        assert_eq!(cache.stats().stale_served, served + 1);
+        let runs = calls.get();
+        assert_eq!(price(7).await, Ok(700));
+        assert_eq!(
+            calls.get(),
+            runs,
+            "the failing body ran again within the throttle"
+        );
+        assert_eq!(
+            price_without_fail_safe(7).await,
+            Err(AppError("price source down")),
+            "without fail_safe_max the error goes through"
+        );
+        // An invalidated entry is no fallback.
+        price_cache_entry(7).invalidate().await.unwrap();
+        assert_eq!(price(7).await, Err(AppError("price source down")));
+        PRICE_SOURCE_DOWN.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+}

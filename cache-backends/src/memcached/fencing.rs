@@ -32,17 +32,18 @@ fn store_for(fence: &Fence) -> Result<Option<Store>, ()> {
     }
 }
 
-/// What a fenced read found: a live value (no fence), no item (the fill
-/// must find none), or an item that reads as absent, a tombstone or an
-/// entry of a retired generation (the fill must find the same item, by
-/// its CAS: an `ME` would never land on it).
+/// What a fenced read found: a live value (its CAS, for a refresh of a
+/// stale entry that must find it unchanged), no item (the fill must find
+/// none), or an item that reads as absent, a tombstone or an entry of a
+/// retired generation (the fill must find the same item, by its CAS: an
+/// `ME` would never land on it).
 fn fenced(
     value: Option<Bytes>,
     got: &Reply,
     op: &'static str,
 ) -> Result<(Option<Bytes>, Fence), Error> {
     match value {
-        Some(value) => Ok((Some(value), Fence::None)),
+        Some(value) => Ok((Some(value), got.cas.map_or(Fence::None, cas_token))),
         None if !got.hit() => Ok((None, Fence::Absent)),
         None => got
             .cas

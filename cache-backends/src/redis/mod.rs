@@ -576,8 +576,8 @@ if live then return 1 end
 return 0
 ";
 
-/// `SET KEYS[1] ARGV[2] [PX ARGV[3]]` only while `KEYS[1]` holds the tombstone
-/// `ARGV[1]`; 1 when it wrote. (`ARGV[3] = ''`: no expiry.)
+/// `SET KEYS[1] ARGV[2] [PX ARGV[3]]` only while `KEYS[1]` holds `ARGV[1]`
+/// (a tombstone, or the stale value a fail-safe refresh read); 1 when it wrote. (`ARGV[3] = ''`: no expiry.)
 const SET_IF_LUA: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -696,7 +696,7 @@ macro_rules! redis_backend_impl {
                 Ok(n > 0)
             }
 
-            /// `GET`: a tombstone is the fence of the fill that follows.
+            /// `GET`: a tombstone, or a live value, is the fence of the fill that follows.
             async fn get_fenced(&self, key: Key<'_>) -> Result<(Option<Bytes>, cache_core::Fence), Error> {
                 let v: Option<Vec<u8>> = self.query("get", cmd("GET").arg(key.as_str())).await?;
                 Ok(match v {
@@ -704,7 +704,10 @@ macro_rules! redis_backend_impl {
                     Some(v) if cache_core::backend::is_tombstone(&v) => {
                         (None, cache_core::Fence::Token(Bytes::from(v)))
                     }
-                    Some(v) => (Some(Bytes::from(v)), cache_core::Fence::None),
+                    Some(v) => {
+                        let v = Bytes::from(v);
+                        (Some(v.clone()), cache_core::Fence::Token(v))
+                    }
                 })
             }
 

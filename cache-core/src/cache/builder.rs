@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fail_safe::FailSafe;
 use super::stats::Counters;
 use super::{
     Cache, Inner, Tier, DEFAULT_BULK_TIMEOUT, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
@@ -43,6 +44,7 @@ pub struct CacheBuilder {
     local: Option<LocalSettings>,
     backplane: Option<Box<dyn Backplane>>,
     fence_window: Duration,
+    fail_safe: Option<FailSafe>,
 }
 
 /// Default life of the tombstone an invalidation leaves (see [`CacheBuilder::fence_window`]).
@@ -62,6 +64,7 @@ impl CacheBuilder {
             local: None,
             backplane: None,
             fence_window: DEFAULT_FENCE_WINDOW,
+            fail_safe: None,
         }
     }
 
@@ -151,6 +154,24 @@ impl CacheBuilder {
         self
     }
 
+    /// Fail-safe for this cache's reads through [`get_or_set`](Cache::get_or_set),
+    /// [`get_or_compute`](Cache::get_or_compute) and `#[cache]` functions that
+    /// do not set their own (see [`FailSafe`]). Off by default; a zero `max`
+    /// turns it off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Cache, FailSafe, NullBackend};
+    /// let cache = Cache::builder(NullBackend)
+    ///     .fail_safe(FailSafe::new(Duration::from_secs(3600)))
+    ///     .build();
+    /// assert_eq!(cache.fail_safe().map(|f| f.max), Some(Duration::from_secs(3600)));
+    /// ```
+    pub fn fail_safe(mut self, fail_safe: FailSafe) -> Self {
+        self.fail_safe = FailSafe::active(Some(fail_safe));
+        self
+    }
+
     /// Finishes the cache.
     pub fn build(self) -> Cache {
         let backend = self.backend;
@@ -184,6 +205,7 @@ impl CacheBuilder {
                 pending: Pending::default(),
                 tier,
                 fence_window: self.fence_window,
+                fail_safe: self.fail_safe,
                 backplane: self.backplane,
                 origin: super::origin_id(),
                 subscribed: std::sync::Once::new(),

@@ -26,6 +26,9 @@ use crate::Error;
 
 pub mod builder;
 mod coherence;
+mod fail_safe;
+#[cfg(test)]
+mod fail_safe_tests;
 mod kept;
 pub mod outcome;
 mod read_through;
@@ -36,6 +39,7 @@ mod tests;
 mod tier_tests;
 
 pub use builder::{CacheBuilder, DEFAULT_FENCE_WINDOW};
+pub use fail_safe::FailSafe;
 pub use outcome::{NoneCached, Outcome, Plain};
 pub use read_through::TierUse;
 pub use stats::Stats;
@@ -91,6 +95,8 @@ pub(super) struct Inner {
     pending: Pending,
     tier: Tier,
     fence_window: Duration,
+    /// The default fail-safe of this cache's calls.
+    fail_safe: Option<FailSafe>,
     backplane: Option<Box<dyn Backplane>>,
     /// This cache's id on the backplane (its own messages come back to it).
     origin: u64,
@@ -202,6 +208,11 @@ impl Cache {
         self.inner.default_ttl
     }
 
+    /// The fail-safe of calls that do not choose their own (`None`: off).
+    pub fn fail_safe(&self) -> Option<FailSafe> {
+        self.inner.fail_safe
+    }
+
     /// The store key for `key`: the (encoded) namespace in front.
     ///
     /// ```
@@ -245,6 +256,7 @@ impl Cache {
             fenced_fills: c.fenced_fills.load() + self.tier_counter(|t| &t.refused),
             backplane_disconnects: c.backplane_disconnects.load(),
             backplane_failures: c.backplane_failures.load(),
+            stale_served: c.stale_served.load(),
         }
     }
 
@@ -378,7 +390,7 @@ impl Cache {
         let full = self.full_key(key);
         if let Some(t) = self.tier_store() {
             // Entries of the in-process tier always expire (no TTL is `DEFAULT_TTL`'s or longer).
-            return Ok(t.remaining(&full));
+            return Ok(t.remaining(&full).map(|life| life.fresh));
         }
         self.call_store("ttl", Bound::Op, self.inner.backend.ttl(self.key(&full)))
             .await
@@ -500,6 +512,7 @@ impl Cache {
                 Salt::NONE,
                 async { Plain(make().await) },
                 TierUse::OFF,
+                self.inner.fail_safe,
             )
             .await;
         match encode_error {
@@ -540,6 +553,7 @@ impl Cache {
                 Salt::NONE,
                 async { make().await },
                 TierUse::OFF,
+                self.inner.fail_safe,
             )
             .await;
         if let Some(e) = encode_error {

@@ -6,16 +6,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Serialize};
 
+use super::fail_safe::{CatchUnwind, FailSafe};
 use super::stats::bump;
 use super::{Cache, Tier};
 use crate::backend::Fence;
 use crate::backplane::Invalidation;
+use crate::clock;
 use crate::codec::{self, Salt, Storable};
 use crate::flight::{self, Role};
 use crate::guard::Bound;
-use crate::local::{Found, LocalTier, Typed};
+use crate::local::{Found, Life, LocalTier, Typed};
 use crate::pending::Target;
 use crate::{Error, Outcome};
 
@@ -46,10 +48,60 @@ impl<V> TierUse<V> {
     };
 }
 
+/// A stale entry kept for fail-safe, met on the way to the body.
+struct Stale<V> {
+    value: V,
+    /// Its encoded form, when it came as bytes.
+    bytes: Option<Bytes>,
+    /// How long it is still kept.
+    left: Duration,
+    /// Whether the store holds it (a network store, or the in-process one),
+    /// not only this process's tier in front of a store.
+    in_store: bool,
+}
+
+/// What a fenced read of a network store found.
+enum Read<T> {
+    /// A fresh entry: its value, its encoded size, and how long it stays
+    /// fresh when it says (an entry stamped with its freshness).
+    Fresh {
+        value: T,
+        size: usize,
+        left: Option<Duration>,
+    },
+    /// An entry past its freshness, kept for fail-safe.
+    Stale {
+        value: T,
+        bytes: Bytes,
+        left: Duration,
+    },
+    /// Nothing usable.
+    Miss,
+}
+
+/// The freshness stamped into a fill's entry.
+fn stamp(ttl: Duration, stale_for: Duration, body: Duration) -> codec::Freshness {
+    let now = clock::unix_ms();
+    let fresh_until_ms = now.saturating_add(millis(ttl));
+    codec::Freshness {
+        fresh_until_ms,
+        stale_until_ms: fresh_until_ms.saturating_add(millis(stale_for)),
+        body_ms: u32::try_from(body.as_millis()).unwrap_or(u32::MAX),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// What a fill carries from the read before it.
+#[derive(Clone, Copy)]
 struct Fill<'a> {
     full: &'a str,
+    /// Fresh for this long…
     ttl: Duration,
+    /// …then kept this long for fail-safe (zero without it).
+    stale_for: Duration,
     local_ttl: Duration,
     salt: Salt,
     budget: Duration,
@@ -101,6 +153,10 @@ impl Cache {
     ///
     /// Never fails: store errors fall back to `body`. An encode error is
     /// returned beside the value so each caller decides how loud to be.
+    ///
+    /// With `fail_safe`, entries are kept past `ttl` and a stale one found
+    /// on the way answers when `body` gives nothing cacheable or panics, or
+    /// when the store cannot be read ([`FailSafe`]).
     #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
     pub async fn read_through<O, Fut>(
         &self,
@@ -109,6 +165,7 @@ impl Cache {
         salt: Salt,
         body: Fut,
         tier: TierUse<O::Value>,
+        fail_safe: Option<FailSafe>,
     ) -> (O, Option<Error>)
     where
         O: Outcome,
@@ -116,6 +173,8 @@ impl Cache {
     {
         let inner = &*self.inner;
         self.ensure_subscribed();
+        let fail_safe = FailSafe::active(fail_safe);
+        let stale_for = fail_safe.map_or(Duration::ZERO, |fs| fs.max);
         // The tier this call uses: the store itself, or one in front of it
         // for values it can hand out.
         let local = match &inner.tier {
@@ -126,6 +185,8 @@ impl Cache {
         let tier_is_store = matches!(inner.tier, Tier::Store(_));
         let local_ttl = tier.ttl.map_or(ttl, |t| t.min(ttl));
         let since = local.map_or(0, |t| t.seq());
+        // A stale entry met on the way: the fallback of fail-safe.
+        let mut stale: Option<Stale<O::Value>> = None;
         if let Some(t) = local {
             match t.lookup(full, salt, tier.typed) {
                 Found::Value(v) => {
@@ -144,6 +205,18 @@ impl Cache {
                         return (O::from_cached(v), None);
                     }
                 }
+                Found::Stale { value, bytes, left } if fail_safe.is_some() => {
+                    let value = value.or_else(|| {
+                        let bytes = bytes.as_deref()?;
+                        codec::open_salted::<O::Value>(&*inner.codec, bytes, salt).ok()
+                    });
+                    stale = value.map(|value| Stale {
+                        value,
+                        bytes,
+                        left,
+                        in_store: tier_is_store,
+                    });
+                }
                 _ => {}
             }
         }
@@ -153,25 +226,44 @@ impl Cache {
         let deadline = inner.gate.call_deadline();
         let started = tokio::time::Instant::now();
         let mut fence = Fence::None;
+        let mut unreadable = false;
         if tier_is_store {
             bump(&inner.counters.misses);
         } else {
             match self.read_fenced::<O::Value>(full, deadline, salt).await {
-                Ok((Some((v, size)), _)) => {
+                Ok((Read::Fresh { value, size, left }, _)) => {
                     if let (Some(t), Some(typed)) = (local, tier.typed) {
+                        let life = Life {
+                            fresh: left.map_or(local_ttl, |left| left.min(local_ttl)),
+                            stale: stale_for,
+                        };
                         t.insert(
                             full,
-                            Some(((typed.keep)(&v), salt)),
+                            Some(((typed.keep)(&value), salt)),
                             None,
                             size,
-                            local_ttl,
+                            life,
                             since,
                         );
                     }
-                    return (O::from_cached(v), None);
+                    return (O::from_cached(value), None);
                 }
-                Ok((None, f)) => fence = f,
-                Err(e) => self.note_failure("read", full, &e),
+                Ok((Read::Stale { value, bytes, left }, f)) => {
+                    fence = f;
+                    if fail_safe.is_some() {
+                        stale = Some(Stale {
+                            value,
+                            bytes: Some(bytes),
+                            left,
+                            in_store: true,
+                        });
+                    }
+                }
+                Ok((Read::Miss, f)) => fence = f,
+                Err(e) => {
+                    self.note_failure("read", full, &e);
+                    unreadable = true;
+                }
             }
         }
         let write_budget = deadline.map_or(inner.gate.op_timeout(), |d| {
@@ -180,6 +272,7 @@ impl Cache {
         let fill = Fill {
             full,
             ttl,
+            stale_for,
             local_ttl,
             salt,
             budget: write_budget,
@@ -187,6 +280,17 @@ impl Cache {
             started,
             since,
         };
+        let fallback = match (unreadable, fail_safe) {
+            (true, Some(fs)) => stale.take().map(|s| (fs, s)),
+            _ => None,
+        };
+        if let Some((fs, s)) = fallback {
+            // The store cannot be read and this process holds a stale value:
+            // it answers, and the body (whose result could not be stored
+            // either) is not run, for the throttle.
+            let out = self.fall_back(&fill, s, fs, local, tier, || false).await.0;
+            return (O::from_cached(out), None);
+        }
         match inner.flights.join(full) {
             Role::Leader(guard) => {
                 // The previous leader of this key may have finished between
@@ -197,8 +301,36 @@ impl Cache {
                         return (O::from_cached(v), None);
                     }
                 }
-                let out = body.await;
-                let (sealed, encode_error) = self.encode_outcome(full, &out, salt);
+                let body_started = tokio::time::Instant::now();
+                let ran = match (&stale, fail_safe) {
+                    // A panic is caught only when there is a value to answer in its place.
+                    (Some(_), Some(_)) => CatchUnwind(Box::pin(body)).await,
+                    _ => Ok(body.await),
+                };
+                let failed = ran.as_ref().map_or(true, |out| out.cacheable().is_none());
+                let fallback = match (failed, fail_safe) {
+                    (true, Some(fs)) => stale.take().map(|s| (fs, s)),
+                    _ => None,
+                };
+                if let Some((fs, s)) = fallback {
+                    if ran.is_err() {
+                        tracing::warn!(
+                            key = full,
+                            "the cached function panicked; answering with the stale value (fail-safe)"
+                        );
+                    }
+                    let (value, shared) = self
+                        .fall_back(&fill, s, fs, local, tier, || guard.is_stale())
+                        .await;
+                    guard.land(shared);
+                    return (O::from_cached(value), None);
+                }
+                let out = match ran {
+                    Ok(out) => out,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                };
+                let fresh = fail_safe.map(|_| stamp(ttl, stale_for, body_started.elapsed()));
+                let (sealed, encode_error) = self.encode_outcome(full, &out, salt, fresh);
                 guard.land(sealed.clone());
                 if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
                     // Invalidated while the body ran: its value may predate the mutation.
@@ -223,19 +355,98 @@ impl Cache {
                 }
                 // The leader had nothing to share (error, None, cancelled):
                 // run our own body, and store what it gives like a leader would.
+                let body_started = tokio::time::Instant::now();
                 let out = body.await;
-                let (sealed, encode_error) = self.encode_outcome(full, &out, salt);
-                let stale = || inner.flights.epoch() != epoch;
+                let fresh = fail_safe.map(|_| stamp(ttl, stale_for, body_started.elapsed()));
+                let (sealed, encode_error) = self.encode_outcome(full, &out, salt, fresh);
+                let stale_fill = || inner.flights.epoch() != epoch;
                 if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
-                    if stale() {
+                    if stale_fill() {
                         bump(&inner.counters.fenced_fills);
                     } else {
-                        self.fill(&fill, bytes, value, local, tier, stale).await;
+                        self.fill(&fill, bytes, value, local, tier, stale_fill)
+                            .await;
                     }
                 }
                 (out, encode_error)
             }
         }
+    }
+
+    /// Fail-safe's fallback: `stale` answers the call, and counts as fresh
+    /// again for the throttle (at most what is left of its kept time): in
+    /// this process's tier, and in the store when it came from there,
+    /// written like a fill (fenced by the read that found it, so that it
+    /// cannot land over an invalidation that came after). Returns the value,
+    /// and the bytes to share with the callers waiting on this one.
+    async fn fall_back<V>(
+        &self,
+        fill: &Fill<'_>,
+        stale: Stale<V>,
+        fs: FailSafe,
+        local: Option<&LocalTier>,
+        tier: TierUse<V>,
+        invalidated: impl Fn() -> bool,
+    ) -> (V, Option<Bytes>)
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        let inner = &*self.inner;
+        bump(&inner.counters.stale_served);
+        let fresh_for = fs.throttle.min(stale.left);
+        let stale_for = stale.left - fresh_for;
+        let now = clock::unix_ms();
+        let stamp = codec::Freshness {
+            fresh_until_ms: now.saturating_add(millis(fresh_for)),
+            stale_until_ms: now.saturating_add(millis(stale.left)),
+            body_ms: 0,
+        };
+        let bytes = match &stale.bytes {
+            Some(bytes) => codec::restamp(bytes, stamp).map(Bytes::from),
+            None => self
+                .encode_for_fill(fill.full, &stale.value, fill.salt, Some(stamp))
+                .ok()
+                .flatten(),
+        };
+        if invalidated() {
+            bump(&inner.counters.fenced_fills);
+            return (stale.value, bytes);
+        }
+        let throttled = Fill {
+            ttl: fresh_for,
+            stale_for,
+            local_ttl: fresh_for.min(fill.local_ttl),
+            ..*fill
+        };
+        match (&bytes, stale.in_store) {
+            (Some(b), true) => {
+                self.fill(
+                    &throttled,
+                    b.clone(),
+                    &stale.value,
+                    local,
+                    tier,
+                    invalidated,
+                )
+                .await
+            }
+            // Only this process's tier held it: throttle here.
+            _ => {
+                if let Some(t) = local {
+                    let typed = tier
+                        .typed
+                        .map(|typed| ((typed.keep)(&stale.value), fill.salt));
+                    let weight = bytes.as_ref().map_or(0, Bytes::len);
+                    let kept = bytes.clone().filter(|_| inner.tier.store().is_some());
+                    let life = Life {
+                        fresh: throttled.local_ttl,
+                        stale: stale_for,
+                    };
+                    t.insert(fill.full, typed, kept, weight, life, fill.since);
+                }
+            }
+        }
+        (stale.value, bytes)
     }
 
     /// Decodes an entry of the in-process tier; one that does not decode as
@@ -269,9 +480,10 @@ impl Cache {
         full: &str,
         out: &O,
         salt: Salt,
+        fresh: Option<codec::Freshness>,
     ) -> (Option<Bytes>, Option<Error>) {
         match out.cacheable() {
-            Some(v) => match self.encode_for_fill(full, v, salt) {
+            Some(v) => match self.encode_for_fill(full, v, salt, fresh) {
                 Ok(b) => (b, None),
                 Err(e) => (None, Some(e)),
             },
@@ -302,9 +514,13 @@ impl Cache {
         let weight = bytes.len();
         // `local` is the in-process store (bytes kept) or a tier in front of
         // a network store for a type it can hand out (typed kept).
-        let keep = |t: &LocalTier, bytes: Option<Bytes>, ttl: Duration| {
+        let keep = |t: &LocalTier, bytes: Option<Bytes>, fresh: Duration| {
             let typed = tier.typed.map(|typed| ((typed.keep)(value), fill.salt));
-            t.insert(full, typed, bytes, weight, ttl, fill.since);
+            let life = Life {
+                fresh,
+                stale: fill.stale_for,
+            };
+            t.insert(full, typed, bytes, weight, life, fill.since);
         };
         if let Some(t) = inner.tier.store() {
             keep(t, Some(bytes), fill.ttl);
@@ -359,9 +575,12 @@ impl Cache {
             .call_store(
                 "set",
                 Bound::Within(fill.budget),
-                inner
-                    .backend
-                    .set_fenced(key, bytes, Some(fill.ttl), fill.fence),
+                inner.backend.set_fenced(
+                    key,
+                    bytes,
+                    Some(fill.ttl.saturating_add(fill.stale_for)),
+                    fill.fence,
+                ),
             )
             .await;
         if let Ok(true) = result {
@@ -381,13 +600,13 @@ impl Cache {
         full: &str,
         deadline: Option<tokio::time::Instant>,
         salt: Salt,
-    ) -> Result<(Option<(T, usize)>, Fence), Error> {
+    ) -> Result<(Read<T>, Fence), Error> {
         let inner = &*self.inner;
         if inner.pending.covers(full, inner.prefix.len()) {
             bump(&inner.counters.misses);
             self.deliver_pending();
             // The kept delete is not in the store yet: a fill would be undone by it.
-            return Ok((None, Fence::None));
+            return Ok((Read::Miss, Fence::None));
         }
         let get = inner.backend.get_fenced(self.key(full));
         let (got, fence) = match deadline {
@@ -399,16 +618,31 @@ impl Cache {
         };
         let Some(bytes) = got else {
             bump(&inner.counters.misses);
-            return Ok((None, fence));
+            return Ok((Read::Miss, fence));
         };
         let size = bytes.len();
+        let now = codec::freshness(&bytes).map(|f| (f, clock::unix_ms()));
+        if let Some((f, now)) = now.filter(|(f, now)| !f.is_fresh_at(*now)) {
+            // Past its freshness: a miss, whose fill replaces this entry
+            // only while it is unchanged (the fence); kept, it is fail-safe's fallback.
+            bump(&inner.counters.misses);
+            let left = Duration::from_millis(f.stale_until_ms.saturating_sub(now));
+            let value = codec::open_salted::<T>(&*inner.codec, &bytes, salt).ok();
+            return Ok(match value.filter(|_| !left.is_zero()) {
+                Some(value) => (Read::Stale { value, bytes, left }, fence),
+                None => (Read::Miss, fence),
+            });
+        }
         match self
             .decode_or_delete::<T>(full, &bytes, deadline, salt)
             .await?
         {
-            Some(v) => Ok((Some((v, size)), fence)),
+            Some(value) => {
+                let left = now.map(|(f, now)| Duration::from_millis(f.fresh_until_ms - now));
+                Ok((Read::Fresh { value, size, left }, fence))
+            }
             // Deleted: absent now, as far as this read knows.
-            None => Ok((None, Fence::None)),
+            None => Ok((Read::Miss, Fence::None)),
         }
     }
 
@@ -454,6 +688,11 @@ impl Cache {
             bump(&inner.counters.misses);
             return Ok(None);
         };
+        if codec::freshness(&bytes).is_some_and(|f| !f.is_fresh_at(clock::unix_ms())) {
+            // Kept past its TTL for fail-safe: expired, to every reader but that fallback.
+            bump(&inner.counters.misses);
+            return Ok(None);
+        }
         self.decode_or_delete(full, &bytes, deadline, salt).await
     }
 
@@ -501,12 +740,14 @@ impl Cache {
         &self,
         value: &T,
         salt: Salt,
+        fresh: Option<codec::Freshness>,
     ) -> Result<Bytes, Error> {
-        let bytes =
-            codec::seal_salted(&*self.inner.codec, value, salt).map_err(|e| Error::Encode {
+        let bytes = codec::seal_fresh(&*self.inner.codec, value, salt, fresh).map_err(|e| {
+            Error::Encode {
                 codec: self.inner.codec.name(),
                 message: e.0,
-            })?;
+            }
+        })?;
         if bytes.len() > self.inner.max_value_size {
             bump(&self.inner.counters.skipped);
             return Err(Error::ValueTooLarge {
@@ -524,8 +765,9 @@ impl Cache {
         full: &str,
         value: &T,
         salt: Salt,
+        fresh: Option<codec::Freshness>,
     ) -> Result<Option<Bytes>, Error> {
-        match self.encode_entry(value, salt) {
+        match self.encode_entry(value, salt, fresh) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(Error::ValueTooLarge { size, limit }) => {
                 tracing::warn!(
@@ -551,7 +793,7 @@ impl Cache {
     ) -> Result<(), Error> {
         if let Some(t) = self.tier_store() {
             let weight = bytes.len();
-            t.insert(full, None, Some(bytes), weight, ttl, t.seq());
+            t.insert(full, None, Some(bytes), weight, Life::fresh(ttl), t.seq());
             return Ok(());
         }
         let key = self.key(full);
@@ -593,7 +835,7 @@ impl Cache {
         ttl: Option<Duration>,
         salt: Salt,
     ) -> Result<(), Error> {
-        let bytes = self.encode_entry(value, salt)?;
+        let bytes = self.encode_entry(value, salt, None)?;
         let full = self.full_key(key);
         let result = self
             .write_entry(

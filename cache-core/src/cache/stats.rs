@@ -44,6 +44,9 @@ pub struct Stats {
     pub backplane_disconnects: u64,
     /// Backplane messages that could not be sent, or that arrived unreadable.
     pub backplane_failures: u64,
+    /// Stale values served by fail-safe, because the body failed or the
+    /// store could not be read ([`FailSafe`](crate::FailSafe)).
+    pub stale_served: u64,
 }
 
 impl Stats {
@@ -85,6 +88,7 @@ pub(super) struct Counters {
     pub(super) fenced_fills: Counter,
     pub(super) backplane_disconnects: Counter,
     pub(super) backplane_failures: Counter,
+    pub(super) stale_served: Counter,
 }
 
 /// Adds one to `c` (on this thread's stripe).

@@ -40,6 +40,7 @@ async fn read(cache: &Cache, key: &str, runs: &AtomicUsize, value: Widget) -> Wi
                 Plain(value)
             },
             TYPED,
+            None,
         )
         .await;
     assert!(err.is_none());
@@ -48,7 +49,7 @@ async fn read(cache: &Cache, key: &str, runs: &AtomicUsize, value: Widget) -> Wi
 
 /// A store that hands its entries to the cache's tier, like MemoryBackend.
 #[derive(Clone)]
-struct TierStore(MapStore, crate::SharedTier);
+pub(super) struct TierStore(MapStore, crate::SharedTier);
 
 impl Default for TierStore {
     fn default() -> Self {
@@ -172,6 +173,7 @@ async fn in_front_of_a_store_hits_are_local_and_a_type_without_clone_reads_the_s
             Salt::NONE,
             async { Plain(widget(7)) },
             TierUse::OFF,
+            None,
         )
         .await;
     assert_eq!(out.0, widget(5), "read from the store, not the body");
@@ -264,6 +266,7 @@ async fn a_fill_that_an_invalidation_overtook_lands_nowhere() {
                     Plain(v1)
                 },
                 TYPED,
+                None,
             )
             .await;
         out.0
@@ -307,6 +310,7 @@ async fn the_store_fence_refuses_a_fill_whose_read_came_before_an_invalidation_e
             Plain(widget(1))
         },
         TierUse::OFF,
+        None,
     );
     let mutate = async {
         started.await.unwrap();
@@ -341,7 +345,7 @@ async fn a_backplane_that_comes_back_flushes_the_tier_and_counts() {
     store
         .set(
             Key::plain("app:w:1"),
-            a.encode_entry(&widget(5), Salt::NONE).unwrap(),
+            a.encode_entry(&widget(5), Salt::NONE, None).unwrap(),
             None,
         )
         .await

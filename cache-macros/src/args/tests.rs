@@ -36,7 +36,11 @@ fn sample(name: Name) -> TokenStream {
     match name {
         Name::KeyPrefix | Name::ResourceId | Name::Key | Name::Cache => quote!("x"),
         Name::Crate => quote!("::x"),
-        Name::Expire | Name::Version | Name::LocalTtl => quote!(1),
+        Name::Expire
+        | Name::Version
+        | Name::LocalTtl
+        | Name::FailSafeMax
+        | Name::FailSafeThrottle => quote!(1),
         Name::CacheNone | Name::Companion | Name::Shared | Name::Local | Name::Before => {
             quote!(true)
         }
@@ -66,6 +70,28 @@ fn every_cache_argument_is_read() {
     assert!(args.cache_none && !args.companion && args.shared);
     let written: Vec<Name> = args.invalidation_args.iter().map(|(n, _)| *n).collect();
     assert_eq!(written, [Name::Extra, Name::Patterns]);
+}
+
+#[test]
+fn fail_safe_arguments_are_read_and_a_zero_throttle_refused() {
+    let (args, errs) = cache(quote!(fail_safe_max = 3600, fail_safe_throttle = 10));
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(
+        (args.fail_safe_max, args.fail_safe_throttle),
+        (Some(3600), Some(10))
+    );
+    let (args, errs) = cache(quote!(fail_safe_max = 0));
+    assert!(
+        errs.is_empty() && args.fail_safe_max == Some(0),
+        "0 turns it off: {errs:?}"
+    );
+    let (args, errs) = cache(quote!(fail_safe_throttle = 0));
+    assert_eq!(args.fail_safe_throttle, None);
+    assert!(errs[0].contains("at least 1 second"), "{errs:?}");
+    let (_, errs) = cache(quote!(fail_safe_max = "1h"));
+    assert!(errs[0].contains("whole number of seconds"), "{errs:?}");
+    let (_, errs) = invalidate(quote!(key = "k", fail_safe_max = 1));
+    assert!(errs[0].contains("belongs to #[cache]"), "{errs:?}");
 }
 
 #[test]
@@ -133,7 +159,7 @@ fn a_name_given_twice_is_reported_and_the_first_kept() {
         [
             "`expire` is given twice; keep one",
             "unknown argument `nope` for #[cache]; expected one of: key_prefix, resource_id, key, \
-             expire, version, cache, cache_none, companion, shared, local, local_ttl, extra, patterns, crate",
+             expire, version, cache, cache_none, companion, shared, local, local_ttl, fail_safe_max, fail_safe_throttle, extra, patterns, crate",
             "`nope` is given twice; keep one",
         ]
     );

@@ -60,6 +60,10 @@ impl Runtime {
             super::option(args.local_ttl),
         );
         let (version, local) = (args.version, args.local);
+        let (fail_safe_max, fail_safe_throttle) = (
+            super::option(args.fail_safe_max),
+            super::option(args.fail_safe_throttle),
+        );
         quote! {
             static #name: #spec = #spec {
                 function: #function,
@@ -68,6 +72,8 @@ impl Runtime {
                 version: #version,
                 local: #local,
                 local_ttl: #local_ttl,
+                fail_safe_max: #fail_safe_max,
+                fail_safe_throttle: #fail_safe_throttle,
                 crate_version: ::core::env!("CARGO_PKG_VERSION"),
                 salt: #once_lock::new(),
                 generic_impl: #once_lock::new(),

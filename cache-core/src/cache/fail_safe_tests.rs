@@ -1,0 +1,387 @@
+//! Unit tests of fail-safe, on tokio's paused clock (the entry freshness and
+//! the tier follow it in this crate's tests: see `crate::clock`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::tier_tests::TierStore;
+use super::*;
+use crate::testing::{Fault, Faulty, MapStore, Op};
+use crate::{LocalSettings, TierUse, Typed};
+
+const TTL: Duration = Duration::from_secs(60);
+const MAX: Duration = Duration::from_secs(3600);
+const THROTTLE: Duration = Duration::from_secs(10);
+
+fn fail_safe() -> FailSafe {
+    FailSafe::new(MAX).throttle(THROTTLE)
+}
+
+/// A cache over a shared-store stand-in (fencing, not in-process tier).
+fn over_store(store: impl Backend) -> Cache {
+    Cache::builder(store)
+        .default_ttl(TTL)
+        .fail_safe(fail_safe())
+        .build()
+}
+
+/// One read of `key`: the body counts its runs and answers `answer`.
+async fn call(
+    cache: &Cache,
+    key: &str,
+    runs: &AtomicUsize,
+    answer: Result<u32, &'static str>,
+) -> Result<u32, &'static str> {
+    cache
+        .get_or_compute(key, None, || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            answer
+        })
+        .await
+}
+
+async fn each_store(check: impl AsyncFn(Cache, &'static str)) {
+    check(over_store(MapStore::default()), "map store").await;
+    check(over_store(TierStore::default()), "in-process tier store").await;
+    let fronted = Cache::builder(MapStore::default())
+        .default_ttl(TTL)
+        .fail_safe(fail_safe())
+        .local(LocalSettings {
+            max_entries: 100,
+            max_bytes: 1 << 20,
+            ttl: Duration::from_secs(30),
+        })
+        .build();
+    check(fronted, "map store under a local tier").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_after_expiry_is_answered_with_the_stale_value_and_the_body_throttled() {
+    each_store(async |cache, what| {
+        let runs = AtomicUsize::new(0);
+        assert_eq!(call(&cache, "k", &runs, Ok(1)).await, Ok(1));
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        // Expired: the body runs, fails, and the stale value answers.
+        assert_eq!(
+            call(&cache, "k", &runs, Err("db down")).await,
+            Ok(1),
+            "{what}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "{what}");
+        assert_eq!(cache.stats().stale_served, 1, "{what}");
+        // Within the throttle the fallback is fresh: the failing body is not asked.
+        tokio::time::advance(THROTTLE - Duration::from_secs(1)).await;
+        assert_eq!(
+            call(&cache, "k", &runs, Err("db down")).await,
+            Ok(1),
+            "{what}"
+        );
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "{what}: the body ran within the throttle"
+        );
+        // After it, the body is tried again.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            call(&cache, "k", &runs, Err("db down")).await,
+            Ok(1),
+            "{what}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "{what}");
+        // The source is back: its value replaces the stale one.
+        tokio::time::advance(THROTTLE + Duration::from_secs(1)).await;
+        assert_eq!(call(&cache, "k", &runs, Ok(2)).await, Ok(2), "{what}");
+        assert_eq!(
+            call(&cache, "k", &runs, Err("unused")).await,
+            Ok(2),
+            "{what}"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 4, "{what}");
+        assert_eq!(cache.stats().stale_served, 2, "{what}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_fail_safe_max_or_without_fail_safe_the_error_goes_through() {
+    let runs = AtomicUsize::new(0);
+    let plain = Cache::builder(MapStore::default()).default_ttl(TTL).build();
+    assert_eq!(call(&plain, "k", &runs, Ok(1)).await, Ok(1));
+    tokio::time::advance(TTL + Duration::from_secs(1)).await;
+    assert_eq!(
+        call(&plain, "k", &runs, Err("db down")).await,
+        Err("db down")
+    );
+    assert_eq!(plain.stats().stale_served, 0);
+
+    each_store(async |cache, what| {
+        assert_eq!(call(&cache, "k", &runs, Ok(1)).await, Ok(1));
+        tokio::time::advance(TTL + MAX).await;
+        assert_eq!(
+            call(&cache, "k", &runs, Err("db down")).await,
+            Err("db down"),
+            "{what}"
+        );
+        assert_eq!(cache.stats().stale_served, 0, "{what}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalidated_entry_is_never_a_fallback() {
+    each_store(async |cache, what| {
+        let runs = AtomicUsize::new(0);
+        assert_eq!(call(&cache, "k", &runs, Ok(1)).await, Ok(1));
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        cache.delete("k").await.unwrap();
+        assert_eq!(
+            call(&cache, "k", &runs, Err("db down")).await,
+            Err("db down"),
+            "{what}"
+        );
+        // And a stale entry is a miss to the provider API.
+        assert_eq!(call(&cache, "j", &runs, Ok(5)).await, Ok(5));
+        assert_eq!(cache.get::<u32>("j").await.unwrap(), Some(5), "{what}");
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        assert_eq!(cache.get::<u32>("j").await.unwrap(), None, "{what}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_body_is_answered_with_the_stale_value_and_without_one_it_unwinds() {
+    each_store(async |cache, what| {
+        let runs = AtomicUsize::new(0);
+        assert_eq!(call(&cache, "k", &runs, Ok(1)).await, Ok(1));
+        tokio::time::advance(TTL + Duration::from_secs(1)).await;
+        let out: Result<u32, &str> = cache
+            .get_or_compute("k", None, || async { panic!("the body panicked") })
+            .await;
+        assert_eq!(out, Ok(1), "{what}");
+        // No stale value: the panic is the caller's, as without fail-safe.
+        let cache2 = cache.clone();
+        let unwound = tokio::spawn(async move {
+            let _: Result<u32, &str> = cache2
+                .get_or_compute("never-cached", None, || async {
+                    panic!("the body panicked")
+                })
+                .await;
+        })
+        .await;
+        assert!(unwound.is_err_and(|e| e.is_panic()), "{what}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_store_with_a_stale_local_value_answers_without_running_the_body() {
+    let store = Faulty::memory();
+    let cache = Cache::builder(store.clone())
+        .default_ttl(TTL)
+        .fail_safe(fail_safe())
+        .local(LocalSettings::default())
+        .build();
+    let runs = AtomicUsize::new(0);
+    let typed: TierUse<u32> = TierUse {
+        typed: Some(Typed::new()),
+        ttl: None,
+    };
+    let read = |answer: u32| {
+        let full = cache.full_key("k").into_owned();
+        let runs = &runs;
+        let cache = &cache;
+        async move {
+            let (out, _): (Plain<u32>, _) = cache
+                .read_through(
+                    &full,
+                    TTL,
+                    Salt::NONE,
+                    async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Plain(answer)
+                    },
+                    typed,
+                    Some(fail_safe()),
+                )
+                .await;
+            out.0
+        }
+    };
+    assert_eq!(read(1).await, 1);
+    tokio::time::advance(TTL + Duration::from_secs(1)).await;
+    store.inject(Op::Get, Fault::Error);
+    assert_eq!(read(2).await, 1, "the stale local value answers");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the body did not run");
+    assert_eq!(cache.stats().stale_served, 1);
+    // Throttled locally: no store read either, until it ends.
+    let gets = store.calls(Op::Get);
+    assert_eq!(read(2).await, 1);
+    assert_eq!(
+        store.calls(Op::Get),
+        gets,
+        "served by the tier within the throttle"
+    );
+    store.clear_faults();
+    tokio::time::advance(THROTTLE + Duration::from_secs(1)).await;
+    // The store answers again: it still holds the stale entry, the body runs.
+    assert_eq!(read(2).await, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_of_a_stale_entry_does_not_land_over_an_invalidation() {
+    let store = MapStore::default();
+    let a = over_store(store.clone());
+    let b = over_store(store.clone());
+    let runs = AtomicUsize::new(0);
+    assert_eq!(call(&a, "k", &runs, Ok(1)).await, Ok(1));
+    tokio::time::advance(TTL + Duration::from_secs(1)).await;
+    // A reads the stale entry and runs a slow body; B invalidates meanwhile.
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let slow = a.get_or_compute("k", None, || async {
+        held.await.unwrap();
+        Ok::<u32, &str>(2)
+    });
+    let mutate = async {
+        tokio::task::yield_now().await;
+        b.delete("k").await.unwrap();
+        release.send(()).unwrap();
+    };
+    let (out, ()) = tokio::join!(slow, mutate);
+    assert_eq!(out, Ok(2), "the caller gets what its body computed");
+    assert_eq!(
+        a.stats().fenced_fills,
+        1,
+        "the refresh was refused by the fence"
+    );
+    assert_eq!(
+        b.get::<u32>("k").await.unwrap(),
+        None,
+        "nothing landed over the delete"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn followers_of_a_failing_leader_get_the_fallback_too() {
+    let cache = over_store(MapStore::default());
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    assert_eq!(call(&cache, "k", &runs, Ok(1)).await, Ok(1));
+    tokio::time::advance(TTL + Duration::from_secs(1)).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (cache, runs) = (cache.clone(), runs.clone());
+        calls.spawn(async move {
+            cache
+                .get_or_compute("k", None, || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err::<u32, &str>("db down")
+                })
+                .await
+        });
+    }
+    while let Some(out) = calls.join_next().await {
+        assert_eq!(out.expect("no panic"), Ok(1));
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the fill, then one leader for the eight callers"
+    );
+}
+
+/// The scenario: the database fails for 30 s under 64 tasks on 100
+/// keys cached before the failure. Every caller gets the right value, and
+/// the body runs at most once per key per throttle period.
+#[tokio::test(start_paused = true)]
+async fn a_database_down_for_30_s_under_64_tasks_costs_no_error_and_one_body_run_per_key_per_throttle(
+) {
+    const KEYS: u32 = 100;
+    const THROTTLE_5S: Duration = Duration::from_secs(5);
+    let cache = Cache::builder(MapStore::default())
+        .default_ttl(Duration::from_secs(10))
+        .fail_safe(FailSafe::new(MAX).throttle(THROTTLE_5S))
+        .local(LocalSettings::default())
+        .build();
+    let down = std::sync::Arc::new(AtomicBool::new(false));
+    let runs: std::sync::Arc<Mutex<HashMap<u32, Vec<tokio::time::Instant>>>> = Default::default();
+    let read =
+        |cache: Cache,
+         key: u32,
+         down: std::sync::Arc<AtomicBool>,
+         runs: std::sync::Arc<Mutex<HashMap<u32, Vec<tokio::time::Instant>>>>| async move {
+            cache
+                .get_or_compute(&format!("w:{key}"), None, || async move {
+                    if down.load(Ordering::SeqCst) {
+                        runs.lock()
+                            .unwrap()
+                            .entry(key)
+                            .or_default()
+                            .push(tokio::time::Instant::now());
+                        Err("database down")
+                    } else {
+                        Ok(key * 10)
+                    }
+                })
+                .await
+        };
+    for key in 0..KEYS {
+        assert_eq!(
+            read(cache.clone(), key, down.clone(), runs.clone()).await,
+            Ok(key * 10)
+        );
+    }
+    tokio::time::advance(Duration::from_secs(11)).await;
+    down.store(true, Ordering::SeqCst);
+    let start = tokio::time::Instant::now();
+    let errors = std::sync::Arc::new(AtomicUsize::new(0));
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..64u32 {
+        let (cache, down, runs, errors, calls) = (
+            cache.clone(),
+            down.clone(),
+            runs.clone(),
+            errors.clone(),
+            calls.clone(),
+        );
+        tasks.spawn(async move {
+            let mut i = 0u32;
+            while start.elapsed() < Duration::from_secs(30) {
+                let key = (task * 37 + i * 11) % KEYS;
+                match read(cache.clone(), key, down.clone(), runs.clone()).await {
+                    Ok(v) => assert_eq!(v, key * 10, "a wrong value for key {key}"),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                calls.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("a task panicked");
+    }
+    let calls = calls.load(Ordering::SeqCst);
+    assert!(calls > 10_000, "the load ran: {calls} calls");
+    assert_eq!(errors.load(Ordering::SeqCst), 0, "callers saw errors");
+    let runs = runs.lock().unwrap();
+    for (key, times) in runs.iter() {
+        for pair in times.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= THROTTLE_5S,
+                "key {key}: the body ran twice within the throttle: {times:?}"
+            );
+        }
+        assert!(times.len() <= 7, "key {key}: {} runs in 30 s", times.len());
+    }
+    assert_eq!(
+        runs.len(),
+        KEYS as usize,
+        "every key was tried once its throttle ended"
+    );
+    assert!(cache.stats().stale_served >= u64::from(KEYS));
+}
