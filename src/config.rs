@@ -12,6 +12,7 @@
 //! | `CACHE_LOCAL_MAX_BYTES` | `67108864` (64 MiB) | encoded bytes of the local tier's values |
 //! | `CACHE_LOCAL_TTL` | `60` | seconds an entry stays in the local tier at most (never past its own TTL) |
 //! | `CACHE_FAIL_SAFE_MAX` | `0` (off) | seconds an entry is kept past its TTL, to answer when the body fails or the store cannot be read (`cacheside::FailSafe`) |
+//! | `CACHE_TTL_JITTER` | `0` | fraction from 0 to 1: what reads store lives `ttl × (1 ± jitter)`, so a batch written together does not expire together |
 //! | `CACHE_FAIL_SAFE_THROTTLE` | `30` | seconds a fallback value is served before the failing body is tried again (needs `CACHE_FAIL_SAFE_MAX`) |
 //! | `CACHE_BACKPLANE` | the store | where invalidations reach the other processes' local tiers: unset = the Redis store itself (none for Memcached), `redis://…` = that Redis, `none` = no backplane |
 //!
@@ -115,7 +116,7 @@ impl FromStr for BackendKind {
 /// assert!(bad.unwrap_err().to_string().contains("CACHE_BACKEND"));
 /// # Ok::<(), cacheside::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Config {
     /// `CACHE_ENABLED` (`invalidate-only` keeps invalidation on while reads
@@ -140,6 +141,8 @@ pub struct Config {
     /// `CACHE_FAIL_SAFE_MAX`, `CACHE_FAIL_SAFE_THROTTLE`: the cache's
     /// default fail-safe (`None`: off, the default).
     pub fail_safe: Option<cache_core::FailSafe>,
+    /// `CACHE_TTL_JITTER`: the cache's default TTL jitter (0: none).
+    pub jitter: f64,
     /// `CACHE_BACKPLANE`.
     pub backplane: BackplaneSetting,
     /// `CACHE_MEMORY_*`.
@@ -195,6 +198,7 @@ impl Default for Config {
             local: cache_core::LocalSettings::DEFAULT,
             local_ttl_set: false,
             fail_safe: None,
+            jitter: 0.0,
             backplane: BackplaneSetting::Store,
             #[cfg(feature = "memory")]
             memory: Default::default(),
@@ -300,6 +304,13 @@ impl Config {
                 }
             }
         }
+        if let Some(v) = vars.get("CACHE_TTL_JITTER") {
+            const JITTER: &str = "a fraction from 0 to 1, e.g. 0.1";
+            c.jitter = match v.parse::<f64>() {
+                Ok(f) if (0.0..=1.0).contains(&f) => f,
+                _ => return Err(Error::config("CACHE_TTL_JITTER", &v, JITTER)),
+            };
+        }
         if let Some(v) = vars.get("CACHE_BACKPLANE") {
             c.backplane = match v.to_ascii_lowercase().as_str() {
                 "none" | "off" | "false" | "0" => BackplaneSetting::None,
@@ -385,6 +396,8 @@ mod tests {
             cfg(&[("CACHE_FAIL_SAFE_MAX", "0")]).unwrap().fail_safe,
             None
         );
+        assert_eq!(cfg(&[("CACHE_TTL_JITTER", "0.1")]).unwrap().jitter, 0.1);
+        assert_eq!(cfg(&[]).unwrap().jitter, 0.0);
         // A throttle with nothing to throttle is a mistake, said so.
         for vars in [
             &[("CACHE_FAIL_SAFE_THROTTLE", "5")][..],
@@ -461,6 +474,9 @@ mod tests {
             ("CACHE_LOCAL_TTL", "0", "above 0"),
             ("CACHE_LOCAL_TTL", "1m", "seconds"),
             ("CACHE_FAIL_SAFE_MAX", "1h", "seconds"),
+            ("CACHE_TTL_JITTER", "10%", "fraction"),
+            ("CACHE_TTL_JITTER", "1.5", "fraction"),
+            ("CACHE_TTL_JITTER", "NaN", "fraction"),
             ("CACHE_FAIL_SAFE_THROTTLE", "-1", "seconds"),
             ("CACHE_BACKPLANE", "http://x", "redis://"),
             ("CACHE_MEMORY_MAX_ENTRIES", "1e6", "entries"),

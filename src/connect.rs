@@ -29,7 +29,8 @@ pub async fn connect(config: &Config) -> Result<Cache, Error> {
     let builder = match config.fail_safe {
         Some(fs) => builder.fail_safe(fs),
         None => builder,
-    };
+    }
+    .jitter(config.jitter);
     let cache = hybrid(builder, config, name)?.build();
     if !cache.backplane_ready(config.connect_timeout).await {
         tracing::warn!(

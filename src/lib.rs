@@ -127,6 +127,10 @@ pub mod backend {
 /// | `shared = true` | the response is the same for every caller (silences the credentials warning) |
 /// | `local = false` | keep this function's values out of the local tier (every hit reads the store) |
 /// | `local_ttl = 5` | seconds this function's values stay in the local tier at most |
+/// | `fail_safe_max = 3600` | keep entries this long past `expire`; serve them when the body fails ([`FailSafe`]); `0`: off |
+/// | `fail_safe_throttle = 30` | seconds a fallback is served before the failing body is tried again |
+/// | `jitter = 0.1` | each stored entry lives `expire × (1 ± 0.1)`, spread uniformly |
+/// | `expire_with = path::to::fn` | `fn(&T) -> Duration`: the TTL from the cached value (then jittered; zero: not stored) |
 /// | `extra = […]`, `patterns = […]` | method-aware handlers only: also invalidated by successful mutations |
 /// | `crate = "path"` | where to find cacheside when it is re-exported |
 ///

@@ -53,6 +53,8 @@ impl Macro {
                 LocalTtl,
                 FailSafeMax,
                 FailSafeThrottle,
+                Jitter,
+                ExpireWith,
                 Extra,
                 Patterns,
                 Crate,
@@ -144,6 +146,8 @@ argument_names! {
     LocalTtl: local_ttl,
     FailSafeMax: fail_safe_max,
     FailSafeThrottle: fail_safe_throttle,
+    Jitter: jitter,
+    ExpireWith: expire_with,
     Extra: extra,
     Patterns: patterns,
     Before: before,
@@ -330,6 +334,10 @@ pub(crate) struct CacheArgs {
     pub fail_safe_max: Option<u64>,
     /// `fail_safe_throttle = N` seconds: how long a fallback value counts as fresh.
     pub fail_safe_throttle: Option<u64>,
+    /// `jitter = 0.1`: each stored entry lives `expire × (1 ± 0.1)`.
+    pub jitter: Option<f64>,
+    /// `expire_with = path::to::fn`: `fn(&T) -> Duration` gives the TTL from the value.
+    pub expire_with: Option<syn::Path>,
     /// Where `extra` / `patterns` were written, in order: they need a
     /// method-aware handler, which only the signature tells.
     pub invalidation_args: Vec<(Name, Span)>,
@@ -348,6 +356,8 @@ impl Default for CacheArgs {
             local_ttl: None,
             fail_safe_max: None,
             fail_safe_throttle: None,
+            jitter: None,
+            expire_with: None,
             invalidation_args: Vec::new(),
         }
     }
@@ -399,7 +409,51 @@ impl MacroArgs for CacheArgs {
                     secs > 0
                 })
             }
+            Name::Jitter => self.jitter = jitter(cx, value),
+            Name::ExpireWith => self.expire_with = expire_with(cx, value),
             other => unreachable!("{} does not take `{other}`", Self::MACRO),
+        }
+    }
+}
+
+/// `jitter = 0.1`: a fraction in `[0, 1]`.
+fn jitter(cx: &Ctxt, value: &Expr) -> Option<f64> {
+    const HOW: &str = "`jitter` takes a fraction from 0 to 1, e.g. jitter = 0.1 (each entry lives expire × (1 ± 0.1))";
+    let parsed = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<u8>().ok().map(f64::from),
+        _ => None,
+    };
+    match parsed {
+        Some(f) if (0.0..=1.0).contains(&f) => Some(f),
+        _ => {
+            cx.error_spanned_by(value, HOW);
+            None
+        }
+    }
+}
+
+/// `expire_with = path::to::fn` (a path, bare or in a string).
+fn expire_with(cx: &Ctxt, value: &Expr) -> Option<syn::Path> {
+    const HOW: &str = "`expire_with` names a function `fn(&T) -> std::time::Duration` that gives the TTL from the cached value, e.g. expire_with = price_ttl";
+    match value {
+        Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => match s.parse::<syn::Path>() {
+            Ok(path) => Some(path),
+            Err(_) => {
+                cx.error_spanned_by(value, HOW);
+                None
+            }
+        },
+        other => {
+            cx.error_spanned_by(other, HOW);
+            None
         }
     }
 }

@@ -92,6 +92,7 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
         },
         key,
         outcome,
+        expire_with: args.expire_with.as_ref(),
     };
     let wrapper = Wrapper {
         cached: &cached,

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use cache_core::codec::Salt;
-use cache_core::{Cache, FailSafe, Outcome, TierUse, Typed};
+use cache_core::{Cache, FailSafe, Outcome, Policy, TierUse, Typed};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::registry::{is_enabled, resolve};
@@ -39,6 +39,8 @@ pub struct CacheSpec {
     pub fail_safe_max: Option<u64>,
     /// `#[cache(fail_safe_throttle = N)]` seconds; `None`: the cache's (or the default) throttle.
     pub fail_safe_throttle: Option<u64>,
+    /// `#[cache(jitter = F)]`; `None`: the cache's.
+    pub jitter: Option<f64>,
     /// The annotated function's crate version (`CARGO_PKG_VERSION`), mixed
     /// into the fingerprint of types whose shape cannot be traced whole.
     pub crate_version: &'static str,
@@ -161,11 +163,13 @@ pub fn hit_value<R, K: kind::Kind<R>>(kind: K, value: kind::StoredBy<K, R>) -> R
 /// `typed` hands the stored type in and out of the local tier (`None`: it
 /// is not `Clone`; see [`kind::TypedProbe`]).
 /// `instance` is the type parameters of a generic function (see [`instance`]).
+/// `ttl_of` is `#[cache(expire_with = f)]`: the TTL from the value.
 pub async fn cached<O, Fut>(
     spec: &'static CacheSpec,
     key: Option<String>,
     instance: Option<&'static str>,
     typed: Option<Typed<O::Value>>,
+    ttl_of: Option<fn(&O::Value) -> Duration>,
     body: Fut,
 ) -> O
 where
@@ -187,15 +191,15 @@ where
         typed: typed.filter(|_| spec.local),
         ttl: spec.local_ttl.map(Duration::from_secs),
     };
+    let policy = Policy {
+        ttl,
+        tier,
+        fail_safe: spec.fail_safe(cache),
+        jitter: spec.jitter.unwrap_or_else(|| cache.jitter()),
+        ttl_of,
+    };
     let (out, encode_error) = cache
-        .read_through(
-            &full,
-            ttl,
-            spec.salt(instance),
-            body,
-            tier,
-            spec.fail_safe(cache),
-        )
+        .read_through(&full, spec.salt(instance), body, policy)
         .await;
     if let Some(e) = encode_error {
         cache.note_failure("encode", &full, &e);

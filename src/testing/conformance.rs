@@ -48,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backend::Backend;
 use crate::{Cache, Error, FailSafe};
-use cache_core::TierUse;
+use cache_core::{Policy, TierUse};
 
 /// What the store under test can do; the suite checks the rest is refused cleanly.
 ///
@@ -972,11 +972,12 @@ where
     let (out, _) = cache
         .read_through(
             &full,
-            Duration::from_secs(1),
             cache_core::codec::Salt::NONE,
             body,
-            TierUse::OFF,
-            Some(policy),
+            Policy {
+                fail_safe: Some(policy),
+                ..Policy::new(Duration::from_secs(1), TierUse::OFF)
+            },
         )
         .await;
     out

@@ -850,3 +850,76 @@ fn fail_safe_answers_a_failing_body_with_the_stale_value() {
         PRICE_SOURCE_DOWN.store(false, std::sync::atomic::Ordering::SeqCst);
     });
 }
+
+// --- expire_with, jitter ------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Offer {
+    id: u64,
+    valid_secs: u64,
+}
+
+fn offer_ttl(offer: &Offer) -> Duration {
+    Duration::from_secs(offer.valid_secs)
+}
+
+static OFFER: OnceLock<Calls> = OnceLock::new();
+
+#[cacheside::cache(key_prefix = "offer", resource_id = "id", expire_with = offer_ttl, jitter = 0.1)]
+async fn offer(id: u64, valid_secs: u64) -> Result<Offer, AppError> {
+    OFFER.get_or_init(Calls::default).hit();
+    Ok(Offer { id, valid_secs })
+}
+
+/// `expire_with` sets each entry's TTL from its value (then `jitter`
+/// spreads it); a zero TTL is not stored.
+#[test]
+fn expire_with_takes_the_ttl_from_the_value() {
+    run(async {
+        let cache = global().await;
+        let calls = OFFER.get_or_init(Calls::default);
+        assert_eq!(
+            offer(1, 300).await,
+            Ok(Offer {
+                id: 1,
+                valid_secs: 300
+            })
+        );
+        let ttl = cache
+            .ttl("offer:1")
+            .await
+            .unwrap()
+            .expect("stored with a TTL");
+        assert!(
+            ttl > Duration::from_secs(260) && ttl <= Duration::from_secs(330),
+            "300 s ± 10 %: {ttl:?}"
+        );
+        assert_eq!(
+            offer(1, 300).await,
+            Ok(Offer {
+                id: 1,
+                valid_secs: 300
+            })
+        );
+        let before = calls.get();
+        assert_eq!(
+            offer(2, 0).await,
+            Ok(Offer {
+                id: 2,
+                valid_secs: 0
+            })
+        );
+        assert_eq!(
+            offer(2, 0).await,
+            Ok(Offer {
+                id: 2,
+                valid_secs: 0
+            })
+        );
+        assert_eq!(
+            calls.get(),
+            before + 2,
+            "a zero TTL from the value is not stored"
+        );
+    });
+}

@@ -45,6 +45,7 @@ pub struct CacheBuilder {
     backplane: Option<Box<dyn Backplane>>,
     fence_window: Duration,
     fail_safe: Option<FailSafe>,
+    jitter: f64,
 }
 
 /// Default life of the tombstone an invalidation leaves (see [`CacheBuilder::fence_window`]).
@@ -65,6 +66,7 @@ impl CacheBuilder {
             backplane: None,
             fence_window: DEFAULT_FENCE_WINDOW,
             fail_safe: None,
+            jitter: 0.0,
         }
     }
 
@@ -172,6 +174,27 @@ impl CacheBuilder {
         self
     }
 
+    /// Spreads the TTL of what this cache's reads store (`get_or_set`, and
+    /// `#[cache]` functions without their own `jitter`): each entry lives
+    /// `ttl × (1 ± jitter)`, uniformly, so a batch written together does not
+    /// expire together. Clamped to `[0, 1]`; 0 (the default) is exact TTLs.
+    /// Explicit `set` calls keep the TTL they name.
+    ///
+    /// ```
+    /// use cache_core::{Cache, NullBackend};
+    /// let cache = Cache::builder(NullBackend).jitter(0.1).build();
+    /// assert_eq!(cache.jitter(), 0.1);
+    /// assert_eq!(Cache::builder(NullBackend).jitter(7.0).build().jitter(), 1.0);
+    /// ```
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = if jitter.is_nan() {
+            0.0
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
+        self
+    }
+
     /// Finishes the cache.
     pub fn build(self) -> Cache {
         let backend = self.backend;
@@ -206,6 +229,7 @@ impl CacheBuilder {
                 tier,
                 fence_window: self.fence_window,
                 fail_safe: self.fail_safe,
+                jitter: self.jitter,
                 backplane: self.backplane,
                 origin: super::origin_id(),
                 subscribed: std::sync::Once::new(),

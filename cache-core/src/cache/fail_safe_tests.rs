@@ -196,14 +196,15 @@ async fn an_unreadable_store_with_a_stale_local_value_answers_without_running_th
             let (out, _): (Plain<u32>, _) = cache
                 .read_through(
                     &full,
-                    TTL,
                     Salt::NONE,
                     async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         Plain(answer)
                     },
-                    typed,
-                    Some(fail_safe()),
+                    Policy {
+                        fail_safe: Some(fail_safe()),
+                        ..Policy::new(TTL, typed)
+                    },
                 )
                 .await;
             out.0
@@ -384,4 +385,128 @@ async fn a_database_down_for_30_s_under_64_tasks_costs_no_error_and_one_body_run
         "every key was tried once its throttle ended"
     );
     assert!(cache.stats().stale_served >= u64::from(KEYS));
+}
+
+// --- TTL from the value, and jitter (the other expiry options of a read) ----
+
+#[test]
+fn jitter_spreads_within_its_bounds_and_zero_or_nan_is_exact() {
+    let ttl = Duration::from_secs(100);
+    for j in [0.0, -1.0, f64::NAN] {
+        assert_eq!(super::read_through::jittered_for_tests(ttl, j), ttl);
+    }
+    let draws: Vec<Duration> = (0..1000)
+        .map(|_| super::read_through::jittered_for_tests(ttl, 0.2))
+        .collect();
+    assert!(
+        draws
+            .iter()
+            .all(|d| (80.0..120.0).contains(&d.as_secs_f64())),
+        "{draws:?}"
+    );
+    let low = draws.iter().filter(|d| d.as_secs_f64() < 90.0).count();
+    let high = draws.iter().filter(|d| d.as_secs_f64() >= 110.0).count();
+    // A uniform spread puts about 250 of 1000 in each outer quarter.
+    assert!(
+        low > 150 && high > 150,
+        "not spread: {low} low, {high} high"
+    );
+    let wide = super::read_through::jittered_for_tests(ttl, 7.0);
+    assert!(wide <= ttl * 2, "a jitter above 1 is clamped: {wide:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn fills_live_their_jittered_ttl_in_the_store() {
+    let store = MapStore::default();
+    let cache = Cache::builder(store.clone()).jitter(0.2).build();
+    let mut ttls = Vec::new();
+    for i in 0..200 {
+        let key = format!("j{i}");
+        let v: u32 = cache
+            .get_or_set(&key, Some(Duration::from_secs(100)), || async { 1 })
+            .await
+            .unwrap();
+        assert_eq!(v, 1);
+        ttls.push(
+            store
+                .ttl(Key::plain(&key))
+                .await
+                .unwrap()
+                .unwrap()
+                .as_secs_f64(),
+        );
+    }
+    assert!(ttls.iter().all(|t| (80.0..=120.0).contains(t)), "{ttls:?}");
+    let spread = ttls.iter().cloned().fold(f64::MIN, f64::max)
+        - ttls.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(
+        spread > 20.0,
+        "entries written together expire together: spread {spread} s"
+    );
+    // An explicit `set` keeps the TTL it names.
+    cache
+        .set("exact", &1u32, Some(Duration::from_secs(100)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ttl(Key::plain("exact")).await.unwrap(),
+        Some(Duration::from_secs(100))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ttl_from_the_value_replaces_the_calls_and_zero_is_not_stored() {
+    #[derive(Clone, serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Quote {
+        price: u32,
+        valid_secs: u64,
+    }
+    fn valid_for(q: &Quote) -> Duration {
+        Duration::from_secs(q.valid_secs)
+    }
+    let store = MapStore::default();
+    let cache = Cache::builder(store.clone()).build();
+    let runs = AtomicUsize::new(0);
+    let read = |key: &'static str, q: Quote| {
+        let (cache, runs) = (&cache, &runs);
+        async move {
+            let full = cache.full_key(key).into_owned();
+            let (out, _): (Plain<Quote>, _) = cache
+                .read_through(
+                    &full,
+                    Salt::NONE,
+                    async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Plain(q)
+                    },
+                    Policy {
+                        ttl_of: Some(valid_for),
+                        ..Policy::new(Duration::from_secs(3600), TierUse::OFF)
+                    },
+                )
+                .await;
+            out.0
+        }
+    };
+    let short = Quote {
+        price: 5,
+        valid_secs: 7,
+    };
+    assert_eq!(read("short", short.clone()).await, short);
+    assert_eq!(
+        store.ttl(Key::plain("short")).await.unwrap(),
+        Some(Duration::from_secs(7))
+    );
+    let never = Quote {
+        price: 6,
+        valid_secs: 0,
+    };
+    assert_eq!(read("never", never.clone()).await, never);
+    assert_eq!(read("never", never.clone()).await, never);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "a zero TTL is not stored: the body ran each time"
+    );
+    assert_eq!(store.get(Key::plain("never")).await.unwrap(), None);
 }

@@ -41,7 +41,7 @@ mod tier_tests;
 pub use builder::{CacheBuilder, DEFAULT_FENCE_WINDOW};
 pub use fail_safe::FailSafe;
 pub use outcome::{NoneCached, Outcome, Plain};
-pub use read_through::TierUse;
+pub use read_through::{Policy, TierUse};
 pub use stats::Stats;
 use stats::{bump, Counters};
 
@@ -97,6 +97,8 @@ pub(super) struct Inner {
     fence_window: Duration,
     /// The default fail-safe of this cache's calls.
     fail_safe: Option<FailSafe>,
+    /// The default TTL jitter of this cache's calls.
+    jitter: f64,
     backplane: Option<Box<dyn Backplane>>,
     /// This cache's id on the backplane (its own messages come back to it).
     origin: u64,
@@ -211,6 +213,20 @@ impl Cache {
     /// The fail-safe of calls that do not choose their own (`None`: off).
     pub fn fail_safe(&self) -> Option<FailSafe> {
         self.inner.fail_safe
+    }
+
+    /// The TTL jitter of calls that do not choose their own (0: none).
+    pub fn jitter(&self) -> f64 {
+        self.inner.jitter
+    }
+
+    /// The provider API's read-through policy: this cache's defaults.
+    fn policy<V>(&self, ttl: Option<Duration>) -> Policy<V> {
+        Policy {
+            fail_safe: self.inner.fail_safe,
+            jitter: self.inner.jitter,
+            ..Policy::new(self.resolve_ttl(ttl), TierUse::OFF)
+        }
     }
 
     /// The store key for `key`: the (encoded) namespace in front.
@@ -508,11 +524,9 @@ impl Cache {
         let (out, encode_error) = self
             .read_through(
                 &full,
-                self.resolve_ttl(ttl),
                 Salt::NONE,
                 async { Plain(make().await) },
-                TierUse::OFF,
-                self.inner.fail_safe,
+                self.policy(ttl),
             )
             .await;
         match encode_error {
@@ -547,14 +561,7 @@ impl Cache {
     {
         let full = self.full_key(key);
         let (out, encode_error) = self
-            .read_through(
-                &full,
-                self.resolve_ttl(ttl),
-                Salt::NONE,
-                async { make().await },
-                TierUse::OFF,
-                self.inner.fail_safe,
-            )
+            .read_through(&full, Salt::NONE, async { make().await }, self.policy(ttl))
             .await;
         if let Some(e) = encode_error {
             self.note_failure("encode", &full, &e);

@@ -48,6 +48,79 @@ impl<V> TierUse<V> {
     };
 }
 
+/// How one call reads through the cache: what [`read_through`](Cache::read_through)
+/// takes beside the key, the salt and the body.
+#[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+pub struct Policy<V> {
+    /// The TTL of what the call stores.
+    pub ttl: Duration,
+    /// How the call uses the local tier.
+    pub tier: TierUse<V>,
+    /// Fail-safe ([`FailSafe`]); `None`: off.
+    pub fail_safe: Option<FailSafe>,
+    /// Each stored entry lives `ttl × (1 ± jitter)`, uniformly spread (0: exactly `ttl`).
+    pub jitter: f64,
+    /// The TTL from the value (`#[cache(expire_with = …)]`), in place of
+    /// `ttl` (then jittered); zero: the value is not stored.
+    pub ttl_of: Option<fn(&V) -> Duration>,
+}
+
+impl<V> Policy<V> {
+    /// `ttl`, the tier use, nothing else.
+    pub fn new(ttl: Duration, tier: TierUse<V>) -> Policy<V> {
+        Policy {
+            ttl,
+            tier,
+            fail_safe: None,
+            jitter: 0.0,
+            ttl_of: None,
+        }
+    }
+
+    /// The TTL a fill of `value` gets.
+    fn ttl_for(&self, value: &V) -> Duration {
+        let ttl = self.ttl_of.map_or(self.ttl, |of| of(value));
+        jittered(ttl, self.jitter)
+    }
+}
+
+/// `ttl × (1 + u)`, `u` uniform in `[-jitter, jitter)` (`jitter` clamped to `[0, 1]`).
+fn jittered(ttl: Duration, jitter: f64) -> Duration {
+    if jitter.is_nan() || jitter <= 0.0 || ttl.is_zero() {
+        return ttl;
+    }
+    let spread = jitter.min(1.0) * (2.0 * unit_random() - 1.0);
+    ttl.mul_f64((1.0 + spread).max(0.0))
+}
+
+#[cfg(test)]
+pub(super) fn jittered_for_tests(ttl: Duration, jitter: f64) -> Duration {
+    jittered(ttl, jitter)
+}
+
+/// A uniform draw from `[0, 1)`: a per-thread SplitMix64 stream seeded by
+/// the standard library's random hasher keys (no dependency; not for secrets).
+fn unit_random() -> f64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x5EED);
+            h.finish()
+        });
+    }
+    let x = STATE.with(|s| {
+        let next = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        s.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    });
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A stale entry kept for fail-safe, met on the way to the body.
 struct Stale<V> {
     value: V,
@@ -161,11 +234,9 @@ impl Cache {
     pub async fn read_through<O, Fut>(
         &self,
         full: &str,
-        ttl: Duration,
         salt: Salt,
         body: Fut,
-        tier: TierUse<O::Value>,
-        fail_safe: Option<FailSafe>,
+        policy: Policy<O::Value>,
     ) -> (O, Option<Error>)
     where
         O: Outcome,
@@ -173,7 +244,8 @@ impl Cache {
     {
         let inner = &*self.inner;
         self.ensure_subscribed();
-        let fail_safe = FailSafe::active(fail_safe);
+        let (ttl, tier) = (policy.ttl, policy.tier);
+        let fail_safe = FailSafe::active(policy.fail_safe);
         let stale_for = fail_safe.map_or(Duration::ZERO, |fs| fs.max);
         // The tier this call uses: the store itself, or one in front of it
         // for values it can hand out.
@@ -183,7 +255,8 @@ impl Cache {
             _ => None,
         };
         let tier_is_store = matches!(inner.tier, Tier::Store(_));
-        let local_ttl = tier.ttl.map_or(ttl, |t| t.min(ttl));
+        // The local tier's life of an entry of this call that stays `ttl` in the store.
+        let local_ttl = |ttl: Duration| tier.ttl.map_or(ttl, |t| t.min(ttl));
         let since = local.map_or(0, |t| t.seq());
         // A stale entry met on the way: the fallback of fail-safe.
         let mut stale: Option<Stale<O::Value>> = None;
@@ -233,8 +306,9 @@ impl Cache {
             match self.read_fenced::<O::Value>(full, deadline, salt).await {
                 Ok((Read::Fresh { value, size, left }, _)) => {
                     if let (Some(t), Some(typed)) = (local, tier.typed) {
+                        let at_most = local_ttl(policy.ttl_of.map_or(ttl, |of| of(&value)));
                         let life = Life {
-                            fresh: left.map_or(local_ttl, |left| left.min(local_ttl)),
+                            fresh: left.map_or(at_most, |left| left.min(at_most)),
                             stale: stale_for,
                         };
                         t.insert(
@@ -273,7 +347,7 @@ impl Cache {
             full,
             ttl,
             stale_for,
-            local_ttl,
+            local_ttl: local_ttl(ttl),
             salt,
             budget: write_budget,
             fence: &fence,
@@ -329,9 +403,17 @@ impl Cache {
                     Ok(out) => out,
                     Err(panic) => std::panic::resume_unwind(panic),
                 };
-                let fresh = fail_safe.map(|_| stamp(ttl, stale_for, body_started.elapsed()));
+                let entry_ttl = out.cacheable().map_or(ttl, |v| policy.ttl_for(v));
+                let fill = Fill {
+                    ttl: entry_ttl,
+                    local_ttl: local_ttl(entry_ttl),
+                    ..fill
+                };
+                let fresh = fail_safe.map(|_| stamp(entry_ttl, stale_for, body_started.elapsed()));
                 let (sealed, encode_error) = self.encode_outcome(full, &out, salt, fresh);
                 guard.land(sealed.clone());
+                // A zero TTL from `expire_with`: shared with the waiting callers, not stored.
+                let sealed = sealed.filter(|_| !entry_ttl.is_zero());
                 if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
                     // Invalidated while the body ran: its value may predate the mutation.
                     if guard.is_stale() {
@@ -357,8 +439,15 @@ impl Cache {
                 // run our own body, and store what it gives like a leader would.
                 let body_started = tokio::time::Instant::now();
                 let out = body.await;
-                let fresh = fail_safe.map(|_| stamp(ttl, stale_for, body_started.elapsed()));
+                let entry_ttl = out.cacheable().map_or(ttl, |v| policy.ttl_for(v));
+                let fill = Fill {
+                    ttl: entry_ttl,
+                    local_ttl: local_ttl(entry_ttl),
+                    ..fill
+                };
+                let fresh = fail_safe.map(|_| stamp(entry_ttl, stale_for, body_started.elapsed()));
                 let (sealed, encode_error) = self.encode_outcome(full, &out, salt, fresh);
+                let sealed = sealed.filter(|_| !entry_ttl.is_zero());
                 let stale_fill = || inner.flights.epoch() != epoch;
                 if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
                     if stale_fill() {

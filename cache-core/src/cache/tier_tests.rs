@@ -33,14 +33,12 @@ async fn read(cache: &Cache, key: &str, runs: &AtomicUsize, value: Widget) -> Wi
     let (out, err): (Plain<Widget>, _) = cache
         .read_through(
             &full,
-            Duration::from_secs(600),
             Salt::NONE,
             async {
                 runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Plain(value)
             },
-            TYPED,
-            None,
+            Policy::new(Duration::from_secs(600), TYPED),
         )
         .await;
     assert!(err.is_none());
@@ -169,11 +167,9 @@ async fn in_front_of_a_store_hits_are_local_and_a_type_without_clone_reads_the_s
     let (out, _): (Plain<Widget>, _) = cache
         .read_through(
             "w:1",
-            Duration::from_secs(60),
             Salt::NONE,
             async { Plain(widget(7)) },
-            TierUse::OFF,
-            None,
+            Policy::new(Duration::from_secs(60), TierUse::OFF),
         )
         .await;
     assert_eq!(out.0, widget(5), "read from the store, not the body");
@@ -257,7 +253,6 @@ async fn a_fill_that_an_invalidation_overtook_lands_nowhere() {
         let (out, _): (Plain<Widget>, _) = a
             .read_through(
                 &full,
-                Duration::from_secs(600),
                 Salt::NONE,
                 async {
                     let v1 = widget(1);
@@ -265,8 +260,7 @@ async fn a_fill_that_an_invalidation_overtook_lands_nowhere() {
                     held.await.unwrap();
                     Plain(v1)
                 },
-                TYPED,
-                None,
+                Policy::new(Duration::from_secs(600), TYPED),
             )
             .await;
         out.0
@@ -302,15 +296,13 @@ async fn the_store_fence_refuses_a_fill_whose_read_came_before_an_invalidation_e
     let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
     let slow = a.read_through::<Plain<Widget>, _>(
         "w:1",
-        Duration::from_secs(600),
         Salt::NONE,
         async {
             started_tx.send(()).unwrap();
             held.await.unwrap();
             Plain(widget(1))
         },
-        TierUse::OFF,
-        None,
+        Policy::new(Duration::from_secs(600), TierUse::OFF),
     );
     let mutate = async {
         started.await.unwrap();

@@ -40,7 +40,9 @@ fn sample(name: Name) -> TokenStream {
         | Name::Version
         | Name::LocalTtl
         | Name::FailSafeMax
-        | Name::FailSafeThrottle => quote!(1),
+        | Name::FailSafeThrottle
+        | Name::Jitter => quote!(1),
+        Name::ExpireWith => quote!(ttl_of),
         Name::CacheNone | Name::Companion | Name::Shared | Name::Local | Name::Before => {
             quote!(true)
         }
@@ -92,6 +94,31 @@ fn fail_safe_arguments_are_read_and_a_zero_throttle_refused() {
     assert!(errs[0].contains("whole number of seconds"), "{errs:?}");
     let (_, errs) = invalidate(quote!(key = "k", fail_safe_max = 1));
     assert!(errs[0].contains("belongs to #[cache]"), "{errs:?}");
+}
+
+#[test]
+fn jitter_and_expire_with_are_read_and_checked() {
+    let (args, errs) = cache(quote!(jitter = 0.25, expire_with = crate::ttls::of_price));
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(args.jitter, Some(0.25));
+    let path = args.expire_with.map(|p| p.to_token_stream().to_string());
+    assert_eq!(path.as_deref(), Some("crate :: ttls :: of_price"));
+    let (args, _) = cache(quote!(expire_with = "ttls::of_price"));
+    assert!(args.expire_with.is_some());
+    for bad in [
+        quote!(jitter = 1.5),
+        quote!(jitter = -0.1),
+        quote!(jitter = "0.1"),
+    ] {
+        let (args, errs) = cache(bad);
+        assert_eq!(args.jitter, None);
+        assert!(errs[0].contains("fraction from 0 to 1"), "{errs:?}");
+    }
+    let (_, errs) = cache(quote!(expire_with = 600));
+    assert!(
+        errs[0].contains("fn(&T) -> std::time::Duration"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -159,7 +186,7 @@ fn a_name_given_twice_is_reported_and_the_first_kept() {
         [
             "`expire` is given twice; keep one",
             "unknown argument `nope` for #[cache]; expected one of: key_prefix, resource_id, key, \
-             expire, version, cache, cache_none, companion, shared, local, local_ttl, fail_safe_max, fail_safe_throttle, extra, patterns, crate",
+             expire, version, cache, cache_none, companion, shared, local, local_ttl, fail_safe_max, fail_safe_throttle, jitter, expire_with, extra, patterns, crate",
             "`nope` is given twice; keep one",
         ]
     );

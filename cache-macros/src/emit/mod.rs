@@ -36,6 +36,8 @@ pub(crate) struct CachedFn<'a> {
     pub spec: TokenStream,
     /// Names the instantiation of a generic function, in both alike.
     pub instance: Instance<'a>,
+    /// `expire_with = f`: the function giving the TTL from the value.
+    pub expire_with: Option<&'a syn::Path>,
 }
 
 /// `Some(value)` or `None`, as an expression.

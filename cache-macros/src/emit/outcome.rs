@@ -133,8 +133,17 @@ impl ReturnValue {
     }
 
     /// The call through the cache, reading the key, instance, kind and body locals.
-    pub(crate) fn read<'a>(&'a self, rt: &'a Runtime) -> CachedRead<'a> {
-        CachedRead { outcome: self, rt }
+    /// `ttl_of` is `expire_with`'s function, if any.
+    pub(crate) fn read<'a>(
+        &'a self,
+        rt: &'a Runtime,
+        ttl_of: Option<&'a syn::Path>,
+    ) -> CachedRead<'a> {
+        CachedRead {
+            outcome: self,
+            rt,
+            ttl_of,
+        }
     }
 
     /// What tells a successful call (for invalidation on mutations).
@@ -184,6 +193,7 @@ impl ReturnValue {
 pub(crate) struct CachedRead<'a> {
     outcome: &'a ReturnValue,
     rt: &'a Runtime,
+    ttl_of: Option<&'a syn::Path>,
 }
 
 /// How the runtime caches a return value: through a `Kind` (an expression)
@@ -203,6 +213,9 @@ impl ToTokens for CachedRead<'_> {
             names::body(),
         );
         let cached = rt.cached();
+        // A fn item coerces to the `fn(&Stored) -> Duration` the runtime
+        // expects; a wrong signature is reported at the path.
+        let ttl_of = super::option(self.ttl_of);
         tokens.extend(match self.outcome.cached_as(rt) {
             CachedAs::Kind(_) => {
                 // Bound by `ReturnValue::value_bindings`.
@@ -213,7 +226,7 @@ impl ToTokens for CachedRead<'_> {
                     #unwrap(
                         #local_kind,
                         #cached(
-                            &#spec, #key, #instance, #typed,
+                            &#spec, #key, #instance, #typed, #ttl_of,
                             async move { #wrap(#local_kind, #body.await) },
                         ).await,
                     )
@@ -222,7 +235,7 @@ impl ToTokens for CachedRead<'_> {
             CachedAs::Wrapper(wrapper) => {
                 let typed = names::typed();
                 quote!(#cached::<#wrapper, _>(
-                    &#spec, #key, #instance, #typed, async move { <#wrapper>::from(#body.await) }
+                    &#spec, #key, #instance, #typed, #ttl_of, async move { <#wrapper>::from(#body.await) }
                 ).await.0)
             }
         });

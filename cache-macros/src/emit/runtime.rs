@@ -60,9 +60,10 @@ impl Runtime {
             super::option(args.local_ttl),
         );
         let (version, local) = (args.version, args.local);
-        let (fail_safe_max, fail_safe_throttle) = (
+        let (fail_safe_max, fail_safe_throttle, jitter) = (
             super::option(args.fail_safe_max),
             super::option(args.fail_safe_throttle),
+            super::option(args.jitter),
         );
         quote! {
             static #name: #spec = #spec {
@@ -74,6 +75,7 @@ impl Runtime {
                 local_ttl: #local_ttl,
                 fail_safe_max: #fail_safe_max,
                 fail_safe_throttle: #fail_safe_throttle,
+                jitter: #jitter,
                 crate_version: ::core::env!("CARGO_PKG_VERSION"),
                 salt: #once_lock::new(),
                 generic_impl: #once_lock::new(),

@@ -56,7 +56,7 @@ impl ToTokens for Wrapper<'_> {
             block: &item.block,
             ret: Some(ret.to_token_stream()),
         };
-        let read = outcome.read(rt);
+        let read = outcome.read(rt, cached.expire_with);
         let value_bindings = outcome.value_bindings(rt);
         // A plain read starts with the synchronous lookup in the local tier,
         // which builds the key without allocating; a method-aware handler
