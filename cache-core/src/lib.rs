@@ -43,7 +43,8 @@ pub use async_trait::async_trait;
 pub use backend::{Backend, Fence, Key};
 pub use bytes::Bytes;
 pub use cache::{
-    Cache, CacheBuilder, FailSafe, NoneCached, Outcome, Plain, Policy, Stats, TierUse,
+    Cache, CacheBuilder, FailSafe, NoneCached, Outcome, Plain, Policy, Refresh, RefreshGuard,
+    Served, Stats, TierUse,
     DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
     DEFAULT_TTL,
 };

@@ -160,6 +160,11 @@ struct Slot {
     fresh: Instant,
     /// When the entry dies: `fresh`, or later for an entry kept for fail-safe.
     expires: Instant,
+    /// Until when the entry is fresh where it came from (the store): what
+    /// early refresh decides by; `fresh` may end sooner (the tier's own TTL).
+    until: Instant,
+    /// How long its value took to compute, in milliseconds (XFetch's δ).
+    body_ms: u32,
     weight: usize,
     used: AtomicBool,
 }
@@ -190,14 +195,26 @@ pub(crate) struct Life {
     pub(crate) fresh: Duration,
     /// Then kept this long, served only when a fresh value cannot be had.
     pub(crate) stale: Duration,
+    /// How long the entry stays fresh where it came from (at least `fresh`
+    /// in effect: early refresh reads the smaller of the two).
+    pub(crate) until: Duration,
+    /// How long its value took to compute, in milliseconds.
+    pub(crate) body_ms: u32,
 }
 
 impl Life {
     /// Fresh for `ttl`, never stale.
     pub(crate) fn fresh(ttl: Duration) -> Life {
+        Life::kept(ttl, Duration::ZERO)
+    }
+
+    /// Fresh for `fresh`, then stale for `stale`.
+    pub(crate) fn kept(fresh: Duration, stale: Duration) -> Life {
         Life {
-            fresh: ttl,
-            stale: Duration::ZERO,
+            fresh,
+            stale,
+            until: fresh,
+            body_ms: 0,
         }
     }
 }
@@ -376,6 +393,8 @@ impl LocalTier {
         (slot.fresh > now).then(|| Life {
             fresh: slot.fresh - now,
             stale: slot.expires - slot.fresh,
+            until: slot.until.saturating_duration_since(now),
+            body_ms: slot.body_ms,
         })
     }
 
@@ -397,8 +416,10 @@ impl LocalTier {
             return false;
         }
         let (hash, shard) = self.locate(key);
-        let fresh = expiry(self.clock.now(), ttl);
+        let now = self.clock.now();
+        let fresh = expiry(now, ttl);
         let expires = expiry(fresh, life.stale);
+        let until = expiry(now, life.until);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut guard = write(shard);
         // Checked under the shard lock: an invalidation records itself
@@ -417,6 +438,8 @@ impl LocalTier {
             bytes,
             fresh,
             expires,
+            until,
+            body_ms: life.body_ms,
             weight,
             used: AtomicBool::new(false),
         };
@@ -601,10 +624,7 @@ mod tests {
     fn a_kept_entry_turns_stale_then_dies() {
         let (t, ms) = tier(100, 1 << 20);
         let since = t.seq();
-        let life = Life {
-            fresh: Duration::from_secs(5),
-            stale: Duration::from_secs(100),
-        };
+        let life = Life::kept(Duration::from_secs(5), Duration::from_secs(100));
         let kept = Some(((Typed::<u32>::new().keep)(&9), Salt::NONE));
         assert!(t.insert("k", kept, None, 10, life, since));
         assert_eq!(get(&t, "k"), Some(9));

@@ -55,6 +55,10 @@ impl Macro {
                 FailSafeThrottle,
                 Jitter,
                 ExpireWith,
+                RefreshAfter,
+                EarlyExpiryBeta,
+                SoftTimeoutMs,
+                HardTimeoutMs,
                 Extra,
                 Patterns,
                 Crate,
@@ -148,6 +152,10 @@ argument_names! {
     FailSafeThrottle: fail_safe_throttle,
     Jitter: jitter,
     ExpireWith: expire_with,
+    RefreshAfter: refresh_after,
+    EarlyExpiryBeta: early_expiry_beta,
+    SoftTimeoutMs: soft_timeout_ms,
+    HardTimeoutMs: hard_timeout_ms,
     Extra: extra,
     Patterns: patterns,
     Before: before,
@@ -338,6 +346,14 @@ pub(crate) struct CacheArgs {
     pub jitter: Option<f64>,
     /// `expire_with = path::to::fn`: `fn(&T) -> Duration` gives the TTL from the value.
     pub expire_with: Option<syn::Path>,
+    /// `refresh_after = 0.8`: a hit past 80 % of the TTL refreshes in the background.
+    pub refresh_after: Option<f64>,
+    /// `early_expiry_beta = 1.0`: XFetch's β.
+    pub early_expiry_beta: Option<f64>,
+    /// `soft_timeout_ms = N`: a miss with a stale fallback waits at most N ms for the body.
+    pub soft_timeout_ms: Option<u64>,
+    /// `hard_timeout_ms = N`: bounds a body running in the background.
+    pub hard_timeout_ms: Option<u64>,
     /// Where `extra` / `patterns` were written, in order: they need a
     /// method-aware handler, which only the signature tells.
     pub invalidation_args: Vec<(Name, Span)>,
@@ -358,6 +374,10 @@ impl Default for CacheArgs {
             fail_safe_throttle: None,
             jitter: None,
             expire_with: None,
+            refresh_after: None,
+            early_expiry_beta: None,
+            soft_timeout_ms: None,
+            hard_timeout_ms: None,
             invalidation_args: Vec::new(),
         }
     }
@@ -410,8 +430,63 @@ impl MacroArgs for CacheArgs {
                 })
             }
             Name::Jitter => self.jitter = jitter(cx, value),
+            Name::RefreshAfter => {
+                self.refresh_after = fraction(
+                    cx,
+                    value,
+                    |f| f > 0.0 && f < 1.0,
+                    "`refresh_after` takes a fraction of the TTL between 0 and 1, e.g. refresh_after = 0.8 (the first hit after 80 % of the TTL refreshes the entry in the background)",
+                )
+            }
+            Name::EarlyExpiryBeta => {
+                self.early_expiry_beta = fraction(
+                    cx,
+                    value,
+                    |f| f > 0.0 && f.is_finite(),
+                    "`early_expiry_beta` takes a number above 0, e.g. early_expiry_beta = 1.0 (XFetch: higher refreshes earlier)",
+                )
+            }
+            Name::SoftTimeoutMs | Name::HardTimeoutMs => {
+                let ms = whole_number::<u64>(
+                    cx,
+                    name,
+                    value,
+                    "u64 milliseconds",
+                    &format!("`{name}` takes a whole number of milliseconds, e.g. {name} = 100"),
+                )
+                .filter(|&ms| {
+                    if ms == 0 {
+                        cx.error_spanned_by(value, format!("`{name} = 0` would never wait: give at least 1 ms"));
+                    }
+                    ms > 0
+                });
+                match name {
+                    Name::SoftTimeoutMs => self.soft_timeout_ms = ms,
+                    _ => self.hard_timeout_ms = ms,
+                }
+            }
             Name::ExpireWith => self.expire_with = expire_with(cx, value),
             other => unreachable!("{} does not take `{other}`", Self::MACRO),
+        }
+    }
+}
+
+/// A float literal (or an integer one) that `ok` accepts, else `how`.
+fn fraction(cx: &Ctxt, value: &Expr, ok: impl Fn(f64) -> bool, how: &str) -> Option<f64> {
+    let parsed = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<u32>().ok().map(f64::from),
+        _ => None,
+    };
+    match parsed {
+        Some(f) if ok(f) => Some(f),
+        _ => {
+            cx.error_spanned_by(value, how);
+            None
         }
     }
 }

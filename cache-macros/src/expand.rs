@@ -93,6 +93,10 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
         key,
         outcome,
         expire_with: args.expire_with.as_ref(),
+        background: args.refresh_after.is_some()
+            || args.early_expiry_beta.is_some()
+            || args.soft_timeout_ms.is_some(),
+        refreshes: args.refresh_after.is_some() || args.early_expiry_beta.is_some(),
     };
     let wrapper = Wrapper {
         cached: &cached,

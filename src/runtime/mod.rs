@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use cache_core::codec::Salt;
-use cache_core::{Cache, FailSafe, Outcome, Policy, TierUse, Typed};
+use cache_core::{Cache, FailSafe, Outcome, Policy, Refresh, Served, TierUse, Typed};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::registry::{is_enabled, resolve};
@@ -41,6 +41,14 @@ pub struct CacheSpec {
     pub fail_safe_throttle: Option<u64>,
     /// `#[cache(jitter = F)]`; `None`: the cache's.
     pub jitter: Option<f64>,
+    /// `#[cache(refresh_after = F)]`: a hit past this fraction of the TTL refreshes in the background.
+    pub refresh_after: Option<f64>,
+    /// `#[cache(early_expiry_beta = B)]`: XFetch's β.
+    pub early_expiry_beta: Option<f64>,
+    /// `#[cache(soft_timeout_ms = N)]`: how long a miss with a stale fallback waits for the body.
+    pub soft_timeout_ms: Option<u64>,
+    /// `#[cache(hard_timeout_ms = N)]`: the bound of a body running in the background.
+    pub hard_timeout_ms: Option<u64>,
     /// The annotated function's crate version (`CARGO_PKG_VERSION`), mixed
     /// into the fingerprint of types whose shape cannot be traced whole.
     pub crate_version: &'static str,
@@ -51,6 +59,38 @@ pub struct CacheSpec {
 }
 
 impl CacheSpec {
+    /// How this function's calls read through `cache`.
+    pub fn policy<V>(
+        &self,
+        cache: &Cache,
+        typed: Option<Typed<V>>,
+        ttl_of: Option<fn(&V) -> Duration>,
+    ) -> Policy<V> {
+        let ttl = self.expire.map_or_else(|| cache.default_ttl(), Duration::from_secs);
+        let tier = TierUse {
+            typed: typed.filter(|_| self.local),
+            ttl: self.local_ttl.map(Duration::from_secs),
+        };
+        let refresh = (self.refresh_after.is_some() || self.early_expiry_beta.is_some())
+            .then_some(Refresh {
+                after: self.refresh_after,
+                beta: self.early_expiry_beta,
+            });
+        Policy {
+            fail_safe: self.fail_safe(cache),
+            jitter: self.jitter.unwrap_or_else(|| cache.jitter()),
+            ttl_of,
+            refresh,
+            soft_timeout: self.soft_timeout_ms.map(Duration::from_millis),
+            ..Policy::new(ttl, tier)
+        }
+    }
+
+    /// `hard_timeout_ms`: the bound of a body running in the background.
+    fn hard_timeout(&self) -> Option<Duration> {
+        self.hard_timeout_ms.map(Duration::from_millis)
+    }
+
     /// This function's fail-safe: its own arguments over the cache's.
     pub fn fail_safe(&self, cache: &Cache) -> Option<FailSafe> {
         let secs = Duration::from_secs;
@@ -183,21 +223,7 @@ where
         return body.await;
     };
     let full = cache.full_key(&key);
-    let ttl = match spec.expire {
-        Some(secs) => Duration::from_secs(secs),
-        None => cache.default_ttl(),
-    };
-    let tier = TierUse {
-        typed: typed.filter(|_| spec.local),
-        ttl: spec.local_ttl.map(Duration::from_secs),
-    };
-    let policy = Policy {
-        ttl,
-        tier,
-        fail_safe: spec.fail_safe(cache),
-        jitter: spec.jitter.unwrap_or_else(|| cache.jitter()),
-        ttl_of,
-    };
+    let policy = spec.policy(cache, typed, ttl_of);
     let (out, encode_error) = cache
         .read_through(&full, spec.salt(instance), body, policy)
         .await;
@@ -205,6 +231,128 @@ where
         cache.note_failure("encode", &full, &e);
     }
     out
+}
+
+/// The `#[cache]` wrapper of a function with work that outlives the call
+/// (`refresh_after`, `early_expiry_beta`, `soft_timeout_ms`): [`cached`],
+/// and a hit whose early refresh is due starts one refresh per key in the
+/// background, and a miss with a stale fallback waits for the body at most
+/// the soft timeout (the body then finishes in the background, bounded by
+/// the hard timeout, and its value is stored). The body must be
+/// `Send + 'static`: arguments owned, not borrowed (no `&self`).
+pub async fn cached_background<O, Fut>(
+    spec: &'static CacheSpec,
+    key: Option<String>,
+    instance: Option<&'static str>,
+    typed: Option<Typed<O::Value>>,
+    ttl_of: Option<fn(&O::Value) -> Duration>,
+    body: Fut,
+) -> O
+where
+    O: Outcome + Send + 'static,
+    O::Value: Send + Sync,
+    Fut: Background<O>,
+{
+    let Some(key) = key else {
+        return body.await;
+    };
+    let Some(cache) = resolve(spec.cache).await else {
+        return body.await;
+    };
+    let full = cache.full_key(&key).into_owned();
+    let salt = spec.salt(instance);
+    let policy = spec.policy(cache, typed, ttl_of);
+    match cache
+        .read_through_or_hand_back(&full, salt, body, policy)
+        .await
+    {
+        Served::Done {
+            out,
+            error,
+            refresh,
+        } => {
+            if let Some(e) = error {
+                cache.note_failure("encode", &full, &e);
+            }
+            if let Some(body) = refresh {
+                if let Some(claim) = cache.start_refresh(&full) {
+                    let bounded = bounded(body, spec.hard_timeout());
+                    tokio::spawn(async move {
+                        let _claim = claim;
+                        cache.refresh(&full, salt, bounded, policy).await;
+                    });
+                }
+            }
+            out
+        }
+        Served::HandedBack { stale, body } => {
+            let soft = policy.soft_timeout.unwrap_or(Duration::ZERO);
+            let bounded = bounded(body, spec.hard_timeout());
+            // Spawned: a caller that gives up (or is dropped) does not cancel it.
+            let mut run = tokio::spawn(async move {
+                cache
+                    .read_through::<Bounded<O>, _>(&full, salt, bounded, policy)
+                    .await
+                    .0
+            });
+            match tokio::time::timeout(soft, &mut run).await {
+                Ok(Ok(Bounded::Done(out))) => out,
+                Ok(Ok(Bounded::TimedOut)) | Err(_) => {
+                    cache.note_stale_served();
+                    O::from_cached(stale)
+                }
+                Ok(Err(join)) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Ok(Err(_)) => {
+                    cache.note_stale_served();
+                    O::from_cached(stale)
+                }
+            }
+        }
+        Served::Nothing => unreachable!("only a refresh ends with nothing"),
+    }
+}
+
+/// A body that can run in the background: `Send + 'static` (arguments
+/// owned, not borrowed), with a message that says so.
+#[diagnostic::on_unimplemented(
+    message = "`refresh_after`, `early_expiry_beta` and `soft_timeout_ms` run the body in the background: it must be `Send + 'static`",
+    note = "take the arguments by value (an `Arc` for shared state, not `&self`), or drop those arguments"
+)]
+pub trait Background<O>: Future<Output = O> + Send + 'static {}
+impl<O, F: Future<Output = O> + Send + 'static> Background<O> for F {}
+
+/// A body's outcome, or its hard timeout.
+enum Bounded<O> {
+    Done(O),
+    TimedOut,
+}
+
+impl<O: Outcome> Outcome for Bounded<O> {
+    type Value = O::Value;
+    fn cacheable(&self) -> Option<&O::Value> {
+        match self {
+            Bounded::Done(out) => out.cacheable(),
+            Bounded::TimedOut => None,
+        }
+    }
+    fn from_cached(value: O::Value) -> Self {
+        Bounded::Done(O::from_cached(value))
+    }
+}
+
+/// `body`, cut at `hard` (`None`: unbounded).
+fn bounded<O, Fut: Future<Output = O>>(
+    body: Fut,
+    hard: Option<Duration>,
+) -> impl Future<Output = Bounded<O>> {
+    async move {
+        match hard {
+            Some(hard) => tokio::time::timeout(hard, body)
+                .await
+                .map_or(Bounded::TimedOut, Bounded::Done),
+            None => Bounded::Done(body.await),
+        }
+    }
 }
 
 /// What the type parameters of a generic annotated function instantiate to,

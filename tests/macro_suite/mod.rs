@@ -923,3 +923,107 @@ fn expire_with_takes_the_ttl_from_the_value() {
         );
     });
 }
+
+// --- early refresh, soft timeout ------------------------------------------------
+
+/// Closed: the body of `hot` (of `lagging`) waits, at most 20 s, until it opens.
+static HOT_GATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static LAGGING_GATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HOT: OnceLock<Calls> = OnceLock::new();
+static LAGGING: OnceLock<Calls> = OnceLock::new();
+
+async fn gated(calls: &Calls, gate: &std::sync::atomic::AtomicBool) -> u64 {
+    let run = calls.hit() as u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while gate.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    run
+}
+
+#[cacheside::cache(key_prefix = "hot", resource_id = "id", expire = 2, refresh_after = 0.5)]
+async fn hot(id: u64) -> u64 {
+    id * 1000 + gated(HOT.get_or_init(Calls::default), &HOT_GATE).await
+}
+
+#[cacheside::cache(key_prefix = "lagging", resource_id = "id", expire = 1, fail_safe_max = 60, soft_timeout_ms = 100)]
+async fn lagging(id: u64) -> u64 {
+    id * 1000 + gated(LAGGING.get_or_init(Calls::default), &LAGGING_GATE).await
+}
+
+/// Polls `read` until it gives `want` (at most 10 s).
+async fn eventually<F, Fut>(what: &str, want: Option<u64>, read: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<u64>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = read().await;
+        if got == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: still {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `refresh_after`: past that share of the TTL a hit still answers at once
+/// with the current value, and one refresh per key runs in the background
+/// (here its body is held until the test opens the gate: a hit that waited
+/// for it would hang, not be slow).
+#[test]
+fn early_refresh_answers_at_once_and_refreshes_once_in_the_background() {
+    run(async {
+        let cache = global().await;
+        let calls = HOT.get_or_init(Calls::default);
+        let first = hot(1).await;
+        assert_eq!(first, 1001);
+        // Past 50 % of the 2 s TTL.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        HOT_GATE.store(true, std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..20 {
+            let got = tokio::time::timeout(Duration::from_secs(10), hot(1))
+                .await
+                .expect("a hit waited for the refresh");
+            assert_eq!(got, first, "the current value answers while the refresh runs");
+        }
+        // The refresh runs on another task: wait until its body has started.
+        eventually("the refresh's body run", Some(2), || async { Some(calls.get() as u64) }).await;
+        for _ in 0..20 {
+            assert_eq!(hot(1).await, first);
+        }
+        assert_eq!(calls.get(), 2, "one refresh for forty hits");
+        HOT_GATE.store(false, std::sync::atomic::Ordering::SeqCst);
+        eventually("the refreshed value", Some(1002), || async {
+            hot_cache_entry(1).get().await.unwrap()
+        })
+        .await;
+        assert_eq!(hot(1).await, 1002);
+        assert!(cache.stats().refreshes >= 1);
+    });
+}
+
+/// `soft_timeout_ms` with fail-safe: a stale miss whose body is slow gets the
+/// stale value after the soft timeout; the body finishes in the background
+/// and its value is stored.
+#[test]
+fn a_soft_timeout_answers_with_the_stale_value_and_the_body_lands_later() {
+    run(async {
+        let cache = global().await;
+        assert_eq!(lagging(1).await, 1001);
+        eventually("expiry", None, || async { lagging_cache_entry(1).get().await.unwrap() }).await;
+        LAGGING_GATE.store(true, std::sync::atomic::Ordering::SeqCst);
+        let served = cache.stats().stale_served;
+        let got = tokio::time::timeout(Duration::from_secs(10), lagging(1))
+            .await
+            .expect("the caller waited for the body past its soft timeout");
+        assert_eq!(got, 1001, "the stale value answers");
+        assert!(cache.stats().stale_served > served);
+        LAGGING_GATE.store(false, std::sync::atomic::Ordering::SeqCst);
+        eventually("the background body's value", Some(1002), || async {
+            lagging_cache_entry(1).get().await.unwrap()
+        })
+        .await;
+    });
+}

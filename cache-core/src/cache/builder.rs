@@ -230,6 +230,7 @@ impl CacheBuilder {
                 fence_window: self.fence_window,
                 fail_safe: self.fail_safe,
                 jitter: self.jitter,
+                refreshing: Default::default(),
                 backplane: self.backplane,
                 origin: super::origin_id(),
                 subscribed: std::sync::Once::new(),

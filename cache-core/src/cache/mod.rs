@@ -41,7 +41,7 @@ mod tier_tests;
 pub use builder::{CacheBuilder, DEFAULT_FENCE_WINDOW};
 pub use fail_safe::FailSafe;
 pub use outcome::{NoneCached, Outcome, Plain};
-pub use read_through::{Policy, TierUse};
+pub use read_through::{Policy, Refresh, RefreshGuard, Served, TierUse};
 pub use stats::Stats;
 use stats::{bump, Counters};
 
@@ -99,6 +99,8 @@ pub(super) struct Inner {
     fail_safe: Option<FailSafe>,
     /// The default TTL jitter of this cache's calls.
     jitter: f64,
+    /// Keys whose early refresh runs in this process.
+    refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
     backplane: Option<Box<dyn Backplane>>,
     /// This cache's id on the backplane (its own messages come back to it).
     origin: u64,
@@ -273,6 +275,7 @@ impl Cache {
             backplane_disconnects: c.backplane_disconnects.load(),
             backplane_failures: c.backplane_failures.load(),
             stale_served: c.stale_served.load(),
+            refreshes: c.refreshes.load(),
         }
     }
 

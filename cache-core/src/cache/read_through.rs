@@ -63,6 +63,103 @@ pub struct Policy<V> {
     /// The TTL from the value (`#[cache(expire_with = …)]`), in place of
     /// `ttl` (then jittered); zero: the value is not stored.
     pub ttl_of: Option<fn(&V) -> Duration>,
+    /// When a hit starts a background refresh ([`read_through_or_hand_back`](Cache::read_through_or_hand_back)).
+    pub refresh: Option<Refresh>,
+    /// How long a miss with a stale fallback waits for the body before the
+    /// fallback answers ([`read_through_or_hand_back`](Cache::read_through_or_hand_back)).
+    pub soft_timeout: Option<Duration>,
+}
+
+impl<V> Clone for Policy<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V> Copy for Policy<V> {}
+
+/// Early refresh: when a hit starts a background refresh of its entry.
+#[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refresh {
+    /// `refresh_after = 0.8`: once 80 % of the TTL has passed.
+    pub after: Option<f64>,
+    /// `early_expiry_beta = 1.0` (XFetch): early with a probability that
+    /// grows as the expiry nears, weighted by the time the body took.
+    pub beta: Option<f64>,
+}
+
+impl Refresh {
+    /// Whether a hit with `left` of its freshness (of `ttl`), whose value took
+    /// `body_ms` to compute, starts a refresh.
+    pub(crate) fn due(&self, left: Duration, ttl: Duration, body_ms: u32) -> bool {
+        if let Some(after) = self.after {
+            if left <= ttl.mul_f64((1.0 - after).clamp(0.0, 1.0)) {
+                return true;
+            }
+        }
+        match self.beta {
+            // Vattani et al.: recompute when now − δ·β·ln(U) ≥ expiry, U uniform in (0, 1].
+            Some(beta) if beta > 0.0 && body_ms > 0 => {
+                let delta = f64::from(body_ms) / 1000.0;
+                let u = 1.0 - unit_random();
+                -delta * beta * u.ln() >= left.as_secs_f64()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What [`read_through_or_hand_back`](Cache::read_through_or_hand_back) did.
+#[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+pub enum Served<O: Outcome, Fut> {
+    /// The call's answer; `refresh`: the body, unrun, when a hit's early refresh is due.
+    Done {
+        /// The answer.
+        out: O,
+        /// An encode error of the value stored, to log.
+        error: Option<Error>,
+        /// The unused body, to refresh the entry with in the background.
+        refresh: Option<Fut>,
+    },
+    /// A miss with a stale fallback under a soft timeout: the body, unrun.
+    HandedBack {
+        /// The fallback.
+        stale: O::Value,
+        /// The body, for the caller to run in the background.
+        body: Fut,
+    },
+    /// A refresh that stored nothing (its body failed, or another caller filled the key).
+    Nothing,
+}
+
+/// How [`Cache::read_through_in`] was called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    HandBack,
+    Refresh,
+}
+
+/// This process's claim on the early refresh of one key ([`Cache::start_refresh`]).
+#[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+pub struct RefreshGuard {
+    cache: Cache,
+    full: String,
+}
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        self.cache
+            .inner
+            .refreshing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.full);
+    }
+}
+
+fn millis32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 impl<V> Policy<V> {
@@ -74,7 +171,15 @@ impl<V> Policy<V> {
             fail_safe: None,
             jitter: 0.0,
             ttl_of: None,
+            refresh: None,
+            soft_timeout: None,
         }
+    }
+
+    /// Whether fills stamp their freshness into the entry (fail-safe and
+    /// early refresh read it).
+    fn stamps(&self) -> bool {
+        FailSafe::active(self.fail_safe).is_some() || self.refresh.is_some()
     }
 
     /// The TTL a fill of `value` gets.
@@ -121,7 +226,8 @@ fn unit_random() -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A stale entry kept for fail-safe, met on the way to the body.
+/// A stale entry kept for fail-safe, met on the way to the body (or, in
+/// a refresh, the fresh entry it replaces).
 struct Stale<V> {
     value: V,
     /// Its encoded form, when it came as bytes.
@@ -133,14 +239,29 @@ struct Stale<V> {
     in_store: bool,
 }
 
+impl<V> Stale<V> {
+    /// The entry a refresh replaces (never served as a fallback: a failed
+    /// refresh leaves it in place).
+    fn refreshed(value: V) -> Stale<V> {
+        Stale {
+            value,
+            bytes: None,
+            left: Duration::ZERO,
+            in_store: true,
+        }
+    }
+}
+
 /// What a fenced read of a network store found.
 enum Read<T> {
     /// A fresh entry: its value, its encoded size, and how long it stays
     /// fresh when it says (an entry stamped with its freshness).
     Fresh {
         value: T,
+        bytes: Bytes,
         size: usize,
         left: Option<Duration>,
+        body_ms: u32,
     },
     /// An entry past its freshness, kept for fail-safe.
     Stale {
@@ -176,6 +297,8 @@ struct Fill<'a> {
     /// …then kept this long for fail-safe (zero without it).
     stale_for: Duration,
     local_ttl: Duration,
+    /// How long the body took (stamped, for XFetch).
+    body_ms: u32,
     salt: Salt,
     budget: Duration,
     fence: &'a Fence,
@@ -242,11 +365,97 @@ impl Cache {
         O: Outcome,
         Fut: Future<Output = O>,
     {
+        match self.read_through_in(full, salt, body, policy, Mode::Plain).await {
+            Served::Done { out, error, .. } => (out, error),
+            // Only `Mode::HandBack` hands a body back, only `Mode::Refresh` ends with nothing.
+            Served::HandedBack { stale, .. } => (O::from_cached(stale), None),
+            Served::Nothing => unreachable!("a plain read always answers"),
+        }
+    }
+
+    /// [`read_through`](Cache::read_through) for a caller that can run the
+    /// body in the background (it is `Send + 'static`): a hit whose early
+    /// refresh is due comes back with the unused body to refresh with
+    /// ([`refresh`](Cache::refresh)); a miss with a stale fallback and a
+    /// soft timeout hands the body back with the fallback, unrun, for the
+    /// caller to spawn ([`Policy::soft_timeout`]).
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub async fn read_through_or_hand_back<O, Fut>(
+        &self,
+        full: &str,
+        salt: Salt,
+        body: Fut,
+        policy: Policy<O::Value>,
+    ) -> Served<O, Fut>
+    where
+        O: Outcome,
+        Fut: Future<Output = O>,
+    {
+        self.read_through_in(full, salt, body, policy, Mode::HandBack)
+            .await
+    }
+
+    /// An early refresh: runs `body` although the entry may be fresh, and
+    /// replaces the entry with its value, fenced by the entry it read (a
+    /// refresh that an invalidation or another refresh overtook does not
+    /// land). A body that fails leaves the entry as it is.
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub async fn refresh<O, Fut>(&self, full: &str, salt: Salt, body: Fut, policy: Policy<O::Value>)
+    where
+        O: Outcome,
+        Fut: Future<Output = O>,
+    {
+        bump(&self.inner.counters.refreshes);
+        let _ = self
+            .read_through_in(full, salt, body, policy, Mode::Refresh)
+            .await;
+    }
+
+    /// Claims the early refresh of `full` in this process: `None` while
+    /// another is under way (released when the guard drops).
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub fn start_refresh(&self, full: &str) -> Option<RefreshGuard> {
+        let mut running = self
+            .inner
+            .refreshing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        running.insert(full.to_owned()).then(|| RefreshGuard {
+            cache: self.clone(),
+            full: full.to_owned(),
+        })
+    }
+
+    /// Counts a stale value served by a caller that stopped waiting for the body (soft timeout).
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub fn note_stale_served(&self) {
+        bump(&self.inner.counters.stale_served);
+    }
+
+    async fn read_through_in<O, Fut>(
+        &self,
+        full: &str,
+        salt: Salt,
+        body: Fut,
+        policy: Policy<O::Value>,
+        mode: Mode,
+    ) -> Served<O, Fut>
+    where
+        O: Outcome,
+        Fut: Future<Output = O>,
+    {
         let inner = &*self.inner;
         self.ensure_subscribed();
         let (ttl, tier) = (policy.ttl, policy.tier);
         let fail_safe = FailSafe::active(policy.fail_safe);
         let stale_for = fail_safe.map_or(Duration::ZERO, |fs| fs.max);
+        // Early refresh reads how long an entry stays fresh: only asked for when it can act.
+        let refresh = policy.refresh.filter(|_| mode == Mode::HandBack);
+        let done = |out: O, refresh_with: Option<Fut>| Served::Done {
+            out,
+            error: None,
+            refresh: refresh_with,
+        };
         // The tier this call uses: the store itself, or one in front of it
         // for values it can hand out.
         let local = match &inner.tier {
@@ -258,24 +467,36 @@ impl Cache {
         // The local tier's life of an entry of this call that stays `ttl` in the store.
         let local_ttl = |ttl: Duration| tier.ttl.map_or(ttl, |t| t.min(ttl));
         let since = local.map_or(0, |t| t.seq());
-        // A stale entry met on the way: the fallback of fail-safe.
+        // A stale entry met on the way: the fallback of fail-safe (and, in a
+        // refresh, the fresh entry being replaced).
         let mut stale: Option<Stale<O::Value>> = None;
         if let Some(t) = local {
             match t.lookup(full, salt, tier.typed) {
+                Found::Value(v) if mode == Mode::Refresh => {
+                    if tier_is_store {
+                        stale = Some(Stale::refreshed(v));
+                    }
+                }
                 Found::Value(v) => {
                     bump(&inner.counters.local_hits);
-                    return (O::from_cached(v), None);
+                    let due = refresh.is_some_and(|r| {
+                        t.remaining(full)
+                            .is_some_and(|life| r.due(life.until, ttl, life.body_ms))
+                    });
+                    return done(O::from_cached(v), due.then_some(body));
                 }
-                Found::Bytes(bytes) if tier_is_store => {
+                Found::Bytes(bytes) if tier_is_store && mode != Mode::Refresh => {
                     if let Some(v) = self.open_kept::<O::Value>(t, full, &bytes, salt) {
-                        if let Some(typed) = tier.typed {
+                        let life = t.remaining(full);
+                        if let (Some(typed), Some(left)) = (tier.typed, life) {
                             // Written by the provider API: keep it decoded from now on.
-                            if let Some(left) = t.remaining(full) {
-                                let kept = Some(((typed.keep)(&v), salt));
-                                t.insert(full, kept, Some(bytes.clone()), bytes.len(), left, since);
-                            }
+                            let kept = Some(((typed.keep)(&v), salt));
+                            t.insert(full, kept, Some(bytes.clone()), bytes.len(), left, since);
                         }
-                        return (O::from_cached(v), None);
+                        let due = refresh.zip(life).is_some_and(|(r, life)| {
+                            r.due(life.until, ttl, life.body_ms)
+                        });
+                        return done(O::from_cached(v), due.then_some(body));
                     }
                 }
                 Found::Stale { value, bytes, left } if fail_safe.is_some() => {
@@ -301,15 +522,28 @@ impl Cache {
         let mut fence = Fence::None;
         let mut unreadable = false;
         if tier_is_store {
-            bump(&inner.counters.misses);
+            if mode != Mode::Refresh {
+                bump(&inner.counters.misses);
+            }
         } else {
             match self.read_fenced::<O::Value>(full, deadline, salt).await {
-                Ok((Read::Fresh { value, size, left }, _)) => {
+                Ok((Read::Fresh { value, bytes, .. }, f)) if mode == Mode::Refresh => {
+                    // The entry this refresh replaces, while it is unchanged.
+                    fence = f;
+                    stale = Some(Stale {
+                        bytes: Some(bytes),
+                        ..Stale::refreshed(value)
+                    });
+                }
+                Ok((Read::Fresh { value, size, left, body_ms, .. }, _)) => {
                     if let (Some(t), Some(typed)) = (local, tier.typed) {
-                        let at_most = local_ttl(policy.ttl_of.map_or(ttl, |of| of(&value)));
+                        let until = policy.ttl_of.map_or(ttl, |of| of(&value));
+                        let until = left.map_or(until, |left| left.min(until));
                         let life = Life {
-                            fresh: left.map_or(at_most, |left| left.min(at_most)),
+                            fresh: local_ttl(until),
                             stale: stale_for,
+                            until,
+                            body_ms,
                         };
                         t.insert(
                             full,
@@ -320,7 +554,10 @@ impl Cache {
                             since,
                         );
                     }
-                    return (O::from_cached(value), None);
+                    let due = refresh
+                        .zip(left)
+                        .is_some_and(|(r, left)| r.due(left, ttl, body_ms));
+                    return done(O::from_cached(value), due.then_some(body));
                 }
                 Ok((Read::Stale { value, bytes, left }, f)) => {
                     fence = f;
@@ -348,6 +585,7 @@ impl Cache {
             ttl,
             stale_for,
             local_ttl: local_ttl(ttl),
+            body_ms: 0,
             salt,
             budget: write_budget,
             fence: &fence,
@@ -363,16 +601,29 @@ impl Cache {
             // it answers, and the body (whose result could not be stored
             // either) is not run, for the throttle.
             let out = self.fall_back(&fill, s, fs, local, tier, || false).await.0;
-            return (O::from_cached(out), None);
+            return done(O::from_cached(out), None);
+        }
+        if mode == Mode::Refresh && unreadable {
+            return Served::Nothing;
+        }
+        if let (Mode::HandBack, Some(_)) = (mode, policy.soft_timeout) {
+            if let Some(s) = stale.take() {
+                // The caller runs the body in the background and waits for it
+                // at most the soft timeout, with this fallback in hand.
+                return Served::HandedBack {
+                    stale: s.value,
+                    body,
+                };
+            }
         }
         match inner.flights.join(full) {
             Role::Leader(guard) => {
                 // The previous leader of this key may have finished between
                 // our read and our join: its value is in the tier by now.
-                if let (Some(t), Some(_)) = (local, tier.typed) {
+                if let (Some(t), Some(_), false) = (local, tier.typed, mode == Mode::Refresh) {
                     if let Found::Value(v) = t.lookup(full, salt, tier.typed) {
                         bump(&inner.counters.coalesced);
-                        return (O::from_cached(v), None);
+                        return done(O::from_cached(v), None);
                     }
                 }
                 let body_started = tokio::time::Instant::now();
@@ -382,6 +633,11 @@ impl Cache {
                     _ => Ok(body.await),
                 };
                 let failed = ran.as_ref().map_or(true, |out| out.cacheable().is_none());
+                if failed && mode == Mode::Refresh {
+                    // The entry stays as it is; the caller is a background task.
+                    drop(guard);
+                    return Served::Nothing;
+                }
                 let fallback = match (failed, fail_safe) {
                     (true, Some(fs)) => stale.take().map(|s| (fs, s)),
                     _ => None,
@@ -397,19 +653,23 @@ impl Cache {
                         .fall_back(&fill, s, fs, local, tier, || guard.is_stale())
                         .await;
                     guard.land(shared);
-                    return (O::from_cached(value), None);
+                    return done(O::from_cached(value), None);
                 }
                 let out = match ran {
                     Ok(out) => out,
                     Err(panic) => std::panic::resume_unwind(panic),
                 };
+                let body_time = body_started.elapsed();
                 let entry_ttl = out.cacheable().map_or(ttl, |v| policy.ttl_for(v));
                 let fill = Fill {
                     ttl: entry_ttl,
                     local_ttl: local_ttl(entry_ttl),
+                    body_ms: millis32(body_time),
                     ..fill
                 };
-                let fresh = fail_safe.map(|_| stamp(entry_ttl, stale_for, body_started.elapsed()));
+                let fresh = policy
+                    .stamps()
+                    .then(|| stamp(entry_ttl, stale_for, body_time));
                 let (sealed, encode_error) = self.encode_outcome(full, &out, salt, fresh);
                 guard.land(sealed.clone());
                 // A zero TTL from `expire_with`: shared with the waiting callers, not stored.
@@ -424,7 +684,11 @@ impl Cache {
                     }
                 }
                 drop(guard);
-                (out, encode_error)
+                Served::Done {
+                    out,
+                    error: encode_error,
+                    refresh: None,
+                }
             }
             Role::Follower(rx) => {
                 // An invalidation from here on makes what this caller computes stale too.
@@ -432,20 +696,28 @@ impl Cache {
                 if let Some(bytes) = flight::follow(rx).await {
                     if let Ok(v) = codec::open_salted::<O::Value>(&*inner.codec, &bytes, salt) {
                         bump(&inner.counters.coalesced);
-                        return (O::from_cached(v), None);
+                        return done(O::from_cached(v), None);
                     }
+                }
+                if mode == Mode::Refresh {
+                    // Another caller was filling this key: that is the refresh.
+                    return Served::Nothing;
                 }
                 // The leader had nothing to share (error, None, cancelled):
                 // run our own body, and store what it gives like a leader would.
                 let body_started = tokio::time::Instant::now();
                 let out = body.await;
+                let body_time = body_started.elapsed();
                 let entry_ttl = out.cacheable().map_or(ttl, |v| policy.ttl_for(v));
                 let fill = Fill {
                     ttl: entry_ttl,
                     local_ttl: local_ttl(entry_ttl),
+                    body_ms: millis32(body_time),
                     ..fill
                 };
-                let fresh = fail_safe.map(|_| stamp(entry_ttl, stale_for, body_started.elapsed()));
+                let fresh = policy
+                    .stamps()
+                    .then(|| stamp(entry_ttl, stale_for, body_time));
                 let (sealed, encode_error) = self.encode_outcome(full, &out, salt, fresh);
                 let sealed = sealed.filter(|_| !entry_ttl.is_zero());
                 let stale_fill = || inner.flights.epoch() != epoch;
@@ -457,7 +729,11 @@ impl Cache {
                             .await;
                     }
                 }
-                (out, encode_error)
+                Served::Done {
+                    out,
+                    error: encode_error,
+                    refresh: None,
+                }
             }
         }
     }
@@ -527,10 +803,7 @@ impl Cache {
                         .map(|typed| ((typed.keep)(&stale.value), fill.salt));
                     let weight = bytes.as_ref().map_or(0, Bytes::len);
                     let kept = bytes.clone().filter(|_| inner.tier.store().is_some());
-                    let life = Life {
-                        fresh: throttled.local_ttl,
-                        stale: stale_for,
-                    };
+                    let life = Life::kept(throttled.local_ttl, stale_for);
                     t.insert(fill.full, typed, kept, weight, life, fill.since);
                 }
             }
@@ -608,6 +881,8 @@ impl Cache {
             let life = Life {
                 fresh,
                 stale: fill.stale_for,
+                until: fill.ttl,
+                body_ms: fill.body_ms,
             };
             t.insert(full, typed, bytes, weight, life, fill.since);
         };
@@ -728,7 +1003,15 @@ impl Cache {
         {
             Some(value) => {
                 let left = now.map(|(f, now)| Duration::from_millis(f.fresh_until_ms - now));
-                Ok((Read::Fresh { value, size, left }, fence))
+                let body_ms = now.map_or(0, |(f, _)| f.body_ms);
+                let read = Read::Fresh {
+                    value,
+                    bytes,
+                    size,
+                    left,
+                    body_ms,
+                };
+                Ok((read, fence))
             }
             // Deleted: absent now, as far as this read knows.
             None => Ok((Read::Miss, Fence::None)),

@@ -47,6 +47,8 @@ pub struct Stats {
     /// Stale values served by fail-safe, because the body failed or the
     /// store could not be read ([`FailSafe`](crate::FailSafe)).
     pub stale_served: u64,
+    /// Early refreshes started (`refresh_after`, `early_expiry_beta`).
+    pub refreshes: u64,
 }
 
 impl Stats {
@@ -89,6 +91,7 @@ pub(super) struct Counters {
     pub(super) backplane_disconnects: Counter,
     pub(super) backplane_failures: Counter,
     pub(super) stale_served: Counter,
+    pub(super) refreshes: Counter,
 }
 
 /// Adds one to `c` (on this thread's stripe).

@@ -38,6 +38,11 @@ pub(crate) struct CachedFn<'a> {
     pub instance: Instance<'a>,
     /// `expire_with = f`: the function giving the TTL from the value.
     pub expire_with: Option<&'a syn::Path>,
+    /// Whether the body may outlive the call (refresh, soft timeout): the
+    /// runtime's `cached_background`.
+    pub background: bool,
+    /// Whether a hit may start a refresh: no synchronous local hit then.
+    pub refreshes: bool,
 }
 
 /// `Some(value)` or `None`, as an expression.

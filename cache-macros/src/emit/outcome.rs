@@ -133,16 +133,19 @@ impl ReturnValue {
     }
 
     /// The call through the cache, reading the key, instance, kind and body locals.
-    /// `ttl_of` is `expire_with`'s function, if any.
+    /// `ttl_of` is `expire_with`'s function, if any; `background`: the
+    /// body may outlive the call.
     pub(crate) fn read<'a>(
         &'a self,
         rt: &'a Runtime,
         ttl_of: Option<&'a syn::Path>,
+        background: bool,
     ) -> CachedRead<'a> {
         CachedRead {
             outcome: self,
             rt,
             ttl_of,
+            background,
         }
     }
 
@@ -194,6 +197,7 @@ pub(crate) struct CachedRead<'a> {
     outcome: &'a ReturnValue,
     rt: &'a Runtime,
     ttl_of: Option<&'a syn::Path>,
+    background: bool,
 }
 
 /// How the runtime caches a return value: through a `Kind` (an expression)
@@ -212,7 +216,11 @@ impl ToTokens for CachedRead<'_> {
             names::instance(),
             names::body(),
         );
-        let cached = rt.cached();
+        let cached = if self.background {
+            rt.cached_background()
+        } else {
+            rt.cached()
+        };
         // A fn item coerces to the `fn(&Stored) -> Duration` the runtime
         // expects; a wrong signature is reported at the path.
         let ttl_of = super::option(self.ttl_of);

@@ -65,6 +65,12 @@ impl Runtime {
             super::option(args.fail_safe_throttle),
             super::option(args.jitter),
         );
+        let (refresh_after, early_expiry_beta, soft_timeout_ms, hard_timeout_ms) = (
+            super::option(args.refresh_after),
+            super::option(args.early_expiry_beta),
+            super::option(args.soft_timeout_ms),
+            super::option(args.hard_timeout_ms),
+        );
         quote! {
             static #name: #spec = #spec {
                 function: #function,
@@ -76,6 +82,10 @@ impl Runtime {
                 fail_safe_max: #fail_safe_max,
                 fail_safe_throttle: #fail_safe_throttle,
                 jitter: #jitter,
+                refresh_after: #refresh_after,
+                early_expiry_beta: #early_expiry_beta,
+                soft_timeout_ms: #soft_timeout_ms,
+                hard_timeout_ms: #hard_timeout_ms,
                 crate_version: ::core::env!("CARGO_PKG_VERSION"),
                 salt: #once_lock::new(),
                 generic_impl: #once_lock::new(),
@@ -185,6 +195,11 @@ impl Runtime {
     /// `cached`: cache-aside around the body.
     pub(crate) fn cached(&self) -> TokenStream {
         self.call_site(&["cached"])
+    }
+
+    /// `cached_background`: `cached` for a body that may outlive the call.
+    pub(crate) fn cached_background(&self) -> TokenStream {
+        self.call_site(&["cached_background"])
     }
 
     /// `invalidating`: runs the body and deletes the targets when it succeeds.

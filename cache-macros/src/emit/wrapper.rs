@@ -56,12 +56,14 @@ impl ToTokens for Wrapper<'_> {
             block: &item.block,
             ret: Some(ret.to_token_stream()),
         };
-        let read = outcome.read(rt, cached.expire_with);
+        let read = outcome.read(rt, cached.expire_with, cached.background);
         let value_bindings = outcome.value_bindings(rt);
         // A plain read starts with the synchronous lookup in the local tier,
         // which builds the key without allocating; a method-aware handler
         // needs the key as a `String` for its mutations too.
         let key_now = match &self.mutations {
+            // A hit that may start a refresh goes through the runtime.
+            None if cached.refreshes => quote!(::core::option::Option::Some(#key)),
             None => LocalHit {
                 outcome,
                 rt,
