@@ -223,3 +223,94 @@ async fn generated_locals_cannot_shadow_parameters() {
     assert_eq!(hygienic(2, 3, 4, 5, 6).await, 20);
     assert_eq!(cache.get::<u32>("hygiene:2:4:5").await.unwrap(), Some(20));
 }
+
+// --- a hot key crossing its expiry, with and without early refresh -----------
+
+static HOT_PLAIN_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HOT_REFRESHED_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// What the database takes per call in these two.
+const BODY: Duration = Duration::from_millis(600);
+
+#[cacheside::cache(key = "hot-plain:{id}", expire = 3, cache = "hot-keys")]
+async fn hot_plain(id: u32) -> u32 {
+    HOT_PLAIN_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(BODY).await;
+    id
+}
+
+#[cacheside::cache(
+    key = "hot-refreshed:{id}",
+    expire = 3,
+    refresh_after = 0.3,
+    cache = "hot-keys"
+)]
+async fn hot_refreshed(id: u32) -> u32 {
+    HOT_REFRESHED_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(BODY).await;
+    id
+}
+
+/// 64 tasks call `f` for `span`; the slowest call's duration.
+async fn hammer<F, Fut>(span: Duration, f: F) -> Duration
+where
+    F: Fn() -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = u32> + Send,
+{
+    let until = std::time::Instant::now() + span;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        tasks.spawn(async move {
+            let mut slowest = Duration::ZERO;
+            while std::time::Instant::now() < until {
+                let started = std::time::Instant::now();
+                assert_eq!(f().await, 7);
+                slowest = slowest.max(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            slowest
+        });
+    }
+    let mut slowest = Duration::ZERO;
+    while let Some(t) = tasks.join_next().await {
+        slowest = slowest.max(t.expect("a task panicked"));
+    }
+    slowest
+}
+
+/// The scenario: a hot key under 64 tasks crosses its expiry
+/// (3 s; the body takes 600 ms). Without early refresh some callers wait for
+/// the body; with `refresh_after = 0.3` none does (a call as slow as the
+/// body would have waited for it), and the body runs once per refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_key_crossing_its_expiry_makes_no_caller_wait_with_early_refresh() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let cache = Cache::builder(MemoryBackend::new(1_000)).build();
+    cacheside::register("hot-keys", cache.clone());
+
+    assert_eq!(hot_plain(7).await, 7);
+    let slowest = hammer(Duration::from_millis(3_700), || hot_plain(7)).await;
+    assert!(
+        slowest >= BODY - Duration::from_millis(50),
+        "without refresh, callers at the expiry wait for the body: slowest {slowest:?}"
+    );
+    assert_eq!(
+        HOT_PLAIN_RUNS.load(SeqCst),
+        2,
+        "the fill and one single-flight run at the expiry"
+    );
+
+    assert_eq!(hot_refreshed(7).await, 7);
+    let refreshes = cache.stats().refreshes;
+    let slowest = hammer(Duration::from_millis(6_500), || hot_refreshed(7)).await;
+    assert!(
+        slowest < BODY,
+        "a caller waited for the body: slowest {slowest:?}"
+    );
+    let runs = HOT_REFRESHED_RUNS.load(SeqCst);
+    let refreshed = cache.stats().refreshes - refreshes;
+    assert!(
+        (2..=5).contains(&refreshed),
+        "{refreshed} refreshes in 6.5 s of a 3 s TTL refreshed at 0.9 s"
+    );
+    assert_eq!(runs as u64, 1 + refreshed, "the body ran once per refresh");
+}

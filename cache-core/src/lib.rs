@@ -44,9 +44,8 @@ pub use backend::{Backend, Fence, Key};
 pub use bytes::Bytes;
 pub use cache::{
     Cache, CacheBuilder, FailSafe, NoneCached, Outcome, Plain, Policy, Refresh, RefreshGuard,
-    Served, Stats, TierUse,
-    DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT,
-    DEFAULT_TTL,
+    Served, Stats, TierUse, DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
 pub use error::{BoxError, Error};

@@ -66,13 +66,15 @@ impl CacheSpec {
         typed: Option<Typed<V>>,
         ttl_of: Option<fn(&V) -> Duration>,
     ) -> Policy<V> {
-        let ttl = self.expire.map_or_else(|| cache.default_ttl(), Duration::from_secs);
+        let ttl = self
+            .expire
+            .map_or_else(|| cache.default_ttl(), Duration::from_secs);
         let tier = TierUse {
             typed: typed.filter(|_| self.local),
             ttl: self.local_ttl.map(Duration::from_secs),
         };
-        let refresh = (self.refresh_after.is_some() || self.early_expiry_beta.is_some())
-            .then_some(Refresh {
+        let refresh =
+            (self.refresh_after.is_some() || self.early_expiry_beta.is_some()).then_some(Refresh {
                 after: self.refresh_after,
                 beta: self.early_expiry_beta,
             });
@@ -341,17 +343,12 @@ impl<O: Outcome> Outcome for Bounded<O> {
 }
 
 /// `body`, cut at `hard` (`None`: unbounded).
-fn bounded<O, Fut: Future<Output = O>>(
-    body: Fut,
-    hard: Option<Duration>,
-) -> impl Future<Output = Bounded<O>> {
-    async move {
-        match hard {
-            Some(hard) => tokio::time::timeout(hard, body)
-                .await
-                .map_or(Bounded::TimedOut, Bounded::Done),
-            None => Bounded::Done(body.await),
-        }
+async fn bounded<O, Fut: Future<Output = O>>(body: Fut, hard: Option<Duration>) -> Bounded<O> {
+    match hard {
+        Some(hard) => tokio::time::timeout(hard, body)
+            .await
+            .map_or(Bounded::TimedOut, Bounded::Done),
+        None => Bounded::Done(body.await),
     }
 }
 

@@ -941,12 +941,23 @@ async fn gated(calls: &Calls, gate: &std::sync::atomic::AtomicBool) -> u64 {
     run
 }
 
-#[cacheside::cache(key_prefix = "hot", resource_id = "id", expire = 2, refresh_after = 0.5)]
+#[cacheside::cache(
+    key_prefix = "hot",
+    resource_id = "id",
+    expire = 2,
+    refresh_after = 0.5
+)]
 async fn hot(id: u64) -> u64 {
     id * 1000 + gated(HOT.get_or_init(Calls::default), &HOT_GATE).await
 }
 
-#[cacheside::cache(key_prefix = "lagging", resource_id = "id", expire = 1, fail_safe_max = 60, soft_timeout_ms = 100)]
+#[cacheside::cache(
+    key_prefix = "lagging",
+    resource_id = "id",
+    expire = 1,
+    fail_safe_max = 60,
+    soft_timeout_ms = 100
+)]
 async fn lagging(id: u64) -> u64 {
     id * 1000 + gated(LAGGING.get_or_init(Calls::default), &LAGGING_GATE).await
 }
@@ -963,7 +974,10 @@ where
         if got == want {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "{what}: still {got:?}, want {want:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still {got:?}, want {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -986,10 +1000,16 @@ fn early_refresh_answers_at_once_and_refreshes_once_in_the_background() {
             let got = tokio::time::timeout(Duration::from_secs(10), hot(1))
                 .await
                 .expect("a hit waited for the refresh");
-            assert_eq!(got, first, "the current value answers while the refresh runs");
+            assert_eq!(
+                got, first,
+                "the current value answers while the refresh runs"
+            );
         }
         // The refresh runs on another task: wait until its body has started.
-        eventually("the refresh's body run", Some(2), || async { Some(calls.get() as u64) }).await;
+        eventually("the refresh's body run", Some(2), || async {
+            Some(calls.get() as u64)
+        })
+        .await;
         for _ in 0..20 {
             assert_eq!(hot(1).await, first);
         }
@@ -1012,7 +1032,10 @@ fn a_soft_timeout_answers_with_the_stale_value_and_the_body_lands_later() {
     run(async {
         let cache = global().await;
         assert_eq!(lagging(1).await, 1001);
-        eventually("expiry", None, || async { lagging_cache_entry(1).get().await.unwrap() }).await;
+        eventually("expiry", None, || async {
+            lagging_cache_entry(1).get().await.unwrap()
+        })
+        .await;
         LAGGING_GATE.store(true, std::sync::atomic::Ordering::SeqCst);
         let served = cache.stats().stale_served;
         let got = tokio::time::timeout(Duration::from_secs(10), lagging(1))

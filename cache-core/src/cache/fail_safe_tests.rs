@@ -516,18 +516,32 @@ async fn the_ttl_from_the_value_replaces_the_calls_and_zero_is_not_stored() {
 fn refreshing(after: Option<f64>, beta: Option<f64>) -> Policy<u32> {
     Policy {
         refresh: Some(Refresh { after, beta }),
-        ..Policy::new(Duration::from_secs(100), TierUse { typed: Some(Typed::new()), ttl: None })
+        ..Policy::new(
+            Duration::from_secs(100),
+            TierUse {
+                typed: Some(Typed::new()),
+                ttl: None,
+            },
+        )
     }
 }
 
 /// One read in hand-back mode: the answer, and whether the body came back for a refresh.
-async fn hand_back_read(cache: &Cache, policy: Policy<u32>, answer: u32, body_time: Duration) -> (u32, bool) {
+async fn hand_back_read(
+    cache: &Cache,
+    policy: Policy<u32>,
+    answer: u32,
+    body_time: Duration,
+) -> (u32, bool) {
     let full = cache.full_key("hot").into_owned();
     let body = async move {
         tokio::time::sleep(body_time).await;
         Plain(answer)
     };
-    match cache.read_through_or_hand_back::<Plain<u32>, _>(&full, Salt::NONE, body, policy).await {
+    match cache
+        .read_through_or_hand_back::<Plain<u32>, _>(&full, Salt::NONE, body, policy)
+        .await
+    {
         Served::Done { out, refresh, .. } => (out.0, refresh.is_some()),
         Served::HandedBack { .. } | Served::Nothing => panic!("no soft timeout here"),
     }
@@ -542,22 +556,47 @@ async fn a_hit_past_refresh_after_is_due_once_and_the_refresh_restarts_the_ttl()
     };
     for (what, cache) in [
         ("map store", Cache::builder(MapStore::default()).build()),
-        ("in-process tier store", Cache::builder(TierStore::default()).build()),
+        (
+            "in-process tier store",
+            Cache::builder(TierStore::default()).build(),
+        ),
         ("map store under a local tier", fronted()),
     ] {
         let policy = refreshing(Some(0.8), None);
-        assert_eq!(hand_back_read(&cache, policy, 1, Duration::ZERO).await, (1, false), "{what}");
+        assert_eq!(
+            hand_back_read(&cache, policy, 1, Duration::ZERO).await,
+            (1, false),
+            "{what}"
+        );
         tokio::time::advance(Duration::from_secs(79)).await;
-        assert_eq!(hand_back_read(&cache, policy, 2, Duration::ZERO).await, (1, false), "{what}: not yet due");
+        assert_eq!(
+            hand_back_read(&cache, policy, 2, Duration::ZERO).await,
+            (1, false),
+            "{what}: not yet due"
+        );
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(hand_back_read(&cache, policy, 2, Duration::ZERO).await, (1, true), "{what}: due at 80 %");
+        assert_eq!(
+            hand_back_read(&cache, policy, 2, Duration::ZERO).await,
+            (1, true),
+            "{what}: due at 80 %"
+        );
         // The refresh itself: runs the body although the entry is fresh, and replaces it.
         let full = cache.full_key("hot").into_owned();
-        cache.refresh::<Plain<u32>, _>(&full, Salt::NONE, async { Plain(2) }, policy).await;
+        cache
+            .refresh::<Plain<u32>, _>(&full, Salt::NONE, async { Plain(2) }, policy)
+            .await;
         assert_eq!(cache.stats().refreshes, 1, "{what}");
-        assert_eq!(hand_back_read(&cache, policy, 3, Duration::ZERO).await, (2, false), "{what}: the TTL restarted");
+        assert_eq!(
+            hand_back_read(&cache, policy, 3, Duration::ZERO).await,
+            (2, false),
+            "{what}: the TTL restarted"
+        );
         tokio::time::advance(Duration::from_secs(50)).await;
-        assert_eq!(hand_back_read(&cache, policy, 3, Duration::ZERO).await, (2, false), "{what}");
+        assert_eq!(
+            hand_back_read(&cache, policy, 3, Duration::ZERO).await,
+            (2, false),
+            "{what}"
+        );
     }
 }
 
@@ -567,27 +606,43 @@ async fn a_refresh_overtaken_by_an_invalidation_or_failing_leaves_no_trace() {
     let a = Cache::builder(store.clone()).build();
     let b = Cache::builder(store.clone()).build();
     let policy = refreshing(Some(0.5), None);
-    assert_eq!(hand_back_read(&a, policy, 1, Duration::ZERO).await, (1, false));
+    assert_eq!(
+        hand_back_read(&a, policy, 1, Duration::ZERO).await,
+        (1, false)
+    );
     let full = a.full_key("hot").into_owned();
     let (release, held) = tokio::sync::oneshot::channel::<()>();
-    let slow = a.refresh::<Plain<u32>, _>(&full, Salt::NONE, async move {
-        held.await.unwrap();
-        Plain(2)
-    }, policy);
+    let slow = a.refresh::<Plain<u32>, _>(
+        &full,
+        Salt::NONE,
+        async move {
+            held.await.unwrap();
+            Plain(2)
+        },
+        policy,
+    );
     let mutate = async {
         tokio::task::yield_now().await;
         b.delete("hot").await.unwrap();
         release.send(()).unwrap();
     };
     tokio::join!(slow, mutate);
-    assert_eq!(b.get::<u32>("hot").await.unwrap(), None, "the refresh landed over the delete");
+    assert_eq!(
+        b.get::<u32>("hot").await.unwrap(),
+        None,
+        "the refresh landed over the delete"
+    );
     // A failing refresh keeps the entry.
-    assert_eq!(hand_back_read(&a, policy, 5, Duration::ZERO).await, (5, false));
+    assert_eq!(
+        hand_back_read(&a, policy, 5, Duration::ZERO).await,
+        (5, false)
+    );
     let failing = Policy {
         refresh: policy.refresh,
         ..Policy::new(policy.ttl, TierUse::OFF)
     };
-    a.refresh::<Result<u32, &str>, _>(&full, Salt::NONE, async { Err("down") }, failing).await;
+    a.refresh::<Result<u32, &str>, _>(&full, Salt::NONE, async { Err("down") }, failing)
+        .await;
     assert_eq!(a.get::<u32>("hot").await.unwrap(), Some(5));
 }
 
@@ -596,7 +651,10 @@ async fn xfetch_refreshes_near_the_expiry_in_proportion_to_the_body_time() {
     let cache = Cache::builder(TierStore::default()).build();
     let policy = refreshing(None, Some(1.0));
     // The fill records a 2 s body.
-    assert_eq!(hand_back_read(&cache, policy, 1, Duration::from_secs(2)).await, (1, false));
+    assert_eq!(
+        hand_back_read(&cache, policy, 1, Duration::from_secs(2)).await,
+        (1, false)
+    );
     let due_share = |cache: Cache| async move {
         let mut due = 0;
         for _ in 0..400 {
@@ -610,7 +668,10 @@ async fn xfetch_refreshes_near_the_expiry_in_proportion_to_the_body_time() {
     // 1 s left: P = e^(−0.5) ≈ 0.61.
     tokio::time::advance(Duration::from_secs(89)).await;
     let due = due_share(cache.clone()).await;
-    assert!((180..=310).contains(&due), "{due} of 400 due near the expiry");
+    assert!(
+        (180..=310).contains(&due),
+        "{due} of 400 due near the expiry"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -622,9 +683,22 @@ async fn a_stale_miss_under_a_soft_timeout_hands_the_body_back_with_the_fallback
         ..Policy::new(TTL, TierUse::OFF)
     };
     let full = cache.full_key("slow").into_owned();
-    let read = |answer: u32| cache.read_through_or_hand_back::<Plain<u32>, _>(&full, Salt::NONE, async move { Plain(answer) }, policy);
-    assert!(matches!(read(1).await, Served::Done { out: Plain(1), .. }), "a miss without a fallback runs the body");
-    assert!(matches!(read(2).await, Served::Done { out: Plain(1), .. }), "a hit");
+    let read = |answer: u32| {
+        cache.read_through_or_hand_back::<Plain<u32>, _>(
+            &full,
+            Salt::NONE,
+            async move { Plain(answer) },
+            policy,
+        )
+    };
+    assert!(
+        matches!(read(1).await, Served::Done { out: Plain(1), .. }),
+        "a miss without a fallback runs the body"
+    );
+    assert!(
+        matches!(read(2).await, Served::Done { out: Plain(1), .. }),
+        "a hit"
+    );
     tokio::time::advance(TTL + Duration::from_secs(1)).await;
     match read(2).await {
         Served::HandedBack { stale, body } => {

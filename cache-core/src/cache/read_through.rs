@@ -365,7 +365,10 @@ impl Cache {
         O: Outcome,
         Fut: Future<Output = O>,
     {
-        match self.read_through_in(full, salt, body, policy, Mode::Plain).await {
+        match self
+            .read_through_in(full, salt, body, policy, Mode::Plain)
+            .await
+        {
             Served::Done { out, error, .. } => (out, error),
             // Only `Mode::HandBack` hands a body back, only `Mode::Refresh` ends with nothing.
             Served::HandedBack { stale, .. } => (O::from_cached(stale), None),
@@ -473,9 +476,9 @@ impl Cache {
         if let Some(t) = local {
             match t.lookup(full, salt, tier.typed) {
                 Found::Value(v) if mode == Mode::Refresh => {
-                    if tier_is_store {
-                        stale = Some(Stale::refreshed(v));
-                    }
+                    // As the store, this is the entry the refresh replaces; in
+                    // front of one, the refresh reads the store's (and its fence).
+                    stale = tier_is_store.then(|| Stale::refreshed(v));
                 }
                 Found::Value(v) => {
                     bump(&inner.counters.local_hits);
@@ -493,9 +496,9 @@ impl Cache {
                             let kept = Some(((typed.keep)(&v), salt));
                             t.insert(full, kept, Some(bytes.clone()), bytes.len(), left, since);
                         }
-                        let due = refresh.zip(life).is_some_and(|(r, life)| {
-                            r.due(life.until, ttl, life.body_ms)
-                        });
+                        let due = refresh
+                            .zip(life)
+                            .is_some_and(|(r, life)| r.due(life.until, ttl, life.body_ms));
                         return done(O::from_cached(v), due.then_some(body));
                     }
                 }
@@ -535,7 +538,16 @@ impl Cache {
                         ..Stale::refreshed(value)
                     });
                 }
-                Ok((Read::Fresh { value, size, left, body_ms, .. }, _)) => {
+                Ok((
+                    Read::Fresh {
+                        value,
+                        size,
+                        left,
+                        body_ms,
+                        ..
+                    },
+                    _,
+                )) => {
                     if let (Some(t), Some(typed)) = (local, tier.typed) {
                         let until = policy.ttl_of.map_or(ttl, |of| of(&value));
                         let until = left.map_or(until, |left| left.min(until));
