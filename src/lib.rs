@@ -130,6 +130,10 @@ pub mod backend {
 /// | `fail_safe_max = 3600` | keep entries this long past `expire`; serve them when the body fails ([`FailSafe`]); `0`: off |
 /// | `fail_safe_throttle = 30` | seconds a fallback is served before the failing body is tried again |
 /// | `jitter = 0.1` | each stored entry lives `expire × (1 ± 0.1)`, spread uniformly |
+/// | `refresh_after = 0.8` | a hit past 80 % of the TTL answers at once and refreshes in the background (body `Send + 'static`) |
+/// | `early_expiry_beta = 1.0` | XFetch: probabilistic early refresh weighted by the body's time |
+/// | `soft_timeout_ms = 100` | with fail-safe: a stale miss waits this long for the body, then the stale value answers |
+/// | `hard_timeout_ms = 5000` | bounds a body running in the background |
 /// | `expire_with = path::to::fn` | `fn(&T) -> Duration`: the TTL from the cached value (then jittered; zero: not stored) |
 /// | `extra = […]`, `patterns = […]` | method-aware handlers only: also invalidated by successful mutations |
 /// | `crate = "path"` | where to find cacheside when it is re-exported |
