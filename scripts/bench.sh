@@ -3,7 +3,8 @@
 #   scripts/bench.sh            memory hit (macro vs Cache::get vs moka) and store hits
 #                               (STORE_BENCH_ROUNDS=30 paired rounds per ratio)
 #                               and in-memory hits vs the `cached` crate (MEMORY_BENCH_ROUNDS=30)
-#   scripts/bench.sh memory     only the in-memory benchmarks
+#   scripts/bench.sh memory     only the in-memory benchmarks (with `freshness`: fail-safe's
+#                               cost on a hit, a hot key across its expiry with/without refresh)
 #   scripts/bench.sh hybrid     only the comparisons with a target against what a user would
 #                               otherwise pick: memory_vs_cached, and store_hit's hybrid ones
 #                               (local tier over Redis; `local = false` vs raw and vs `cached`)
@@ -37,6 +38,11 @@ fi
 
 # Unpinned: its scaling figure needs both cores.
 cargo bench --bench memory_vs_cached | tee -a "$results"
+
+if [ "$what" != hybrid ]; then
+  # Fail-safe's cost on a hit; a hot key across its expiry with and without early refresh.
+  cargo bench --bench freshness | tee -a "$results"
+fi
 
 if [ "$what" != memory ]; then
   # Pinned to one core, servers included (they inherit the affinity): the
