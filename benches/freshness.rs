@@ -28,7 +28,11 @@ async fn widget_plain(widget_id: u64) -> Widget {
     widget(widget_id)
 }
 
-#[cacheside::cache(key_prefix = "fail_safe", resource_id = "widget_id", fail_safe_max = 3600)]
+#[cacheside::cache(
+    key_prefix = "fail_safe",
+    resource_id = "widget_id",
+    fail_safe_max = 3600
+)]
 async fn widget_fail_safe(widget_id: u64) -> Widget {
     widget(widget_id)
 }
@@ -44,7 +48,12 @@ async fn hot_plain(id: u64) -> u64 {
     id
 }
 
-#[cacheside::cache(key_prefix = "hot_refreshed", resource_id = "id", expire = 1, refresh_after = 0.5)]
+#[cacheside::cache(
+    key_prefix = "hot_refreshed",
+    resource_id = "id",
+    expire = 1,
+    refresh_after = 0.5
+)]
 async fn hot_refreshed(id: u64) -> u64 {
     RUNS_REFRESHED.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(BODY).await;
@@ -127,7 +136,12 @@ fn main() {
     };
     println!("a hot key crossing its expiry: 64 tasks, expire = 1 s, body 50 ms, {span:?}:");
     for (name, refreshed) in [("without refresh", false), ("refresh_after = 0.5", true)] {
-        let runs_before = if refreshed { &RUNS_REFRESHED } else { &RUNS_PLAIN }.load(Ordering::Relaxed);
+        let runs_before = if refreshed {
+            &RUNS_REFRESHED
+        } else {
+            &RUNS_PLAIN
+        }
+        .load(Ordering::Relaxed);
         let lat = multi.block_on(async {
             if refreshed {
                 assert_eq!(hot_refreshed(7).await, 7);
@@ -137,7 +151,13 @@ fn main() {
                 latencies(span, || hot_plain(7)).await
             }
         });
-        let runs = if refreshed { &RUNS_REFRESHED } else { &RUNS_PLAIN }.load(Ordering::Relaxed) - runs_before;
+        let runs = if refreshed {
+            &RUNS_REFRESHED
+        } else {
+            &RUNS_PLAIN
+        }
+        .load(Ordering::Relaxed)
+            - runs_before;
         println!(
             "  {name:<20} calls {:7}  p50 {:8.1} us  p99 {:8.1} us  slowest {:9.1} us  body runs {runs}",
             lat.len(),

@@ -13,6 +13,7 @@
 //! | `CACHE_LOCAL_TTL` | `60` | seconds an entry stays in the local tier at most (never past its own TTL) |
 //! | `CACHE_FAIL_SAFE_MAX` | `0` (off) | seconds an entry is kept past its TTL, to answer when the body fails or the store cannot be read (`cacheside::FailSafe`) |
 //! | `CACHE_TTL_JITTER` | `0` | fraction from 0 to 1: what reads store lives `ttl × (1 ± jitter)`, so a batch written together does not expire together |
+//! | `CACHE_LEASE_MS` | `0` (off) | single-flight across processes: the lease a leader holds in the store while its body runs (longer than the body takes) |
 //! | `CACHE_FAIL_SAFE_THROTTLE` | `30` | seconds a fallback value is served before the failing body is tried again (needs `CACHE_FAIL_SAFE_MAX`) |
 //! | `CACHE_BACKPLANE` | the store | where invalidations reach the other processes' local tiers: unset = the Redis store itself (none for Memcached), `redis://…` = that Redis, `none` = no backplane |
 //!
@@ -143,6 +144,8 @@ pub struct Config {
     pub fail_safe: Option<cache_core::FailSafe>,
     /// `CACHE_TTL_JITTER`: the cache's default TTL jitter (0: none).
     pub jitter: f64,
+    /// `CACHE_LEASE_MS`: single-flight across processes (`None`: off, the default).
+    pub lease: Option<Duration>,
     /// `CACHE_BACKPLANE`.
     pub backplane: BackplaneSetting,
     /// `CACHE_MEMORY_*`.
@@ -199,6 +202,7 @@ impl Default for Config {
             local_ttl_set: false,
             fail_safe: None,
             jitter: 0.0,
+            lease: None,
             backplane: BackplaneSetting::Store,
             #[cfg(feature = "memory")]
             memory: Default::default(),
@@ -304,6 +308,12 @@ impl Config {
                 }
             }
         }
+        c.lease = vars
+            .millis(
+                "CACHE_LEASE_MS",
+                "a whole number of milliseconds, e.g. 5000 (0: off)",
+            )?
+            .filter(|ms| !ms.is_zero());
         if let Some(v) = vars.get("CACHE_TTL_JITTER") {
             const JITTER: &str = "a fraction from 0 to 1, e.g. 0.1";
             c.jitter = match v.parse::<f64>() {
@@ -398,6 +408,11 @@ mod tests {
         );
         assert_eq!(cfg(&[("CACHE_TTL_JITTER", "0.1")]).unwrap().jitter, 0.1);
         assert_eq!(cfg(&[]).unwrap().jitter, 0.0);
+        assert_eq!(
+            cfg(&[("CACHE_LEASE_MS", "5000")]).unwrap().lease,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(cfg(&[("CACHE_LEASE_MS", "0")]).unwrap().lease, None);
         // A throttle with nothing to throttle is a mistake, said so.
         for vars in [
             &[("CACHE_FAIL_SAFE_THROTTLE", "5")][..],
@@ -475,6 +490,7 @@ mod tests {
             ("CACHE_LOCAL_TTL", "1m", "seconds"),
             ("CACHE_FAIL_SAFE_MAX", "1h", "seconds"),
             ("CACHE_TTL_JITTER", "10%", "fraction"),
+            ("CACHE_LEASE_MS", "5s", "milliseconds"),
             ("CACHE_TTL_JITTER", "1.5", "fraction"),
             ("CACHE_TTL_JITTER", "NaN", "fraction"),
             ("CACHE_FAIL_SAFE_THROTTLE", "-1", "seconds"),

@@ -31,6 +31,10 @@ pub async fn connect(config: &Config) -> Result<Cache, Error> {
         None => builder,
     }
     .jitter(config.jitter);
+    let builder = match config.lease {
+        Some(lease) => builder.lease(lease),
+        None => builder,
+    };
     let cache = hybrid(builder, config, name)?.build();
     if !cache.backplane_ready(config.connect_timeout).await {
         tracing::warn!(

@@ -352,6 +352,29 @@ pub trait Backend: Send + Sync + 'static {
             op: "increment",
         })
     }
+
+    /// Takes the lease `key` for `ttl`, holding `token`, if nobody holds it:
+    /// `Ok(true)` taken, `Ok(false)` held by another (cross-process
+    /// single-flight: the holder runs the body, the others wait for its
+    /// value). One atomic step in the store (Redis `SET NX PX`; Memcached
+    /// `ms … ME`). A holder that dies blocks the others at most `ttl`.
+    ///
+    /// The default answers [`Error::Unsupported`]: the cache then runs the
+    /// body in every process that misses (in-process single-flight only).
+    async fn lease(&self, key: Key<'_>, token: &[u8], ttl: Duration) -> Result<bool, Error> {
+        let _ = (key, token, ttl);
+        Err(Error::Unsupported {
+            backend: self.name(),
+            op: "lease",
+        })
+    }
+
+    /// Gives the lease `key` back if it still holds `token` (a lease that
+    /// expired and was taken by another is left alone).
+    async fn release(&self, key: Key<'_>, token: &[u8]) -> Result<(), Error> {
+        let _ = (key, token);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -612,6 +612,16 @@ impl<B: Backend> Backend for Faulty<B> {
         self.meet(Op::Increment).await?;
         self.shared.inner.increment(key, delta, ttl, peek).await
     }
+    /// Meets the faults of [`Op::Set`] (a lease is a conditional write).
+    async fn lease(&self, key: Key<'_>, token: &[u8], ttl: Duration) -> Result<bool, Error> {
+        self.meet(Op::Set).await?;
+        self.shared.inner.lease(key, token, ttl).await
+    }
+    /// Meets the faults of [`Op::Delete`].
+    async fn release(&self, key: Key<'_>, token: &[u8]) -> Result<(), Error> {
+        self.meet(Op::Delete).await?;
+        self.shared.inner.release(key, token).await
+    }
 }
 
 /// A store in a `HashMap` behind a mutex: the whole [`Backend`] contract
@@ -749,6 +759,25 @@ impl Backend for MapStore {
         Ok(self.remove_where(|key| key.starts_with(namespace)))
     }
     async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn lease(&self, key: Key<'_>, token: &[u8], ttl: Duration) -> Result<bool, Error> {
+        let mut map = self.live();
+        if map.contains_key(key.as_str()) {
+            return Ok(false);
+        }
+        let stored = Stored {
+            value: Bytes::copy_from_slice(token),
+            expires_at: Instant::now().checked_add(ttl),
+        };
+        map.insert(key.as_str().to_owned(), stored);
+        Ok(true)
+    }
+    async fn release(&self, key: Key<'_>, token: &[u8]) -> Result<(), Error> {
+        let mut map = self.live();
+        if map.get(key.as_str()).is_some_and(|s| s.value == token) {
+            map.remove(key.as_str());
+        }
         Ok(())
     }
     async fn increment(

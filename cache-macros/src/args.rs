@@ -59,6 +59,7 @@ impl Macro {
                 EarlyExpiryBeta,
                 SoftTimeoutMs,
                 HardTimeoutMs,
+                LeaseMs,
                 Extra,
                 Patterns,
                 Crate,
@@ -156,6 +157,7 @@ argument_names! {
     EarlyExpiryBeta: early_expiry_beta,
     SoftTimeoutMs: soft_timeout_ms,
     HardTimeoutMs: hard_timeout_ms,
+    LeaseMs: lease_ms,
     Extra: extra,
     Patterns: patterns,
     Before: before,
@@ -354,6 +356,8 @@ pub(crate) struct CacheArgs {
     pub soft_timeout_ms: Option<u64>,
     /// `hard_timeout_ms = N`: bounds a body running in the background.
     pub hard_timeout_ms: Option<u64>,
+    /// `lease_ms = N`: single-flight across processes with an N ms lease (0: off).
+    pub lease_ms: Option<u64>,
     /// Where `extra` / `patterns` were written, in order: they need a
     /// method-aware handler, which only the signature tells.
     pub invalidation_args: Vec<(Name, Span)>,
@@ -378,6 +382,7 @@ impl Default for CacheArgs {
             early_expiry_beta: None,
             soft_timeout_ms: None,
             hard_timeout_ms: None,
+            lease_ms: None,
             invalidation_args: Vec::new(),
         }
     }
@@ -444,6 +449,15 @@ impl MacroArgs for CacheArgs {
                     value,
                     |f| f > 0.0 && f.is_finite(),
                     "`early_expiry_beta` takes a number above 0, e.g. early_expiry_beta = 1.0 (XFetch: higher refreshes earlier)",
+                )
+            }
+            Name::LeaseMs => {
+                self.lease_ms = whole_number(
+                    cx,
+                    name,
+                    value,
+                    "u64 milliseconds",
+                    "`lease_ms` takes a whole number of milliseconds, e.g. lease_ms = 5000 (single-flight across processes; longer than the body takes; 0 turns a cache-wide default off)",
                 )
             }
             Name::SoftTimeoutMs | Name::HardTimeoutMs => {

@@ -49,6 +49,8 @@ pub struct CacheSpec {
     pub soft_timeout_ms: Option<u64>,
     /// `#[cache(hard_timeout_ms = N)]`: the bound of a body running in the background.
     pub hard_timeout_ms: Option<u64>,
+    /// `#[cache(lease_ms = N)]`: single-flight across processes (`Some(0)`: off); `None`: the cache's.
+    pub lease_ms: Option<u64>,
     /// The annotated function's crate version (`CARGO_PKG_VERSION`), mixed
     /// into the fingerprint of types whose shape cannot be traced whole.
     pub crate_version: &'static str,
@@ -84,6 +86,11 @@ impl CacheSpec {
             ttl_of,
             refresh,
             soft_timeout: self.soft_timeout_ms.map(Duration::from_millis),
+            lease: match self.lease_ms {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => cache.lease(),
+            },
             ..Policy::new(ttl, tier)
         }
     }

@@ -528,12 +528,56 @@ impl Backend for MemcachedBackend {
         Ok(())
     }
 
+    /// `ms <lease> … ME` (add): outside the namespace generations, so a
+    /// `clear` does not free a lease another process holds (it expires).
+    async fn lease(&self, key: Key<'_>, token: &[u8], ttl: Duration) -> Result<bool, Error> {
+        let (wire, server) = self.route_key(key);
+        let add = Cmd::Set {
+            key: Cow::Borrowed(&wire),
+            value: token,
+            client_flags: 0,
+            // Whole seconds, at least one: a lease shorter than that lasts a second.
+            expiry: wire_ttl(Some(ttl.max(Duration::from_secs(1)))),
+            store: Store::IfAbsent,
+        };
+        let got = self
+            .client
+            .one(server, add)
+            .await
+            .map_err(|e| backend_error("lease", e))?;
+        Ok(got.applied())
+    }
+
+    /// `mg <lease> v c`, then `md <lease> C<cas>` when it still holds `token`.
+    async fn release(&self, key: Key<'_>, token: &[u8]) -> Result<(), Error> {
+        let (wire, server) = self.route_key(key);
+        let got = self
+            .client
+            .one(server, Cmd::get(&*wire).with_cas())
+            .await
+            .map_err(|e| backend_error("release", e))?;
+        if let (Some(value), Some(cas)) = (got.value.as_deref(), got.cas) {
+            if value == token {
+                let delete = Cmd::Delete {
+                    key: Cow::Borrowed(&wire),
+                    cas: Some(cas),
+                };
+                self.client
+                    .one(server, delete)
+                    .await
+                    .map_err(|e| backend_error("release", e))?;
+            }
+        }
+        Ok(())
+    }
+
     async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
         let (wire, server) = self.route_key(key);
         let ops = vec![
             Cmd::probe(&*wire),
             Cmd::Delete {
                 key: Cow::Borrowed(&wire),
+                cas: None,
             },
         ];
         let (gens, results) = self.batch("delete", server, key.namespace(), ops).await?;

@@ -595,7 +595,16 @@ pub(crate) struct FenceScripts {
     peek: ::redis::Script,
     delete: ::redis::Script,
     set_if: ::redis::Script,
+    release: ::redis::Script,
 }
+
+/// `DEL KEYS[1]` only while it holds `ARGV[1]` (a lease's token).
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
 
 pub(crate) fn fence_scripts() -> &'static FenceScripts {
     static SCRIPTS: std::sync::OnceLock<FenceScripts> = std::sync::OnceLock::new();
@@ -605,6 +614,7 @@ pub(crate) fn fence_scripts() -> &'static FenceScripts {
             peek: with_head(PEEK_LUA),
             delete: with_head(DELETE_LUA),
             set_if: ::redis::Script::new(SET_IF_LUA),
+            release: ::redis::Script::new(RELEASE_LUA),
         }
     })
 }
@@ -621,6 +631,13 @@ impl FenceScripts {
     pub(crate) fn delete<'s>(&'s self, key: &str) -> ::redis::ScriptInvocation<'s> {
         let mut i = self.delete.key(key);
         i.arg(cache_core::backend::TOMBSTONE_PREFIX);
+        i
+    }
+
+    /// [`RELEASE_LUA`]: deletes the lease `key` while it holds `token`.
+    pub(crate) fn release<'s>(&'s self, key: &str, token: &[u8]) -> ::redis::ScriptInvocation<'s> {
+        let mut i = self.release.key(key);
+        i.arg(token);
         i
     }
 
@@ -735,6 +752,21 @@ macro_rules! redis_backend_impl {
                         Ok(n > 0)
                     }
                 }
+            }
+
+            /// `SET key token NX PX ttl`.
+            async fn lease(&self, key: Key<'_>, token: &[u8], ttl: Duration) -> Result<bool, Error> {
+                let set: Option<String> = self
+                    .query("lease", &$crate::redis::set_nx_cmd(key.as_str(), token, Some(ttl)))
+                    .await?;
+                Ok(set.is_some())
+            }
+
+            /// A script: `DEL` while the lease holds `token`.
+            async fn release(&self, key: Key<'_>, token: &[u8]) -> Result<(), Error> {
+                let scripts = $crate::redis::fence_scripts();
+                let _: u64 = self.invoke("release", &scripts.release(key.as_str(), token)).await?;
+                Ok(())
             }
 
             /// `SET key <tombstone> PX window GET`.

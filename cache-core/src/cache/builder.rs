@@ -46,6 +46,7 @@ pub struct CacheBuilder {
     fence_window: Duration,
     fail_safe: Option<FailSafe>,
     jitter: f64,
+    lease: Option<Duration>,
 }
 
 /// Default life of the tombstone an invalidation leaves (see [`CacheBuilder::fence_window`]).
@@ -67,6 +68,7 @@ impl CacheBuilder {
             fence_window: DEFAULT_FENCE_WINDOW,
             fail_safe: None,
             jitter: 0.0,
+            lease: None,
         }
     }
 
@@ -195,6 +197,28 @@ impl CacheBuilder {
         self
     }
 
+    /// Single-flight across processes for this cache's reads: concurrent
+    /// misses of one key in many processes run the body once. The first
+    /// takes a lease in the store (Redis `SET NX PX`, Memcached `ms … ME`)
+    /// for `lease`, runs the body and stores the value; the others poll the
+    /// store until it is there, or until the lease expires (a dead leader)
+    /// and one of them takes over. Every failure fails open: the body runs.
+    /// Choose `lease` longer than the body takes: a leader still running
+    /// when its lease ends is joined by a second one. Off by default (each
+    /// miss costs one more store write); `#[cache(lease_ms = N)]` sets it per
+    /// function.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Cache, NullBackend};
+    /// let cache = Cache::builder(NullBackend).lease(Duration::from_secs(5)).build();
+    /// assert_eq!(cache.lease(), Some(Duration::from_secs(5)));
+    /// ```
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = (!lease.is_zero()).then_some(lease);
+        self
+    }
+
     /// Finishes the cache.
     pub fn build(self) -> Cache {
         let backend = self.backend;
@@ -230,6 +254,7 @@ impl CacheBuilder {
                 fence_window: self.fence_window,
                 fail_safe: self.fail_safe,
                 jitter: self.jitter,
+                lease: self.lease,
                 refreshing: Default::default(),
                 backplane: self.backplane,
                 origin: super::origin_id(),

@@ -708,3 +708,57 @@ async fn a_stale_miss_under_a_soft_timeout_hands_the_body_back_with_the_fallback
         _ => panic!("a stale miss under a soft timeout hands the body back"),
     }
 }
+
+// --- single-flight across processes (leases) ----------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn two_caches_on_one_store_run_the_body_once_with_a_lease() {
+    let store = MapStore::default();
+    let leased = |store: &MapStore| {
+        Cache::builder(store.clone())
+            .lease(Duration::from_secs(2))
+            .build()
+    };
+    let (a, b) = (leased(&store), leased(&store));
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let read = |cache: Cache, runs: std::sync::Arc<AtomicUsize>| async move {
+        cache
+            .get_or_set("k", None, || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                7u32
+            })
+            .await
+            .unwrap()
+    };
+    let (x, y) = tokio::join!(read(a.clone(), runs.clone()), read(b.clone(), runs.clone()));
+    assert_eq!((x, y), (7, 7));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one body for two processes");
+    assert_eq!(a.stats().coalesced + b.stats().coalesced, 1);
+    // The lease was given back: a later miss leads at once.
+    a.delete("k").await.unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(read(b.clone(), runs.clone()).await, 7);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(300),
+        "no wait on a released lease"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_refuses_leases_fails_open_to_running_the_body() {
+    let store = Faulty::memory();
+    store.inject(Op::Set, Fault::Error);
+    let cache = Cache::builder(store.clone())
+        .lease(Duration::from_secs(2))
+        .build();
+    let v: u32 = cache.get_or_set("k", None, || async { 3 }).await.unwrap();
+    assert_eq!(v, 3, "the body ran although no lease could be taken");
+    // A store without leases at all (the trait's default): the same, said once.
+    let plain = Cache::builder(crate::NullBackend)
+        .lease(Duration::from_secs(2))
+        .build();
+    let v: u32 = plain.get_or_set("k", None, || async { 4 }).await.unwrap();
+    assert_eq!(v, 4);
+}

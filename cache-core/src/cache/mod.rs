@@ -99,6 +99,8 @@ pub(super) struct Inner {
     fail_safe: Option<FailSafe>,
     /// The default TTL jitter of this cache's calls.
     jitter: f64,
+    /// The default lease of single-flight across processes (`None`: off).
+    lease: Option<Duration>,
     /// Keys whose early refresh runs in this process.
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
     backplane: Option<Box<dyn Backplane>>,
@@ -222,11 +224,17 @@ impl Cache {
         self.inner.jitter
     }
 
+    /// The lease of single-flight across processes, for calls that do not choose their own.
+    pub fn lease(&self) -> Option<Duration> {
+        self.inner.lease
+    }
+
     /// The provider API's read-through policy: this cache's defaults.
     fn policy<V>(&self, ttl: Option<Duration>) -> Policy<V> {
         Policy {
             fail_safe: self.inner.fail_safe,
             jitter: self.inner.jitter,
+            lease: self.inner.lease,
             ..Policy::new(self.resolve_ttl(ttl), TierUse::OFF)
         }
     }

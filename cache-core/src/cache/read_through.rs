@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::fail_safe::{CatchUnwind, FailSafe};
 use super::stats::bump;
 use super::{Cache, Tier};
-use crate::backend::Fence;
+use crate::backend::{Fence, Key};
 use crate::backplane::Invalidation;
 use crate::clock;
 use crate::codec::{self, Salt, Storable};
@@ -68,6 +68,9 @@ pub struct Policy<V> {
     /// How long a miss with a stale fallback waits for the body before the
     /// fallback answers ([`read_through_or_hand_back`](Cache::read_through_or_hand_back)).
     pub soft_timeout: Option<Duration>,
+    /// Single-flight across processes: the lease a leader holds in the
+    /// store while its body runs (how long a dead leader blocks the others).
+    pub lease: Option<Duration>,
 }
 
 impl<V> Clone for Policy<V> {
@@ -132,6 +135,25 @@ pub enum Served<O: Outcome, Fut> {
     Nothing,
 }
 
+/// What the wait on another process's lease ended with.
+enum Fleet<V> {
+    /// This caller holds the lease (its token): it runs the body.
+    Lead(Bytes),
+    /// The holder stored the value.
+    Filled(V, Bytes),
+    /// A refresh whose key another process holds: that is the refresh.
+    Skip,
+    /// No lease to be had (the store cannot, or cannot be reached): run the body.
+    Open,
+}
+
+/// The store key of the lease of the entry `full` (namespace `prefix_len`
+/// bytes long): `{namespace}%lease:{key}`. Encoded key values never hold
+/// `%l`, so the lease of one entry is never another entry.
+fn lease_key(full: &str, prefix_len: usize) -> String {
+    format!("{}%lease:{}", &full[..prefix_len], &full[prefix_len..])
+}
+
 /// How [`Cache::read_through_in`] was called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -173,6 +195,7 @@ impl<V> Policy<V> {
             ttl_of: None,
             refresh: None,
             soft_timeout: None,
+            lease: None,
         }
     }
 
@@ -638,6 +661,20 @@ impl Cache {
                         return done(O::from_cached(v), None);
                     }
                 }
+                // Across processes: one leader per key holds the lease in the store.
+                let mut lease = None;
+                if let (Some(lease_ttl), false) = (policy.lease, tier_is_store) {
+                    match self.fleet::<O::Value>(full, lease_ttl, salt, mode).await {
+                        Fleet::Lead(token) => lease = Some(token),
+                        Fleet::Filled(value, bytes) => {
+                            bump(&inner.counters.coalesced);
+                            guard.land(Some(bytes));
+                            return done(O::from_cached(value), None);
+                        }
+                        Fleet::Skip => return Served::Nothing,
+                        Fleet::Open => {}
+                    }
+                }
                 let body_started = tokio::time::Instant::now();
                 let ran = match (&stale, fail_safe) {
                     // A panic is caught only when there is a value to answer in its place.
@@ -648,6 +685,7 @@ impl Cache {
                 if failed && mode == Mode::Refresh {
                     // The entry stays as it is; the caller is a background task.
                     drop(guard);
+                    self.release_lease(full, lease).await;
                     return Served::Nothing;
                 }
                 let fallback = match (failed, fail_safe) {
@@ -665,6 +703,7 @@ impl Cache {
                         .fall_back(&fill, s, fs, local, tier, || guard.is_stale())
                         .await;
                     guard.land(shared);
+                    self.release_lease(full, lease).await;
                     return done(O::from_cached(value), None);
                 }
                 let out = match ran {
@@ -696,6 +735,7 @@ impl Cache {
                     }
                 }
                 drop(guard);
+                self.release_lease(full, lease).await;
                 Served::Done {
                     out,
                     error: encode_error,
@@ -747,6 +787,83 @@ impl Cache {
                     refresh: None,
                 }
             }
+        }
+    }
+
+    /// Waits for the lease of `full` in the store: taken (this caller leads),
+    /// or the holder's value appears, or the holder's lease expires and is
+    /// taken here, all within about twice the lease; any store failure, or a
+    /// store without leases, fails open (the body runs here).
+    async fn fleet<V: DeserializeOwned>(
+        &self,
+        full: &str,
+        lease_ttl: Duration,
+        salt: Salt,
+        mode: Mode,
+    ) -> Fleet<V> {
+        let inner = &*self.inner;
+        let lease_full = lease_key(full, inner.prefix.len());
+        let key = Key::new(&lease_full, inner.prefix.len());
+        let token = crate::backend::tombstone();
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let taken = self
+                .call_store(
+                    "lease",
+                    Bound::Op,
+                    inner.backend.lease(key, &token, lease_ttl),
+                )
+                .await;
+            match taken {
+                Ok(true) => return Fleet::Lead(token),
+                Ok(false) if mode == Mode::Refresh => return Fleet::Skip,
+                Ok(false) => {}
+                Err(Error::Unsupported { .. }) => {
+                    static ONCE: crate::OncePerBurst = crate::OncePerBurst::new();
+                    if ONCE.should_log().is_some() {
+                        tracing::warn!(store = inner.backend.name(), "this store has no leases: single-flight across processes is off (each process runs its own body)");
+                    }
+                    return Fleet::Open;
+                }
+                Err(e) => {
+                    self.note_failure("lease", full, &e);
+                    return Fleet::Open;
+                }
+            }
+            if started.elapsed() >= lease_ttl.saturating_mul(2) {
+                return Fleet::Open;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            let get = inner.backend.get(self.key(full));
+            match self.call_store("get", Bound::Op, get).await {
+                Ok(Some(bytes)) => {
+                    let now = clock::unix_ms();
+                    let fresh = codec::freshness(&bytes).is_none_or(|f| f.is_fresh_at(now));
+                    if fresh {
+                        if let Ok(v) = codec::open_salted::<V>(&*inner.codec, &bytes, salt) {
+                            return Fleet::Filled(v, bytes);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => return Fleet::Open,
+            }
+        }
+    }
+
+    /// Gives a lease back (best effort: one that cannot be released expires).
+    async fn release_lease(&self, full: &str, token: Option<Bytes>) {
+        let Some(token) = token else { return };
+        let inner = &*self.inner;
+        let lease_full = lease_key(full, inner.prefix.len());
+        let key = Key::new(&lease_full, inner.prefix.len());
+        let released = self
+            .call_store("release", Bound::Op, inner.backend.release(key, &token))
+            .await;
+        if let Err(e) = released {
+            self.note_failure("release", full, &e);
         }
     }
 

@@ -44,6 +44,7 @@ fn sample(name: Name) -> TokenStream {
         | Name::Jitter
         | Name::SoftTimeoutMs
         | Name::HardTimeoutMs
+        | Name::LeaseMs
         | Name::EarlyExpiryBeta => quote!(1),
         Name::RefreshAfter => quote!(0.5),
         Name::ExpireWith => quote!(ttl_of),
@@ -190,7 +191,7 @@ fn a_name_given_twice_is_reported_and_the_first_kept() {
         [
             "`expire` is given twice; keep one",
             "unknown argument `nope` for #[cache]; expected one of: key_prefix, resource_id, key, \
-             expire, version, cache, cache_none, companion, shared, local, local_ttl, fail_safe_max, fail_safe_throttle, jitter, expire_with, refresh_after, early_expiry_beta, soft_timeout_ms, hard_timeout_ms, extra, patterns, crate",
+             expire, version, cache, cache_none, companion, shared, local, local_ttl, fail_safe_max, fail_safe_throttle, jitter, expire_with, refresh_after, early_expiry_beta, soft_timeout_ms, hard_timeout_ms, lease_ms, extra, patterns, crate",
             "`nope` is given twice; keep one",
         ]
     );

@@ -65,6 +65,7 @@ impl Runtime {
             super::option(args.fail_safe_throttle),
             super::option(args.jitter),
         );
+        let lease_ms = super::option(args.lease_ms);
         let (refresh_after, early_expiry_beta, soft_timeout_ms, hard_timeout_ms) = (
             super::option(args.refresh_after),
             super::option(args.early_expiry_beta),
@@ -86,6 +87,7 @@ impl Runtime {
                 early_expiry_beta: #early_expiry_beta,
                 soft_timeout_ms: #soft_timeout_ms,
                 hard_timeout_ms: #hard_timeout_ms,
+                lease_ms: #lease_ms,
                 crate_version: ::core::env!("CARGO_PKG_VERSION"),
                 salt: #once_lock::new(),
                 generic_impl: #once_lock::new(),

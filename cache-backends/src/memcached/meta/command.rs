@@ -42,8 +42,12 @@ pub(crate) enum Cmd<'a> {
         expiry: u32,
         store: Store,
     },
-    /// `md <key>`
-    Delete { key: Cow<'a, str> },
+    /// `md <key> [C<cas>]`
+    Delete {
+        key: Cow<'a, str>,
+        /// `C<cas>`: only while the item's CAS value is this.
+        cas: Option<u64>,
+    },
     /// `ma <key> [N<vivify expiry> J<initial>] [MD] D<delta> [T<expiry>] v`
     Arith {
         key: Cow<'a, str>,
@@ -164,7 +168,12 @@ impl<'a> Cmd<'a> {
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(value);
             }
-            Cmd::Delete { key } => head(out, b"md ", key)?,
+            Cmd::Delete { key, cas } => {
+                head(out, b"md ", key)?;
+                if let Some(cas) = cas {
+                    flag(out, b'C', *cas);
+                }
+            }
             Cmd::Arith {
                 key,
                 delta,
@@ -271,7 +280,20 @@ mod tests {
             encoded(set(Store::IfCas(18_446_744_073_709_551_615)))?,
             "ms k 4 F4294967295 T0 C18446744073709551615\r\na\r\nb\r\n"
         );
-        assert_eq!(encoded(Cmd::Delete { key: "k".into() })?, "md k\r\n");
+        assert_eq!(
+            encoded(Cmd::Delete {
+                key: "k".into(),
+                cas: None
+            })?,
+            "md k\r\n"
+        );
+        assert_eq!(
+            encoded(Cmd::Delete {
+                key: "k".into(),
+                cas: Some(42)
+            })?,
+            "md k C42\r\n"
+        );
         let vivify = Cmd::Arith {
             key: "n".into(),
             delta: 0,
@@ -307,7 +329,11 @@ mod tests {
         assert!(!set(b"v", Store::IfCas(7)).repeatable());
         assert!(!set(&tombstone, Store::Always).repeatable());
         assert!(Cmd::get("k").with_cas().repeatable());
-        assert!(!Cmd::Delete { key: "k".into() }.repeatable());
+        assert!(!Cmd::Delete {
+            key: "k".into(),
+            cas: None
+        }
+        .repeatable());
     }
 
     #[test]

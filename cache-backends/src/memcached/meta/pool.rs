@@ -311,7 +311,10 @@ mod tests {
         // Answer `mn`, close on the `md` (after reading it), then answer on a new connection.
         let client = client_of_fake(vec![true, false, true]).await;
         client.noop(0).await.expect("first exchange");
-        let delete = Cmd::Delete { key: "k".into() };
+        let delete = Cmd::Delete {
+            key: "k".into(),
+            cas: None,
+        };
         let err = client
             .one(0, delete)
             .await
