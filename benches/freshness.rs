@@ -159,10 +159,11 @@ fn main() {
         .load(Ordering::Relaxed)
             - runs_before;
         println!(
-            "  {name:<20} calls {:7}  p50 {:8.1} us  p99 {:8.1} us  slowest {:9.1} us  body runs {runs}",
+            "  {name:<20} calls {:7}  p50 {:8.1} us  p99 {:8.1} us  p99.9 {:9.1} us  slowest {:9.1} us  body runs {runs}",
             lat.len(),
             quantile(&lat, 0.5),
             quantile(&lat, 0.99),
+            quantile(&lat, 0.999),
             lat.last().copied().unwrap_or(0.0),
         );
     }

@@ -28,6 +28,8 @@ pub enum Invalidation {
         /// The namespace prefix, separator included.
         namespace: String,
     },
+    /// Every entry carrying this tag (as stored: `{namespace}%tag:{tag}`).
+    Tag(String),
 }
 
 impl Invalidation {
@@ -47,6 +49,24 @@ impl Invalidation {
                 .strip_prefix(namespace.as_str())
                 .is_some_and(|local| crate::pattern::matches(glob, local)),
             Invalidation::Clear { namespace } => key.starts_with(namespace.as_str()),
+            // By the entry's tags, not its key: see `covers_tagged`.
+            Invalidation::Tag(_) => false,
+        }
+    }
+
+    /// Whether this invalidation removes an entry under `key` that carries
+    /// `tags` (stored tag names, as [`Invalidation::Tag`] holds them).
+    ///
+    /// ```
+    /// use cache_core::backplane::Invalidation;
+    /// let t = Invalidation::Tag("app:%tag:user:7".into());
+    /// assert!(t.covers_tagged("app:profile:7", &["app:%tag:user:7".to_owned()]));
+    /// assert!(!t.covers("app:profile:7"));
+    /// ```
+    pub fn covers_tagged(&self, key: &str, tags: &[String]) -> bool {
+        match self {
+            Invalidation::Tag(tag) => tags.iter().any(|t| t == tag),
+            other => other.covers(key),
         }
     }
 }
@@ -79,6 +99,7 @@ impl Message {
                 format!("P {} {namespace}{glob}", namespace.len())
             }
             Invalidation::Clear { namespace } => format!("C {namespace}"),
+            Invalidation::Tag(tag) => format!("T {tag}"),
         };
         let mut out = head.into_bytes();
         out.extend_from_slice(body.as_bytes());
@@ -101,6 +122,7 @@ impl Message {
             "C" => Invalidation::Clear {
                 namespace: rest.to_owned(),
             },
+            "T" => Invalidation::Tag(rest.to_owned()),
             "P" => {
                 let (len, rest) = rest.split_once(' ')?;
                 let len: usize = len.parse().ok()?;
@@ -165,6 +187,7 @@ mod tests {
             Invalidation::Clear {
                 namespace: String::new(),
             },
+            Invalidation::Tag("ns:%tag:user: 7\n".into()),
         ] {
             let m = Message {
                 origin: u64::MAX,

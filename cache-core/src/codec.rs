@@ -6,7 +6,10 @@
 //! [`Freshness`] (written under fail-safe) is format `3`: the same 11 bytes,
 //! then when it stops being fresh and until when it is kept (8 bytes each,
 //! Unix milliseconds), and how long its value took to compute (4 bytes,
-//! milliseconds). On read, any mismatch
+//! milliseconds). An entry that carries tags is format `4`: format 3, then
+//! when it was read-through (8 bytes, Unix milliseconds: a tag invalidated
+//! at or after it makes the entry dead), the number of tags (1 byte) and
+//! each tag (2-byte length, UTF-8). On read, any mismatch
 //! (foreign bytes, another codec, another type, a truncated payload) is a miss:
 //! the entry is deleted and the error counted, so wrong data is never served.
 //!
@@ -200,6 +203,88 @@ const MAGIC: u8 = 0xC5;
 const FORMAT_VERSION: u8 = 2;
 /// 3: format 2 followed by the entry's [`Freshness`].
 const FRESH_VERSION: u8 = 3;
+/// 4: format 3 followed by the entry's [`Tagged`] section.
+const TAGGED_VERSION: u8 = 4;
+
+/// The tags an entry carries, and when the read that computed it started
+/// (Unix milliseconds): a tag invalidated at or after `since_ms` kills it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tagged<'a> {
+    /// When the read that computed the value started.
+    pub since_ms: u64,
+    /// The tags (at most 255, each at most 65,535 bytes).
+    pub tags: &'a [String],
+}
+
+/// The tags of an entry of format 4: `(since_ms, tags)` (`None`: no tags, or not an entry).
+///
+/// ```
+/// use cache_core::codec::{entry_tags, seal_tagged, Freshness, MsgPack, Salt, Tagged};
+/// let fresh = Freshness { fresh_until_ms: 9, stale_until_ms: 9, body_ms: 0 };
+/// let tags = ["user:7".to_owned(), "widgets".to_owned()];
+/// let bytes = seal_tagged(&MsgPack, &1u8, Salt::NONE, fresh, Tagged { since_ms: 5, tags: &tags }).unwrap();
+/// assert_eq!(entry_tags(&bytes), Some((5, vec!["user:7".to_owned(), "widgets".to_owned()])));
+/// assert_eq!(cache_core::codec::open::<u8>(&MsgPack, &bytes), Ok(1));
+/// ```
+pub fn entry_tags(bytes: &[u8]) -> Option<(u64, Vec<String>)> {
+    if bytes.get(1) != Some(&TAGGED_VERSION) {
+        return None;
+    }
+    let (since_ms, tags, _) = tag_section(bytes)?;
+    Some((since_ms, tags))
+}
+
+/// Parses the tag section of a format-4 entry: since, tags, payload offset.
+fn tag_section(bytes: &[u8]) -> Option<(u64, Vec<String>, usize)> {
+    let mut at = FRESH_ENVELOPE_LEN;
+    let since = bytes.get(at..at + 8)?;
+    let since_ms = u64::from_le_bytes(since.try_into().ok()?);
+    at += 8;
+    let count = *bytes.get(at)?;
+    at += 1;
+    let mut tags = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let len = bytes.get(at..at + 2)?;
+        let len = usize::from(u16::from_le_bytes(len.try_into().ok()?));
+        at += 2;
+        let tag = std::str::from_utf8(bytes.get(at..at + len)?).ok()?;
+        tags.push(tag.to_owned());
+        at += len;
+    }
+    Some((since_ms, tags, at))
+}
+
+/// [`seal_fresh`] with tags: format 4.
+pub fn seal_tagged<T: Storable + ?Sized>(
+    codec: &dyn Codec,
+    value: &T,
+    salt: Salt,
+    fresh: Freshness,
+    tagged: Tagged<'_>,
+) -> Result<Vec<u8>, CodecError> {
+    if tagged.tags.len() > usize::from(u8::MAX) {
+        return Err(CodecError(format!(
+            "{} tags on one entry; at most 255",
+            tagged.tags.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(FRESH_ENVELOPE_LEN + 64);
+    out.push(MAGIC);
+    out.push(TAGGED_VERSION);
+    out.push(codec.id());
+    out.extend_from_slice(&fingerprint::<T::Owned>(salt).to_le_bytes());
+    push_freshness(&mut out, fresh);
+    out.extend_from_slice(&tagged.since_ms.to_le_bytes());
+    out.push(tagged.tags.len() as u8);
+    for tag in tagged.tags {
+        let len = u16::try_from(tag.len())
+            .map_err(|_| CodecError(format!("a tag of {} bytes; at most 65,535", tag.len())))?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(tag.as_bytes());
+    }
+    encode_into(codec, value, &mut out)?;
+    Ok(out)
+}
 /// Length of the envelope in front of every stored payload (format 2).
 pub const ENVELOPE_LEN: usize = 11;
 /// Length of the envelope of an entry that carries its [`Freshness`] (format 3).
@@ -241,7 +326,10 @@ impl Freshness {
 
 /// The freshness an entry carries (`None`: format 2, or not an entry).
 pub fn freshness(bytes: &[u8]) -> Option<Freshness> {
-    if bytes.len() < FRESH_ENVELOPE_LEN || bytes[0] != MAGIC || bytes[1] != FRESH_VERSION {
+    if bytes.len() < FRESH_ENVELOPE_LEN
+        || bytes[0] != MAGIC
+        || !matches!(bytes[1], FRESH_VERSION | TAGGED_VERSION)
+    {
         return None;
     }
     let at = |i: usize| {
@@ -262,11 +350,20 @@ pub fn freshness(bytes: &[u8]) -> Option<Freshness> {
 /// `None` when `bytes` is not an entry. The payload is not decoded.
 pub fn restamp(bytes: &[u8], fresh: Freshness) -> Option<Vec<u8>> {
     let payload_at = payload_offset(bytes)?;
-    let mut out = Vec::with_capacity(FRESH_ENVELOPE_LEN + bytes.len() - payload_at);
+    let tagged = bytes[1] == TAGGED_VERSION;
+    let mut out = Vec::with_capacity(FRESH_ENVELOPE_LEN + bytes.len());
     out.push(MAGIC);
-    out.push(FRESH_VERSION);
+    out.push(if tagged {
+        TAGGED_VERSION
+    } else {
+        FRESH_VERSION
+    });
     out.extend_from_slice(&bytes[2..ENVELOPE_LEN]);
     push_freshness(&mut out, fresh);
+    if tagged {
+        // The tag section as it was: the entry still dies with its tags.
+        out.extend_from_slice(&bytes[FRESH_ENVELOPE_LEN..payload_at]);
+    }
     out.extend_from_slice(&bytes[payload_at..]);
     Some(out)
 }
@@ -279,12 +376,16 @@ fn push_freshness(out: &mut Vec<u8>, fresh: Freshness) {
 
 /// Where the payload of an entry starts (`None`: not an entry of a known format).
 fn payload_offset(bytes: &[u8]) -> Option<usize> {
+    if bytes.first() != Some(&MAGIC) {
+        return None;
+    }
     let len = match bytes.get(1) {
         Some(&FORMAT_VERSION) => ENVELOPE_LEN,
         Some(&FRESH_VERSION) => FRESH_ENVELOPE_LEN,
+        Some(&TAGGED_VERSION) => tag_section(bytes)?.2,
         _ => return None,
     };
-    (bytes.len() >= len && bytes[0] == MAGIC).then_some(len)
+    (bytes.len() >= len).then_some(len)
 }
 
 /// What a caller mixes into the type fingerprint besides the type's shape.
@@ -513,6 +614,38 @@ mod tests {
             }
         }
         assert!(restamp(b"foreign bytes, not an entry", fresh).is_none());
+        // Tagged entries: the tags survive a restamp, and a cut tag section is no entry.
+        let tags = ["user:7".to_owned(), "é:%".to_owned()];
+        let tagged = Tagged {
+            since_ms: 3,
+            tags: &tags,
+        };
+        let bytes = seal_tagged(&MsgPack, "v", Salt::NONE, fresh, tagged).unwrap();
+        assert_eq!(entry_tags(&bytes), Some((3, tags.to_vec())));
+        let later = Freshness {
+            fresh_until_ms: 15,
+            ..fresh
+        };
+        let again = restamp(&bytes, later).unwrap();
+        assert_eq!(
+            (freshness(&again), entry_tags(&again)),
+            (Some(later), Some((3, tags.to_vec())))
+        );
+        assert_eq!(open::<String>(&MsgPack, &again).unwrap(), "v");
+        let payload_at = payload_offset(&bytes).unwrap();
+        for cut in FRESH_ENVELOPE_LEN..payload_at {
+            assert!(
+                open::<String>(&MsgPack, &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+            assert_eq!(entry_tags(&bytes[..cut]), None);
+        }
+        let too_many: Vec<String> = (0..256).map(|i| i.to_string()).collect();
+        let over = Tagged {
+            since_ms: 0,
+            tags: &too_many,
+        };
+        assert!(seal_tagged(&MsgPack, "v", Salt::NONE, fresh, over).is_err());
         assert!(fresh.is_fresh_at(9) && !fresh.is_fresh_at(10));
     }
     use serde::Deserialize;

@@ -165,6 +165,8 @@ struct Slot {
     until: Instant,
     /// How long its value took to compute, in milliseconds (XFetch's δ).
     body_ms: u32,
+    /// The tags it carries (stored names): a tag invalidation removes it.
+    tags: Option<Arc<[String]>>,
     weight: usize,
     used: AtomicBool,
 }
@@ -188,8 +190,9 @@ impl Slot {
     }
 }
 
-/// How long an entry lives in the tier: fresh, then kept stale (fail-safe).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How long an entry lives in the tier: fresh, then kept stale (fail-safe);
+/// and the tags it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Life {
     /// Served as a hit for this long.
     pub(crate) fresh: Duration,
@@ -200,6 +203,8 @@ pub(crate) struct Life {
     pub(crate) until: Duration,
     /// How long its value took to compute, in milliseconds.
     pub(crate) body_ms: u32,
+    /// Its tags (stored names), if any.
+    pub(crate) tags: Option<Arc<[String]>>,
 }
 
 impl Life {
@@ -215,6 +220,7 @@ impl Life {
             stale,
             until: fresh,
             body_ms: 0,
+            tags: None,
         }
     }
 }
@@ -268,7 +274,7 @@ impl FenceLog {
     }
 
     /// True when no invalidation after `since` covers `key`.
-    fn clear_since(&self, since: u64, key: &str) -> bool {
+    fn clear_since(&self, since: u64, key: &str, tags: &[String]) -> bool {
         if self.seq.load(Ordering::Acquire) == since {
             return true;
         }
@@ -279,7 +285,7 @@ impl FenceLog {
             _ => recent
                 .iter()
                 .filter(|(seq, _)| *seq > since)
-                .all(|(_, what)| !what.covers(key)),
+                .all(|(_, what)| !what.covers_tagged(key, tags)),
         }
     }
 }
@@ -395,6 +401,7 @@ impl LocalTier {
             stale: slot.expires - slot.fresh,
             until: slot.until.saturating_duration_since(now),
             body_ms: slot.body_ms,
+            tags: slot.tags.clone(),
         })
     }
 
@@ -425,7 +432,8 @@ impl LocalTier {
         // Checked under the shard lock: an invalidation records itself
         // before it takes this lock to remove, so it either refuses this
         // insert here or removes what it inserted.
-        if !self.log.clear_since(since, key) {
+        let tags: &[String] = life.tags.as_deref().unwrap_or_default();
+        if !self.log.clear_since(since, key, tags) {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return false;
         }
@@ -440,6 +448,7 @@ impl LocalTier {
             expires,
             until,
             body_ms: life.body_ms,
+            tags: life.tags,
             weight,
             used: AtomicBool::new(false),
         };
@@ -518,7 +527,7 @@ impl LocalTier {
             let mut shard = write(shard);
             let mut freed = 0;
             shard.table.retain(|s| {
-                if what.covers(&s.key) {
+                if what.covers_tagged(&s.key, s.tags.as_deref().unwrap_or_default()) {
                     freed += s.weight;
                     removed += u64::from(s.expires > now);
                     false

@@ -60,12 +60,13 @@ impl Macro {
                 SoftTimeoutMs,
                 HardTimeoutMs,
                 LeaseMs,
+                Tags,
                 Extra,
                 Patterns,
                 Crate,
             ],
             Macro::Invalidate => &[
-                KeyPrefix, ResourceId, Key, Extra, Patterns, Before, Cache, Crate,
+                KeyPrefix, ResourceId, Key, Extra, Patterns, Tags, Before, Cache, Crate,
             ],
         }
     }
@@ -158,6 +159,7 @@ argument_names! {
     SoftTimeoutMs: soft_timeout_ms,
     HardTimeoutMs: hard_timeout_ms,
     LeaseMs: lease_ms,
+    Tags: tags,
     Extra: extra,
     Patterns: patterns,
     Before: before,
@@ -278,6 +280,9 @@ pub(crate) struct CommonArgs {
     pub key: Option<LitStr>,
     pub extra: Vec<LitStr>,
     pub patterns: Vec<LitStr>,
+    /// `tags = [...]`: on `#[cache]` the tags its entries carry, on
+    /// `#[invalidate]` the tags it invalidates (templates, as keys).
+    pub tags: Vec<LitStr>,
     pub cache: Option<LitStr>,
     /// `crate = "path"`: where to find cacheside when it is re-exported.
     pub krate: Option<syn::Path>,
@@ -294,6 +299,7 @@ impl CommonArgs {
             Name::Crate => self.krate = crate_path(cx, value),
             Name::Extra => self.extra = lit_strs(cx, name, value),
             Name::Patterns => self.patterns = lit_strs(cx, name, value),
+            Name::Tags => self.tags = lit_strs(cx, name, value),
             _ => return false,
         }
         true

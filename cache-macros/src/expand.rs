@@ -71,6 +71,7 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
     // Resolved now so that their errors are reported with the rest.
     let extra = KeyFormat::resolve_all(&args.common.extra, &params, &rt, &cx);
     let patterns = KeyFormat::resolve_all(&args.common.patterns, &params, &rt, &cx);
+    let tags = KeyFormat::resolve_all(&args.common.tags, &params, &rt, &cx);
     cx.check()?;
     let (Some(key), Some(outcome)) = (key, outcome) else {
         return Err(syn::Error::new(
@@ -97,6 +98,7 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
             || args.early_expiry_beta.is_some()
             || args.soft_timeout_ms.is_some(),
         refreshes: args.refresh_after.is_some() || args.early_expiry_beta.is_some(),
+        tags,
     };
     let wrapper = Wrapper {
         cached: &cached,
@@ -106,6 +108,7 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
             function: &function,
             extra,
             patterns,
+            tags: &cached.tags,
         }),
     };
     let companion = args.companion.then_some(Companion(&cached));
@@ -152,8 +155,10 @@ pub(crate) fn invalidate(attr: TokenStream, item: ItemFn) -> syn::Result<TokenSt
     let extra = KeyFormat::resolve_all(&common.extra, &params, &rt, &cx);
     keys.extend(extra.iter().map(ToTokens::to_token_stream));
     let patterns = KeyFormat::resolve_all(&common.patterns, &params, &rt, &cx);
+    let tags = KeyFormat::resolve_all(&common.tags, &params, &rt, &cx);
     if keys.is_empty()
         && patterns.is_empty()
+        && tags.is_empty()
         && common.key.is_none()
         && common.resource_id.is_none()
         && common.key_prefix.is_none()
@@ -161,7 +166,7 @@ pub(crate) fn invalidate(attr: TokenStream, item: ItemFn) -> syn::Result<TokenSt
         cx.error_at(
             Span::call_site(),
             format!(
-                "{} needs something to delete: `key_prefix` + `resource_id`, `key`, `extra` or `patterns`",
+                "{} needs something to delete: `key_prefix` + `resource_id`, `key`, `extra`, `patterns` or `tags`",
                 Macro::Invalidate
             ),
         );
@@ -197,6 +202,7 @@ pub(crate) fn invalidate(attr: TokenStream, item: ItemFn) -> syn::Result<TokenSt
             unless_read: false,
             keys: quote!(#(#keys),*),
             patterns: &patterns,
+            tags: &tags,
         },
         call: InvalidatingCall {
             rt: &rt,

@@ -25,6 +25,8 @@ pub struct Targets {
     pub keys: Vec<String>,
     /// Glob patterns.
     pub patterns: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
 }
 
 /// The `#[invalidate]` wrapper. `targets` is `None` when caching is disabled.
@@ -101,6 +103,11 @@ pub async fn invalidate_now(spec: &'static InvalidateSpec, targets: &Targets) {
                 tracing::warn!(function = spec.function, backend, pattern, "this backend cannot delete by pattern; the exact keys were deleted, entries matching the pattern expire by TTL");
             }
             Err(e) => cache.note_failure("pattern invalidation", pattern, &e),
+        }
+    }
+    for tag in &targets.tags {
+        if let Err(e) = cache.invalidate_tag(tag).await {
+            cache.note_failure("tag invalidation", tag, &e);
         }
     }
 }

@@ -212,13 +212,15 @@ pub fn hit_value<R, K: kind::Kind<R>>(kind: K, value: kind::StoredBy<K, R>) -> R
 /// `typed` hands the stored type in and out of the local tier (`None`: it
 /// is not `Clone`; see [`kind::TypedProbe`]).
 /// `instance` is the type parameters of a generic function (see [`instance`]).
-/// `ttl_of` is `#[cache(expire_with = f)]`: the TTL from the value.
+/// `ttl_of` is `#[cache(expire_with = f)]`: the TTL from the value;
+/// `tags`, `#[cache(tags = [...])]` resolved for this call.
 pub async fn cached<O, Fut>(
     spec: &'static CacheSpec,
     key: Option<String>,
     instance: Option<&'static str>,
     typed: Option<Typed<O::Value>>,
     ttl_of: Option<fn(&O::Value) -> Duration>,
+    tags: Option<Vec<String>>,
     body: Fut,
 ) -> O
 where
@@ -232,7 +234,10 @@ where
         return body.await;
     };
     let full = cache.full_key(&key);
-    let policy = spec.policy(cache, typed, ttl_of);
+    let policy = Policy {
+        tags: tags.map(|tags| tags.iter().map(|t| cache.tag_key(t)).collect()),
+        ..spec.policy(cache, typed, ttl_of)
+    };
     let (out, encode_error) = cache
         .read_through(&full, spec.salt(instance), body, policy)
         .await;
@@ -255,6 +260,7 @@ pub async fn cached_background<O, Fut>(
     instance: Option<&'static str>,
     typed: Option<Typed<O::Value>>,
     ttl_of: Option<fn(&O::Value) -> Duration>,
+    tags: Option<Vec<String>>,
     body: Fut,
 ) -> O
 where
@@ -270,9 +276,12 @@ where
     };
     let full = cache.full_key(&key).into_owned();
     let salt = spec.salt(instance);
-    let policy = spec.policy(cache, typed, ttl_of);
+    let policy = Policy {
+        tags: tags.map(|tags| tags.iter().map(|t| cache.tag_key(t)).collect()),
+        ..spec.policy(cache, typed, ttl_of)
+    };
     match cache
-        .read_through_or_hand_back(&full, salt, body, policy)
+        .read_through_or_hand_back(&full, salt, body, policy.clone())
         .await
     {
         Served::Done {

@@ -37,7 +37,7 @@
 //! [`exists`], [`ttl_reported`], [`ttl_expiry`], [`delete_pattern`],
 //! [`namespaces_isolated`], [`clear_namespace`], [`binary_and_empty_values`],
 //! [`unicode_keys`], [`hostile_keys`], [`large_values`],
-//! [`concurrent_writers`], [`single_flight`], [`fail_safe`]; and, for
+//! [`concurrent_writers`], [`single_flight`], [`fail_safe`], [`tags`]; and, for
 //! fencing stores, [`fenced_fills`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -174,6 +174,7 @@ where
     check!(single_flight);
     check!(counters, caps);
     check!(fail_safe);
+    check!(tags);
 }
 
 /// `set` then `get` returns the value; an absent key reads as `None`.
@@ -994,6 +995,85 @@ async fn wait_until_expired<T: serde::de::DeserializeOwned>(check: &str, cache: 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A read through `cache` whose entry carries `tags` (what `#[cache(tags = [...])]` does).
+async fn tagged_read(cache: &Cache, key: &str, tags: &[&str], value: u32) -> u32 {
+    let full = cache.full_key(key).into_owned();
+    let stored = tags.iter().map(|t| cache.tag_key(t)).collect();
+    let (out, _): (cache_core::Plain<u32>, _) = cache
+        .read_through(
+            &full,
+            cache_core::codec::Salt::NONE,
+            async move { cache_core::Plain(value) },
+            Policy {
+                tags: Some(stored),
+                ..Policy::new(Duration::from_secs(600), TierUse::OFF)
+            },
+        )
+        .await;
+    out.0
+}
+
+/// Tags: invalidating a tag makes every entry carrying it a miss (seen by
+/// another cache over the same store too), and leaves the others.
+pub async fn tags<F, Fut>(make: &F)
+where
+    F: Fn(&str) -> Fut,
+    Fut: Future<Output = Cache>,
+{
+    const C: &str = "tags";
+    let a = cache_for(make, C).await;
+    let b = make(a.namespace()).await;
+    assert_eq!(tagged_read(&a, "w:1", &["user:7", "widgets"], 1).await, 1);
+    assert_eq!(tagged_read(&a, "w:2", &["user:8", "widgets"], 2).await, 2);
+    assert_eq!(tagged_read(&a, "w:3", &["user:7"], 3).await, 3);
+    assert_eq!(
+        tagged_read(&b, "w:1", &["user:7", "widgets"], 0).await,
+        1,
+        "[{C}] a hit before"
+    );
+    ok(C, "invalidate_tag", b.invalidate_tag("user:7").await);
+    // Past the invalidation's millisecond (a read in it stores a dead entry).
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    for cache in [&a, &b] {
+        assert_eq!(
+            ok(C, "get", cache.get::<u32>("w:1").await),
+            None,
+            "[{C}] a tagged entry survived its tag"
+        );
+        assert_eq!(
+            ok(C, "get", cache.get::<u32>("w:3").await),
+            None,
+            "[{C}] a tagged entry survived its tag"
+        );
+        assert_eq!(
+            ok(C, "get", cache.get::<u32>("w:2").await),
+            Some(2),
+            "[{C}] another tag's entry went too"
+        );
+    }
+    assert_eq!(
+        tagged_read(&a, "w:1", &["user:7", "widgets"], 10).await,
+        10,
+        "[{C}] the body runs again"
+    );
+    assert_eq!(
+        tagged_read(&b, "w:1", &["user:7", "widgets"], 0).await,
+        10,
+        "[{C}] and its fill lands"
+    );
+    ok(
+        C,
+        "invalidate_tags",
+        a.invalidate_tags(&["widgets", "nothing-carries-this"])
+            .await,
+    );
+    assert_eq!(
+        ok(C, "get", b.get::<u32>("w:2").await),
+        None,
+        "[{C}] invalidate_tags"
+    );
 }
 
 /// Fail-safe ([`FailSafe`]): past its TTL an entry answers when the body

@@ -1050,3 +1050,45 @@ fn a_soft_timeout_answers_with_the_stale_value_and_the_body_lands_later() {
         .await;
     });
 }
+
+// --- tags ---------------------------------------------------------------------
+
+static TAGGED: OnceLock<Calls> = OnceLock::new();
+
+#[cacheside::cache(key_prefix = "doc", resource_id = "id", tags = ["owner:{owner}", "docs"])]
+async fn doc(id: u64, owner: &str) -> String {
+    TAGGED.get_or_init(Calls::default).hit();
+    format!("doc {id} of {owner}")
+}
+
+#[cacheside::invalidate(tags = ["owner:{owner}"])]
+async fn rename_owner(owner: &str) {}
+
+/// `tags`: `#[invalidate(tags = [...])]` makes every entry carrying the tag
+/// a miss; entries of other tags stay. Placeholder values are encoded as in
+/// keys (`a:b` cannot pose as the tag of `a`).
+#[test]
+fn a_tag_invalidation_misses_every_tagged_entry_and_no_other() {
+    run(async {
+        let cache = global().await;
+        let calls = TAGGED.get_or_init(Calls::default);
+        for (id, owner) in [(1, "ann"), (2, "ann"), (3, "bob"), (4, "ann:x")] {
+            doc(id, owner).await;
+        }
+        let before = calls.get();
+        rename_owner("ann").await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        for (id, owner) in [(1, "ann"), (2, "ann"), (3, "bob"), (4, "ann:x")] {
+            doc(id, owner).await;
+        }
+        assert_eq!(
+            calls.get(),
+            before + 2,
+            "ann's two entries ran again; bob's and `ann:x`'s did not"
+        );
+        cache.invalidate_tag("docs").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        doc(3, "bob").await;
+        assert_eq!(calls.get(), before + 3, "`docs` tags them all");
+    });
+}

@@ -529,7 +529,7 @@ fn refreshing(after: Option<f64>, beta: Option<f64>) -> Policy<u32> {
 /// One read in hand-back mode: the answer, and whether the body came back for a refresh.
 async fn hand_back_read(
     cache: &Cache,
-    policy: Policy<u32>,
+    policy: &Policy<u32>,
     answer: u32,
     body_time: Duration,
 ) -> (u32, bool) {
@@ -539,7 +539,7 @@ async fn hand_back_read(
         Plain(answer)
     };
     match cache
-        .read_through_or_hand_back::<Plain<u32>, _>(&full, Salt::NONE, body, policy)
+        .read_through_or_hand_back::<Plain<u32>, _>(&full, Salt::NONE, body, policy.clone())
         .await
     {
         Served::Done { out, refresh, .. } => (out.0, refresh.is_some()),
@@ -564,36 +564,36 @@ async fn a_hit_past_refresh_after_is_due_once_and_the_refresh_restarts_the_ttl()
     ] {
         let policy = refreshing(Some(0.8), None);
         assert_eq!(
-            hand_back_read(&cache, policy, 1, Duration::ZERO).await,
+            hand_back_read(&cache, &policy, 1, Duration::ZERO).await,
             (1, false),
             "{what}"
         );
         tokio::time::advance(Duration::from_secs(79)).await;
         assert_eq!(
-            hand_back_read(&cache, policy, 2, Duration::ZERO).await,
+            hand_back_read(&cache, &policy, 2, Duration::ZERO).await,
             (1, false),
             "{what}: not yet due"
         );
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(
-            hand_back_read(&cache, policy, 2, Duration::ZERO).await,
+            hand_back_read(&cache, &policy, 2, Duration::ZERO).await,
             (1, true),
             "{what}: due at 80 %"
         );
         // The refresh itself: runs the body although the entry is fresh, and replaces it.
         let full = cache.full_key("hot").into_owned();
         cache
-            .refresh::<Plain<u32>, _>(&full, Salt::NONE, async { Plain(2) }, policy)
+            .refresh::<Plain<u32>, _>(&full, Salt::NONE, async { Plain(2) }, policy.clone())
             .await;
         assert_eq!(cache.stats().refreshes, 1, "{what}");
         assert_eq!(
-            hand_back_read(&cache, policy, 3, Duration::ZERO).await,
+            hand_back_read(&cache, &policy, 3, Duration::ZERO).await,
             (2, false),
             "{what}: the TTL restarted"
         );
         tokio::time::advance(Duration::from_secs(50)).await;
         assert_eq!(
-            hand_back_read(&cache, policy, 3, Duration::ZERO).await,
+            hand_back_read(&cache, &policy, 3, Duration::ZERO).await,
             (2, false),
             "{what}"
         );
@@ -607,7 +607,7 @@ async fn a_refresh_overtaken_by_an_invalidation_or_failing_leaves_no_trace() {
     let b = Cache::builder(store.clone()).build();
     let policy = refreshing(Some(0.5), None);
     assert_eq!(
-        hand_back_read(&a, policy, 1, Duration::ZERO).await,
+        hand_back_read(&a, &policy, 1, Duration::ZERO).await,
         (1, false)
     );
     let full = a.full_key("hot").into_owned();
@@ -619,7 +619,7 @@ async fn a_refresh_overtaken_by_an_invalidation_or_failing_leaves_no_trace() {
             held.await.unwrap();
             Plain(2)
         },
-        policy,
+        policy.clone(),
     );
     let mutate = async {
         tokio::task::yield_now().await;
@@ -634,7 +634,7 @@ async fn a_refresh_overtaken_by_an_invalidation_or_failing_leaves_no_trace() {
     );
     // A failing refresh keeps the entry.
     assert_eq!(
-        hand_back_read(&a, policy, 5, Duration::ZERO).await,
+        hand_back_read(&a, &policy, 5, Duration::ZERO).await,
         (5, false)
     );
     let failing = Policy {
@@ -652,15 +652,18 @@ async fn xfetch_refreshes_near_the_expiry_in_proportion_to_the_body_time() {
     let policy = refreshing(None, Some(1.0));
     // The fill records a 2 s body.
     assert_eq!(
-        hand_back_read(&cache, policy, 1, Duration::from_secs(2)).await,
+        hand_back_read(&cache, &policy, 1, Duration::from_secs(2)).await,
         (1, false)
     );
-    let due_share = |cache: Cache| async move {
-        let mut due = 0;
-        for _ in 0..400 {
-            due += usize::from(hand_back_read(&cache, policy, 1, Duration::ZERO).await.1);
+    let due_share = |cache: Cache| {
+        let policy = policy.clone();
+        async move {
+            let mut due = 0;
+            for _ in 0..400 {
+                due += usize::from(hand_back_read(&cache, &policy, 1, Duration::ZERO).await.1);
+            }
+            due
         }
-        due
     };
     // 90 s left against δ = 2 s: P = e^(−45), never.
     tokio::time::advance(Duration::from_secs(10)).await;
@@ -688,7 +691,7 @@ async fn a_stale_miss_under_a_soft_timeout_hands_the_body_back_with_the_fallback
             &full,
             Salt::NONE,
             async move { Plain(answer) },
-            policy,
+            policy.clone(),
         )
     };
     assert!(

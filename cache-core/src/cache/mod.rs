@@ -229,6 +229,72 @@ impl Cache {
         self.inner.lease
     }
 
+    /// The store key of `tag` in this cache (`{namespace}%tag:{tag}`): what
+    /// entries carrying the tag record, and what holds when it was last
+    /// invalidated. Encoded key values never hold `%t`, so it is no entry's key.
+    ///
+    /// ```
+    /// # use cache_core::{Cache, NullBackend};
+    /// let cache = Cache::builder(NullBackend).namespace("app").build();
+    /// assert_eq!(cache.tag_key("user:7"), "app:%tag:user:7");
+    /// ```
+    pub fn tag_key(&self, tag: &str) -> String {
+        format!("{}%tag:{tag}", self.inner.prefix)
+    }
+
+    /// Invalidates every entry carrying `tag`, in every process and on every
+    /// store: one store write (the time of the invalidation, under
+    /// [`tag_key`](Cache::tag_key)), whatever the number of entries; a read
+    /// of an entry whose tag was invalidated after the entry's read began is
+    /// a miss. This process's local tier drops its tagged entries at once,
+    /// the others' when the backplane message arrives. Over the in-process
+    /// store the tier is the store: its tagged entries are dropped (a scan).
+    ///
+    /// ```
+    /// # use cache_core::{Cache, NullBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let cache = Cache::builder(NullBackend).build();
+    /// cache.invalidate_tag("user:7").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
+        self.invalidate_tags(&[tag]).await
+    }
+
+    /// [`invalidate_tag`](Cache::invalidate_tag) for each of `tags`; the
+    /// first store error is returned after every tag was tried.
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<(), Error> {
+        let mut first_error = None;
+        for tag in tags {
+            let stored = self.tag_key(tag);
+            let what = Invalidation::Tag(stored.clone());
+            bump(&self.inner.counters.tag_invalidations);
+            if self.begin_invalidation(&what).is_some() {
+                // The in-process store: its tier took it.
+                continue;
+            }
+            let version = crate::clock::unix_ms().to_string();
+            let key = Key::new(&stored, self.inner.prefix.len());
+            let written = self
+                .call_store(
+                    "set",
+                    Bound::Op,
+                    self.inner.backend.set(
+                        key,
+                        version.into_bytes().into(),
+                        Some(read_through::TAG_TTL),
+                    ),
+                )
+                .await;
+            if let Err(e) = written {
+                bump(&self.inner.counters.errors);
+                first_error.get_or_insert(e);
+            }
+            self.spread(what).await;
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// The provider API's read-through policy: this cache's defaults.
     fn policy<V>(&self, ttl: Option<Duration>) -> Policy<V> {
         Policy {
@@ -284,6 +350,7 @@ impl Cache {
             backplane_failures: c.backplane_failures.load(),
             stale_served: c.stale_served.load(),
             refreshes: c.refreshes.load(),
+            tag_invalidations: c.tag_invalidations.load(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! (read and decode, encode and write), shared with the provider API.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,14 +72,18 @@ pub struct Policy<V> {
     /// Single-flight across processes: the lease a leader holds in the
     /// store while its body runs (how long a dead leader blocks the others).
     pub lease: Option<Duration>,
+    /// The tags of what the call stores, as stored ([`Cache::tag_key`]).
+    pub tags: Option<Arc<[String]>>,
 }
 
 impl<V> Clone for Policy<V> {
     fn clone(&self) -> Self {
-        *self
+        Policy {
+            tags: self.tags.clone(),
+            ..*self
+        }
     }
 }
-impl<V> Copy for Policy<V> {}
 
 /// Early refresh: when a hit starts a background refresh of its entry.
 #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
@@ -196,6 +201,7 @@ impl<V> Policy<V> {
             refresh: None,
             soft_timeout: None,
             lease: None,
+            tags: None,
         }
     }
 
@@ -205,6 +211,37 @@ impl<V> Policy<V> {
         FailSafe::active(self.fail_safe).is_some() || self.refresh.is_some()
     }
 
+    /// The envelope extras of a fill of a value with `ttl` that took `body`
+    /// to compute, for a read that started at `since_ms`.
+    fn stamp(
+        &self,
+        ttl: Duration,
+        stale_for: Duration,
+        body: Duration,
+        since_ms: u64,
+    ) -> Stamp<'_> {
+        Stamp {
+            fresh: self.stamps().then(|| stamp(ttl, stale_for, body)),
+            tagged: self
+                .tags
+                .as_deref()
+                .map(|tags| codec::Tagged { since_ms, tags }),
+        }
+    }
+}
+
+/// What an entry's envelope carries beside the value.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Stamp<'a> {
+    fresh: Option<codec::Freshness>,
+    tagged: Option<codec::Tagged<'a>>,
+}
+
+/// How long a tag's invalidation is remembered in the store, and so the
+/// longest a tagged entry is stored: 30 days.
+pub(super) const TAG_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+impl<V> Policy<V> {
     /// The TTL a fill of `value` gets.
     fn ttl_for(&self, value: &V) -> Duration {
         let ttl = self.ttl_of.map_or(self.ttl, |of| of(value));
@@ -249,6 +286,18 @@ fn unit_random() -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
+impl Fill<'_> {
+    /// How long the store keeps the entry: fresh, then kept; a tagged entry
+    /// at most as long as a tag's invalidation is remembered.
+    fn store_ttl(&self) -> Duration {
+        let ttl = self.ttl.saturating_add(self.stale_for);
+        match self.tags {
+            Some(_) => ttl.min(TAG_TTL),
+            None => ttl,
+        }
+    }
+}
+
 /// A stale entry kept for fail-safe, met on the way to the body (or, in
 /// a refresh, the fresh entry it replaces).
 struct Stale<V> {
@@ -285,6 +334,8 @@ enum Read<T> {
         size: usize,
         left: Option<Duration>,
         body_ms: u32,
+        /// The entry's tags (stored names), for the local tier.
+        tags: Option<Arc<[String]>>,
     },
     /// An entry past its freshness, kept for fail-safe.
     Stale {
@@ -322,6 +373,8 @@ struct Fill<'a> {
     local_ttl: Duration,
     /// How long the body took (stamped, for XFetch).
     body_ms: u32,
+    /// The tags of the entry (stored names): the local tier keeps them.
+    tags: Option<&'a Arc<[String]>>,
     salt: Salt,
     budget: Duration,
     fence: &'a Fence,
@@ -514,14 +567,14 @@ impl Cache {
                 Found::Bytes(bytes) if tier_is_store && mode != Mode::Refresh => {
                     if let Some(v) = self.open_kept::<O::Value>(t, full, &bytes, salt) {
                         let life = t.remaining(full);
+                        let due = refresh
+                            .zip(life.as_ref())
+                            .is_some_and(|(r, life)| r.due(life.until, ttl, life.body_ms));
                         if let (Some(typed), Some(left)) = (tier.typed, life) {
                             // Written by the provider API: keep it decoded from now on.
                             let kept = Some(((typed.keep)(&v), salt));
                             t.insert(full, kept, Some(bytes.clone()), bytes.len(), left, since);
                         }
-                        let due = refresh
-                            .zip(life)
-                            .is_some_and(|(r, life)| r.due(life.until, ttl, life.body_ms));
                         return done(O::from_cached(v), due.then_some(body));
                     }
                 }
@@ -545,6 +598,12 @@ impl Cache {
         // one timeout plus the body's own time.
         let deadline = inner.gate.call_deadline();
         let started = tokio::time::Instant::now();
+        // A tag invalidated from now on kills what this call stores.
+        let since_ms = if policy.tags.is_some() {
+            clock::unix_ms()
+        } else {
+            0
+        };
         let mut fence = Fence::None;
         let mut unreadable = false;
         if tier_is_store {
@@ -567,6 +626,7 @@ impl Cache {
                         size,
                         left,
                         body_ms,
+                        tags,
                         ..
                     },
                     _,
@@ -579,6 +639,7 @@ impl Cache {
                             stale: stale_for,
                             until,
                             body_ms,
+                            tags,
                         };
                         t.insert(
                             full,
@@ -621,6 +682,7 @@ impl Cache {
             stale_for,
             local_ttl: local_ttl(ttl),
             body_ms: 0,
+            tags: policy.tags.as_ref(),
             salt,
             budget: write_budget,
             fence: &fence,
@@ -718,10 +780,8 @@ impl Cache {
                     body_ms: millis32(body_time),
                     ..fill
                 };
-                let fresh = policy
-                    .stamps()
-                    .then(|| stamp(entry_ttl, stale_for, body_time));
-                let (sealed, encode_error) = self.encode_outcome(full, &out, salt, fresh);
+                let stamped = policy.stamp(entry_ttl, stale_for, body_time, since_ms);
+                let (sealed, encode_error) = self.encode_outcome(full, &out, salt, stamped);
                 guard.land(sealed.clone());
                 // A zero TTL from `expire_with`: shared with the waiting callers, not stored.
                 let sealed = sealed.filter(|_| !entry_ttl.is_zero());
@@ -767,10 +827,8 @@ impl Cache {
                     body_ms: millis32(body_time),
                     ..fill
                 };
-                let fresh = policy
-                    .stamps()
-                    .then(|| stamp(entry_ttl, stale_for, body_time));
-                let (sealed, encode_error) = self.encode_outcome(full, &out, salt, fresh);
+                let stamped = policy.stamp(entry_ttl, stale_for, body_time, since_ms);
+                let (sealed, encode_error) = self.encode_outcome(full, &out, salt, stamped);
                 let sealed = sealed.filter(|_| !entry_ttl.is_zero());
                 let stale_fill = || inner.flights.epoch() != epoch;
                 if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
@@ -788,6 +846,34 @@ impl Cache {
                 }
             }
         }
+    }
+
+    /// Whether one of `tags` (stored names) was invalidated at or after
+    /// `since_ms`: one store read per tag. A tag that cannot be read counts
+    /// as invalidated (a miss is never wrong).
+    async fn tags_dead(&self, since_ms: u64, tags: &[String]) -> bool {
+        let inner = &*self.inner;
+        for tag in tags {
+            let get = inner
+                .backend
+                .get(Key::new(tag, inner.prefix.len().min(tag.len())));
+            match self.call_store("get", Bound::Op, get).await {
+                Ok(None) => {}
+                Ok(Some(version)) => {
+                    let at = std::str::from_utf8(&version)
+                        .ok()
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if at.is_none_or(|at| at >= since_ms) {
+                        return true;
+                    }
+                }
+                Err(e) => {
+                    self.note_failure("get", tag, &e);
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Waits for the lease of `full` in the store: taken (this caller leads),
@@ -898,7 +984,15 @@ impl Cache {
         let bytes = match &stale.bytes {
             Some(bytes) => codec::restamp(bytes, stamp).map(Bytes::from),
             None => self
-                .encode_for_fill(fill.full, &stale.value, fill.salt, Some(stamp))
+                .encode_for_fill(
+                    fill.full,
+                    &stale.value,
+                    fill.salt,
+                    Stamp {
+                        fresh: Some(stamp),
+                        tagged: None,
+                    },
+                )
                 .ok()
                 .flatten(),
         };
@@ -932,7 +1026,10 @@ impl Cache {
                         .map(|typed| ((typed.keep)(&stale.value), fill.salt));
                     let weight = bytes.as_ref().map_or(0, Bytes::len);
                     let kept = bytes.clone().filter(|_| inner.tier.store().is_some());
-                    let life = Life::kept(throttled.local_ttl, stale_for);
+                    let life = Life {
+                        tags: fill.tags.cloned(),
+                        ..Life::kept(throttled.local_ttl, stale_for)
+                    };
                     t.insert(fill.full, typed, kept, weight, life, fill.since);
                 }
             }
@@ -971,10 +1068,10 @@ impl Cache {
         full: &str,
         out: &O,
         salt: Salt,
-        fresh: Option<codec::Freshness>,
+        stamped: Stamp<'_>,
     ) -> (Option<Bytes>, Option<Error>) {
         match out.cacheable() {
-            Some(v) => match self.encode_for_fill(full, v, salt, fresh) {
+            Some(v) => match self.encode_for_fill(full, v, salt, stamped) {
                 Ok(b) => (b, None),
                 Err(e) => (None, Some(e)),
             },
@@ -1012,6 +1109,7 @@ impl Cache {
                 stale: fill.stale_for,
                 until: fill.ttl,
                 body_ms: fill.body_ms,
+                tags: fill.tags.cloned(),
             };
             t.insert(full, typed, bytes, weight, life, fill.since);
         };
@@ -1068,12 +1166,9 @@ impl Cache {
             .call_store(
                 "set",
                 Bound::Within(fill.budget),
-                inner.backend.set_fenced(
-                    key,
-                    bytes,
-                    Some(fill.ttl.saturating_add(fill.stale_for)),
-                    fill.fence,
-                ),
+                inner
+                    .backend
+                    .set_fenced(key, bytes, Some(fill.store_ttl()), fill.fence),
             )
             .await;
         if let Ok(true) = result {
@@ -1114,6 +1209,14 @@ impl Cache {
             return Ok((Read::Miss, fence));
         };
         let size = bytes.len();
+        let tagged = codec::entry_tags(&bytes);
+        if let Some((since, tags)) = &tagged {
+            if self.tags_dead(*since, tags).await {
+                // Killed by a tag: a miss, whose fill replaces it while unchanged.
+                bump(&inner.counters.misses);
+                return Ok((Read::Miss, fence));
+            }
+        }
         let now = codec::freshness(&bytes).map(|f| (f, clock::unix_ms()));
         if let Some((f, now)) = now.filter(|(f, now)| !f.is_fresh_at(*now)) {
             // Past its freshness: a miss, whose fill replaces this entry
@@ -1133,12 +1236,14 @@ impl Cache {
             Some(value) => {
                 let left = now.map(|(f, now)| Duration::from_millis(f.fresh_until_ms - now));
                 let body_ms = now.map_or(0, |(f, _)| f.body_ms);
+                let tags = tagged.map(|(_, tags)| Arc::from(tags));
                 let read = Read::Fresh {
                     value,
                     bytes,
                     size,
                     left,
                     body_ms,
+                    tags,
                 };
                 Ok((read, fence))
             }
@@ -1194,6 +1299,12 @@ impl Cache {
             bump(&inner.counters.misses);
             return Ok(None);
         }
+        if let Some((since, tags)) = codec::entry_tags(&bytes) {
+            if self.tags_dead(since, &tags).await {
+                bump(&inner.counters.misses);
+                return Ok(None);
+            }
+        }
         self.decode_or_delete(full, &bytes, deadline, salt).await
     }
 
@@ -1241,13 +1352,24 @@ impl Cache {
         &self,
         value: &T,
         salt: Salt,
-        fresh: Option<codec::Freshness>,
+        stamped: Stamp<'_>,
     ) -> Result<Bytes, Error> {
-        let bytes = codec::seal_fresh(&*self.inner.codec, value, salt, fresh).map_err(|e| {
-            Error::Encode {
-                codec: self.inner.codec.name(),
-                message: e.0,
+        let codec = &*self.inner.codec;
+        let sealed = match stamped.tagged {
+            Some(tagged) => {
+                // A tagged entry that is not stamped otherwise is fresh for as long as it is stored.
+                let fresh = stamped.fresh.unwrap_or(codec::Freshness {
+                    fresh_until_ms: u64::MAX,
+                    stale_until_ms: u64::MAX,
+                    body_ms: 0,
+                });
+                codec::seal_tagged(codec, value, salt, fresh, tagged)
             }
+            None => codec::seal_fresh(codec, value, salt, stamped.fresh),
+        };
+        let bytes = sealed.map_err(|e| Error::Encode {
+            codec: codec.name(),
+            message: e.0,
         })?;
         if bytes.len() > self.inner.max_value_size {
             bump(&self.inner.counters.skipped);
@@ -1266,9 +1388,9 @@ impl Cache {
         full: &str,
         value: &T,
         salt: Salt,
-        fresh: Option<codec::Freshness>,
+        stamped: Stamp<'_>,
     ) -> Result<Option<Bytes>, Error> {
-        match self.encode_entry(value, salt, fresh) {
+        match self.encode_entry(value, salt, stamped) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(Error::ValueTooLarge { size, limit }) => {
                 tracing::warn!(
@@ -1336,7 +1458,7 @@ impl Cache {
         ttl: Option<Duration>,
         salt: Salt,
     ) -> Result<(), Error> {
-        let bytes = self.encode_entry(value, salt, None)?;
+        let bytes = self.encode_entry(value, salt, Stamp::default())?;
         let full = self.full_key(key);
         let result = self
             .write_entry(

@@ -49,6 +49,8 @@ pub struct Stats {
     pub stale_served: u64,
     /// Early refreshes started (`refresh_after`, `early_expiry_beta`).
     pub refreshes: u64,
+    /// Tags invalidated by this cache ([`Cache::invalidate_tag`](super::Cache::invalidate_tag)).
+    pub tag_invalidations: u64,
 }
 
 impl Stats {
@@ -92,6 +94,7 @@ pub(super) struct Counters {
     pub(super) backplane_failures: Counter,
     pub(super) stale_served: Counter,
     pub(super) refreshes: Counter,
+    pub(super) tag_invalidations: Counter,
 }
 
 /// Adds one to `c` (on this thread's stripe).

@@ -2,7 +2,7 @@
 //! the in-process store, coherence over a backplane, fenced fills.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::backplane::BackplaneEvents;
@@ -337,7 +337,8 @@ async fn a_backplane_that_comes_back_flushes_the_tier_and_counts() {
     store
         .set(
             Key::plain("app:w:1"),
-            a.encode_entry(&widget(5), Salt::NONE, None).unwrap(),
+            a.encode_entry(&widget(5), Salt::NONE, Default::default())
+                .unwrap(),
             None,
         )
         .await
@@ -346,4 +347,144 @@ async fn a_backplane_that_comes_back_flushes_the_tier_and_counts() {
     // Garbage on the channel also flushes (and counts).
     bus.each(|s| s.message(b"not a message"));
     assert_eq!(a.stats().backplane_failures, 1);
+}
+
+// --- tags ------------------------------------------------------------------
+
+/// Reads `key` carrying `tags`, through the macros' path.
+async fn read_tagged(
+    cache: &Cache,
+    key: &str,
+    tags: &[&str],
+    runs: &AtomicUsize,
+    value: Widget,
+) -> Widget {
+    let full = cache.full_key(key).into_owned();
+    let stored: Arc<[String]> = tags.iter().map(|t| cache.tag_key(t)).collect();
+    let (out, err): (Plain<Widget>, _) = cache
+        .read_through(
+            &full,
+            Salt::NONE,
+            async {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Plain(value)
+            },
+            Policy {
+                tags: Some(stored),
+                ..Policy::new(Duration::from_secs(600), TYPED)
+            },
+        )
+        .await;
+    assert!(err.is_none());
+    out.0
+}
+
+#[tokio::test]
+async fn a_tag_invalidated_in_one_replica_is_a_miss_everywhere_local_tiers_included() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (store, bus) = (MapStore::default(), Bus::default());
+    let (a, b) = (replica(&store, &bus), replica(&store, &bus));
+    let runs = AtomicUsize::new(0);
+    for c in [&a, &b] {
+        read_tagged(c, "w:1", &["user:7", "widgets"], &runs, widget(1)).await;
+        read_tagged(c, "w:2", &["user:8", "widgets"], &runs, widget(2)).await;
+        read_tagged(c, "w:3", &["user:7"], &runs, widget(3)).await;
+    }
+    assert_eq!(runs.load(SeqCst), 3, "b read a's fills, then its own tier");
+    a.invalidate_tag("user:7").await.unwrap();
+    // Reads that start in the invalidation's own millisecond store dead
+    // entries (the conservative side of a millisecond clock): step past it.
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    // b's local copies of the tagged entries went with the backplane message.
+    assert_eq!(
+        read_tagged(&b, "w:1", &["user:7", "widgets"], &runs, widget(10)).await,
+        widget(10)
+    );
+    assert_eq!(
+        read_tagged(&b, "w:3", &["user:7"], &runs, widget(30)).await,
+        widget(30)
+    );
+    assert_eq!(
+        read_tagged(&b, "w:2", &["user:8", "widgets"], &runs, widget(0)).await,
+        widget(2),
+        "another tag's entry stays"
+    );
+    assert_eq!(runs.load(SeqCst), 5);
+    // A replica without the message (no backplane) still sees it through the store.
+    let lone = Cache::builder(store.clone()).namespace("app").build();
+    assert_eq!(
+        read_tagged(&lone, "w:2", &["user:8"], &runs, widget(0)).await,
+        widget(2)
+    );
+    lone.invalidate_tag("widgets").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let fresh = Cache::builder(store.clone()).namespace("app").build();
+    assert_eq!(
+        read_tagged(&fresh, "w:2", &["user:8", "widgets"], &runs, widget(20)).await,
+        widget(20)
+    );
+    // The provider API reads a dead entry as absent.
+    assert_eq!(fresh.get::<Widget>("w:3").await.unwrap(), Some(widget(30)));
+    fresh.invalidate_tag("user:7").await.unwrap();
+    assert_eq!(fresh.get::<Widget>("w:3").await.unwrap(), None);
+    assert_eq!(a.stats().tag_invalidations, 1);
+}
+
+#[tokio::test]
+async fn a_fill_that_started_before_a_tag_invalidation_lands_dead() {
+    let store = MapStore::default();
+    let (a, b) = (
+        Cache::builder(store.clone()).build(),
+        Cache::builder(store.clone()).build(),
+    );
+    let runs = AtomicUsize::new(0);
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let slow = async {
+        let full = a.full_key("w:1").into_owned();
+        let (out, _): (Plain<Widget>, _) = a
+            .read_through(
+                &full,
+                Salt::NONE,
+                async {
+                    held.await.unwrap();
+                    Plain(widget(1))
+                },
+                Policy {
+                    tags: Some(Arc::from([a.tag_key("user:7")])),
+                    ..Policy::new(Duration::from_secs(600), TierUse::OFF)
+                },
+            )
+            .await;
+        out.0
+    };
+    let mutate = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        b.invalidate_tag("user:7").await.unwrap();
+        release.send(()).unwrap();
+    };
+    let (got, ()) = tokio::join!(slow, mutate);
+    assert_eq!(got, widget(1), "the slow caller gets what it computed");
+    assert_eq!(
+        read_tagged(&b, "w:1", &["user:7"], &runs, widget(2)).await,
+        widget(2),
+        "what it stored predates the invalidation: a miss"
+    );
+}
+
+#[tokio::test]
+async fn over_the_in_process_store_a_tag_invalidation_drops_the_tagged_entries() {
+    let cache = Cache::builder(TierStore::default()).build();
+    let runs = AtomicUsize::new(0);
+    read_tagged(&cache, "w:1", &["user:7"], &runs, widget(1)).await;
+    read_tagged(&cache, "w:2", &["user:8"], &runs, widget(2)).await;
+    cache.invalidate_tag("user:7").await.unwrap();
+    assert_eq!(
+        read_tagged(&cache, "w:1", &["user:7"], &runs, widget(10)).await,
+        widget(10)
+    );
+    assert_eq!(
+        read_tagged(&cache, "w:2", &["user:8"], &runs, widget(0)).await,
+        widget(2)
+    );
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
 }

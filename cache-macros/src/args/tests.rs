@@ -51,7 +51,7 @@ fn sample(name: Name) -> TokenStream {
         Name::CacheNone | Name::Companion | Name::Shared | Name::Local | Name::Before => {
             quote!(true)
         }
-        Name::Extra | Name::Patterns => quote!(["x"]),
+        Name::Extra | Name::Patterns | Name::Tags => quote!(["x"]),
     }
 }
 
@@ -191,7 +191,7 @@ fn a_name_given_twice_is_reported_and_the_first_kept() {
         [
             "`expire` is given twice; keep one",
             "unknown argument `nope` for #[cache]; expected one of: key_prefix, resource_id, key, \
-             expire, version, cache, cache_none, companion, shared, local, local_ttl, fail_safe_max, fail_safe_throttle, jitter, expire_with, refresh_after, early_expiry_beta, soft_timeout_ms, hard_timeout_ms, lease_ms, extra, patterns, crate",
+             expire, version, cache, cache_none, companion, shared, local, local_ttl, fail_safe_max, fail_safe_throttle, jitter, expire_with, refresh_after, early_expiry_beta, soft_timeout_ms, hard_timeout_ms, lease_ms, tags, extra, patterns, crate",
             "`nope` is given twice; keep one",
         ]
     );
@@ -308,6 +308,6 @@ fn a_raw_identifier_is_no_keyword() {
     assert_eq!(
         errs,
         ["unknown argument `r#key` for #[invalidate]; expected one of: key_prefix, resource_id, key, \
-          extra, patterns, before, cache, crate"]
+          extra, patterns, tags, before, cache, crate"]
     );
 }

@@ -38,6 +38,8 @@ pub(crate) struct TargetsLet<'a> {
     /// The keys to delete, comma-separated.
     pub keys: TokenStream,
     pub patterns: &'a [KeyFormat],
+    /// The tags to invalidate.
+    pub tags: &'a [KeyFormat],
 }
 
 impl ToTokens for TargetsLet<'_> {
@@ -49,8 +51,10 @@ impl ToTokens for TargetsLet<'_> {
         } else {
             quote!(#active())
         };
-        let patterns = self.patterns;
-        let value = self.rt.targets(&self.keys, &quote!(#(#patterns),*));
+        let (patterns, tags) = (self.patterns, self.tags);
+        let value = self
+            .rt
+            .targets(&self.keys, &quote!(#(#patterns),*), &quote!(#(#tags),*));
         tokens.extend(quote! {
             let #targets = if #guard {
                 ::core::option::Option::Some(#value)

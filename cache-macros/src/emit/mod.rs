@@ -43,6 +43,8 @@ pub(crate) struct CachedFn<'a> {
     pub background: bool,
     /// Whether a hit may start a refresh: no synchronous local hit then.
     pub refreshes: bool,
+    /// `tags = [...]`: what the entries carry (built on a miss only).
+    pub tags: Vec<key::KeyFormat>,
 }
 
 /// `Some(value)` or `None`, as an expression.

@@ -140,12 +140,14 @@ impl ReturnValue {
         rt: &'a Runtime,
         ttl_of: Option<&'a syn::Path>,
         background: bool,
+        tags: &'a [super::key::KeyFormat],
     ) -> CachedRead<'a> {
         CachedRead {
             outcome: self,
             rt,
             ttl_of,
             background,
+            tags,
         }
     }
 
@@ -198,6 +200,7 @@ pub(crate) struct CachedRead<'a> {
     rt: &'a Runtime,
     ttl_of: Option<&'a syn::Path>,
     background: bool,
+    tags: &'a [super::key::KeyFormat],
 }
 
 /// How the runtime caches a return value: through a `Kind` (an expression)
@@ -224,6 +227,11 @@ impl ToTokens for CachedRead<'_> {
         // A fn item coerces to the `fn(&Stored) -> Duration` the runtime
         // expects; a wrong signature is reported at the path.
         let ttl_of = super::option(self.ttl_of);
+        // Built here, on the way to the store: a local hit never gets this far.
+        let tags = match self.tags {
+            [] => quote!(::core::option::Option::None),
+            tags => quote!(::core::option::Option::Some(::std::vec![#(#tags),*])),
+        };
         tokens.extend(match self.outcome.cached_as(rt) {
             CachedAs::Kind(_) => {
                 // Bound by `ReturnValue::value_bindings`.
@@ -234,7 +242,7 @@ impl ToTokens for CachedRead<'_> {
                     #unwrap(
                         #local_kind,
                         #cached(
-                            &#spec, #key, #instance, #typed, #ttl_of,
+                            &#spec, #key, #instance, #typed, #ttl_of, #tags,
                             async move { #wrap(#local_kind, #body.await) },
                         ).await,
                     )
@@ -243,7 +251,7 @@ impl ToTokens for CachedRead<'_> {
             CachedAs::Wrapper(wrapper) => {
                 let typed = names::typed();
                 quote!(#cached::<#wrapper, _>(
-                    &#spec, #key, #instance, #typed, #ttl_of, async move { <#wrapper>::from(#body.await) }
+                    &#spec, #key, #instance, #typed, #ttl_of, #tags, async move { <#wrapper>::from(#body.await) }
                 ).await.0)
             }
         });

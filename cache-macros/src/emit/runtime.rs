@@ -125,12 +125,18 @@ impl Runtime {
     }
 
     /// `Targets { keys, patterns }`: what a mutation deletes.
-    pub(crate) fn targets(&self, keys: &TokenStream, patterns: &TokenStream) -> TokenStream {
+    pub(crate) fn targets(
+        &self,
+        keys: &TokenStream,
+        patterns: &TokenStream,
+        tags: &TokenStream,
+    ) -> TokenStream {
         let targets = self.call_site(&["Targets"]);
         quote! {
             #targets {
                 keys: ::std::vec![#keys],
                 patterns: ::std::vec![#patterns],
+                tags: ::std::vec![#tags],
             }
         }
     }

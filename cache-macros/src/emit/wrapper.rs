@@ -32,6 +32,8 @@ pub(crate) struct Mutations<'a> {
     pub function: &'a str,
     pub extra: Vec<KeyFormat>,
     pub patterns: Vec<KeyFormat>,
+    /// The entries' tags: mutations invalidate them too.
+    pub tags: &'a [KeyFormat],
 }
 
 impl ToTokens for Wrapper<'_> {
@@ -56,7 +58,7 @@ impl ToTokens for Wrapper<'_> {
             block: &item.block,
             ret: Some(ret.to_token_stream()),
         };
-        let read = outcome.read(rt, cached.expire_with, cached.background);
+        let read = outcome.read(rt, cached.expire_with, cached.background, &cached.tags);
         let value_bindings = outcome.value_bindings(rt);
         // A plain read starts with the synchronous lookup in the local tier,
         // which builds the key without allocating; a method-aware handler
@@ -82,6 +84,7 @@ impl ToTokens for Wrapper<'_> {
                 function,
                 extra,
                 patterns,
+                tags,
             }) => {
                 let local_read = names::read();
                 let is_read_method = rt.is_read_method();
@@ -92,6 +95,7 @@ impl ToTokens for Wrapper<'_> {
                     unless_read: true,
                     keys: quote!(#key, #(#extra),*),
                     patterns,
+                    tags,
                 };
                 let cache = rt.spec_cache();
                 let invalidate_spec = InvalidateStatic {
