@@ -7,7 +7,8 @@
 //! Pinned: an invalidation in one process is seen by the others' local
 //! tiers; the fenced-fill race (A starts a slow read of v1, B writes v2 and
 //! invalidates, A's read completes: no process serves v1 afterwards); the
-//! backplane killed and restarted: no stale local entry survives it.
+//! backplane killed and restarted: no stale local entry survives it; a tag
+//! invalidated in one process is a miss for its entries in every process.
 //!
 //! The "database" is a directory of files, one per id; a `hold-{id}` file
 //! makes a body wait (after it read the database) until it is removed.
@@ -60,6 +61,20 @@ async fn update_item(id: u64, value: &str) {
     std::fs::write(db_dir().join(id.to_string()), value).expect("write the database");
 }
 
+/// An item tagged with its owner.
+#[cacheside::cache(key_prefix = "owned", resource_id = "id", expire = 600, tags = ["owner:{owner}"])]
+async fn owned(id: u64, owner: u64) -> String {
+    format!("{owner}:{}", db_read(id).await)
+}
+
+/// Writes every listed item, then invalidates the owner's tag.
+#[cacheside::invalidate(tags = ["owner:{owner}"])]
+async fn update_owner(owner: u64, ids: &[u64], value: &str) {
+    for id in ids {
+        std::fs::write(db_dir().join(id.to_string()), value).expect("write the database");
+    }
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "@@ {line}").expect("stdout");
@@ -102,6 +117,15 @@ fn replica_process() {
                 ["slow", id] => {
                     let id: u64 = id.parse().expect("id");
                     tokio::spawn(async move { say(&format!("slow {}", item(id).await)) });
+                }
+                ["owned", id, owner] => {
+                    let (id, owner) = (id.parse().expect("id"), owner.parse().expect("owner"));
+                    say(&format!("value {}", owned(id, owner).await));
+                }
+                ["write-owner", owner, ids, value] => {
+                    let ids: Vec<u64> = ids.split(',').map(|i| i.parse().expect("id")).collect();
+                    update_owner(owner.parse().expect("owner"), &ids, value).await;
+                    say("written");
                 }
                 ["write", id, value] => {
                     update_item(id.parse().expect("id"), value).await;
@@ -321,6 +345,56 @@ fn invalidation_is_seen_everywhere(env: &[(&str, String)]) {
     }
 }
 
+/// A tag invalidated in one process: every entry carrying it misses in
+/// every process, local tiers included, and entries of other tags stay.
+fn tag_is_seen_everywhere(env: &[(&str, String)]) {
+    let db = database();
+    for id in [11, 12, 13] {
+        db.put(&id.to_string(), "v1");
+    }
+    let mut r: Vec<Replica> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| Replica::start(n, env, db.path()))
+        .collect();
+    let read = |p: &mut Replica, id: u64, owner: u64| {
+        p.send(&format!("owned {id} {owner}"));
+        p.expect("value")
+    };
+    for p in r.iter_mut() {
+        assert_eq!(read(p, 11, 1), "1:v1");
+        assert_eq!(read(p, 12, 1), "1:v1");
+        assert_eq!(read(p, 13, 2), "2:v1");
+        // Read twice: the second is a local hit, which the tag must reach too.
+        assert_eq!(read(p, 11, 1), "1:v1");
+        assert!(
+            p.stat("local_hits") >= 1,
+            "{}: the entries are in its local tier",
+            p.name
+        );
+    }
+    // Owner 2's item changes in the database behind the cache's back: it must stay cached.
+    db.put("13", "changed-behind");
+    r[0].send("write-owner 1 11,12 v2");
+    assert_eq!(r[0].next(), "written");
+    for p in r.iter_mut() {
+        let until = Instant::now() + LIMIT;
+        loop {
+            let (a, b) = (read(p, 11, 1), read(p, 12, 1));
+            if (a.as_str(), b.as_str()) == ("1:v2", "1:v2") {
+                break;
+            }
+            assert!(Instant::now() < until, "{} still serves {a} / {b}", p.name);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            read(p, 13, 2),
+            "2:v1",
+            "{}: another tag's entry was dropped",
+            p.name
+        );
+    }
+}
+
 /// The fenced-fill race across processes.
 fn fenced_fill_race(env: &[(&str, String)]) {
     let db = database();
@@ -405,6 +479,24 @@ fn memcached_env(mc: &MemcachedServer, backplane: &RedisServer) -> Vec<(&'static
 fn redis_invalidation_reaches_every_process() {
     let server = RedisServer::start();
     invalidation_is_seen_everywhere(&redis_env(&server));
+}
+
+#[test]
+fn redis_tag_invalidation_reaches_every_process() {
+    let server = RedisServer::start();
+    tag_is_seen_everywhere(&redis_env(&server));
+}
+
+#[test]
+fn cluster_tag_invalidation_reaches_every_process() {
+    let cluster = RedisCluster::start(3);
+    tag_is_seen_everywhere(&cluster_env(&cluster));
+}
+
+#[test]
+fn memcached_tag_invalidation_reaches_every_process() {
+    let (mc, backplane) = (MemcachedServer::start(), RedisServer::start());
+    tag_is_seen_everywhere(&memcached_env(&mc, &backplane));
 }
 
 #[test]
