@@ -134,6 +134,8 @@ pub mod backend {
 /// | `early_expiry_beta = 1.0` | XFetch: probabilistic early refresh weighted by the body's time |
 /// | `soft_timeout_ms = 100` | with fail-safe: a stale miss waits this long for the body, then the stale value answers |
 /// | `hard_timeout_ms = 5000` | bounds a body running in the background |
+/// | `lease_ms = 5000` | single-flight across processes: one body run per key for every process sharing the store |
+/// | `tags = ["user:{user_id}"]` | tags the entries carry; `#[invalidate(tags = [...])]` / [`Cache::invalidate_tag`] makes them all a miss |
 /// | `expire_with = path::to::fn` | `fn(&T) -> Duration`: the TTL from the cached value (then jittered; zero: not stored) |
 /// | `extra = […]`, `patterns = […]` | method-aware handlers only: also invalidated by successful mutations |
 /// | `crate = "path"` | where to find cacheside when it is re-exported |
