@@ -25,21 +25,27 @@ pub(crate) struct Batch {
     pub patterns: BTreeMap<String, u64>,
     /// The whole namespace (with its push number).
     pub clear: Option<u64>,
+    /// Stored tag names (`{ns}%tag:{tag}`): entries carrying one are dead.
+    pub tags: BTreeMap<String, u64>,
     next: u64,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.keys.len() + self.patterns.len()
+        self.keys.len() + self.patterns.len() + self.tags.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.clear.is_none() && self.keys.is_empty() && self.patterns.is_empty()
+        self.clear.is_none()
+            && self.keys.is_empty()
+            && self.patterns.is_empty()
+            && self.tags.is_empty()
     }
 
     fn collapse(&mut self) {
         self.keys.clear();
         self.patterns.clear();
+        self.tags.clear();
     }
 }
 
@@ -66,6 +72,8 @@ pub(crate) enum Target<'a> {
     Key(&'a str),
     Pattern(&'a str),
     Clear,
+    /// A stored tag name.
+    Tag(&'a str),
 }
 
 impl Pending {
@@ -82,6 +90,9 @@ impl Pending {
             }
             Target::Pattern(p) => {
                 batch.patterns.insert(p.to_owned(), n);
+            }
+            Target::Tag(t) => {
+                batch.tags.insert(t.to_owned(), n);
             }
         }
         if batch.len() > MAX_PENDING {
@@ -103,6 +114,15 @@ impl Pending {
 
     /// True when `full` (a full key whose local part starts at `ns_len`) is
     /// covered by something waiting: it must not be read from the store.
+    /// True when a kept tag invalidation covers one of `tags` (stored names).
+    pub(crate) fn covers_tags(&self, tags: &[String]) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        batch.clear.is_some() || tags.iter().any(|t| batch.tags.contains_key(t))
+    }
+
     pub(crate) fn covers(&self, full: &str, ns_len: usize) -> bool {
         if self.is_empty() {
             return false;
@@ -160,6 +180,12 @@ impl Pending {
                 }
                 batch.keys.retain(|_, n| *n > upto);
                 batch.patterns.retain(|_, n| *n > upto);
+                batch.tags.retain(|_, n| *n > upto);
+            }
+            Target::Tag(t) => {
+                if batch.tags.get(t).is_some_and(|n| *n <= upto) {
+                    batch.tags.remove(t);
+                }
             }
         }
         if batch.is_empty() && !self.delivering.load(Ordering::Acquire) {
@@ -175,6 +201,7 @@ impl Pending {
             Target::Key(k) => batch.keys.contains_key(*k),
             Target::Pattern(p) => batch.patterns.contains_key(*p),
             Target::Clear => batch.clear.is_some(),
+            Target::Tag(t) => batch.tags.contains_key(*t),
         }
     }
 
@@ -210,6 +237,11 @@ impl Pending {
         for (p, done) in &sent.patterns {
             if batch.patterns.get(p).is_some_and(|now| now <= done) {
                 batch.patterns.remove(p);
+            }
+        }
+        for (t, done) in &sent.tags {
+            if batch.tags.get(t).is_some_and(|now| now <= done) {
+                batch.tags.remove(t);
             }
         }
         self.any.store(!batch.is_empty(), Ordering::Release);

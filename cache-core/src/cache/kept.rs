@@ -102,6 +102,24 @@ impl Cache {
                 Err(_) => return inner.pending.failed(),
             }
         }
+        for tag in batch.tags.keys() {
+            if !inner.pending.holds(&Target::Tag(tag)) {
+                continue;
+            }
+            // The time of delivery: later than the invalidation, so it kills
+            // at least what it should have (and what was stored meanwhile).
+            let version = crate::clock::unix_ms().to_string();
+            let key = Key::new(tag, prefix.len().min(tag.len()));
+            let set = inner.backend.set(
+                key,
+                version.into_bytes().into(),
+                Some(super::read_through::TAG_TTL),
+            );
+            if self.call_store("set", Bound::Op, set).await.is_err() {
+                return inner.pending.failed();
+            }
+            sent += 1;
+        }
         if batch.clear.is_some() && inner.pending.holds(&Target::Clear) {
             let cleared = self
                 .call_store(

@@ -262,7 +262,9 @@ impl Cache {
     }
 
     /// [`invalidate_tag`](Cache::invalidate_tag) for each of `tags`; the
-    /// first store error is returned after every tag was tried.
+    /// first store error is returned after every tag was tried. A tag the
+    /// store does not take is kept like a failed [`delete`](Cache::delete):
+    /// this process reads its entries as misses until it is delivered.
     pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<(), Error> {
         let mut first_error = None;
         for tag in tags {
@@ -273,6 +275,7 @@ impl Cache {
                 // The in-process store: its tier took it.
                 continue;
             }
+            let upto = self.inner.pending.seq();
             let version = crate::clock::unix_ms().to_string();
             let key = Key::new(&stored, self.inner.prefix.len());
             let written = self
@@ -286,8 +289,15 @@ impl Cache {
                     ),
                 )
                 .await;
+            // Not taken: kept and delivered when the store answers; until
+            // then this process reads the tag's entries as misses.
+            self.settle(
+                written.as_ref().map(|_| ()),
+                Target::Tag(&stored),
+                upto,
+                "tag invalidation",
+            );
             if let Err(e) = written {
-                bump(&self.inner.counters.errors);
                 first_error.get_or_insert(e);
             }
             self.spread(what).await;

@@ -853,6 +853,11 @@ impl Cache {
     /// as invalidated (a miss is never wrong).
     async fn tags_dead(&self, since_ms: u64, tags: &[String]) -> bool {
         let inner = &*self.inner;
+        if inner.pending.covers_tags(tags) {
+            // A tag invalidation this process could not deliver yet.
+            self.deliver_pending();
+            return true;
+        }
         for tag in tags {
             let get = inner
                 .backend

@@ -488,3 +488,38 @@ async fn over_the_in_process_store_a_tag_invalidation_drops_the_tagged_entries()
     );
     assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_tag_invalidation_the_store_refuses_is_kept_and_delivered() {
+    use crate::testing::{Fault, Faulty, Op};
+    let store = Faulty::new(MapStore::default());
+    let a = Cache::builder(store.clone()).build();
+    let runs = AtomicUsize::new(0);
+    read_tagged(&a, "w:1", &["user:7"], &runs, widget(1)).await;
+    store.inject(Op::Set, Fault::Error);
+    assert!(
+        a.invalidate_tag("user:7").await.is_err(),
+        "the error is returned"
+    );
+    assert_eq!(
+        a.stats().invalidations_queued,
+        1,
+        "and the invalidation kept"
+    );
+    store.clear_faults();
+    // Until delivered this process reads the tag's entries as misses; the
+    // read that finds it kept starts the delivery.
+    assert_eq!(a.get::<Widget>("w:1").await.unwrap(), None);
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while a.stats().invalidations_delivered == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "not delivered: {:?}",
+            a.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Delivered: another cache over the store sees the entry dead too.
+    let b = Cache::builder(store.clone()).build();
+    assert_eq!(b.get::<Widget>("w:1").await.unwrap(), None);
+}
