@@ -24,6 +24,8 @@ fn a_stored_entry_with_invalid_headers_is_served_with_its_valid_etag() {
         body: b"hi".to_vec(),
         stored_at: 0,
         ttl: 60,
+        stale_while_revalidate: 0,
+        stale_if_error: 0,
     };
     for codec in [&MsgPack as &dyn cache_core::codec::Codec, &Json] {
         let stored = seal(codec, &ResponseEntry::Response(entry.clone())).expect("seal");

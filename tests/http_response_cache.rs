@@ -1285,6 +1285,8 @@ async fn an_entry_past_its_own_ttl_is_not_served() {
         body: b"old".to_vec(),
         stored_at: now - 100,
         ttl: 10,
+        stale_while_revalidate: 0,
+        stale_if_error: 0,
     };
     for key in ["http:GET:http://example.com/s"] {
         cache
@@ -1378,4 +1380,125 @@ async fn a_shorter_ttl_of_a_variant_is_kept() {
         .unwrap()
         .expect("the second variant");
     assert!(left <= Duration::from_secs(7), "{left:?}");
+}
+
+// --- RFC 5861: stale-while-revalidate, stale-if-error -------------------------
+
+/// Past a 1 s `max-age` (stored times are whole seconds: up to two to wait).
+async fn past_max_age() {
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+}
+
+/// `stale-while-revalidate`: past `max-age`, within the window, the stale
+/// response answers at once (`X-Cache: STALE`) while the handler runs in the
+/// background (held here: a request that waited for it would hang); its new
+/// response is served next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    static VERSION: AtomicU64 = AtomicU64::new(0);
+    static HELD: AtomicBool = AtomicBool::new(false);
+    let app = Router::new()
+        .route(
+            "/swr",
+            get(|| async {
+                let v = VERSION.fetch_add(1, SeqCst) + 1;
+                let until = std::time::Instant::now() + Duration::from_secs(20);
+                while HELD.load(SeqCst) && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                (
+                    [(
+                        header::CACHE_CONTROL,
+                        "max-age=1, stale-while-revalidate=30",
+                    )],
+                    format!("v{v}"),
+                )
+            }),
+        )
+        .layer(ResponseCacheLayer::new(memory()));
+    let res = send(&app, get_req("/swr")).await;
+    assert_eq!((res.x_cache(), res.text()), ("MISS", "v1"));
+    past_max_age().await;
+    HELD.store(true, SeqCst);
+    let res = tokio::time::timeout(Duration::from_secs(10), send(&app, get_req("/swr")))
+        .await
+        .expect("a stale-while-revalidate request waited for the handler");
+    assert_eq!((res.x_cache(), res.text()), ("STALE", "v1"));
+    assert!(res
+        .header("age")
+        .is_some_and(|a| a.parse::<u64>().unwrap() >= 1));
+    HELD.store(false, SeqCst);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = send(&app, get_req("/swr")).await;
+        if res.text() == "v2" {
+            assert_eq!(
+                res.x_cache(),
+                "HIT",
+                "the background run stored its response"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "still {} {}",
+            res.x_cache(),
+            res.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `stale-if-error`: past `max-age`, a handler that answers 5xx (or fails)
+/// is answered with the stale response; without the directive its 500 goes
+/// through; once it answers well again, its response replaces the entry.
+#[tokio::test]
+async fn stale_if_error_answers_a_failing_handler_with_the_stale_response() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    static DOWN: AtomicBool = AtomicBool::new(false);
+    let answer = |cache_control: &'static str| {
+        move || async move {
+            if DOWN.load(SeqCst) {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(header::CACHE_CONTROL, cache_control)],
+                    "down",
+                )
+                    .into_response()
+            } else {
+                ([(header::CACHE_CONTROL, cache_control)], "good").into_response()
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/sie", get(answer("max-age=1, stale-if-error=60")))
+        .route("/plain", get(answer("max-age=1")))
+        .layer(ResponseCacheLayer::new(memory()));
+    for path in ["/sie", "/plain"] {
+        let res = send(&app, get_req(path)).await;
+        assert_eq!((res.x_cache(), res.text()), ("MISS", "good"), "{path}");
+    }
+    past_max_age().await;
+    DOWN.store(true, SeqCst);
+    let res = send(&app, get_req("/sie")).await;
+    assert_eq!(
+        (res.status, res.x_cache(), res.text()),
+        (StatusCode::OK, "STALE", "good")
+    );
+    let res = send(&app, get_req("/plain")).await;
+    assert_eq!(
+        res.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "no stale-if-error: the failure goes through"
+    );
+    DOWN.store(false, SeqCst);
+    let res = send(&app, get_req("/sie")).await;
+    assert_eq!(
+        (res.x_cache(), res.text()),
+        ("MISS", "good"),
+        "the handler's answer replaces the entry"
+    );
+    let res = send(&app, get_req("/sie")).await;
+    assert_eq!(res.x_cache(), "HIT");
 }

@@ -88,6 +88,8 @@ fuzz_target!(|input: Input| {
                     body: vec![],
                     stored_at: 0,
                     ttl: 0,
+                    stale_while_revalidate: 0,
+                    stale_if_error: 0,
                 },
             )
         } else {
@@ -117,6 +119,8 @@ fuzz_target!(|input: Input| {
         body: input.body.clone(),
         stored_at: input.stored_at,
         ttl: input.ttl,
+        stale_while_revalidate: 0,
+        stale_if_error: 0,
     };
     // The stored ETag as the response will carry it: the first valid one
     // (names are case-insensitive; invalid names or values are dropped).

@@ -54,10 +54,51 @@ pub(super) fn freshness(headers: &HeaderMap, ttl: Duration) -> Option<Duration> 
     })
 }
 
+/// RFC 5861's `stale-while-revalidate` and `stale-if-error` of a response,
+/// in seconds (0: absent or not a number; of repeated directives the smallest counts).
+pub(super) fn stale_extensions(headers: &HeaderMap) -> (u64, u64) {
+    let (mut swr, mut sie): (Option<u64>, Option<u64>) = (None, None);
+    for d in headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let (name, value) = d.split_once('=').unwrap_or((d, ""));
+        let slot = match name.trim().to_ascii_lowercase().as_str() {
+            "stale-while-revalidate" => &mut swr,
+            "stale-if-error" => &mut sie,
+            _ => continue,
+        };
+        let secs: u64 = value.trim().trim_matches('"').parse().unwrap_or(0);
+        *slot = Some(slot.map_or(secs, |s| s.min(secs)));
+    }
+    (swr.unwrap_or(0), sie.unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::header::HeaderValue;
+
+    #[test]
+    fn stale_extensions_are_read_and_a_bad_number_is_none() {
+        let ext = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
+            stale_extensions(&h)
+        };
+        assert_eq!(
+            ext("max-age=60, stale-while-revalidate=30, stale-if-error=600"),
+            (30, 600)
+        );
+        assert_eq!(ext("max-age=60"), (0, 0));
+        assert_eq!(ext("stale-if-error=abc, Stale-While-Revalidate=5"), (5, 0));
+        assert_eq!(
+            ext("stale-while-revalidate=9, stale-while-revalidate=4"),
+            (4, 0)
+        );
+    }
 
     #[test]
     fn freshness_takes_s_maxage_over_max_age_capped_by_the_layer() {

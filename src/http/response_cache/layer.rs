@@ -68,8 +68,14 @@ pub fn default_cache_status(status: StatusCode) -> bool {
 ///   chunk) were read.
 /// * How long: the layer's [`ttl`](Self::ttl), capped by the handler's
 ///   `Cache-Control: s-maxage` (the directive for shared caches), or by its
-///   `max-age` when there is no `s-maxage`. An entry is never served past
-///   the TTL it was stored with.
+///   `max-age` when there is no `s-maxage`. An entry is never served fresh
+///   past the TTL it was stored with.
+/// * RFC 5861, from the handler's `Cache-Control`: within
+///   `stale-while-revalidate=N` seconds past that TTL the stored response
+///   is served at once (`X-Cache: STALE`, with its `Age`) while the handler
+///   runs again on a task of its own and its response replaces the entry;
+///   within `stale-if-error=N` it is served in place of a handler that
+///   fails (an error, a 5xx). The entry is stored that much longer.
 /// * Hop-by-hop headers (`Connection` and the headers it names,
 ///   `Keep-Alive`, `Transfer-Encoding`, `TE`, `Trailer`, `Upgrade`,
 ///   `Proxy-*`) are not stored.

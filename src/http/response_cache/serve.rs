@@ -37,9 +37,12 @@ fn not_modified(request: &HeaderMap, etag: Option<&HeaderValue>) -> bool {
 pub(super) enum Served {
     Hit,
     Miss,
+    /// Past its freshness, served under RFC 5861 (`stale-while-revalidate`, `stale-if-error`).
+    Stale,
 }
 
 /// The request as [`render`] needs it.
+#[derive(Clone)]
 pub(super) struct View {
     pub(super) headers: HeaderMap,
     pub(super) private: bool,
@@ -63,7 +66,7 @@ pub(super) fn render(
         }
     }
     let age = match served {
-        Served::Hit => now_secs().saturating_sub(entry.stored_at),
+        Served::Hit | Served::Stale => now_secs().saturating_sub(entry.stored_at),
         Served::Miss => 0,
     };
     if !headers.contains_key(header::CACHE_CONTROL) {
@@ -78,7 +81,7 @@ pub(super) fn render(
             HeaderValue::from_str(&v).expect("ascii"),
         );
     }
-    if served == Served::Hit {
+    if served != Served::Miss {
         headers.insert(header::AGE, HeaderValue::from(age));
     }
     headers.insert(
@@ -86,6 +89,7 @@ pub(super) fn render(
         HeaderValue::from_static(match served {
             Served::Hit => "HIT",
             Served::Miss => "MISS",
+            Served::Stale => "STALE",
         }),
     );
     // RFC 9110 §13.2.1: If-None-Match is evaluated only for responses that

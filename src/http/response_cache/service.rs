@@ -22,7 +22,7 @@ use super::future::ResponseFuture;
 use super::key::{classify, Lookup, Plan};
 use super::layer::Settings;
 use super::serve::{mark, respond, Served, View};
-use super::stored::{expired, prepare, store_ttl, Prepared};
+use super::stored::{expired, phase, prepare, store_ttl, Phase, Prepared};
 use super::vary::{stored_vary_names, variant_key};
 use super::{ResponseEntry, StoredResponse};
 use crate::backend::Bytes;
@@ -102,8 +102,12 @@ async fn handle<S, ReqBody, ResBody>(
     lookup: Lookup,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
+    S::Error: Send,
 {
     let view = View {
         headers: parts.headers.clone(),
@@ -138,6 +142,7 @@ where
             Request::from_parts(parts, body),
             base,
             &view,
+            None,
         )
         .await;
     }
@@ -271,7 +276,7 @@ impl<V: Slot, B: Body, E> Outcome for Filled<V, B, E> {
 /// the response it gave. `Ok(Err(index))`: `key` holds a vary index, whose
 /// variant the caller reads next.
 async fn read_through<V, S, ReqBody, ResBody, A, Fut>(
-    settings: &Settings,
+    settings: &Arc<Settings>,
     key: &str,
     base: &str,
     view: &View,
@@ -280,8 +285,12 @@ async fn read_through<V, S, ReqBody, ResBody, A, Fut>(
 ) -> Result<Result<Response<ResponseBody<ResBody>>, V::Index>, S::Error>
 where
     V: Slot,
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
+    S::Error: Send,
     A: FnOnce(StoredResponse) -> Fut,
     Fut: Future<Output = Filled<V, ResBody, S::Error>>,
 {
@@ -322,10 +331,11 @@ where
         Err(index) => return Ok(Err(index)),
     };
     if served == Served::Miss {
-        // Stored with the layer's TTL: when the handler asked for less, store
-        // it again with that TTL (readers in between are protected by `expired`).
+        // Stored with the layer's TTL: when the handler asked for another
+        // (less, or more to serve it stale), store it again with that TTL
+        // (readers in between are protected by `expired`).
         let ttl = store_ttl(settings, &entry);
-        if ttl < settings.ttl {
+        if ttl != settings.ttl {
             let _ = settings
                 .cache
                 .set(key, &*V::holding(&entry), Some(ttl))
@@ -333,11 +343,32 @@ where
         }
         return Ok(Ok(respond(entry, Served::Miss, false, view)));
     }
-    if expired(&entry) {
-        let (inner, req) = job.take().expect("the handler has not run");
-        return refresh(settings, inner, req, base, view).await.map(Ok);
+    match phase(&entry) {
+        Phase::Fresh => Ok(Ok(respond(entry, Served::Hit, false, view))),
+        Phase::Revalidate => {
+            // RFC 5861 stale-while-revalidate: answered now, refreshed on a
+            // task of its own (a dropped caller does not cancel it).
+            let (inner, req) = job.take().expect("the handler has not run");
+            let (settings, base, background_view) =
+                (Arc::clone(settings), base.to_owned(), view.clone());
+            tokio::spawn(async move {
+                let _ = refresh(&settings, inner, req, &base, &background_view, None).await;
+            });
+            Ok(Ok(respond(entry, Served::Stale, false, view)))
+        }
+        Phase::IfError => {
+            let (inner, req) = job.take().expect("the handler has not run");
+            refresh(settings, inner, req, base, view, Some(entry))
+                .await
+                .map(Ok)
+        }
+        Phase::Dead => {
+            let (inner, req) = job.take().expect("the handler has not run");
+            refresh(settings, inner, req, base, view, None)
+                .await
+                .map(Ok)
+        }
     }
-    Ok(Ok(respond(entry, Served::Hit, false, view)))
 }
 
 /// Writes `entry` for a request with `request` headers: under the base key
@@ -363,19 +394,28 @@ async fn write(settings: &Settings, base: &str, entry: &StoredResponse, request:
 
 /// Runs the handler and stores what it answered in place of what `base`
 /// (or its variant) held: for requests that ask to revalidate, and for
-/// stored entries past their own TTL.
+/// stored entries past their own TTL. With `stale` (within its
+/// `stale-if-error`), a handler that fails (an error, a 5xx) is answered
+/// with `stale` instead.
 async fn refresh<S, ReqBody, ResBody>(
     settings: &Settings,
     mut inner: S,
     req: Request<ReqBody>,
     base: &str,
     view: &View,
+    stale: Option<StoredResponse>,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
 {
-    let res = inner.call(req).await?;
+    let res = match (inner.call(req).await, stale) {
+        (Ok(res), Some(stale)) if res.status().is_server_error() => {
+            return Ok(respond(stale, Served::Stale, false, view));
+        }
+        (Err(_), Some(stale)) => return Ok(respond(stale, Served::Stale, false, view)),
+        (res, _) => res?,
+    };
     Ok(match prepare(settings, res).await {
         Prepared::Store(entry) => {
             write(settings, base, &entry, &view.headers).await;

@@ -12,7 +12,7 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
-use super::cache_control::{freshness, has_directive};
+use super::cache_control::{freshness, has_directive, stale_extensions};
 use super::layer::Settings;
 use super::vary::vary_names;
 use crate::backend::Bytes;
@@ -26,7 +26,15 @@ use crate::http::ResponseBody;
 ///
 /// ```
 /// use cacheside::http::StoredResponse;
-/// let s = StoredResponse { status: 200, headers: vec![], body: b"hi".to_vec(), stored_at: 0, ttl: 60 };
+/// let s = StoredResponse {
+///     status: 200,
+///     headers: vec![],
+///     body: b"hi".to_vec(),
+///     stored_at: 0,
+///     ttl: 60,
+///     stale_while_revalidate: 0,
+///     stale_if_error: 0,
+/// };
 /// assert_eq!(s.body, b"hi");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +51,18 @@ pub struct StoredResponse {
     pub stored_at: u64,
     /// The TTL it was stored with, in seconds: the layer's, or less when the
     /// handler's `s-maxage`/`max-age` said so. Used for the `Cache-Control:
-    /// max-age` the layer adds; an entry older than this is not served.
+    /// max-age` the layer adds; an entry older than this is not served
+    /// fresh.
     pub ttl: u64,
+    /// RFC 5861 `stale-while-revalidate` of the handler's response, in
+    /// seconds: past `ttl` it is served at once for this long while the
+    /// handler runs again in the background.
+    #[serde(default)]
+    pub stale_while_revalidate: u64,
+    /// RFC 5861 `stale-if-error`, in seconds: past `ttl` it is served for
+    /// this long in place of a handler that fails (an error, a 5xx).
+    #[serde(default)]
+    pub stale_if_error: u64,
 }
 
 /// What a response cache's base key holds (see [the key layout](super::ResponseCacheLayer#keys)).
@@ -267,12 +285,15 @@ where
         let tag = format!("\"{:032x}\"", crate::backend::hash::bytes128(&bytes));
         headers.push(("etag".to_owned(), tag.into_bytes()));
     }
+    let (stale_while_revalidate, stale_if_error) = stale_extensions(&parts.headers);
     Prepared::Store(StoredResponse {
         status: parts.status.as_u16(),
         headers,
         body: bytes,
         stored_at: now_secs(),
         ttl: ttl.as_secs(),
+        stale_while_revalidate,
+        stale_if_error,
     })
 }
 
@@ -280,10 +301,43 @@ where
 /// the handler asked for (whole seconds, as [`StoredResponse::ttl`] keeps it).
 pub(super) fn store_ttl(settings: &Settings, entry: &StoredResponse) -> Duration {
     let own = Duration::from_secs(entry.ttl);
-    if entry.ttl == 0 || own >= settings.ttl {
+    let fresh = if entry.ttl == 0 || own >= settings.ttl {
         settings.ttl
     } else {
         own
+    };
+    // Kept past its freshness for as long as RFC 5861 lets it be served stale.
+    let stale = entry.stale_while_revalidate.max(entry.stale_if_error);
+    fresh.saturating_add(Duration::from_secs(stale))
+}
+
+/// Where a stored entry is in its life (RFC 5861).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Within its TTL.
+    Fresh,
+    /// Past it, within `stale-while-revalidate`: served, refreshed in the background.
+    Revalidate,
+    /// Past that, within `stale-if-error`: served only in place of a failing handler.
+    IfError,
+    /// Past both.
+    Dead,
+}
+
+/// The phase of `entry` now.
+pub(super) fn phase(entry: &StoredResponse) -> Phase {
+    if !expired(entry) {
+        return Phase::Fresh;
+    }
+    let past = now_secs()
+        .saturating_sub(entry.stored_at)
+        .saturating_sub(entry.ttl);
+    if past < entry.stale_while_revalidate {
+        Phase::Revalidate
+    } else if past < entry.stale_if_error {
+        Phase::IfError
+    } else {
+        Phase::Dead
     }
 }
 
@@ -307,6 +361,8 @@ mod tests {
             body: vec![0xff; 100],
             stored_at: 1,
             ttl: 2,
+            stale_while_revalidate: 3,
+            stale_if_error: 4,
         };
         let bytes = rmp_serde::to_vec_named(&s).unwrap();
         assert!(bytes.len() < 160, "{} bytes", bytes.len());
