@@ -1428,6 +1428,22 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
     assert!(res
         .header("age")
         .is_some_and(|a| a.parse::<u64>().unwrap() >= 1));
+    // The background run starts (on another task)...
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while VERSION.load(SeqCst) < 2 {
+        assert!(std::time::Instant::now() < until, "no background run");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...and more requests meanwhile are stale too, with no second run.
+    for _ in 0..5 {
+        let res = send(&app, get_req("/swr")).await;
+        assert_eq!((res.x_cache(), res.text()), ("STALE", "v1"));
+    }
+    assert_eq!(
+        VERSION.load(SeqCst),
+        2,
+        "one background run for six stale answers"
+    );
     HELD.store(false, SeqCst);
     let until = std::time::Instant::now() + Duration::from_secs(10);
     loop {

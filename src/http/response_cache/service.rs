@@ -348,12 +348,17 @@ where
         Phase::Revalidate => {
             // RFC 5861 stale-while-revalidate: answered now, refreshed on a
             // task of its own (a dropped caller does not cancel it).
-            let (inner, req) = job.take().expect("the handler has not run");
-            let (settings, base, background_view) =
-                (Arc::clone(settings), base.to_owned(), view.clone());
-            tokio::spawn(async move {
-                let _ = refresh(&settings, inner, req, &base, &background_view, None).await;
-            });
+            // One background run per key in this process.
+            let full = settings.cache.full_key(key).into_owned();
+            if let Some(claim) = settings.cache.start_refresh(&full) {
+                let (inner, req) = job.take().expect("the handler has not run");
+                let (settings, base, background_view) =
+                    (Arc::clone(settings), base.to_owned(), view.clone());
+                tokio::spawn(async move {
+                    let _claim = claim;
+                    let _ = refresh(&settings, inner, req, &base, &background_view, None).await;
+                });
+            }
             Ok(Ok(respond(entry, Served::Stale, false, view)))
         }
         Phase::IfError => {
