@@ -1,6 +1,6 @@
 //! Single-flight across real OS processes (`CACHE_LEASE_MS`): this test
 //! binary re-executes itself as workers (`worker_process`) sharing one real
-//! `redis-server` or `memcached`.
+//! `redis-server`, Redis Cluster or `memcached`.
 //!
 //! Pinned: 4 processes × 250 concurrent first calls of one key run the body
 //! once; the leader killed (SIGKILL) mid-body: another process takes over
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cacheside::testing::{MemcachedServer, RedisServer};
+use cacheside::testing::{MemcachedServer, RedisCluster, RedisServer};
 
 const ROLE: &str = "CACHESIDE_FLEET_ROLE";
 const DIR: &str = "CACHESIDE_FLEET_DIR";
@@ -280,6 +280,23 @@ fn redis_runs_the_body_once_across_processes_and_survives_a_dead_leader() {
         ("CACHE_NAMESPACE", "fleet-dead".to_owned()),
     ];
     a_dead_leader_is_taken_over_within_its_lease("redis-dead", &store);
+}
+
+#[test]
+fn cluster_runs_the_body_once_across_processes_and_survives_a_dead_leader() {
+    let cluster = RedisCluster::start(3);
+    let nodes = cluster.node_urls().join(",");
+    let store = [
+        ("CACHE_BACKEND", "redis-cluster".to_owned()),
+        ("CACHE_REDIS_CLUSTER_NODES", nodes.clone()),
+    ];
+    once_across_four_processes("cluster", &store);
+    let store = [
+        ("CACHE_BACKEND", "redis-cluster".to_owned()),
+        ("CACHE_REDIS_CLUSTER_NODES", nodes),
+        ("CACHE_NAMESPACE", "fleet-dead".to_owned()),
+    ];
+    a_dead_leader_is_taken_over_within_its_lease("cluster-dead", &store);
 }
 
 #[test]

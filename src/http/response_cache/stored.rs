@@ -57,11 +57,11 @@ pub struct StoredResponse {
     /// RFC 5861 `stale-while-revalidate` of the handler's response, in
     /// seconds: past `ttl` it is served at once for this long while the
     /// handler runs again in the background.
-    #[serde(default)]
+    #[serde(default, rename = "swr")]
     pub stale_while_revalidate: u64,
     /// RFC 5861 `stale-if-error`, in seconds: past `ttl` it is served for
     /// this long in place of a handler that fails (an error, a 5xx).
-    #[serde(default)]
+    #[serde(default, rename = "sie")]
     pub stale_if_error: u64,
 }
 
@@ -365,7 +365,8 @@ mod tests {
             stale_if_error: 4,
         };
         let bytes = rmp_serde::to_vec_named(&s).unwrap();
-        assert!(bytes.len() < 160, "{} bytes", bytes.len());
+        // As an array of numbers the 100-byte body alone would take 200 bytes.
+        assert!(bytes.len() < 180, "{} bytes", bytes.len());
         let back: StoredResponse = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back, s);
         let json = serde_json::to_string(&s).unwrap();
