@@ -95,9 +95,13 @@ impl CacheSpec {
         }
     }
 
-    /// `hard_timeout_ms`: the bound of a body running in the background.
+    /// `hard_timeout_ms`: the bound of a body running in the background
+    /// (default [`DEFAULT_HARD_TIMEOUT`]: a hung body must not pin a task forever).
     fn hard_timeout(&self) -> Option<Duration> {
-        self.hard_timeout_ms.map(Duration::from_millis)
+        Some(
+            self.hard_timeout_ms
+                .map_or(DEFAULT_HARD_TIMEOUT, Duration::from_millis),
+        )
     }
 
     /// This function's fail-safe: its own arguments over the cache's.
@@ -329,6 +333,10 @@ where
         Served::Nothing => unreachable!("only a refresh ends with nothing"),
     }
 }
+
+/// How long a body running in the background (a refresh, a soft-timed-out
+/// miss) may take when `hard_timeout_ms` is not set: 60 s.
+pub const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A body that can run in the background: `Send + 'static` (arguments
 /// owned, not borrowed), with a message that says so.

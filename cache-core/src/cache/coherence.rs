@@ -80,7 +80,9 @@ impl BackplaneEvents for Events {
 /// An invalidation from another process: the two halves of a local one
 /// ([`Cache::begin_invalidation`], then the tier part of [`Cache::spread`]).
 fn apply(inner: &Inner, what: Invalidation) {
-    inner.flights.invalidate_where(|k| what.covers(k));
+    // A tag covers entries by their tags, which flights do not know: all go stale.
+    let tag = matches!(what, Invalidation::Tag(_));
+    inner.flights.invalidate_where(|k| tag || what.covers(k));
     if let Some(tier) = inner.tier.any() {
         tier.invalidate(what);
     }
@@ -113,7 +115,11 @@ impl Cache {
     /// answer is how many live entries it removed (`None`: a network store,
     /// to be invalidated next, then [`spread`](Self::spread)).
     pub(super) fn begin_invalidation(&self, what: &Invalidation) -> Option<u64> {
-        self.inner.flights.invalidate_where(|k| what.covers(k));
+        // A tag covers entries by their tags, which flights do not know: all go stale.
+        let tag = matches!(what, Invalidation::Tag(_));
+        self.inner
+            .flights
+            .invalidate_where(|k| tag || what.covers(k));
         self.tier_store().map(|t| t.invalidate(what.clone()))
     }
 

@@ -765,3 +765,11 @@ async fn a_store_that_refuses_leases_fails_open_to_running_the_body() {
     let v: u32 = plain.get_or_set("k", None, || async { 4 }).await.unwrap();
     assert_eq!(v, 4);
 }
+
+#[test]
+fn jitter_of_a_ttl_too_large_to_scale_up_does_not_panic() {
+    for _ in 0..200 {
+        let ttl = super::read_through::jittered_for_tests(Duration::MAX, 0.5);
+        assert!(ttl >= Duration::MAX / 2 - Duration::from_secs(1), "{ttl:?}");
+    }
+}

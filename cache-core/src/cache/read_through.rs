@@ -255,7 +255,8 @@ fn jittered(ttl: Duration, jitter: f64) -> Duration {
         return ttl;
     }
     let spread = jitter.min(1.0) * (2.0 * unit_random() - 1.0);
-    ttl.mul_f64((1.0 + spread).max(0.0))
+    // A TTL too large to scale (`Duration::MAX` for "forever") stays as it is.
+    Duration::try_from_secs_f64(ttl.as_secs_f64() * (1.0 + spread).max(0.0)).unwrap_or(ttl)
 }
 
 #[cfg(test)]
@@ -666,7 +667,13 @@ impl Cache {
                         });
                     }
                 }
-                Ok((Read::Miss, f)) => fence = f,
+                Ok((Read::Miss, f)) => {
+                    fence = f;
+                    // The store has no entry (deleted, tombstoned, killed by a
+                    // tag): a stale copy only this process's tier holds must
+                    // not answer for it.
+                    stale = stale.filter(|s| s.in_store);
+                }
                 Err(e) => {
                     self.note_failure("read", full, &e);
                     unreadable = true;
@@ -690,7 +697,7 @@ impl Cache {
             since,
         };
         let fallback = match (unreadable, fail_safe) {
-            (true, Some(fs)) => stale.take().map(|s| (fs, s)),
+            (true, Some(fs)) if mode != Mode::Refresh => stale.take().map(|s| (fs, s)),
             _ => None,
         };
         if let Some((fs, s)) = fallback {
@@ -750,8 +757,9 @@ impl Cache {
                     self.release_lease(full, lease).await;
                     return Served::Nothing;
                 }
+                // Invalidated while the body ran: the stale value is no fallback.
                 let fallback = match (failed, fail_safe) {
-                    (true, Some(fs)) => stale.take().map(|s| (fs, s)),
+                    (true, Some(fs)) if !guard.is_stale() => stale.take().map(|s| (fs, s)),
                     _ => None,
                 };
                 if let Some((fs, s)) = fallback {
@@ -858,10 +866,13 @@ impl Cache {
             self.deliver_pending();
             return true;
         }
+        let own = format!("{}%tag:", inner.prefix);
         for tag in tags {
-            let get = inner
-                .backend
-                .get(Key::new(tag, inner.prefix.len().min(tag.len())));
+            if !tag.starts_with(&own) {
+                // Not a tag of this cache (foreign or corrupt bytes): a miss.
+                return true;
+            }
+            let get = inner.backend.get(Key::new(tag, inner.prefix.len()));
             match self.call_store("get", Bound::Op, get).await {
                 Ok(None) => {}
                 Ok(Some(version)) => {
@@ -930,16 +941,27 @@ impl Cache {
             let get = inner.backend.get(self.key(full));
             match self.call_store("get", Bound::Op, get).await {
                 Ok(Some(bytes)) => {
+                    if inner.pending.covers(full, inner.prefix.len()) {
+                        // A kept invalidation covers it: the store may hold the old value.
+                        return Fleet::Open;
+                    }
                     let now = clock::unix_ms();
                     let fresh = codec::freshness(&bytes).is_none_or(|f| f.is_fresh_at(now));
-                    if fresh {
+                    let alive = match codec::entry_tags(&bytes) {
+                        Some((since, tags)) => !self.tags_dead(since, &tags).await,
+                        None => true,
+                    };
+                    if fresh && alive {
                         if let Ok(v) = codec::open_salted::<V>(&*inner.codec, &bytes, salt) {
                             return Fleet::Filled(v, bytes);
                         }
                     }
                 }
                 Ok(None) => {}
-                Err(_) => return Fleet::Open,
+                Err(e) => {
+                    self.note_failure("get", full, &e);
+                    return Fleet::Open;
+                }
             }
         }
     }

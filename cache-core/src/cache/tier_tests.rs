@@ -523,3 +523,105 @@ async fn a_tag_invalidation_the_store_refuses_is_kept_and_delivered() {
     let b = Cache::builder(store.clone()).build();
     assert_eq!(b.get::<Widget>("w:1").await.unwrap(), None);
 }
+
+// --- review regressions (session 9) ------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_waiter_never_takes_a_tag_killed_entry_for_the_holders_value() {
+    let store = MapStore::default();
+    let b = Cache::builder(store.clone())
+        .lease(Duration::from_secs(1))
+        .build();
+    let runs = AtomicUsize::new(0);
+    read_tagged(&b, "w:1", &["user:7"], &runs, widget(1)).await;
+    b.invalidate_tag("user:7").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    // Another process holds the lease of w:1 (and dies with it).
+    let lease = format!("{}%lease:{}", "", "w:1");
+    assert!(store
+        .lease(Key::plain(&lease), b"other", Duration::from_millis(500))
+        .await
+        .unwrap());
+    let got = read_tagged(&b, "w:1", &["user:7"], &runs, widget(2)).await;
+    assert_eq!(
+        got,
+        widget(2),
+        "the dead entry was taken for the holder's value"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_local_copy_does_not_answer_for_an_entry_the_store_no_longer_has() {
+    let store = MapStore::default();
+    let a = Cache::builder(store.clone())
+        .local(LocalSettings::default())
+        .fail_safe(crate::FailSafe::new(Duration::from_secs(3600)))
+        .build();
+    let policy = || Policy {
+        fail_safe: a.fail_safe(),
+        ..Policy::new(Duration::from_secs(10), TYPED)
+    };
+    let full = a.full_key("w:1").into_owned();
+    let (out, _): (Result<Widget, &str>, _) = a
+        .read_through(&full, Salt::NONE, async { Ok(widget(1)) }, policy())
+        .await;
+    assert_eq!(out, Ok(widget(1)));
+    tokio::time::advance(Duration::from_secs(11)).await;
+    // Deleted by a process this one does not hear from (no backplane).
+    let other = Cache::builder(store.clone()).build();
+    other.delete("w:1").await.unwrap();
+    let (out, _): (Result<Widget, &str>, _) = a
+        .read_through(&full, Salt::NONE, async { Err("db down") }, policy())
+        .await;
+    assert_eq!(
+        out,
+        Err("db down"),
+        "a deleted entry came back as a fallback"
+    );
+}
+
+#[tokio::test]
+async fn a_tag_invalidation_during_a_body_sends_later_callers_to_their_own_body() {
+    let cache = Cache::builder(MapStore::default()).build();
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let tags = || Some(Arc::<[String]>::from([cache.tag_key("user:7")]));
+    let full = cache.full_key("w:1").into_owned();
+    let slow = cache.read_through::<Plain<Widget>, _>(
+        &full,
+        Salt::NONE,
+        async {
+            held.await.unwrap();
+            Plain(widget(1))
+        },
+        Policy {
+            tags: tags(),
+            ..Policy::new(Duration::from_secs(600), TierUse::OFF)
+        },
+    );
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cache.invalidate_tag("user:7").await.unwrap();
+        // Joins no flight begun before the invalidation.
+        let read = cache.read_through::<Plain<Widget>, _>(
+            &full,
+            Salt::NONE,
+            async { Plain(widget(2)) },
+            Policy {
+                tags: tags(),
+                ..Policy::new(Duration::from_secs(600), TierUse::OFF)
+            },
+        );
+        let (out, _) = tokio::join!(read, async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = release.send(());
+        });
+        out.0 .0
+    };
+    let ((first, _), second) = tokio::join!(slow, later);
+    assert_eq!(first.0, widget(1));
+    assert_eq!(
+        second,
+        widget(2),
+        "a caller after the invalidation got the old body's value"
+    );
+}

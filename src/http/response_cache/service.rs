@@ -416,9 +416,22 @@ where
 {
     let res = match (inner.call(req).await, stale) {
         (Ok(res), Some(stale)) if res.status().is_server_error() => {
+            tracing::warn!(
+                key = base,
+                status = res.status().as_u16(),
+                "handler failed; answering with the stored response (stale-if-error)"
+            );
+            settings.cache.note_stale_served();
             return Ok(respond(stale, Served::Stale, false, view));
         }
-        (Err(_), Some(stale)) => return Ok(respond(stale, Served::Stale, false, view)),
+        (Err(_), Some(stale)) => {
+            tracing::warn!(
+                key = base,
+                "handler errored; answering with the stored response (stale-if-error)"
+            );
+            settings.cache.note_stale_served();
+            return Ok(respond(stale, Served::Stale, false, view));
+        }
         (res, _) => res?,
     };
     Ok(match prepare(settings, res).await {
