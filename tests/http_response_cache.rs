@@ -1518,3 +1518,64 @@ async fn stale_if_error_answers_a_failing_handler_with_the_stale_response() {
     let res = send(&app, get_req("/sie")).await;
     assert_eq!(res.x_cache(), "HIT");
 }
+
+/// A stale-while-revalidate refresh that an invalidation overtook is not
+/// stored: the next request runs the handler again instead of getting what
+/// the overtaken run read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_refresh_overtaken_by_an_invalidation_is_not_stored() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    static VERSION: AtomicU64 = AtomicU64::new(0);
+    static HELD: AtomicBool = AtomicBool::new(false);
+    static FINISHED: AtomicU64 = AtomicU64::new(0);
+    let cache = memory();
+    let app = Router::new()
+        .route(
+            "/swr2",
+            get(|| async {
+                let v = VERSION.fetch_add(1, SeqCst) + 1;
+                let until = std::time::Instant::now() + Duration::from_secs(20);
+                while HELD.load(SeqCst) && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                FINISHED.fetch_add(1, SeqCst);
+                (
+                    [(
+                        header::CACHE_CONTROL,
+                        "max-age=1, stale-while-revalidate=30",
+                    )],
+                    format!("v{v}"),
+                )
+            }),
+        )
+        .layer(ResponseCacheLayer::new(cache.clone()));
+    assert_eq!(send(&app, get_req("/swr2")).await.text(), "v1");
+    past_max_age().await;
+    HELD.store(true, SeqCst);
+    assert_eq!(send(&app, get_req("/swr2")).await.x_cache(), "STALE");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while VERSION.load(SeqCst) < 2 {
+        assert!(std::time::Instant::now() < until, "no background run");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The resource changes while the background run holds its answer.
+    cache
+        .delete("http:GET:http://example.com/swr2")
+        .await
+        .unwrap();
+    HELD.store(false, SeqCst);
+    while FINISHED.load(SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the background run did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = send(&app, get_req("/swr2")).await;
+    assert_eq!(
+        (res.x_cache(), res.text()),
+        ("MISS", "v3"),
+        "the overtaken refresh was stored"
+    );
+}

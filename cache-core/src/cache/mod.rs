@@ -224,6 +224,14 @@ impl Cache {
         self.inner.jitter
     }
 
+    /// How many invalidations this cache has seen (made here, or received
+    /// over the backplane): a write prepared before and made after it
+    /// changed may predate an invalidation, and is skipped.
+    #[doc(hidden)] // for the facade's HTTP layer, not API
+    pub fn invalidation_epoch(&self) -> u64 {
+        self.inner.flights.epoch()
+    }
+
     /// The lease of single-flight across processes, for calls that do not choose their own.
     pub fn lease(&self) -> Option<Duration> {
         self.inner.lease

@@ -414,6 +414,9 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
 {
+    // An invalidation from here on (here, or over the backplane) makes what
+    // the handler answers possibly older than it: not stored then.
+    let epoch = settings.cache.invalidation_epoch();
     let res = match (inner.call(req).await, stale) {
         (Ok(res), Some(stale)) if res.status().is_server_error() => {
             tracing::warn!(
@@ -436,7 +439,9 @@ where
     };
     Ok(match prepare(settings, res).await {
         Prepared::Store(entry) => {
-            write(settings, base, &entry, &view.headers).await;
+            if settings.cache.invalidation_epoch() == epoch {
+                write(settings, base, &entry, &view.headers).await;
+            }
             respond(entry, Served::Miss, false, view)
         }
         Prepared::Pass(res) => mark(res, "MISS"),
