@@ -137,7 +137,7 @@ pub mod backend {
 /// | `lease_ms = 5000` | single-flight across processes: one body run per key for every process sharing the store |
 /// | `tags = ["user:{user_id}"]` | tags the entries carry; `#[invalidate(tags = [...])]` / [`Cache::invalidate_tag`] makes them all a miss |
 /// | `expire_with = path::to::fn` | `fn(&T) -> Duration`: the TTL from the cached value (then jittered; zero: not stored) |
-/// | `extra = […]`, `patterns = […]` | method-aware handlers only: also invalidated by successful mutations |
+/// | `extra = […]`, `patterns = […]` | method-aware handlers only: also invalidated by successful mutations (and `tags`) |
 /// | `crate = "path"` | where to find cacheside when it is re-exported |
 ///
 /// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only (decided by
@@ -212,6 +212,7 @@ pub use cache_macros::cache;
 /// | `key_prefix`, `resource_id`, `key` | as in [`macro@cache`] |
 /// | `extra = ["widgets:count", "owner:{owner_id}"]` | more keys, with placeholders |
 /// | `patterns = ["widgets:page:*"]` | globs; a store without pattern support logs and goes on |
+/// | `tags = ["user:{user_id}"]` | tags to invalidate: every entry carrying one is a miss ([`Cache::invalidate_tag`]) |
 /// | `before = true` | delete before the body runs (default: after it succeeds) |
 /// | `cache = "name"`, `crate = "path"` | as in [`macro@cache`] |
 ///
