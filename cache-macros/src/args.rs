@@ -513,23 +513,12 @@ fn fraction(cx: &Ctxt, value: &Expr, ok: impl Fn(f64) -> bool, how: &str) -> Opt
 
 /// `jitter = 0.1`: a fraction in `[0, 1]`.
 fn jitter(cx: &Ctxt, value: &Expr) -> Option<f64> {
-    const HOW: &str = "`jitter` takes a fraction from 0 to 1, e.g. jitter = 0.1 (each entry lives expire × (1 ± 0.1))";
-    let parsed = match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Float(f), ..
-        }) => f.base10_parse::<f64>().ok(),
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(i), ..
-        }) => i.base10_parse::<u8>().ok().map(f64::from),
-        _ => None,
-    };
-    match parsed {
-        Some(f) if (0.0..=1.0).contains(&f) => Some(f),
-        _ => {
-            cx.error_spanned_by(value, HOW);
-            None
-        }
-    }
+    fraction(
+        cx,
+        value,
+        |f| (0.0..=1.0).contains(&f),
+        "`jitter` takes a fraction from 0 to 1, e.g. jitter = 0.1 (each entry lives expire × (1 ± 0.1))",
+    )
 }
 
 /// `expire_with = path::to::fn` (a path, bare or in a string).

@@ -61,12 +61,14 @@ pub struct CacheSpec {
 }
 
 impl CacheSpec {
-    /// How this function's calls read through `cache`.
+    /// How this function's calls read through `cache`; `tags` as the
+    /// template builds them (stored under [`Cache::tag_key`]).
     pub fn policy<V>(
         &self,
         cache: &Cache,
         typed: Option<Typed<V>>,
         ttl_of: Option<fn(&V) -> Duration>,
+        tags: Option<Vec<String>>,
     ) -> Policy<V> {
         let ttl = self
             .expire
@@ -86,6 +88,7 @@ impl CacheSpec {
             ttl_of,
             refresh,
             soft_timeout: self.soft_timeout_ms.map(Duration::from_millis),
+            tags: tags.map(|tags| tags.iter().map(|t| cache.tag_key(t)).collect()),
             lease: match self.lease_ms {
                 Some(0) => None,
                 Some(ms) => Some(Duration::from_millis(ms)),
@@ -238,10 +241,7 @@ where
         return body.await;
     };
     let full = cache.full_key(&key);
-    let policy = Policy {
-        tags: tags.map(|tags| tags.iter().map(|t| cache.tag_key(t)).collect()),
-        ..spec.policy(cache, typed, ttl_of)
-    };
+    let policy = spec.policy(cache, typed, ttl_of, tags);
     let (out, encode_error) = cache
         .read_through(&full, spec.salt(instance), body, policy)
         .await;
@@ -280,10 +280,7 @@ where
     };
     let full = cache.full_key(&key).into_owned();
     let salt = spec.salt(instance);
-    let policy = Policy {
-        tags: tags.map(|tags| tags.iter().map(|t| cache.tag_key(t)).collect()),
-        ..spec.policy(cache, typed, ttl_of)
-    };
+    let policy = spec.policy(cache, typed, ttl_of, tags);
     match cache
         .read_through_or_hand_back(&full, salt, body, policy.clone())
         .await

@@ -720,6 +720,20 @@ impl Cache {
                 };
             }
         }
+        // What a body's outcome stores, after `body_time`: the fill (its TTL
+        // from the value), and the sealed bytes (the leader shares them).
+        let seal = |out: &O, body_time: Duration| {
+            let entry_ttl = out.cacheable().map_or(ttl, |v| policy.ttl_for(v));
+            let fill = Fill {
+                ttl: entry_ttl,
+                local_ttl: local_ttl(entry_ttl),
+                body_ms: millis32(body_time),
+                ..fill
+            };
+            let stamped = policy.stamp(entry_ttl, stale_for, body_time, since_ms);
+            let (sealed, encode_error) = self.encode_outcome(full, out, salt, stamped);
+            (fill, sealed, encode_error)
+        };
         match inner.flights.join(full) {
             Role::Leader(guard) => {
                 // The previous leader of this key may have finished between
@@ -780,19 +794,10 @@ impl Cache {
                     Ok(out) => out,
                     Err(panic) => std::panic::resume_unwind(panic),
                 };
-                let body_time = body_started.elapsed();
-                let entry_ttl = out.cacheable().map_or(ttl, |v| policy.ttl_for(v));
-                let fill = Fill {
-                    ttl: entry_ttl,
-                    local_ttl: local_ttl(entry_ttl),
-                    body_ms: millis32(body_time),
-                    ..fill
-                };
-                let stamped = policy.stamp(entry_ttl, stale_for, body_time, since_ms);
-                let (sealed, encode_error) = self.encode_outcome(full, &out, salt, stamped);
+                let (fill, sealed, encode_error) = seal(&out, body_started.elapsed());
                 guard.land(sealed.clone());
                 // A zero TTL from `expire_with`: shared with the waiting callers, not stored.
-                let sealed = sealed.filter(|_| !entry_ttl.is_zero());
+                let sealed = sealed.filter(|_| !fill.ttl.is_zero());
                 if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
                     // Invalidated while the body ran: its value may predate the mutation.
                     if guard.is_stale() {
@@ -827,17 +832,8 @@ impl Cache {
                 // run our own body, and store what it gives like a leader would.
                 let body_started = tokio::time::Instant::now();
                 let out = body.await;
-                let body_time = body_started.elapsed();
-                let entry_ttl = out.cacheable().map_or(ttl, |v| policy.ttl_for(v));
-                let fill = Fill {
-                    ttl: entry_ttl,
-                    local_ttl: local_ttl(entry_ttl),
-                    body_ms: millis32(body_time),
-                    ..fill
-                };
-                let stamped = policy.stamp(entry_ttl, stale_for, body_time, since_ms);
-                let (sealed, encode_error) = self.encode_outcome(full, &out, salt, stamped);
-                let sealed = sealed.filter(|_| !entry_ttl.is_zero());
+                let (fill, sealed, encode_error) = seal(&out, body_started.elapsed());
+                let sealed = sealed.filter(|_| !fill.ttl.is_zero());
                 let stale_fill = || inner.flights.epoch() != epoch;
                 if let (Some(bytes), Some(value)) = (sealed, out.cacheable()) {
                     if stale_fill() {
@@ -866,9 +862,11 @@ impl Cache {
             self.deliver_pending();
             return true;
         }
-        let own = format!("{}%tag:", inner.prefix);
         for tag in tags {
-            if !tag.starts_with(&own) {
+            let ours = tag
+                .strip_prefix(inner.prefix.as_str())
+                .is_some_and(|rest| rest.starts_with("%tag:"));
+            if !ours {
                 // Not a tag of this cache (foreign or corrupt bytes): a miss.
                 return true;
             }

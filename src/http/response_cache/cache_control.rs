@@ -31,21 +31,14 @@ pub(super) fn has_directive(headers: &HeaderMap, names: &[&str]) -> bool {
 /// seconds (RFC 9111 §4.2.1: treat it as stale). Of repeated directives the
 /// smallest counts.
 pub(super) fn freshness(headers: &HeaderMap, ttl: Duration) -> Option<Duration> {
-    let mut s_maxage: Option<u64> = None;
-    let mut max_age: Option<u64> = None;
-    for d in headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        let (name, value) = d.split_once('=').unwrap_or((d, ""));
-        let slot = match name.trim().to_ascii_lowercase().as_str() {
+    let (mut s_maxage, mut max_age): (Option<u64>, Option<u64>) = (None, None);
+    for (name, secs) in valued_directives(headers) {
+        let slot = match name.as_str() {
             "s-maxage" => &mut s_maxage,
             "max-age" => &mut max_age,
             _ => continue,
         };
-        let secs: u64 = value.trim().trim_matches('"').parse().ok()?;
+        let secs = secs?;
         *slot = Some(slot.map_or(secs, |s| s.min(secs)));
     }
     Some(match s_maxage.or(max_age) {
@@ -58,22 +51,31 @@ pub(super) fn freshness(headers: &HeaderMap, ttl: Duration) -> Option<Duration> 
 /// in seconds (0: absent or not a number; of repeated directives the smallest counts).
 pub(super) fn stale_extensions(headers: &HeaderMap) -> (u64, u64) {
     let (mut swr, mut sie): (Option<u64>, Option<u64>) = (None, None);
-    for d in headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        let (name, value) = d.split_once('=').unwrap_or((d, ""));
-        let slot = match name.trim().to_ascii_lowercase().as_str() {
+    for (name, secs) in valued_directives(headers) {
+        let slot = match name.as_str() {
             "stale-while-revalidate" => &mut swr,
             "stale-if-error" => &mut sie,
             _ => continue,
         };
-        let secs: u64 = value.trim().trim_matches('"').parse().unwrap_or(0);
+        let secs = secs.unwrap_or(0);
         *slot = Some(slot.map_or(secs, |s| s.min(secs)));
     }
     (swr.unwrap_or(0), sie.unwrap_or(0))
+}
+
+/// Every `Cache-Control` directive of `headers`: its lower-cased name, and
+/// its value as whole seconds (`None`: absent or not a number).
+fn valued_directives(headers: &HeaderMap) -> impl Iterator<Item = (String, Option<u64>)> + '_ {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| {
+            let (name, value) = d.split_once('=').unwrap_or((d, ""));
+            let secs = value.trim().trim_matches('"').parse().ok();
+            (name.trim().to_ascii_lowercase(), secs)
+        })
 }
 
 #[cfg(test)]
