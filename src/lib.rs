@@ -118,12 +118,13 @@ pub mod backend {
 /// | `key_prefix = "widget"` | key `widget:{resource_id}`; may hold `{param}` placeholders |
 /// | `resource_id = "widget_id"` | the parameter (or pattern binding) whose `Display` ends the key (prefix without `key_prefix`: the function's path, `crate::module::Type::method`) |
 /// | `key = "page:{q.page}:{q.size}"` | the whole key template instead (`{param.field}` allowed) |
-/// | *(neither)* | `{key_prefix}:` + stable 128-bit hash of all arguments but `self` (they must be `Hash`) |
+/// | *(neither)* | `{key_prefix}:` + stable 128-bit hash of all arguments but `self`, `State<…>` and `Method` (they must be `Hash`) |
 /// | `expire = 600` | seconds; absent → the cache's default TTL; `0` → not cached |
 /// | `version = 2` | mixed into the entries' fingerprint: bump it to drop them at the next deploy |
 /// | `cache = "name"` | a cache registered with [`register`] instead of the global one |
 /// | `cache_none = true` | for `Option<T>`: cache `None` as well |
-/// | `companion = false` | skip the generated `{fn}_cache_entry` function (needed in trait impls) |
+/// | `companion = false` / `true` | skip or force the generated `{fn}_cache_entry` function (default: free functions and methods with a visibility; private methods, as trait impls have, get none) |
+/// | `handler = false` / `true` | whether the function is an axum handler (default: read from the signature, see below) |
 /// | `shared = true` | the response is the same for every caller (silences the credentials warning) |
 /// | `local = false` | keep this function's values out of the local tier (every hit reads the store) |
 /// | `local_ttl = 5` | seconds this function's values stay in the local tier at most |
@@ -153,10 +154,24 @@ pub mod backend {
 /// (`Path(id): Path<u64>`, `Query(q): Query<Page>` with `{q.page}`), and the
 /// return types `Json<T>`, `Result<Json<T>, E>` (`Ok` cached) and
 /// `(StatusCode, Json<T>)` (cached when `200 OK`) are cached by their value.
-/// A handler that takes the request method (`method: Method`) or the whole
-/// request (`req: Request`) is *method-aware*: GET and HEAD read through the
-/// cache, other methods run the handler and, when it succeeds, delete the key,
-/// `extra` and `patterns`, so one handler can serve `get(h).put(h)`.
+/// Every handler is *method-aware*: GET and HEAD read through the cache,
+/// other methods run the handler and, when it succeeds, delete the key,
+/// `extra` and `patterns`, so one handler can serve `get(h).put(h)` and the
+/// same attribute can go on the PUT and DELETE handlers of a resource, as
+/// with the FastAPI boilerplate's decorator. The method comes from the
+/// handler's `method: Method` or `req: Request` parameter; a handler without
+/// one gets a parameter added in front of its own (an extractor of the
+/// method), so a PUT is never answered from the cache. A function is taken
+/// for a handler when it has no `self` and takes an axum extractor (`Path`,
+/// `Query`, `Json`, `Form`, `State`, `Extension`, `ConnectInfo`, …, by the
+/// last segment of the type's path) or returns one of the `Json` shapes above;
+/// `handler = false` says a function is none (its own types have those
+/// names), `handler = true` that one is. A handler called directly (not
+/// through a router) passes that parameter first:
+/// [`http::RequestMethod`]`(Method::GET)`. The hashed default key
+/// leaves `State<…>` and `Method` out; a handler taking the request body
+/// (`Json`, `Form`, `Bytes`) needs `resource_id` or `key` (a compile error
+/// says so: the body's hash would never match the GET's key).
 ///
 /// **Per-caller entries**: put the caller in the key
 /// (`key = "profile:{claims.sub}"`). When a parameter looks like credentials
@@ -166,8 +181,10 @@ pub mod backend {
 /// get the first caller's response. Add `shared = true` when that is intended.
 ///
 /// Each function gets a typed companion `{fn}_cache_entry(…)` taking the
-/// parameters the key reads and returning an [`Entry`]: `key()`,
-/// `invalidate()`, `get()`, `set()`.
+/// values the key reads and returning an [`Entry`]: `key()`,
+/// `invalidate()`, `get()`, `set()`. It takes plain values: `id: u64` for a
+/// `Path(id): Path<u64>` parameter, and for a field placeholder (`{q.page}`)
+/// the field's value (any `Display`: the key holds its text).
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -175,10 +192,8 @@ pub mod backend {
 /// #[derive(Clone, Serialize, Deserialize, PartialEq, Debug)]
 /// struct Page { page: u32, size: u32 }
 ///
-/// struct Query<T>(T); // an axum-style extractor
-///
 /// #[cacheside::cache(key = "widgets:page:{q.page}:{q.size}", expire = 60)]
-/// async fn list_widgets(Query(q): Query<Page>) -> Vec<String> {
+/// async fn list_widgets(q: Page) -> Vec<String> {
 ///     (0..q.size).map(|i| format!("widget {}", q.page * q.size + i)).collect()
 /// }
 ///
@@ -189,8 +204,9 @@ pub mod backend {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
 /// let cache = cacheside::init_from_env().await?;
-/// assert_eq!(list_widgets(Query(Page { page: 1, size: 2 })).await, ["widget 2", "widget 3"]);
+/// assert_eq!(list_widgets(Page { page: 1, size: 2 }).await, ["widget 2", "widget 3"]);
 /// assert!(cache.exists("widgets:page:1:2").await?);
+/// assert_eq!(list_widgets_cache_entry(1, 2).key(), "widgets:page:1:2"); // the fields' values
 ///
 /// assert_eq!(owner_name(2).await, None);            // None: not cached
 /// assert!(!cache.exists("owner:2").await?);
@@ -290,7 +306,8 @@ pub mod __private {
         invalidating, invalidation_active, InvalidateSpec, Targets,
     };
     pub use crate::runtime::key::{
-        key_display, push_hash, KeyDisplay, KeyValue, ViaDisplayKey, ViaFastKey,
+        hashed_arg, key_display, push_hash, HashedArg, KeyDisplay, KeyValue, ViaDisplayKey,
+        ViaFastKey,
     };
     pub use crate::runtime::kind::{
         none_cached_kind, same_stored, typed_probe, Kind, NoneCachedKind, Probe, TypedProbe,
@@ -316,6 +333,8 @@ pub mod __private {
         pub fn is_read_method(method: &Method) -> bool {
             method == Method::GET || method == Method::HEAD
         }
+
+        pub use crate::http::RequestMethod;
 
         /// `Json<T>`: always cached.
         pub struct JsonOutcome<T>(pub Json<T>);

@@ -392,3 +392,166 @@ fn invalidate_works_on_impl_into_response_handlers() {
         assert!(!cache.exists("ax:opaque:4").await.unwrap());
     });
 }
+
+/// The boilerplate habit: the same `#[cache]` on every route of a resource,
+/// on handlers that take no `Method`. The GET handler caches; the PUT handler
+/// (with a `Json` body) and the DELETE handler run and invalidate.
+#[cacheside::cache(key_prefix = "ax:doc", resource_id = "id", expire = 60)]
+async fn read_doc(Path(id): Path<u64>, State(db): State<Db>) -> Json<Widget> {
+    db.calls.hit();
+    let name = db
+        .renames
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(i, _)| *i == id)
+        .map_or_else(|| "original".to_owned(), |(_, n)| n.clone());
+    Json(Widget { id, name })
+}
+
+#[derive(Debug, Deserialize)]
+struct Rename {
+    name: String,
+}
+
+#[cacheside::cache(key_prefix = "ax:doc", resource_id = "id", extra = ["ax:docs:count"], patterns = ["ax:docs:page:*"])]
+async fn update_doc(
+    Path(id): Path<u64>,
+    State(db): State<Db>,
+    Json(body): Json<Rename>,
+) -> Result<Json<Widget>, AppError> {
+    db.calls.hit();
+    if body.name.is_empty() {
+        return Err(AppError(StatusCode::UNPROCESSABLE_ENTITY));
+    }
+    db.renames.lock().unwrap().push((id, body.name.clone()));
+    Ok(Json(Widget {
+        id,
+        name: body.name,
+    }))
+}
+
+#[cacheside::cache(key_prefix = "ax:doc", resource_id = "id")]
+async fn delete_doc(Path(id): Path<u64>, State(db): State<Db>) -> (StatusCode, Json<u64>) {
+    db.calls.hit();
+    db.renames.lock().unwrap().push((id, "deleted".into()));
+    (StatusCode::OK, Json(id))
+}
+
+async fn send_json(app: &Router, method: Method, uri: &str, json: &str) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(json.to_owned()))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("infallible router");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn the_decorator_on_every_route_caches_gets_and_invalidates_on_mutations() {
+    run(async {
+        let cache = cache();
+        let db = Db::default();
+        let app = Router::new()
+            .route(
+                "/docs/{id}",
+                get(read_doc).put(update_doc).delete(delete_doc),
+            )
+            .with_state(db.clone());
+        let get_doc = || send(&app, Method::GET, "/docs/5", &[]);
+        assert!(get_doc().await.1.contains("original"));
+        assert!(get_doc().await.1.contains("original"));
+        assert_eq!(db.calls.get(), 1, "GET read through the cache");
+        for k in ["ax:docs:count", "ax:docs:page:1", "ax:other:doc"] {
+            cache.set(k, &1u8, None).await.unwrap();
+        }
+
+        // A failed PUT (422 from the handler) invalidates nothing.
+        let (status, _) = send_json(&app, Method::PUT, "/docs/5", r#"{"name":""}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(cache.exists("ax:doc:5").await.unwrap());
+        // A successful PUT with a JSON body runs and invalidates key, extra, patterns.
+        let (status, body) = send_json(&app, Method::PUT, "/docs/5", r#"{"name":"new"}"#).await;
+        assert_eq!((status, body.contains("new")), (StatusCode::OK, true));
+        assert_eq!(db.calls.get(), 3);
+        for k in ["ax:doc:5", "ax:docs:count", "ax:docs:page:1"] {
+            assert!(!cache.exists(k).await.unwrap(), "{k} must be invalidated");
+        }
+        assert!(cache.exists("ax:other:doc").await.unwrap());
+        assert!(
+            get_doc().await.1.contains("new"),
+            "the GET after the PUT sees it"
+        );
+        assert_eq!(db.calls.get(), 4);
+
+        // DELETE, a handler without a body: runs, invalidates.
+        assert_eq!(
+            send(&app, Method::DELETE, "/docs/5", &[]).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(db.calls.get(), 5);
+        assert!(!cache.exists("ax:doc:5").await.unwrap());
+        assert!(get_doc().await.1.contains("deleted"));
+    });
+}
+
+#[test]
+fn a_get_handler_mounted_on_put_never_answers_the_put_from_the_cache() {
+    run(async {
+        let cache = cache();
+        let db = Db::default();
+        // The mistake the issue names: one handler without `Method` on GET and PUT.
+        let app = Router::new()
+            .route("/rdocs/{id}", get(read_doc).put(read_doc))
+            .with_state(db.clone());
+        send(&app, Method::GET, "/rdocs/8", &[]).await;
+        send(&app, Method::GET, "/rdocs/8", &[]).await;
+        assert_eq!(db.calls.get(), 1);
+        assert!(cache.exists("ax:doc:8").await.unwrap());
+        for round in 0..3 {
+            assert_eq!(
+                send(&app, Method::PUT, "/rdocs/8", &[]).await.0,
+                StatusCode::OK
+            );
+            assert_eq!(db.calls.get(), 2 + round, "every PUT runs the handler");
+            assert!(!cache.exists("ax:doc:8").await.unwrap(), "and invalidates");
+        }
+        // HEAD reads like GET.
+        send(&app, Method::GET, "/rdocs/8", &[]).await;
+        send(&app, Method::HEAD, "/rdocs/8", &[]).await;
+        assert_eq!(db.calls.get(), 5);
+    });
+}
+
+/// A hashed default key leaves `State` out (the application state is not
+/// `Hash`, and it is the same for every request): the key is the path's hash.
+#[cacheside::cache(key_prefix = "ax:hashed")]
+async fn hashed_with_state(Path(id): Path<u64>, State(db): State<Db>) -> Json<u64> {
+    db.calls.hit();
+    Json(id)
+}
+
+#[test]
+fn a_hashed_key_leaves_state_out() {
+    run(async {
+        let _ = cache();
+        let db = Db::default();
+        let app = Router::new()
+            .route("/hashed/{id}", get(hashed_with_state))
+            .with_state(db.clone());
+        for _ in 0..2 {
+            assert_eq!(send(&app, Method::GET, "/hashed/3", &[]).await.1, "3");
+            assert_eq!(send(&app, Method::GET, "/hashed/4", &[]).await.1, "4");
+        }
+        assert_eq!(db.calls.get(), 2, "one entry per path id, state not hashed");
+        assert_eq!(
+            hashed_with_state_cache_entry(3).key(),
+            format!("ax:hashed:{}", cache_core::hash::stable_hex(&(&3u64,)))
+        );
+    });
+}

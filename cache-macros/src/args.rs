@@ -49,6 +49,7 @@ impl Macro {
                 CacheNone,
                 Companion,
                 Shared,
+                Handler,
                 Local,
                 LocalTtl,
                 FailSafeMax,
@@ -148,6 +149,7 @@ argument_names! {
     CacheNone: cache_none,
     Companion: companion,
     Shared: shared,
+    Handler: handler,
     Local: local,
     LocalTtl: local_ttl,
     FailSafeMax: fail_safe_max,
@@ -338,9 +340,17 @@ pub(crate) struct CacheArgs {
     /// `version = N`: mixed into the fingerprint of every entry (0: none).
     pub version: u32,
     pub cache_none: bool,
-    pub companion: bool,
+    /// `companion = true/false`; `None`: generated for free functions and
+    /// for methods with a visibility (`pub`, `pub(crate)`), not for private
+    /// methods, which a trait impl's are (a trait impl cannot hold an item
+    /// of its own).
+    pub companion: Option<bool>,
     /// `shared = true`: the response is the same for every caller (silences the credentials warning).
     pub shared: bool,
+    /// `handler = false`: not an axum handler, whatever its parameters are
+    /// called (no request method parameter added); `true`: one, whatever
+    /// they are called. `None`: read from the signature (`type_names::axum_handler`).
+    pub handler: Option<bool>,
     /// `local = false`: values are not kept decoded in this process's local tier.
     pub local: bool,
     /// `local_ttl = N` seconds: caps how long the local tier keeps this function's values.
@@ -376,8 +386,9 @@ impl Default for CacheArgs {
             expire: None,
             version: 0,
             cache_none: false,
-            companion: true,
+            companion: None,
             shared: false,
+            handler: None,
             local: true,
             local_ttl: None,
             fail_safe_max: None,
@@ -412,8 +423,9 @@ impl MacroArgs for CacheArgs {
             Name::Expire => self.expire = expire(cx, value),
             Name::Version => self.version = version(cx, value).unwrap_or(0),
             Name::CacheNone => self.cache_none = lit_bool(cx, name, value).unwrap_or(false),
-            Name::Companion => self.companion = lit_bool(cx, name, value).unwrap_or(true),
+            Name::Companion => self.companion = lit_bool(cx, name, value),
             Name::Shared => self.shared = lit_bool(cx, name, value).unwrap_or(false),
+            Name::Handler => self.handler = lit_bool(cx, name, value),
             Name::Local => self.local = lit_bool(cx, name, value).unwrap_or(true),
             Name::LocalTtl => self.local_ttl = local_ttl(cx, value),
             Name::FailSafeMax => {

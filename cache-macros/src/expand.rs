@@ -54,7 +54,43 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
     } = Start::<CacheArgs>::new(attr, &item);
     let key = Key::resolve(&args.common, &params, &rt, &cx);
     let outcome = ReturnValue::classify(&item.sig, args.cache_none, &cx);
-    let method = type_names::method_param(&params);
+    // A handler without a `Method` of its own is given one (`names::method`):
+    // mounted on PUT or DELETE too, it must never answer from the cache.
+    let written_ret = match &item.sig.output {
+        ReturnType::Type(_, ret) => type_names::written(ret),
+        ReturnType::Default => type_names::Written::Other,
+    };
+    let added_method = type_names::method_param(&params).is_none()
+        && args
+            .handler
+            .unwrap_or_else(|| type_names::axum_handler(&params, &written_ret));
+    let method = type_names::method_param(&params).or_else(|| {
+        added_method.then(|| {
+            let method = names::method();
+            quote!(#method.get())
+        })
+    });
+    if let (Some(true), true) = (args.handler, params.receiver) {
+        cx.error_at(
+            Span::call_site(),
+            "`handler = true` on a method: an axum handler takes no `self`; drop the argument",
+        );
+    }
+    if method.is_some() && args.common.key.is_none() && args.common.resource_id.is_none() {
+        if let Some((_, pt)) = params
+            .typed()
+            .find(|(_, pt)| type_names::request_body(&pt.ty))
+        {
+            cx.error_spanned_by(
+                &pt.ty,
+                format!(
+                    "{} on a handler that takes the request body needs `resource_id` or `key`: \
+                     a hashed key would hash the body, so a PUT/PATCH/DELETE would delete an entry no GET wrote",
+                    Macro::Cache,
+                ),
+            );
+        }
+    }
     if method.is_none() {
         for (name, span) in &args.invalidation_args {
             cx.error_at(
@@ -103,6 +139,10 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
     let wrapper = Wrapper {
         cached: &cached,
         shared: args.shared,
+        added_method: added_method.then(|| {
+            let (method, extractor) = (names::method(), rt.request_method());
+            quote!(#method: #extractor)
+        }),
         mutations: method.map(|method| Mutations {
             method,
             function: &function,
@@ -111,7 +151,10 @@ pub(crate) fn cache(attr: TokenStream, item: ItemFn) -> syn::Result<TokenStream>
             tags: &cached.tags,
         }),
     };
-    let companion = args.companion.then_some(Companion(&cached));
+    let companion = args
+        .companion
+        .unwrap_or(!params.receiver || !matches!(item.vis, syn::Visibility::Inherited))
+        .then_some(Companion(&cached));
     Ok(quote!(#wrapper #companion))
 }
 

@@ -75,11 +75,6 @@ impl Params {
     pub(crate) fn typed(&self) -> impl Iterator<Item = (usize, &PatType)> {
         self.typed.iter().map(|(i, pt)| (*i, pt))
     }
-
-    /// The indices of the typed parameters.
-    pub(crate) fn typed_indices(&self) -> Vec<usize> {
-        self.typed.iter().map(|(i, _)| *i).collect()
-    }
 }
 
 /// Calls `f` on every binding of `pat`, in source order: `x`, `mut x`,
@@ -145,7 +140,10 @@ mod tests {
         let names: Vec<&str> = params.bindings().iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "id", "w", "v"]);
         assert!(params.receiver);
-        assert_eq!(params.typed_indices(), [1, 2, 3, 4]);
+        assert_eq!(
+            params.typed().map(|(i, _)| i).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
         let companion: Vec<String> = params
             .typed()
             .map(|(_, pt)| pt.to_token_stream().to_string())

@@ -17,6 +17,7 @@ use syn::LitStr;
 pub(crate) const RESERVED: &[char] = &['%', ':', '*', '?', '[', ']', '\\'];
 
 /// A placeholder as written.
+#[derive(Clone)]
 pub(crate) struct Placeholder {
     pub root: String,
     pub fields: Vec<String>,

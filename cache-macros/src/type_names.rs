@@ -65,6 +65,46 @@ pub(crate) fn written(ret: &Type) -> Written<'_> {
     Written::Other
 }
 
+/// The HTTP response types a handler may return, which `#[cache]` cannot
+/// store (neither is `Serialize`); their serde error would point at the type.
+const RESPONSES: &[&str] = &[
+    "Response",
+    "Html",
+    "Redirect",
+    "Sse",
+    "StatusCode",
+    "Body",
+    "HeaderMap",
+];
+
+/// How a return type that is an HTTP response (not data) is written, for
+/// the message: `Response`, `Result<(StatusCode, Json<T>), E>`.
+pub(crate) fn response_shape(ret: &Type) -> Option<String> {
+    let by_name = |ty: &Type| last_ident(ty).is_some_and(|id| RESPONSES.iter().any(|r| id == r));
+    let response_elem = |ty: &Type| by_name(ty) || json_inner(ty).is_some();
+    let tuple_of_responses =
+        |ty: &Type| matches!(ty, Type::Tuple(t) if t.elems.iter().any(response_elem));
+    let flagged = if let Some(ok) = last_segment_args(ret, "Result") {
+        // `Result<Json<T>, E>` is supported; `Result<(StatusCode, Json<T>), E>` is not.
+        ok.first()
+            .is_some_and(|ok| by_name(ok) || tuple_of_responses(ok))
+    } else if let Some(some) = last_segment_args(ret, "Option") {
+        some.first()
+            .is_some_and(|t| response_elem(t) || tuple_of_responses(t))
+    } else {
+        by_name(ret) || (tuple_of_responses(ret) && !matches!(written(ret), Written::StatusJson(_)))
+    };
+    flagged.then(|| {
+        ret.to_token_stream()
+            .to_string()
+            .replace(" < ", "<")
+            .replace("< ", "<")
+            .replace(" >", ">")
+            .replace(" ,", ",")
+            .replace(" :: ", "::")
+    })
+}
+
 /// `Json<T>` → `T`.
 fn json_inner(ty: &Type) -> Option<&Type> {
     last_segment_args(ty, "Json")?.first().copied()
@@ -111,6 +151,58 @@ pub(crate) fn method_param(params: &Params) -> Option<TokenStream> {
     })
 }
 
+/// axum's extractors, by the last segment of their path: a function taking
+/// one of them (or returning an axum outcome) is an axum handler, which may
+/// be mounted on any method.
+const AXUM_EXTRACTORS: &[&str] = &[
+    "Path",
+    "Query",
+    "Json",
+    "Form",
+    "State",
+    "Extension",
+    "ConnectInfo",
+    "OriginalUri",
+    "MatchedPath",
+    "RawQuery",
+    "RawForm",
+    "NestedPath",
+    "TypedHeader",
+    "Host",
+];
+
+/// Whether the function reads like an axum handler: no receiver, and a
+/// parameter typed with an axum extractor or an axum outcome returned.
+pub(crate) fn axum_handler(params: &Params, ret: &Written<'_>) -> bool {
+    if params.receiver {
+        return false;
+    }
+    matches!(
+        ret,
+        Written::Json(_) | Written::JsonResult(..) | Written::StatusJson(_)
+    ) || params
+        .typed()
+        .any(|(_, pt)| last_ident(&pt.ty).is_some_and(|id| AXUM_EXTRACTORS.iter().any(|e| id == e)))
+}
+
+/// Parameters whose values are left out of the hashed default key: the
+/// application's `State` (shared by every request, and seldom `Hash`) and
+/// the request `Method` (a GET and the PUT that invalidates it must build
+/// one key).
+pub(crate) fn left_out_of_hash(ty: &Type) -> bool {
+    last_ident(ty).is_some_and(|id| id == "State" || id == "Method")
+}
+
+/// Extractors of the request body.
+pub(crate) fn request_body(ty: &Type) -> bool {
+    last_ident(ty).is_some_and(|id| ["Json", "Form", "RawForm", "Bytes"].iter().any(|b| id == b))
+}
+
+fn last_ident(ty: &Type) -> Option<&syn::Ident> {
+    let Type::Path(tp) = ty else { return None };
+    tp.path.segments.last().map(|s| &s.ident)
+}
+
 /// Type names that say "this parameter identifies the caller".
 const CREDENTIAL_MARKERS: &[&str] = &[
     "Claims",
@@ -127,4 +219,40 @@ const CREDENTIAL_MARKERS: &[&str] = &[
 pub(crate) fn credential_marker(ty: &Type) -> Option<&'static str> {
     let ty = ty.to_token_stream().to_string();
     CREDENTIAL_MARKERS.iter().find(|m| ty.contains(*m)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_told_from_data() {
+        let shape = |t: &str| response_shape(&syn::parse_str::<Type>(t).expect("type"));
+        for response in [
+            "Response",
+            "axum::response::Response",
+            "Result<(StatusCode, Json<W>), E>",
+            "Result<Response, E>",
+            "Option<Json<W>>",
+            "(HeaderMap, Json<W>)",
+            "Html<String>",
+        ] {
+            assert!(shape(response).is_some(), "{response}");
+        }
+        for data in [
+            "Json<W>",
+            "Result<Json<W>, E>",
+            "(StatusCode, Json<W>)",
+            "(u32, String)",
+            "Result<(u32, String), E>",
+            "Option<W>",
+            "Vec<u8>",
+        ] {
+            assert!(shape(data).is_none(), "{data}");
+        }
+        assert_eq!(
+            shape("Result<(StatusCode, Json<W>), E>").as_deref(),
+            Some("Result<(StatusCode, Json<W>), E>")
+        );
+    }
 }

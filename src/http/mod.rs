@@ -16,6 +16,50 @@ pub mod rate_limit;
 pub mod response_cache;
 
 pub use body::ResponseBody;
+
+/// The request method, which `#[cache]` adds as the first parameter of an
+/// axum handler that has no `Method` of its own (feature `axum`): the wrapper
+/// must know whether a request may be answered from the cache (GET, HEAD)
+/// or is a mutation, whatever routes the handler is mounted on. An extractor
+/// that never fails. Code calling such a handler directly passes one:
+///
+/// ```
+/// use axum::{extract::Path, http::Method, Json};
+/// use cacheside::http::RequestMethod;
+///
+/// #[cacheside::cache(key_prefix = "widget", resource_id = "id")]
+/// async fn widget(Path(id): Path<u64>) -> Json<u64> {
+///     Json(id)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let Json(id) = widget(RequestMethod(Method::GET), Path(7)).await;
+/// assert_eq!(id, 7);
+/// # }
+/// ```
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone)]
+pub struct RequestMethod(pub ::http::Method);
+
+#[cfg(feature = "axum")]
+impl RequestMethod {
+    /// The method.
+    pub fn get(&self) -> &::http::Method {
+        &self.0
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMethod {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut ::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RequestMethod(parts.method.clone()))
+    }
+}
 pub use client_cache::{
     ClientCache, ClientCacheFuture, ClientCacheLayer, DEFAULT_API_CACHE_CONTROL,
     DEFAULT_CLIENT_MAX_AGE,

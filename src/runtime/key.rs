@@ -95,6 +95,24 @@ impl<T: FastKey + ?Sized> FastKey for &T {
     }
 }
 
+/// Checks, spanned at the parameter's type, that an argument of a hashed
+/// default key is `Hash`.
+#[inline(always)]
+pub fn hashed_arg<T: HashedArg + ?Sized>(value: &T) -> &T {
+    value
+}
+
+/// A type whose values can go into a hashed default key: `Hash`, with a
+/// message that points at the key arguments rather than at the type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Hash`, so it cannot be part of #[cache]'s default (hashed) key",
+    label = "this argument is hashed into the key",
+    note = "name the key instead: `resource_id = \"id\"` or `key = \"prefix:{{id}}\"` read only the values that identify the entry (they need `Display`, not `Hash`)",
+    note = "`State<…>` and `Method` are left out of the hashed key; any other extractor (headers, the request body) is not"
+)]
+pub trait HashedArg: std::hash::Hash {}
+impl<T: std::hash::Hash + ?Sized> HashedArg for T {}
+
 /// Appends `:{hash}`, the stable hash of the arguments (the hashed default key).
 pub fn push_hash<H: std::hash::Hash + ?Sized>(out: &mut String, args: &H) {
     out.push(':');

@@ -179,7 +179,9 @@ struct Db {
     rows: Vec<&'static str>,
 }
 
-/// An extractor-like wrapper, as in axum's `Path(id): Path<u64>`.
+/// An extractor-like wrapper, as in axum's `Path(id): Path<u64>`. Its name
+/// would make `#[cache]` take the functions below for axum handlers (and add
+/// a request method parameter): `handler = false` says they are not.
 struct Path<T>(T);
 
 #[derive(Deserialize, Serialize, Hash)]
@@ -190,12 +192,12 @@ struct Page {
 
 struct Query<T>(T);
 
-#[cacheside::cache(key_prefix = "row", resource_id = "id")]
+#[cacheside::cache(key_prefix = "row", resource_id = "id", handler = false)]
 async fn row(Path(id): Path<usize>, db: &Db) -> Option<String> {
     db.rows.get(id).map(|s| s.to_string())
 }
 
-#[cacheside::cache(key = "rows:page:{q.page}:{q.size}")]
+#[cacheside::cache(key = "rows:page:{q.page}:{q.size}", handler = false)]
 async fn rows_page(Query(q): Query<Page>, db: &Db) -> Vec<String> {
     let start = ((q.page - 1) * q.size) as usize;
     db.rows
@@ -223,7 +225,9 @@ fn destructured_reference_and_templated_arguments() {
             cache.get::<String>("row:1").await.unwrap().as_deref(),
             Some("b")
         );
-        assert_eq!(row_cache_entry(Path(1)).key(), "row:1");
+        // The companion takes the plain values: the id, the fields the key reads.
+        assert_eq!(row_cache_entry(1).key(), "row:1");
+        assert_eq!(rows_page_cache_entry(2, 2).key(), "rows:page:2:2");
 
         let page = rows_page(Query(Page { page: 2, size: 2 }), &db).await;
         assert_eq!(page, vec!["c", "d"]);
@@ -280,7 +284,7 @@ struct Repo {
 
 impl Repo {
     #[cacheside::cache(key_prefix = "repo-item", resource_id = "id", expire = 60)]
-    async fn item(&self, id: u32) -> Result<String, AppError> {
+    pub(crate) async fn item(&self, id: u32) -> Result<String, AppError> {
         self.calls.hit();
         Ok(format!("item{id}"))
     }
@@ -414,7 +418,7 @@ impl Left {
     async fn side(&self, id: u32) -> String {
         format!("left {id}")
     }
-    #[cacheside::cache(resource_id = "id", expire = 60)]
+    #[cacheside::cache(resource_id = "id", expire = 60, companion = true)]
     async fn by_id(&self, id: u32) -> String {
         format!("left {id}")
     }
@@ -425,7 +429,7 @@ impl Right {
     async fn side(&self, id: u32) -> String {
         format!("right {id}")
     }
-    #[cacheside::cache(resource_id = "id", expire = 60)]
+    #[cacheside::cache(resource_id = "id", expire = 60, companion = true)]
     async fn by_id(&self, id: u32) -> String {
         format!("right {id}")
     }
@@ -453,7 +457,7 @@ struct Store<T>(std::marker::PhantomData<T>);
 
 impl<T: Send + Sync + 'static> Store<T> {
     #[cacheside::cache(key_prefix = "store", resource_id = "id", expire = 60)]
-    async fn kind(&self, id: u32) -> String {
+    pub(crate) async fn kind(&self, id: u32) -> String {
         format!("{id}:{}", std::any::type_name::<T>())
     }
 }

@@ -48,7 +48,12 @@ fn sample(name: Name) -> TokenStream {
         | Name::EarlyExpiryBeta => quote!(1),
         Name::RefreshAfter => quote!(0.5),
         Name::ExpireWith => quote!(ttl_of),
-        Name::CacheNone | Name::Companion | Name::Shared | Name::Local | Name::Before => {
+        Name::CacheNone
+        | Name::Companion
+        | Name::Shared
+        | Name::Handler
+        | Name::Local
+        | Name::Before => {
             quote!(true)
         }
         Name::Extra | Name::Patterns | Name::Tags => quote!(["x"]),
@@ -59,7 +64,7 @@ fn sample(name: Name) -> TokenStream {
 fn every_cache_argument_is_read() {
     let (args, errs) = cache(quote! {
         key_prefix = "w", resource_id = "id", expire = 600, version = 2, cache = "c",
-        cache_none = true, companion = false, shared = true,
+        cache_none = true, companion = false, shared = true, handler = false,
         extra = ["a", "b"], patterns = ["p:*"], crate = "::re::cacheside",
     });
     assert_eq!(errs, Vec::<String>::new());
@@ -68,13 +73,14 @@ fn every_cache_argument_is_read() {
     assert_eq!(value(&c.resource_id).as_deref(), Some("id"));
     assert_eq!(value(&c.key), None);
     assert_eq!(value(&c.cache).as_deref(), Some("c"));
+    assert_eq!(args.handler, Some(false));
     assert_eq!(values(&c.extra), ["a", "b"]);
     assert_eq!(values(&c.patterns), ["p:*"]);
     let krate = c.krate.as_ref().map(|p| p.to_token_stream().to_string());
     assert_eq!(krate.as_deref(), Some(":: re :: cacheside"));
     assert_eq!(args.expire, Some(600));
     assert_eq!(args.version, 2);
-    assert!(args.cache_none && !args.companion && args.shared);
+    assert!(args.cache_none && args.companion == Some(false) && args.shared);
     let written: Vec<Name> = args.invalidation_args.iter().map(|(n, _)| *n).collect();
     assert_eq!(written, [Name::Extra, Name::Patterns]);
 }
@@ -133,10 +139,10 @@ fn cache_defaults() {
     assert_eq!(value(&args.common.key).as_deref(), Some("k"));
     assert_eq!(args.expire, None);
     assert_eq!(args.version, 0);
-    assert!(!args.cache_none && args.companion && !args.shared);
+    assert!(!args.cache_none && args.companion.is_none() && !args.shared);
     assert!(args.invalidation_args.is_empty() && args.common.krate.is_none());
     let (args, errs) = cache(TokenStream::new());
-    assert!(errs.is_empty() && args.companion && args.common.key.is_none());
+    assert!(errs.is_empty() && args.companion.is_none() && args.common.key.is_none());
 }
 
 #[test]
@@ -191,7 +197,7 @@ fn a_name_given_twice_is_reported_and_the_first_kept() {
         [
             "`expire` is given twice; keep one",
             "unknown argument `nope` for #[cache]; expected one of: key_prefix, resource_id, key, \
-             expire, version, cache, cache_none, companion, shared, local, local_ttl, fail_safe_max, fail_safe_throttle, jitter, expire_with, refresh_after, early_expiry_beta, soft_timeout_ms, hard_timeout_ms, lease_ms, tags, extra, patterns, crate",
+             expire, version, cache, cache_none, companion, shared, handler, local, local_ttl, fail_safe_max, fail_safe_throttle, jitter, expire_with, refresh_after, early_expiry_beta, soft_timeout_ms, hard_timeout_ms, lease_ms, tags, extra, patterns, crate",
             "`nope` is given twice; keep one",
         ]
     );
@@ -242,7 +248,7 @@ fn values_of_the_wrong_type_are_each_reported() {
     );
     // What was wrong keeps its default; the good list entries are kept.
     assert!(args.common.key.is_none() && args.common.krate.is_none());
-    assert!(!args.cache_none && args.companion && !args.shared);
+    assert!(!args.cache_none && args.companion.is_none() && !args.shared);
     assert_eq!(values(&args.common.patterns), ["p:*"]);
     let (_, errs) = invalidate(quote!(key = "k", before = "yes"));
     assert_eq!(errs, ["`before` takes `true` or `false`"]);

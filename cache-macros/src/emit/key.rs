@@ -16,6 +16,8 @@ use crate::args::CommonArgs;
 use crate::ctxt::Ctxt;
 use crate::signature::Params;
 use crate::template;
+use crate::type_names;
+use syn::spanned::Spanned;
 
 /// A template as its literal pieces and the key values between them.
 pub(crate) struct KeyFormat {
@@ -25,6 +27,9 @@ pub(crate) struct KeyFormat {
     values: Vec<TokenStream>,
     /// The parameters the placeholders read (indices into `sig.inputs`).
     params: Vec<usize>,
+    /// The placeholders, with the span of the template (the companion
+    /// rebuilds `values` from them with its own parameters).
+    reads: Vec<(template::Placeholder, Span)>,
     rt: Runtime,
 }
 
@@ -65,6 +70,11 @@ impl KeyFormat {
             literals: tpl.literals,
             values: parts,
             params: read,
+            reads: tpl
+                .placeholders
+                .into_iter()
+                .map(|p| (p, lit.span()))
+                .collect(),
             rt: rt.clone(),
         })
     }
@@ -79,6 +89,24 @@ impl KeyFormat {
         lits.iter()
             .filter_map(|lit| KeyFormat::resolve(lit, params, rt, cx))
             .collect()
+    }
+
+    /// The same template with each placeholder that `value` maps read from
+    /// another expression (the companion's parameters).
+    fn remapped(&self, value: &dyn Fn(&template::Placeholder) -> Option<TokenStream>) -> Self {
+        KeyFormat {
+            literals: self.literals.clone(),
+            values: self
+                .reads
+                .iter()
+                .map(|(ph, span)| {
+                    push_value(&self.rt, &value(ph).unwrap_or_else(|| ph.expr()), *span)
+                })
+                .collect(),
+            params: self.params.clone(),
+            reads: self.reads.clone(),
+            rt: self.rt.clone(),
+        }
     }
 
     /// Statements appending the key to [`names::key_out`].
@@ -161,12 +189,15 @@ enum Shape {
     Resource {
         prefix: Option<KeyFormat>,
         id: TokenStream,
+        /// The binding `resource_id` names.
+        name: String,
     },
     /// No resource id: the prefix (or the function's path) and a hash of
-    /// every argument but `self`.
+    /// every argument but `self`, `State` and `Method`; each with the span
+    /// of its parameter's type (a type that is not `Hash` is reported there).
     Hashed {
         prefix: Option<KeyFormat>,
-        args: Vec<Ident>,
+        args: Vec<(Ident, Span)>,
     },
 }
 
@@ -209,19 +240,30 @@ impl<'a> Key<'a> {
                 shape: Shape::Resource {
                     prefix,
                     id: push_value(rt, &quote!(#id), rid.span()),
+                    name,
                 },
                 params: read,
                 rt,
             });
         }
+        // `State` and `Method` are left out (`type_names::left_out_of_hash`).
+        let hashed: Vec<(usize, Span)> = params
+            .typed()
+            .filter(|(_, pt)| !type_names::left_out_of_hash(&pt.ty))
+            .map(|(i, pt)| (i, pt.ty.span()))
+            .collect();
         let args = params
             .bindings()
             .iter()
-            .map(|b| format_ident!("{}", b.name))
+            .filter_map(|b| {
+                let (_, span) = hashed.iter().find(|(i, _)| *i == b.param)?;
+                // The binding spanned at its type: a type that is not `Hash` is reported there.
+                Some((format_ident!("{}", b.name, span = *span), *span))
+            })
             .collect();
         Some(Key {
             shape: Shape::Hashed { prefix, args },
-            params: params.typed_indices(),
+            params: hashed.iter().map(|(i, _)| *i).collect(),
             rt,
         })
     }
@@ -229,6 +271,59 @@ impl<'a> Key<'a> {
     /// The parameters the key reads (indices into `sig.inputs`, maybe repeated).
     pub(crate) fn params(&self) -> &[usize] {
         &self.params
+    }
+
+    /// What the key reads, in order: each placeholder, the `resource_id`
+    /// binding, the hashed bindings (the last two without fields).
+    pub(crate) fn reads(&self) -> Vec<template::Placeholder> {
+        let whole = |name: &str| template::Placeholder {
+            root: name.to_owned(),
+            fields: Vec::new(),
+        };
+        let of = |k: &Option<KeyFormat>| {
+            k.iter()
+                .flat_map(|k| k.reads.iter().map(|(p, _)| p.clone()))
+                .collect::<Vec<_>>()
+        };
+        match &self.shape {
+            Shape::Template(k) => k.reads.iter().map(|(p, _)| p.clone()).collect(),
+            Shape::Resource { prefix, name, .. } => {
+                let mut reads = of(prefix);
+                reads.push(whole(name));
+                reads
+            }
+            Shape::Hashed { prefix, args } => {
+                let mut reads = of(prefix);
+                reads.extend(args.iter().map(|(a, _)| whole(&a.to_string())));
+                reads
+            }
+        }
+    }
+
+    /// The same key with the placeholders that `value` maps read from
+    /// other expressions (the companion's parameters).
+    pub(crate) fn remapped(
+        &self,
+        value: &dyn Fn(&template::Placeholder) -> Option<TokenStream>,
+    ) -> Key<'a> {
+        let remap = |k: &Option<KeyFormat>| k.as_ref().map(|k| k.remapped(value));
+        let shape = match &self.shape {
+            Shape::Template(k) => Shape::Template(k.remapped(value)),
+            Shape::Resource { prefix, id, name } => Shape::Resource {
+                prefix: remap(prefix),
+                id: id.clone(),
+                name: name.clone(),
+            },
+            Shape::Hashed { prefix, args } => Shape::Hashed {
+                prefix: remap(prefix),
+                args: args.clone(),
+            },
+        };
+        Key {
+            shape,
+            params: self.params.clone(),
+            rt: self.rt,
+        }
     }
 }
 
@@ -241,6 +336,7 @@ impl Key<'_> {
             Shape::Resource {
                 prefix: Some(prefix),
                 id,
+                ..
             } => {
                 let prefix = prefix.push();
                 quote!(#prefix #out.push(':'); #id)
@@ -248,7 +344,9 @@ impl Key<'_> {
             // No prefix: `crate::module::Type::function:{id}`, unique like the
             // hashed default (a bare function name would collide between
             // modules, a module path between impl blocks).
-            Shape::Resource { prefix: None, id } => {
+            Shape::Resource {
+                prefix: None, id, ..
+            } => {
                 let path = here::fn_path(self.rt);
                 quote!(#out.push_str(#path); #out.push(':'); #id)
             }
@@ -261,7 +359,11 @@ impl Key<'_> {
                     }
                 };
                 let push_hash = self.rt.push_hash();
-                quote!(#prefix #push_hash(#out, &(#(&#args,)*));)
+                let args = args.iter().map(|(arg, span)| {
+                    let hashed = self.rt.hashed_arg(*span);
+                    quote_spanned!(*span=> #hashed(&#arg))
+                });
+                quote!(#prefix #push_hash(#out, &(#(#args,)*));)
             }
         }
     }

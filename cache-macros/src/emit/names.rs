@@ -63,6 +63,11 @@ pub(crate) fn read() -> Ident {
     local("__cacheside_read")
 }
 
+/// The request method parameter `#[cache]` adds to an axum handler without one.
+pub(crate) fn method() -> Ident {
+    local("__cacheside_method")
+}
+
 /// What a mutation deletes (`None`: invalidation is off).
 pub(crate) fn targets() -> Ident {
     local("__cacheside_targets")

@@ -17,6 +17,11 @@ use crate::ctxt::Ctxt;
 use crate::signature::returns_impl_trait;
 use crate::type_names::{self, Written};
 
+/// What the messages about an uncacheable return type list.
+const SUPPORTED: &str = "Supported return types: any `T: Serialize + DeserializeOwned`, \
+     `Option<T>` (`None` not cached unless `cache_none = true`), `Result<T, E>` (`Ok` cached), \
+     and for axum handlers `Json<T>`, `Result<Json<T>, E>` and `(StatusCode, Json<T>)` (200 cached)";
+
 /// The return type of a `#[cache]` function and how it is cached.
 pub(crate) struct ReturnValue {
     pub ret: Type,
@@ -51,7 +56,24 @@ impl ReturnValue {
         };
         let ret = (**ret).clone();
         if returns_impl_trait(&sig.output) {
-            cx.error_spanned_by(&ret, format!("{} cannot store an `impl Trait` return value: name a concrete type that implements Serialize + DeserializeOwned", Macro::Cache));
+            cx.error_spanned_by(
+                &ret,
+                format!(
+                    "{} cannot store an `impl Trait` return value: name a concrete type. {SUPPORTED}",
+                    Macro::Cache
+                ),
+            );
+            return None;
+        }
+        if let Some(what) = type_names::response_shape(&ret) {
+            cx.error_spanned_by(
+                &ret,
+                format!(
+                    "{} caches data, not HTTP responses, and `{what}` is one. {SUPPORTED}. \
+                     To cache whole responses (headers, ETag, 304), use `cacheside::http::ResponseCacheLayer`",
+                    Macro::Cache
+                ),
+            );
             return None;
         }
         if matches!(&ret, Type::Tuple(t) if t.elems.is_empty()) {

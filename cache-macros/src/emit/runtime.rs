@@ -165,6 +165,11 @@ impl Runtime {
         self.call_site(&["push_hash"])
     }
 
+    /// `hashed_arg`: one argument of a hashed key, checked `Hash` at `span`.
+    pub(crate) fn hashed_arg(&self, span: Span) -> TokenStream {
+        self.item(span, &["hashed_arg"])
+    }
+
     /// `local_hit`: the wrapper's synchronous lookup in the local tier.
     pub(crate) fn local_hit(&self) -> TokenStream {
         self.call_site(&["local_hit"])
@@ -313,6 +318,11 @@ impl Runtime {
     /// `http::is_read_method`: GET and HEAD read through the cache.
     pub(crate) fn is_read_method(&self) -> TokenStream {
         self.call_site(&["http", "is_read_method"])
+    }
+
+    /// `http::RequestMethod`: the extractor of the parameter added to axum handlers.
+    pub(crate) fn request_method(&self) -> TokenStream {
+        self.call_site(&["http", "RequestMethod"])
     }
 
     /// `http::JsonOutcome`: the `Outcome` of `Json<T>`.

@@ -19,6 +19,9 @@ pub(crate) struct Wrapper<'a> {
     pub cached: &'a CachedFn<'a>,
     /// `shared = true`: no warning about credentials missing from the key.
     pub shared: bool,
+    /// The parameter added in front of an axum handler's own (`__cacheside_method:
+    /// RequestMethod`), when it has no `Method` to read.
+    pub added_method: Option<TokenStream>,
     /// For a method-aware handler: what its mutations delete.
     pub mutations: Option<Mutations<'a>>,
 }
@@ -126,6 +129,10 @@ impl ToTokens for Wrapper<'_> {
         let ItemFn {
             attrs, vis, sig, ..
         } = item;
+        let mut sig = sig.clone();
+        if let Some(param) = &self.added_method {
+            sig.inputs.insert(0, syn::parse_quote!(#param));
+        }
         let here = Here::InWrapper;
         tokens.extend(quote! {
             #(#attrs)*
