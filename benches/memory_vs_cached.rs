@@ -16,7 +16,9 @@
 //! (`CACHE_BACKEND=memory`'s defaults), whose local tier is the store: a hit
 //! hands out a clone of the decoded value. `scripts/bench.sh` runs this
 //! unpinned (scaling needs both cores) and prints each ratio against its target.
-//! `MEMORY_BENCH_PROFILE=N` makes only N hits, for callgrind (see `main`).
+//! `MEMORY_BENCH_PROFILE=N` makes only N hits, for callgrind (see `main`);
+//! `MEMORY_BENCH_SUBSCRIBER=filtered` installs a subscriber that filters
+//! cacheside's spans out (the cost of the instrumentation when it is off).
 
 use std::sync::Arc;
 
@@ -57,6 +59,14 @@ fn line(what: &str, p: &Paired, a: &str, b: &str) {
 }
 
 fn main() {
+    // `MEMORY_BENCH_SUBSCRIBER=filtered`: a subscriber that filters every
+    // cacheside span and event out (`info`), as a service logging at info has.
+    if std::env::var("MEMORY_BENCH_SUBSCRIBER").as_deref() == Ok("filtered") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(std::io::sink)
+            .init();
+    }
     let rounds = rounds("MEMORY_BENCH_ROUNDS");
     cacheside::init(Cache::builder(MemoryBackend::new(10_000)).build()).expect("init once");
     let current = tokio::runtime::Builder::new_current_thread()

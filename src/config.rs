@@ -14,6 +14,7 @@
 //! | `CACHE_FAIL_SAFE_MAX` | `0` (off) | seconds an entry is kept past its TTL, to answer when the body fails or the store cannot be read (`cacheside::FailSafe`) |
 //! | `CACHE_TTL_JITTER` | `0` | fraction from 0 to 1: what reads store lives `ttl × (1 ± jitter)`, so a batch written together does not expire together |
 //! | `CACHE_LEASE_MS` | `0` (off) | single-flight across processes: the lease a leader holds in the store while its body runs (longer than the body takes) |
+//! | `CACHE_TRACE_KEYS` | `false` | `true`: each call's tracing span records its key (`cacheside.key`); off by default because keys are built from arguments and can hold user data |
 //! | `CACHE_FAIL_SAFE_THROTTLE` | `30` | seconds a fallback value is served before the failing body is tried again (needs `CACHE_FAIL_SAFE_MAX`) |
 //! | `CACHE_BACKPLANE` | the store | where invalidations reach the other processes' local tiers: unset = the Redis store itself (none for Memcached), `redis://…` = that Redis, `none` = no backplane |
 //!
@@ -146,6 +147,8 @@ pub struct Config {
     pub jitter: f64,
     /// `CACHE_LEASE_MS`: single-flight across processes (`None`: off, the default).
     pub lease: Option<Duration>,
+    /// `CACHE_TRACE_KEYS`: spans record each call's key (off: keys can hold user data).
+    pub trace_keys: bool,
     /// `CACHE_BACKPLANE`.
     pub backplane: BackplaneSetting,
     /// `CACHE_MEMORY_*`.
@@ -203,6 +206,7 @@ impl Default for Config {
             fail_safe: None,
             jitter: 0.0,
             lease: None,
+            trace_keys: false,
             backplane: BackplaneSetting::Store,
             #[cfg(feature = "memory")]
             memory: Default::default(),
@@ -314,6 +318,9 @@ impl Config {
                 "a whole number of milliseconds, e.g. 5000 (0: off)",
             )?
             .filter(|ms| !ms.is_zero());
+        if let Some(v) = vars.get("CACHE_TRACE_KEYS") {
+            c.trace_keys = cache_core::env::parse_bool("CACHE_TRACE_KEYS", &v)?;
+        }
         if let Some(v) = vars.get("CACHE_TTL_JITTER") {
             const JITTER: &str = "a fraction from 0 to 1, e.g. 0.1";
             c.jitter = match v.parse::<f64>() {
@@ -413,6 +420,12 @@ mod tests {
             Some(Duration::from_secs(5))
         );
         assert_eq!(cfg(&[("CACHE_LEASE_MS", "0")]).unwrap().lease, None);
+        assert!(cfg(&[("CACHE_TRACE_KEYS", "yes")]).unwrap().trace_keys);
+        assert!(!cfg(&[]).unwrap().trace_keys);
+        let bad = cfg(&[("CACHE_TRACE_KEYS", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("CACHE_TRACE_KEYS"), "{bad}");
         // A throttle with nothing to throttle is a mistake, said so.
         for vars in [
             &[("CACHE_FAIL_SAFE_THROTTLE", "5")][..],

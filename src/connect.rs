@@ -30,7 +30,8 @@ pub async fn connect(config: &Config) -> Result<Cache, Error> {
         Some(fs) => builder.fail_safe(fs),
         None => builder,
     }
-    .jitter(config.jitter);
+    .jitter(config.jitter)
+    .record_keys(config.trace_keys);
     let builder = match config.lease {
         Some(lease) => builder.lease(lease),
         None => builder,

@@ -42,6 +42,7 @@
 //! | annotating functions | [`macro@cache`], [`macro@invalidate`], the companions' [`Entry`] |
 //! | starting up | [`init_from_env`], [`init_from_config`], [`Config`], [`BackendKind`], [`init`], [`register`] |
 //! | the provider API | [`Cache`], [`CacheBuilder`] (from [`Cache::builder`]), [`Stats`], [`Outcome`] / [`Plain`] / [`NoneCached`], [`BreakerSettings`] |
+//! | seeing what the cache does | [`function_stats`] / [`FunctionStats`], spans through `tracing`, metrics (feature `metrics`) |
 //! | switching off | [`set_enabled`], [`set_mode`] / [`CacheMode`] (`CACHE_ENABLED`), [`is_enabled`], [`invalidation_enabled`], [`mode`] |
 //! | finding caches | [`global`], [`named`] |
 //! | errors and logs | [`Error`], [`redact_url`], [`auto_init_failures`] |
@@ -68,6 +69,35 @@ pub use cache_core::{
 };
 pub use config::{BackendKind, BackplaneSetting, Config, DEFAULT_CONNECT_TIMEOUT};
 pub use entry::Entry;
+pub use runtime::observe::FunctionStats;
+
+/// The per-function view of [`Cache::stats`]: every annotated function
+/// called so far in this process, with what its calls counted (hits by
+/// tier, misses, stale answers, coalesced callers, store errors, skipped
+/// writes, refreshes, invalidations). The same counts go to spans and, with
+/// the feature `metrics`, to the `metrics` facade (see the README's
+/// "Observability").
+///
+/// ```
+/// #[cacheside::cache(key_prefix = "square", resource_id = "n")]
+/// async fn square(n: u64) -> u64 {
+///     n * n
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cacheside::Error> {
+/// cacheside::init_from_env().await?;
+/// square(3).await;
+/// square(3).await;
+/// let row = cacheside::function_stats()
+///     .into_iter()
+///     .find(|f| f.function == "square")
+///     .expect("square was called");
+/// assert_eq!((row.misses, row.hits), (1, 1));
+/// # Ok(()) }
+/// ```
+pub fn function_stats() -> Vec<FunctionStats> {
+    runtime::observe::function_stats()
+}
 pub use registry::{
     auto_init_failures, global, init, invalidation_enabled, is_enabled, mode, named, register,
     set_enabled, set_mode, CacheMode,
@@ -313,6 +343,7 @@ pub mod __private {
         none_cached_kind, same_stored, typed_probe, Kind, NoneCachedKind, Probe, TypedProbe,
         ViaAnything, ViaBytes, ViaClone, ViaOutcome, ViaPlain, ViaResult,
     };
+    pub use crate::runtime::observe::Observed;
     pub use crate::runtime::{
         assert_cacheable, cached, cached_background, fn_path, hit_value, instance, local_hit,
         uncached_generic_impl, CacheSpec, Lookup,

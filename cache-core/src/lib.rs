@@ -43,9 +43,9 @@ pub use async_trait::async_trait;
 pub use backend::{Backend, Fence, Key};
 pub use bytes::Bytes;
 pub use cache::{
-    Cache, CacheBuilder, FailSafe, NoneCached, Outcome, Plain, Policy, Refresh, RefreshGuard,
-    Served, Stats, TierUse, DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW, DEFAULT_MAX_VALUE_SIZE,
-    DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
+    report, Cache, CacheBuilder, Counter, FailSafe, NoneCached, Outcome, Plain, Policy, Refresh,
+    RefreshGuard, Report, Served, Stats, TierUse, DEFAULT_BULK_TIMEOUT, DEFAULT_FENCE_WINDOW,
+    DEFAULT_MAX_VALUE_SIZE, DEFAULT_OP_TIMEOUT, DEFAULT_TTL,
 };
 pub use codec::Codec;
 pub use error::{BoxError, Error};

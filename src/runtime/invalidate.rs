@@ -16,6 +16,8 @@ pub struct InvalidateSpec {
     pub cache: Option<&'static str>,
     /// Delete before the body runs instead of after it succeeds.
     pub before: bool,
+    /// What this function's invalidations counted.
+    pub observed: super::observe::Observed,
 }
 
 /// Keys and patterns one `#[invalidate]` call removes.
@@ -91,6 +93,8 @@ pub async fn invalidate_now(spec: &'static InvalidateSpec, targets: &Targets) {
     let Some(cache) = resolve(spec.cache).await else {
         return;
     };
+    let n = targets.keys.len() + targets.patterns.len() + targets.tags.len();
+    super::observe::invalidated(&spec.observed, spec.function, spec.cache, n as u64);
     for key in &targets.keys {
         if let Err(e) = cache.delete(key).await {
             cache.note_failure("invalidation", key, &e);

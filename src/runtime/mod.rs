@@ -19,14 +19,22 @@ use crate::registry::{is_enabled, resolve};
 pub mod invalidate;
 pub mod key;
 pub mod kind;
+pub mod observe;
+
+use tracing::Instrument;
 
 /// Static description of one annotated function.
 #[derive(Debug)]
 pub struct CacheSpec {
     /// The function's name, for logs.
     pub function: &'static str,
+    /// The key's prefix as written (`key_prefix`, or a `key` template's text
+    /// before its first placeholder), for spans: no argument values.
+    pub key_prefix: &'static str,
     /// `cache = "name"`, or the global cache.
     pub cache: Option<&'static str>,
+    /// What this function's calls counted ([`observe`]).
+    pub observed: observe::Observed,
     /// `expire` in seconds; `None` = the cache's default; `Some(0)` = not cached.
     pub expire: Option<u64>,
     /// `#[cache(version = N)]` (0: none), mixed into every entry's fingerprint.
@@ -70,9 +78,7 @@ impl CacheSpec {
         ttl_of: Option<fn(&V) -> Duration>,
         tags: Option<Vec<String>>,
     ) -> Policy<V> {
-        let ttl = self
-            .expire
-            .map_or_else(|| cache.default_ttl(), Duration::from_secs);
+        let ttl = self.ttl(cache);
         let tier = TierUse {
             typed: typed.filter(|_| self.local),
             ttl: self.local_ttl.map(Duration::from_secs),
@@ -96,6 +102,12 @@ impl CacheSpec {
             },
             ..Policy::new(ttl, tier)
         }
+    }
+
+    /// The TTL of this function's entries in `cache`.
+    fn ttl(&self, cache: &Cache) -> Duration {
+        self.expire
+            .map_or_else(|| cache.default_ttl(), Duration::from_secs)
     }
 
     /// `hard_timeout_ms`: the bound of a body running in the background
@@ -197,7 +209,18 @@ pub fn local_hit<V>(
         key(&mut full);
         let found = cache.local_hit(&full, spec.salt(instance), typed);
         let out = match found {
-            Some(v) => Lookup::Hit(v),
+            Some(v) => {
+                observe::local_hit(
+                    &spec.observed,
+                    spec.function,
+                    spec.cache,
+                    spec.key_prefix,
+                    cache,
+                    &full,
+                    || spec.ttl(cache),
+                );
+                Lookup::Hit(v)
+            }
             None => Lookup::Miss(full[at..].to_owned()),
         };
         if full.capacity() <= KEPT_KEY_CAPACITY {
@@ -241,13 +264,26 @@ where
         return body.await;
     };
     let full = cache.full_key(&key);
-    let policy = spec.policy(cache, typed, ttl_of, tags);
-    let (out, encode_error) = cache
-        .read_through(&full, spec.salt(instance), body, policy)
+    let span = observe::call_span(spec.function, spec.cache, spec.key_prefix, cache, &full);
+    let mut policy = spec.policy(cache, typed, ttl_of, tags);
+    policy.observe = !span.is_disabled() || cfg!(feature = "metrics");
+    let (out, encode_error, report) = cache
+        .read_through_reported(&full, spec.salt(instance), body, policy)
+        .instrument(span.clone())
         .await;
-    if let Some(e) = encode_error {
-        cache.note_failure("encode", &full, &e);
+    if let Some(e) = &encode_error {
+        cache.note_failure("encode", &full, e);
     }
+    let (function, name) = (spec.function, spec.cache);
+    observe::finish(
+        &spec.observed,
+        function,
+        name,
+        cache,
+        &span,
+        &report,
+        encode_error.as_ref(),
+    );
     out
 }
 
@@ -280,21 +316,36 @@ where
     };
     let full = cache.full_key(&key).into_owned();
     let salt = spec.salt(instance);
-    let policy = spec.policy(cache, typed, ttl_of, tags);
+    let span = observe::call_span(spec.function, spec.cache, spec.key_prefix, cache, &full);
+    let mut policy = spec.policy(cache, typed, ttl_of, tags);
+    policy.observe = !span.is_disabled() || cfg!(feature = "metrics");
+    let (function, name) = (spec.function, spec.cache);
     match cache
         .read_through_or_hand_back(&full, salt, body, policy.clone())
+        .instrument(span.clone())
         .await
     {
         Served::Done {
             out,
             error,
             refresh,
+            report,
         } => {
-            if let Some(e) = error {
-                cache.note_failure("encode", &full, &e);
+            if let Some(e) = &error {
+                cache.note_failure("encode", &full, e);
             }
+            observe::finish(
+                &spec.observed,
+                function,
+                name,
+                cache,
+                &span,
+                &report,
+                error.as_ref(),
+            );
             if let Some(body) = refresh {
                 if let Some(claim) = cache.start_refresh(&full) {
+                    observe::refresh(&spec.observed, function, name);
                     let bounded = bounded(body, spec.hard_timeout());
                     tokio::spawn(async move {
                         let _claim = claim;
@@ -314,17 +365,25 @@ where
                     .await
                     .0
             });
+            let answered = |answer| cache_core::Report {
+                answer,
+                ..cache_core::Report::default()
+            };
+            let stale_served = || {
+                cache.note_stale_served();
+                let report = answered(cache_core::report::Answer::Stale);
+                observe::finish(&spec.observed, function, name, cache, &span, &report, None);
+                O::from_cached(stale)
+            };
             match tokio::time::timeout(soft, &mut run).await {
-                Ok(Ok(Bounded::Done(out))) => out,
-                Ok(Ok(Bounded::TimedOut)) | Err(_) => {
-                    cache.note_stale_served();
-                    O::from_cached(stale)
+                Ok(Ok(Bounded::Done(out))) => {
+                    let report = answered(cache_core::report::Answer::Miss);
+                    observe::finish(&spec.observed, function, name, cache, &span, &report, None);
+                    out
                 }
+                Ok(Ok(Bounded::TimedOut)) | Err(_) => stale_served(),
                 Ok(Err(join)) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-                Ok(Err(_)) => {
-                    cache.note_stale_served();
-                    O::from_cached(stale)
-                }
+                Ok(Err(_)) => stale_served(),
             }
         }
         Served::Nothing => unreachable!("only a refresh ends with nothing"),

@@ -47,6 +47,7 @@ pub struct CacheBuilder {
     fail_safe: Option<FailSafe>,
     jitter: f64,
     lease: Option<Duration>,
+    record_keys: bool,
 }
 
 /// Default life of the tombstone an invalidation leaves (see [`CacheBuilder::fence_window`]).
@@ -69,6 +70,7 @@ impl CacheBuilder {
             fail_safe: None,
             jitter: 0.0,
             lease: None,
+            record_keys: false,
         }
     }
 
@@ -219,6 +221,21 @@ impl CacheBuilder {
         self
     }
 
+    /// Records each call's key in its tracing span (`cacheside.key`). Off by
+    /// default: keys are built from arguments and can hold user data (an
+    /// email, a name); turn it on where traces may hold them. The
+    /// environment's switch is `CACHE_TRACE_KEYS=true`.
+    ///
+    /// ```
+    /// use cache_core::{Cache, NullBackend};
+    /// let cache = Cache::builder(NullBackend).record_keys(true).build();
+    /// assert!(cache.records_keys());
+    /// ```
+    pub fn record_keys(mut self, on: bool) -> Self {
+        self.record_keys = on;
+        self
+    }
+
     /// Finishes the cache.
     pub fn build(self) -> Cache {
         let backend = self.backend;
@@ -255,6 +272,7 @@ impl CacheBuilder {
                 fail_safe: self.fail_safe,
                 jitter: self.jitter,
                 lease: self.lease,
+                record_keys: self.record_keys,
                 refreshing: Default::default(),
                 backplane: self.backplane,
                 origin: super::origin_id(),

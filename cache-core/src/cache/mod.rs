@@ -32,6 +32,7 @@ mod fail_safe_tests;
 mod kept;
 pub mod outcome;
 mod read_through;
+pub mod report;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -42,8 +43,9 @@ pub use builder::{CacheBuilder, DEFAULT_FENCE_WINDOW};
 pub use fail_safe::FailSafe;
 pub use outcome::{NoneCached, Outcome, Plain};
 pub use read_through::{Policy, Refresh, RefreshGuard, Served, TierUse};
-pub use stats::Stats;
+pub use report::Report;
 use stats::{bump, Counters};
+pub use stats::{Counter, Stats};
 
 /// Default time to live when neither the call nor the builder names one (`DEFAULT_CACHE_EXPIRATION`).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -101,6 +103,8 @@ pub(super) struct Inner {
     jitter: f64,
     /// The default lease of single-flight across processes (`None`: off).
     lease: Option<Duration>,
+    /// Whether spans record keys ([`CacheBuilder::record_keys`]).
+    record_keys: bool,
     /// Keys whose early refresh runs in this process.
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
     backplane: Option<Box<dyn Backplane>>,
@@ -235,6 +239,11 @@ impl Cache {
     /// The lease of single-flight across processes, for calls that do not choose their own.
     pub fn lease(&self) -> Option<Duration> {
         self.inner.lease
+    }
+
+    /// Whether tracing spans record keys ([`CacheBuilder::record_keys`]).
+    pub fn records_keys(&self) -> bool {
+        self.inner.record_keys
     }
 
     /// The store key of `tag` in this cache (`{namespace}%tag:{tag}`): what

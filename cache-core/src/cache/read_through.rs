@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::fail_safe::{CatchUnwind, FailSafe};
+use super::report::{Answer, Report, Source};
 use super::stats::bump;
 use super::{Cache, Tier};
 use crate::backend::{Fence, Key};
@@ -74,6 +75,9 @@ pub struct Policy<V> {
     pub lease: Option<Duration>,
     /// The tags of what the call stores, as stored ([`Cache::tag_key`]).
     pub tags: Option<Arc<[String]>>,
+    /// Whether the caller reads the [`Report`]'s `age` (a span or metrics
+    /// are on): a hit in the local tier then looks up how long its entry has left.
+    pub observe: bool,
 }
 
 impl<V> Clone for Policy<V> {
@@ -128,6 +132,8 @@ pub enum Served<O: Outcome, Fut> {
         error: Option<Error>,
         /// The unused body, to refresh the entry with in the background.
         refresh: Option<Fut>,
+        /// How the call was answered.
+        report: Report,
     },
     /// A miss with a stale fallback under a soft timeout: the body, unrun.
     HandedBack {
@@ -202,6 +208,7 @@ impl<V> Policy<V> {
             soft_timeout: None,
             lease: None,
             tags: None,
+            observe: false,
         }
     }
 
@@ -413,6 +420,17 @@ impl Cache {
         }
     }
 
+    /// How old the local tier's live entry under `full` is, for an entry
+    /// that lives `ttl` (`None`: no such entry).
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub fn local_age(&self, full: &str, ttl: Duration) -> Option<Duration> {
+        let t = match &self.inner.tier {
+            Tier::Store(t) | Tier::Front(t) => t,
+            Tier::Off => return None,
+        };
+        ttl.checked_sub(t.remaining(full)?.until)
+    }
+
     /// The namespace prefix of every key of this cache (`""` without a namespace).
     #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
     #[inline]
@@ -442,13 +460,36 @@ impl Cache {
         O: Outcome,
         Fut: Future<Output = O>,
     {
+        let (out, error, _) = self.read_through_reported(full, salt, body, policy).await;
+        (out, error)
+    }
+
+    /// [`read_through`](Cache::read_through), and how the call was answered.
+    #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
+    pub async fn read_through_reported<O, Fut>(
+        &self,
+        full: &str,
+        salt: Salt,
+        body: Fut,
+        policy: Policy<O::Value>,
+    ) -> (O, Option<Error>, Report)
+    where
+        O: Outcome,
+        Fut: Future<Output = O>,
+    {
         match self
             .read_through_in(full, salt, body, policy, Mode::Plain)
             .await
         {
-            Served::Done { out, error, .. } => (out, error),
+            Served::Done {
+                out, error, report, ..
+            } => (out, error, report),
             // Only `Mode::HandBack` hands a body back, only `Mode::Refresh` ends with nothing.
-            Served::HandedBack { stale, .. } => (O::from_cached(stale), None),
+            Served::HandedBack { stale, .. } => (
+                O::from_cached(stale),
+                None,
+                Report::default().answered(Answer::Stale, None),
+            ),
             Served::Nothing => unreachable!("a plain read always answers"),
         }
     }
@@ -531,11 +572,15 @@ impl Cache {
         let stale_for = fail_safe.map_or(Duration::ZERO, |fs| fs.max);
         // Early refresh reads how long an entry stays fresh: only asked for when it can act.
         let refresh = policy.refresh.filter(|_| mode == Mode::HandBack);
-        let done = |out: O, refresh_with: Option<Fut>| Served::Done {
+        let done = |out: O, refresh_with: Option<Fut>, report: Report| Served::Done {
             out,
             error: None,
             refresh: refresh_with,
+            report,
         };
+        let mut report = Report::default();
+        // How old an entry with `left` of its `ttl` (or of its keep, past it) is.
+        let age_of = |left: Duration, ttl: Duration| ttl.checked_sub(left);
         // The tier this call uses: the store itself, or one in front of it
         // for values it can hand out.
         let local = match &inner.tier {
@@ -559,11 +604,15 @@ impl Cache {
                 }
                 Found::Value(v) => {
                     bump(&inner.counters.local_hits);
-                    let due = refresh.is_some_and(|r| {
-                        t.remaining(full)
-                            .is_some_and(|life| r.due(life.until, ttl, life.body_ms))
-                    });
-                    return done(O::from_cached(v), due.then_some(body));
+                    let life = (refresh.is_some() || policy.observe)
+                        .then(|| t.remaining(full))
+                        .flatten();
+                    let due = refresh
+                        .zip(life.as_ref())
+                        .is_some_and(|(r, life)| r.due(life.until, ttl, life.body_ms));
+                    report.age = life.and_then(|life| age_of(life.until, ttl));
+                    let report = report.answered(Answer::Hit, Some(Source::Local));
+                    return done(O::from_cached(v), due.then_some(body), report);
                 }
                 Found::Bytes(bytes) if tier_is_store && mode != Mode::Refresh => {
                     if let Some(v) = self.open_kept::<O::Value>(t, full, &bytes, salt) {
@@ -571,12 +620,14 @@ impl Cache {
                         let due = refresh
                             .zip(life.as_ref())
                             .is_some_and(|(r, life)| r.due(life.until, ttl, life.body_ms));
+                        report.age = life.as_ref().and_then(|life| age_of(life.until, ttl));
                         if let (Some(typed), Some(left)) = (tier.typed, life) {
                             // Written by the provider API: keep it decoded from now on.
                             let kept = Some(((typed.keep)(&v), salt));
                             t.insert(full, kept, Some(bytes.clone()), bytes.len(), left, since);
                         }
-                        return done(O::from_cached(v), due.then_some(body));
+                        let report = report.answered(Answer::Hit, Some(Source::Local));
+                        return done(O::from_cached(v), due.then_some(body), report);
                     }
                 }
                 Found::Stale { value, bytes, left } if fail_safe.is_some() => {
@@ -612,7 +663,9 @@ impl Cache {
                 bump(&inner.counters.misses);
             }
         } else {
-            match self.read_fenced::<O::Value>(full, deadline, salt).await {
+            let read = self.read_fenced::<O::Value>(full, deadline, salt).await;
+            report.store = Some(started.elapsed());
+            match read {
                 Ok((Read::Fresh { value, bytes, .. }, f)) if mode == Mode::Refresh => {
                     // The entry this refresh replaces, while it is unchanged.
                     fence = f;
@@ -654,7 +707,9 @@ impl Cache {
                     let due = refresh
                         .zip(left)
                         .is_some_and(|(r, left)| r.due(left, ttl, body_ms));
-                    return done(O::from_cached(value), due.then_some(body));
+                    report.age = left.and_then(|left| age_of(left, ttl));
+                    let report = report.answered(Answer::Hit, Some(Source::Store));
+                    return done(O::from_cached(value), due.then_some(body), report);
                 }
                 Ok((Read::Stale { value, bytes, left }, f)) => {
                     fence = f;
@@ -677,6 +732,7 @@ impl Cache {
                 Err(e) => {
                     self.note_failure("read", full, &e);
                     unreadable = true;
+                    report.store_error = true;
                 }
             }
         }
@@ -704,8 +760,18 @@ impl Cache {
             // The store cannot be read and this process holds a stale value:
             // it answers, and the body (whose result could not be stored
             // either) is not run, for the throttle.
+            report.age = age_of(s.left, ttl + stale_for);
+            let source = Some(if s.in_store {
+                Source::Store
+            } else {
+                Source::Local
+            });
             let out = self.fall_back(&fill, s, fs, local, tier, || false).await.0;
-            return done(O::from_cached(out), None);
+            return done(
+                O::from_cached(out),
+                None,
+                report.answered(Answer::Stale, source),
+            );
         }
         if mode == Mode::Refresh && unreadable {
             return Served::Nothing;
@@ -741,7 +807,11 @@ impl Cache {
                 if let (Some(t), Some(_), false) = (local, tier.typed, mode == Mode::Refresh) {
                     if let Found::Value(v) = t.lookup(full, salt, tier.typed) {
                         bump(&inner.counters.coalesced);
-                        return done(O::from_cached(v), None);
+                        return done(
+                            O::from_cached(v),
+                            None,
+                            report.answered(Answer::Coalesced, None),
+                        );
                     }
                 }
                 // Across processes: one leader per key holds the lease in the store.
@@ -752,7 +822,8 @@ impl Cache {
                         Fleet::Filled(value, bytes) => {
                             bump(&inner.counters.coalesced);
                             guard.land(Some(bytes));
-                            return done(O::from_cached(value), None);
+                            let report = report.answered(Answer::Coalesced, None);
+                            return done(O::from_cached(value), None, report);
                         }
                         Fleet::Skip => return Served::Nothing,
                         Fleet::Open => {}
@@ -764,6 +835,7 @@ impl Cache {
                     (Some(_), Some(_)) => CatchUnwind(Box::pin(body)).await,
                     _ => Ok(body.await),
                 };
+                report.body = Some(body_started.elapsed());
                 let failed = ran.as_ref().map_or(true, |out| out.cacheable().is_none());
                 if failed && mode == Mode::Refresh {
                     // The entry stays as it is; the caller is a background task.
@@ -783,12 +855,19 @@ impl Cache {
                             "the cached function panicked; answering with the stale value (fail-safe)"
                         );
                     }
+                    report.age = age_of(s.left, ttl + stale_for);
+                    let source = Some(if s.in_store {
+                        Source::Store
+                    } else {
+                        Source::Local
+                    });
                     let (value, shared) = self
                         .fall_back(&fill, s, fs, local, tier, || guard.is_stale())
                         .await;
                     guard.land(shared);
                     self.release_lease(full, lease).await;
-                    return done(O::from_cached(value), None);
+                    let report = report.answered(Answer::Stale, source);
+                    return done(O::from_cached(value), None, report);
                 }
                 let out = match ran {
                     Ok(out) => out,
@@ -813,6 +892,7 @@ impl Cache {
                     out,
                     error: encode_error,
                     refresh: None,
+                    report,
                 }
             }
             Role::Follower(rx) => {
@@ -821,7 +901,11 @@ impl Cache {
                 if let Some(bytes) = flight::follow(rx).await {
                     if let Ok(v) = codec::open_salted::<O::Value>(&*inner.codec, &bytes, salt) {
                         bump(&inner.counters.coalesced);
-                        return done(O::from_cached(v), None);
+                        return done(
+                            O::from_cached(v),
+                            None,
+                            report.answered(Answer::Coalesced, None),
+                        );
                     }
                 }
                 if mode == Mode::Refresh {
@@ -832,6 +916,7 @@ impl Cache {
                 // run our own body, and store what it gives like a leader would.
                 let body_started = tokio::time::Instant::now();
                 let out = body.await;
+                report.body = Some(body_started.elapsed());
                 let (fill, sealed, encode_error) = seal(&out, body_started.elapsed());
                 let sealed = sealed.filter(|_| !fill.ttl.is_zero());
                 let stale_fill = || inner.flights.epoch() != epoch;
@@ -847,6 +932,7 @@ impl Cache {
                     out,
                     error: encode_error,
                     refresh: None,
+                    report,
                 }
             }
         }

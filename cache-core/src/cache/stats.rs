@@ -67,12 +67,32 @@ impl Stats {
 
 /// One statistic, striped per thread (see `crate::stripe`) so that
 /// threads counting hits at the same time do not fight over one cache line.
+#[doc(hidden)] // for the facade's per-function statistics, not API
 #[derive(Default)]
-pub(super) struct Counter([Padded<AtomicU64>; STRIPES]);
+pub struct Counter([Padded<AtomicU64>; STRIPES]);
 
 impl Counter {
-    pub(super) fn load(&self) -> u64 {
+    /// Zero (for `static`s).
+    pub const fn new() -> Counter {
+        const ZERO: Padded<AtomicU64> = Padded(AtomicU64::new(0));
+        Counter([ZERO; STRIPES])
+    }
+
+    /// The total over every stripe.
+    pub fn load(&self) -> u64 {
         self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Adds one, on this thread's stripe.
+    #[inline]
+    pub fn bump(&self) {
+        bump(self);
+    }
+
+    /// Adds `n`, on this thread's stripe.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0[stripe::index()].0.fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -53,6 +53,17 @@ impl Runtime {
         args: &CacheArgs,
     ) -> TokenStream {
         let spec = self.call_site(&["CacheSpec"]);
+        let observed = self.call_site(&["Observed"]);
+        // For spans: the prefix as written, never an argument's value.
+        let key_prefix = match (&args.common.key_prefix, &args.common.key) {
+            (Some(prefix), _) => prefix.value(),
+            (None, Some(key)) => {
+                let key = key.value();
+                let head = key.split('{').next().unwrap_or_default();
+                head.trim_end_matches(':').to_owned()
+            }
+            (None, None) => function.to_owned(),
+        };
         let once_lock = self.call_site(&["OnceLock"]);
         let (cache, expire, local_ttl) = (
             super::option(args.common.cache.as_ref()),
@@ -75,7 +86,9 @@ impl Runtime {
         quote! {
             static #name: #spec = #spec {
                 function: #function,
+                key_prefix: #key_prefix,
                 cache: #cache,
+                observed: #observed::new(),
                 expire: #expire,
                 version: #version,
                 local: #local,
@@ -115,11 +128,13 @@ impl Runtime {
         before: bool,
     ) -> TokenStream {
         let spec = self.call_site(&["InvalidateSpec"]);
+        let observed = self.call_site(&["Observed"]);
         quote! {
             static #name: #spec = #spec {
                 function: #function,
                 cache: #cache,
                 before: #before,
+                observed: #observed::new(),
             };
         }
     }
