@@ -869,6 +869,17 @@ impl RedisSentinelGroup {
     pub fn command(&self, port: u16, args: &[&[u8]]) -> io::Result<Reply> {
         redis_command(port, args)
     }
+
+    /// The data node on `port` (to [`pause`](RedisServer::pause) it, say).
+    ///
+    /// # Panics
+    /// When no data node of the group listens on `port`.
+    pub fn data_node(&self, port: u16) -> &RedisServer {
+        self.data
+            .iter()
+            .find(|s| s.port() == port)
+            .unwrap_or_else(|| panic!("no data node of the group on port {port}"))
+    }
 }
 
 impl Drop for RedisSentinelGroup {
