@@ -1102,6 +1102,25 @@ mod tests {
         assert_eq!(pttl_to_ttl(1500), Some(Duration::from_millis(1500)));
     }
 
+    /// Without the feature, Sentinel settings are an error that names it, never a silent single server.
+    #[cfg(not(feature = "redis-sentinel"))]
+    #[tokio::test]
+    async fn sentinels_without_the_feature_name_it() {
+        let lookup = |name: &str| match name {
+            "CACHE_REDIS_SENTINELS" => Some("127.0.0.1:26379".to_string()),
+            "CACHE_REDIS_SENTINEL_MASTER" => Some("mymaster".to_string()),
+            _ => None,
+        };
+        let config = RedisConfig::from_vars(&cache_core::env::Vars::new(&lookup)).unwrap();
+        let Err(err) = connect_redis(&config, Timeouts::default()).await else {
+            panic!("the feature is off: connecting must fail");
+        };
+        assert!(
+            matches!(err, Error::BackendNotCompiled { feature: "redis-sentinel", .. }),
+            "{err}"
+        );
+    }
+
     #[test]
     fn bare_addresses_get_a_scheme() {
         assert_eq!(normalize_url("127.0.0.1:7000"), "redis://127.0.0.1:7000");
