@@ -50,9 +50,11 @@ async fn redis_pool_size_opens_and_uses_that_many_connections() {
         ])
         .await;
         // The startup check's own connection closes: then exactly `size` remain.
-        eventually(&format!("{size} connections from the store"), LIMIT, || async {
-            redis_clients(&server).len() == size
-        })
+        eventually(
+            &format!("{size} connections from the store"),
+            LIMIT,
+            || async { redis_clients(&server).len() == size },
+        )
         .await;
         // Round robin: 10 reads per connection leave each with GET as its last command.
         for _ in 0..10 * size {

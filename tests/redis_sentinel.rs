@@ -53,7 +53,10 @@ async fn the_config_path_connects_to_the_master_the_sentinels_name() {
         .await
         .expect("connect through the Sentinels");
     assert_eq!(cache.backend_name(), "redis");
-    cache.set("widget:7", &"spanner".to_string(), None).await.unwrap();
+    cache
+        .set("widget:7", &"spanner".to_string(), None)
+        .await
+        .unwrap();
     assert_eq!(
         cache.get::<String>("widget:7").await.unwrap().as_deref(),
         Some("spanner")
@@ -66,7 +69,9 @@ async fn the_config_path_connects_to_the_master_the_sentinels_name() {
 
     // A name the Sentinels do not monitor: the service starts and fails open, as when they are down.
     let unknown = config_with_master(&group, "no-such-master");
-    let cache = cacheside::backends::connect(&unknown).await.expect("starts anyway");
+    let cache = cacheside::backends::connect(&unknown)
+        .await
+        .expect("starts anyway");
     assert_eq!(
         cache.get_or_set("k", None, || async { 5u8 }).await.unwrap(),
         5
@@ -108,7 +113,10 @@ fn sentinel_variables_are_checked_with_messages_that_say_what_to_write() {
     ])
     .unwrap_err();
     let shown = format!("{err} {err:?}");
-    assert!(shown.contains("CACHE_REDIS_SENTINELS") && shown.contains("host:port"), "{shown}");
+    assert!(
+        shown.contains("CACHE_REDIS_SENTINELS") && shown.contains("host:port"),
+        "{shown}"
+    );
     assert!(!shown.contains("hunter2"), "{shown}");
     let c = cfg(&[
         ("CACHE_REDIS_SENTINELS", "redis://:hunter2@h:26379"),
@@ -170,7 +178,10 @@ async fn a_failover_under_load_gives_no_wrong_answer_and_the_store_follows_the_m
     })
     .await;
     let before = cache.stats();
-    assert!(before.hits > 0, "store hits before the failover: {before:?}");
+    assert!(
+        before.hits > 0,
+        "store hits before the failover: {before:?}"
+    );
 
     let new_master = tokio::task::block_in_place(|| group.failover());
     assert_ne!(new_master, old_master);
@@ -257,7 +268,9 @@ async fn an_invalidation_no_replica_confirmed_is_kept_and_delivered_later() {
         response_timeout: Duration::from_millis(200),
         ..RedisOptions::default()
     };
-    let redis = RedisBackend::connect_sentinel(&target, options).await.unwrap();
+    let redis = RedisBackend::connect_sentinel(&target, options)
+        .await
+        .unwrap();
     let cache = Cache::builder(redis)
         .namespace("w")
         .op_timeout(Duration::from_millis(500))
@@ -269,19 +282,30 @@ async fn an_invalidation_no_replica_confirmed_is_kept_and_delivered_later() {
     // would survive a failover.
     group.data_node(replica).pause();
     let deleted = cache.delete("k").await;
-    assert!(deleted.is_err(), "an unconfirmed invalidation is not done: {deleted:?}");
-    assert!(cache.stats().invalidations_queued >= 1, "{:?}", cache.stats());
+    assert!(
+        deleted.is_err(),
+        "an unconfirmed invalidation is not done: {deleted:?}"
+    );
+    assert!(
+        cache.stats().invalidations_queued >= 1,
+        "{:?}",
+        cache.stats()
+    );
     // Kept: the key reads as absent meanwhile, without asking the store.
     assert_eq!(cache.get::<u32>("k").await.unwrap_or(None), None);
     group.data_node(replica).resume();
-    eventually("the kept invalidation delivered", Duration::from_secs(15), || {
-        let cache = cache.clone();
-        async move {
-            // Any call that reaches the store delivers what is kept.
-            let _ = cache.set("other", &2u32, None).await;
-            cache.stats().invalidations_delivered >= 1
-        }
-    })
+    eventually(
+        "the kept invalidation delivered",
+        Duration::from_secs(15),
+        || {
+            let cache = cache.clone();
+            async move {
+                // Any call that reaches the store delivers what is kept.
+                let _ = cache.set("other", &2u32, None).await;
+                cache.stats().invalidations_delivered >= 1
+            }
+        },
+    )
     .await;
     assert!(raw_get(&group, master, "w:k")
         .as_deref()
@@ -361,12 +385,19 @@ async fn the_backplane_follows_the_master() {
             && seen_b.counts().1 >= 1
     })
     .await;
-    eventually("a message published after the failover arrives", LIMIT, || async {
-        let _ = a.publish(b"after").await;
-        seen_b.has(b"after")
-    })
+    eventually(
+        "a message published after the failover arrives",
+        LIMIT,
+        || async {
+            let _ = a.publish(b"after").await;
+            seen_b.has(b"after")
+        },
+    )
     .await;
-    assert!(format!("{a:?}").contains(&format!("127.0.0.1:{new}")), "{a:?}");
+    assert!(
+        format!("{a:?}").contains(&format!("127.0.0.1:{new}")),
+        "{a:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

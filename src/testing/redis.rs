@@ -673,7 +673,8 @@ pub const SENTINEL_MASTER_NAME: &str = "cacheside";
 /// ```no_run
 /// # #[cfg(feature = "redis-sentinel")]
 /// # async fn demo() -> Result<(), cacheside::Error> {
-/// use cacheside::backends::{RedisBackend, RedisOptions, RedisSentinel};
+/// use cache_backends::RedisSentinel;
+/// use cacheside::backends::{RedisBackend, RedisOptions};
 /// use cacheside::testing::{RedisSentinelGroup, SENTINEL_MASTER_NAME};
 /// let group = RedisSentinelGroup::start();
 /// let target = RedisSentinel::new(&group.sentinel_addrs(), SENTINEL_MASTER_NAME);
@@ -742,15 +743,19 @@ impl RedisSentinelGroup {
             sentinels,
             _dir: dir,
         };
-        group.wait_until(READY_LIMIT, "every Sentinel knows the master, its replica and the other Sentinels", |g| {
-            g.sentinels.iter().all(|s| {
-                let info = g.sentinel_master_info(s.port());
-                info.get("num-slaves").map(String::as_str) == Some("1")
-                    && info.get("num-other-sentinels").map(String::as_str) == Some("2")
-                    && info.get("flags").map(String::as_str) == Some("master")
-            }) && g.role(g.data[1].port()).as_deref() == Some("slave")
-                && g.replica_link_up(g.data[1].port())
-        });
+        group.wait_until(
+            READY_LIMIT,
+            "every Sentinel knows the master, its replica and the other Sentinels",
+            |g| {
+                g.sentinels.iter().all(|s| {
+                    let info = g.sentinel_master_info(s.port());
+                    info.get("num-slaves").map(String::as_str) == Some("1")
+                        && info.get("num-other-sentinels").map(String::as_str) == Some("2")
+                        && info.get("flags").map(String::as_str) == Some("master")
+                }) && g.role(g.data[1].port()).as_deref() == Some("slave")
+                    && g.replica_link_up(g.data[1].port())
+            },
+        );
         group
     }
 
@@ -770,7 +775,10 @@ impl RedisSentinelGroup {
 
     /// `SENTINEL MASTER <name>` of the Sentinel on `port`, as field → value (empty when it does not answer).
     fn sentinel_master_info(&self, port: u16) -> std::collections::HashMap<String, String> {
-        let reply = redis_command(port, &[b"SENTINEL", b"MASTER", SENTINEL_MASTER_NAME.as_bytes()]);
+        let reply = redis_command(
+            port,
+            &[b"SENTINEL", b"MASTER", SENTINEL_MASTER_NAME.as_bytes()],
+        );
         let mut out = std::collections::HashMap::new();
         if let Ok(Reply::Array(Some(items))) = reply {
             for pair in items.chunks(2) {
@@ -803,7 +811,11 @@ impl RedisSentinelGroup {
     fn named_master(&self, sentinel: u16) -> Option<u16> {
         let reply = redis_command(
             sentinel,
-            &[b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER_NAME.as_bytes()],
+            &[
+                b"SENTINEL",
+                b"GET-MASTER-ADDR-BY-NAME",
+                SENTINEL_MASTER_NAME.as_bytes(),
+            ],
         );
         match reply {
             Ok(Reply::Array(Some(items))) => items.get(1)?.as_text()?.parse().ok(),
@@ -834,12 +846,17 @@ impl RedisSentinelGroup {
         // A Sentinel refuses while a previous failover's timeout runs: retried within the limit.
         self.wait_until(READY_LIMIT, "SENTINEL FAILOVER accepted", |g| {
             matches!(
-                redis_command(g.sentinels[0].port(), &[b"SENTINEL", b"FAILOVER", SENTINEL_MASTER_NAME.as_bytes()]),
+                redis_command(
+                    g.sentinels[0].port(),
+                    &[b"SENTINEL", b"FAILOVER", SENTINEL_MASTER_NAME.as_bytes()]
+                ),
                 Ok(Reply::Status(_))
             )
         });
         self.wait_until(READY_LIMIT, "the failover completing", |g| {
-            g.sentinels.iter().all(|s| g.named_master(s.port()) == Some(new))
+            g.sentinels
+                .iter()
+                .all(|s| g.named_master(s.port()) == Some(new))
                 && g.role(new).as_deref() == Some("master")
                 && g.role(old).as_deref() == Some("slave")
                 && g.replica_link_up(old)

@@ -238,11 +238,9 @@ impl Followed {
     /// `ROLE` over the publishing connection: an error when the master was
     /// lost (or is no longer one) since the subscription began.
     async fn still_master(&self, timeout: Duration) -> Result<(), String> {
-        let role = self
-            .master
-            .run("ping", timeout, |mut conn| async move {
-                cmd("ROLE").query_async::<::redis::Role>(&mut conn).await
-            });
+        let role = self.master.run("ping", timeout, |mut conn| async move {
+            cmd("ROLE").query_async::<::redis::Role>(&mut conn).await
+        });
         match tokio::time::timeout(timeout, role).await {
             Ok(Ok(::redis::Role::Primary { .. })) => {}
             Ok(Ok(_)) => self
@@ -252,7 +250,10 @@ impl Followed {
         }
         match self.master.epoch() {
             Some(e) if e == self.epoch => Ok(()),
-            _ => Err("the Redis master changed (or was lost): subscribing to the one the Sentinels name".into()),
+            _ => Err(
+                "the Redis master changed (or was lost): subscribing to the one the Sentinels name"
+                    .into(),
+            ),
         }
     }
 }
@@ -419,7 +420,11 @@ async fn target(shared: &Shared, at: usize) -> Result<(Client, String, Check), E
 fn described(shared: &Shared) -> String {
     #[cfg(feature = "redis-sentinel")]
     if let Some(master) = &shared.sentinel {
-        return format!("master {:?} via the Sentinels {}", master.service(), master.shown);
+        return format!(
+            "master {:?} via the Sentinels {}",
+            master.service(),
+            master.shown
+        );
     }
     let nodes: Vec<&str> = shared.nodes.iter().map(|n| n.shown.as_str()).collect();
     nodes.join(",")

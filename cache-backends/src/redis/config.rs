@@ -205,7 +205,10 @@ mod tests {
     #[test]
     fn sentinels_need_a_master_name_and_well_formed_addresses() {
         let c = with(&[
-            (SENTINELS_VAR, "10.0.0.1:26379, redis://:s3cret@10.0.0.2:26379"),
+            (
+                SENTINELS_VAR,
+                "10.0.0.1:26379, redis://:s3cret@10.0.0.2:26379",
+            ),
             (SENTINEL_MASTER_VAR, "mymaster"),
             ("CACHE_REDIS_SENTINEL_PASSWORD", "hunter2"),
         ])
@@ -213,15 +216,33 @@ mod tests {
         assert_eq!(c.sentinels.len(), 2);
         assert_eq!(c.sentinel_master.as_deref(), Some("mymaster"));
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("hunter2"), "{shown}");
-        let err = with(&[(SENTINELS_VAR, "10.0.0.1:26379")]).unwrap_err().to_string();
-        assert!(err.contains(SENTINEL_MASTER_VAR) && err.contains("mymaster"), "{err}");
-        let err = with(&[(SENTINEL_MASTER_VAR, "mymaster")]).unwrap_err().to_string();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let err = with(&[(SENTINELS_VAR, "10.0.0.1:26379")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(SENTINEL_MASTER_VAR) && err.contains("mymaster"),
+            "{err}"
+        );
+        let err = with(&[(SENTINEL_MASTER_VAR, "mymaster")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(SENTINELS_VAR), "{err}");
-        for bad in ["http://10.0.0.1:26379", "10.0.0.1:notaport", "redis://h:26379/2", "redis://:s3cret@h:x"] {
+        for bad in [
+            "http://10.0.0.1:26379",
+            "10.0.0.1:notaport",
+            "redis://h:26379/2",
+            "redis://:s3cret@h:x",
+        ] {
             let err = with(&[(SENTINELS_VAR, bad), (SENTINEL_MASTER_VAR, "m")]).unwrap_err();
             let shown = format!("{err} {err:?}");
-            assert!(shown.contains(SENTINELS_VAR) && shown.contains("host:port"), "{shown}");
+            assert!(
+                shown.contains(SENTINELS_VAR) && shown.contains("host:port"),
+                "{shown}"
+            );
             assert!(!shown.contains("s3cret"), "{shown}");
         }
     }

@@ -40,12 +40,12 @@ mod glob;
 mod sentinel;
 mod startup;
 pub use backplane::RedisBackplane;
-#[cfg(feature = "redis-sentinel")]
-pub use sentinel::RedisSentinel;
 #[cfg(feature = "redis-cluster")]
 pub use cluster::RedisClusterBackend;
 pub use config::RedisConfig;
 pub use glob::redis_glob;
+#[cfg(feature = "redis-sentinel")]
+pub use sentinel::RedisSentinel;
 use startup::{is_unreachable, probe, redis_error, Probe};
 
 /// Keys asked for per `SCAN` step.
@@ -104,6 +104,8 @@ pub struct RedisOptions {
     /// multiplexed connection already pipelines every task's commands; a
     /// second may pay off when one connection's socket is the bottleneck. Each is a
     /// `ConnectionManager` of its own, reconnecting on its own.
+    /// Behind Sentinel ([`RedisBackend::connect_sentinel`]) they are
+    /// connections to the master, all replaced together when it changes.
     /// `RedisClusterBackend` ignores it: its client keeps one multiplexed
     /// connection per node.
     pub pool_size: usize,
@@ -893,9 +895,9 @@ redis_backend_impl!(RedisBackend, {
     }
 });
 
-/// Connects the server `config.redis_url` names (what `CACHE_BACKEND=redis` uses).
-///
-/// Connects the server `config.url` names (what `CACHE_BACKEND=redis` uses).
+/// Connects the server `config.url` names (what `CACHE_BACKEND=redis` uses),
+/// or, with `CACHE_REDIS_SENTINELS` set, the master the Sentinels name
+/// (feature `redis-sentinel`; without it, an error naming the feature).
 ///
 /// A refusal of the configuration (password, database, URL) is an error at
 /// once; a server that does not answer within the connect timeout does not
@@ -1116,7 +1118,13 @@ mod tests {
             panic!("the feature is off: connecting must fail");
         };
         assert!(
-            matches!(err, Error::BackendNotCompiled { feature: "redis-sentinel", .. }),
+            matches!(
+                err,
+                Error::BackendNotCompiled {
+                    feature: "redis-sentinel",
+                    ..
+                }
+            ),
             "{err}"
         );
     }

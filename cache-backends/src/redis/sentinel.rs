@@ -211,10 +211,15 @@ fn invalidates(op: &str) -> bool {
     matches!(op, "invalidate" | "delete" | "delete_pattern" | "clear")
 }
 
-/// True when `e` says the connection, or the node's role, is no longer what it was.
+/// True when `e` says the connection, or the node's role, is no longer what
+/// it was: `READONLY` (a replica now), `MASTERDOWN` (a replica without its
+/// master), `LOADING` (restarted), `NOREPLICAS` (a master that lost its
+/// replicas under `min-replicas-to-write`, as before a failover), or no connection.
 fn is_lost(e: &RedisError) -> bool {
-    e.code() == Some("READONLY")
-        || e.is_io_error()
+    matches!(
+        e.code(),
+        Some("READONLY" | "MASTERDOWN" | "LOADING" | "NOREPLICAS")
+    ) || e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
@@ -252,11 +257,7 @@ impl SentinelMaster {
         let node = connection_info("CACHE_REDIS_URL", &target.node_url)?;
         let node = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(node.redis_settings().clone())
-            .set_tcp_settings(
-                node.tcp_settings()
-                    .clone()
-                    .set_nodelay(options.tcp_nodelay),
-            );
+            .set_tcp_settings(node.tcp_settings().clone().set_nodelay(options.tcp_nodelay));
         let lookup = Sentinel::build(infos).map_err(|e| redis_error(super::NAME, "connect", e))?;
         let conn_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
@@ -321,7 +322,11 @@ impl SentinelMaster {
         }
         loop {
             if looked_up.changed().await.is_err() {
-                return Err(Error::backend(super::NAME, "connect", "the Sentinel lookup stopped"));
+                return Err(Error::backend(
+                    super::NAME,
+                    "connect",
+                    "the Sentinel lookup stopped",
+                ));
             }
             let state = self.state();
             if let Some(m) = &state.current {
@@ -336,7 +341,10 @@ impl SentinelMaster {
     fn no_master(&self, state: &State, retry_at: Option<Instant>) -> Error {
         let why = state.last_error.as_deref().unwrap_or("not looked up yet");
         let when = retry_at.map_or(String::new(), |at| {
-            format!("; asking again in {:?}", at.saturating_duration_since(Instant::now()))
+            format!(
+                "; asking again in {:?}",
+                at.saturating_duration_since(Instant::now())
+            )
         });
         Error::backend(
             super::NAME,
