@@ -47,12 +47,28 @@ fn raw_get(group: &RedisSentinelGroup, port: u16, key: &str) -> Option<Vec<u8>> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_config_path_connects_to_the_master_the_sentinels_name() {
     let group = RedisSentinelGroup::start();
-    let config = config(&group, &[("CACHE_NAMESPACE", "cfg")]).unwrap();
+    // No local tier, hence no backplane: the master's other clients are the store's.
+    let config = config(
+        &group,
+        &[
+            ("CACHE_NAMESPACE", "cfg"),
+            ("CACHE_REDIS_POOL_SIZE", "2"),
+            ("CACHE_LOCAL_MAX_ENTRIES", "0"),
+        ],
+    )
+    .unwrap();
     assert_eq!(config.backend, BackendKind::Redis);
     let cache = cacheside::backends::connect(&config)
         .await
         .expect("connect through the Sentinels");
     assert_eq!(cache.backend_name(), "redis");
+    // CACHE_REDIS_POOL_SIZE connections to the master (the lookup's own ROLE check closes).
+    eventually(
+        "2 store connections on the master",
+        Duration::from_secs(10),
+        || async { store_clients(&group, group.master_port()) == 2 },
+    )
+    .await;
     cache
         .set("widget:7", &"spanner".to_string(), None)
         .await
@@ -77,6 +93,22 @@ async fn the_config_path_connects_to_the_master_the_sentinels_name() {
         5
     );
     assert!(cache.stats().errors >= 1, "{:?}", cache.stats());
+}
+
+/// Clients of the data node on `port` that are neither Sentinels, replicas, nor the asker.
+fn store_clients(group: &RedisSentinelGroup, port: u16) -> usize {
+    let list = group
+        .command(port, &[b"CLIENT", b"LIST"])
+        .unwrap()
+        .as_text()
+        .unwrap_or_default();
+    list.lines()
+        .filter(|l| {
+            !l.contains("name=sentinel-")
+                && !l.contains("flags=S")
+                && !l.contains("cmd=client|list")
+        })
+        .count()
 }
 
 fn config_with_master(group: &RedisSentinelGroup, master: &str) -> Config {
