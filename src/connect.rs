@@ -93,6 +93,19 @@ pub fn backplane_channel(namespace: &str) -> String {
 
 #[allow(unused_variables)] // without Redis compiled in
 fn backplane(config: &Config, store: &str) -> Result<Option<Box<dyn Backplane>>, Error> {
+    // Behind Sentinel the store's backplane follows the master the Sentinels name.
+    #[cfg(feature = "redis-sentinel")]
+    if matches!(config.backplane, BackplaneSetting::Store) && store == "redis" {
+        if let Some(target) = cache_backends::RedisSentinel::from_config(&config.redis) {
+            let backplane = cache_backends::RedisBackplane::with_sentinel(
+                &target,
+                &backplane_channel(&config.namespace),
+                config.op_timeout,
+                &cache_backends::RedisOptions::with_timeouts(config.timeouts()),
+            )?;
+            return Ok(Some(Box::new(backplane)));
+        }
+    }
     let nodes: Vec<String> = match &config.backplane {
         BackplaneSetting::None => return Ok(None),
         BackplaneSetting::Redis(url) => vec![url.clone()],

@@ -36,7 +36,9 @@ pub use cache_core::testing::{Fault, Faulty, MapStore, Op};
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
-pub use redis::{redis_command, RedisCluster, RedisServer, Reply};
+pub use redis::{
+    redis_command, RedisCluster, RedisSentinelGroup, RedisServer, Reply, SENTINEL_MASTER_NAME,
+};
 #[cfg(feature = "memcached")]
 mod memcached;
 #[cfg(feature = "memcached")]

@@ -1,4 +1,5 @@
-//! Real `redis-server` processes for tests: one server ([`RedisServer`]) or a cluster ([`RedisCluster`]).
+//! Real `redis-server` processes for tests: one server ([`RedisServer`]), a
+//! cluster ([`RedisCluster`]), or a master, a replica and three Sentinels ([`RedisSentinelGroup`]).
 //!
 //! Over 600 lines: starting one server and starting a cluster share the
 //! process, port and readiness code here; splitting them would split that.
@@ -654,5 +655,254 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         // Stop the servers before their directory goes away.
         self.nodes.clear();
+    }
+}
+
+/// The service name [`RedisSentinelGroup`] monitors its master under.
+pub const SENTINEL_MASTER_NAME: &str = "cacheside";
+
+/// A Redis master, one replica and three Sentinels (quorum 2) on free
+/// loopback ports, stopped (and their files removed) on drop.
+///
+/// The Sentinels run as `redis-server <conf> --sentinel`, each with its
+/// config in a temporary directory, `down-after-milliseconds` 1000 and
+/// `failover-timeout` 2000. [`start`](RedisSentinelGroup::start) returns
+/// once every Sentinel names the master and knows the replica and the other
+/// two Sentinels, so that a failover can run at once.
+///
+/// ```no_run
+/// # #[cfg(feature = "redis-sentinel")]
+/// # async fn demo() -> Result<(), cacheside::Error> {
+/// use cache_backends::RedisSentinel;
+/// use cacheside::backends::{RedisBackend, RedisOptions};
+/// use cacheside::testing::{RedisSentinelGroup, SENTINEL_MASTER_NAME};
+/// let group = RedisSentinelGroup::start();
+/// let target = RedisSentinel::new(&group.sentinel_addrs(), SENTINEL_MASTER_NAME);
+/// let redis = RedisBackend::connect_sentinel(&target, RedisOptions::default()).await?;
+/// let new_master = group.failover();
+/// # let _ = (redis, new_master); Ok(()) }
+/// # fn main() {}
+/// ```
+#[derive(Debug)]
+pub struct RedisSentinelGroup {
+    data: Vec<RedisServer>,
+    sentinels: Vec<ServerProcess>,
+    _dir: TempDir,
+}
+
+impl RedisSentinelGroup {
+    /// Starts the master, the replica and the Sentinels, and waits (bounded) until they know each other.
+    ///
+    /// # Panics
+    /// When `redis-server` is missing or the group is not ready within 30 s.
+    pub fn start() -> RedisSentinelGroup {
+        let program = require_binary("redis-server", "redis-server");
+        let dir = TempDir::new("cacheside-redis-sentinel");
+        // Replication moves RDB files: they go to the temporary directory, not the working one.
+        let data_dir = dir.0.to_string_lossy().into_owned();
+        let master =
+            RedisServer::start_with_args(&["--dir", &data_dir, "--dbfilename", "first.rdb"]);
+        wait_for_pong(master.port(), "redis-server (master)");
+        let replica = RedisServer::start_with_args(&[
+            "--dir",
+            &data_dir,
+            "--dbfilename",
+            "second.rdb",
+            "--replicaof",
+            "127.0.0.1",
+            &master.port().to_string(),
+        ]);
+        wait_for_pong(replica.port(), "redis-server (replica)");
+        let mut sentinels = Vec::with_capacity(3);
+        for i in 0..3 {
+            let port = free_port();
+            let conf = dir.0.join(format!("sentinel-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {name} 127.0.0.1 {master} 2\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
+                     sentinel failover-timeout {name} 2000\n\
+                     sentinel parallel-syncs {name} 1\n",
+                    dir = dir.0.display(),
+                    name = SENTINEL_MASTER_NAME,
+                    master = master.port(),
+                ),
+            )
+            .expect("write a sentinel config");
+            sentinels.push(ServerProcess::spawn(
+                "redis-server --sentinel",
+                program.clone(),
+                vec![conf.to_string_lossy().into_owned(), "--sentinel".into()],
+                port,
+            ));
+        }
+        let group = RedisSentinelGroup {
+            data: vec![master, replica],
+            sentinels,
+            _dir: dir,
+        };
+        group.wait_until(
+            READY_LIMIT,
+            "every Sentinel knows the master, its replica and the other Sentinels",
+            |g| {
+                g.sentinels.iter().all(|s| {
+                    let info = g.sentinel_master_info(s.port());
+                    info.get("num-slaves").map(String::as_str) == Some("1")
+                        && info.get("num-other-sentinels").map(String::as_str) == Some("2")
+                        && info.get("flags").map(String::as_str) == Some("master")
+                }) && g.role(g.data[1].port()).as_deref() == Some("slave")
+                    && g.replica_link_up(g.data[1].port())
+            },
+        );
+        group
+    }
+
+    /// Polls `ready` every 50 ms until it holds; panics naming `what` after `limit`.
+    fn wait_until(&self, limit: Duration, what: &str, ready: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !ready(self) {
+            assert!(
+                Instant::now() < deadline,
+                "Sentinel group: {what} did not happen within {limit:?}; sentinels {:?}, data nodes {:?}",
+                self.sentinel_ports(),
+                self.data_ports()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `SENTINEL MASTER <name>` of the Sentinel on `port`, as field → value (empty when it does not answer).
+    fn sentinel_master_info(&self, port: u16) -> std::collections::HashMap<String, String> {
+        let reply = redis_command(
+            port,
+            &[b"SENTINEL", b"MASTER", SENTINEL_MASTER_NAME.as_bytes()],
+        );
+        let mut out = std::collections::HashMap::new();
+        if let Ok(Reply::Array(Some(items))) = reply {
+            for pair in items.chunks(2) {
+                if let [k, v] = pair {
+                    if let (Some(k), Some(v)) = (k.as_text(), v.as_text()) {
+                        out.insert(k, v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The first field of `ROLE` on the data node on `port` (`master`, `slave`), if it answers.
+    pub fn role(&self, port: u16) -> Option<String> {
+        match redis_command(port, &[b"ROLE"]) {
+            Ok(Reply::Array(Some(items))) => items.first().and_then(Reply::as_text),
+            _ => None,
+        }
+    }
+
+    fn replica_link_up(&self, port: u16) -> bool {
+        redis_command(port, &[b"INFO", b"replication"])
+            .ok()
+            .and_then(|r| r.as_text())
+            .is_some_and(|info| info.contains("master_link_status:up"))
+    }
+
+    /// The port of the data node the Sentinel on `sentinel` names as master.
+    fn named_master(&self, sentinel: u16) -> Option<u16> {
+        let reply = redis_command(
+            sentinel,
+            &[
+                b"SENTINEL",
+                b"GET-MASTER-ADDR-BY-NAME",
+                SENTINEL_MASTER_NAME.as_bytes(),
+            ],
+        );
+        match reply {
+            Ok(Reply::Array(Some(items))) => items.get(1)?.as_text()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The port of the current master, as the first Sentinel names it.
+    pub fn master_port(&self) -> u16 {
+        self.named_master(self.sentinels[0].port())
+            .expect("the first Sentinel names a master")
+    }
+
+    /// `SENTINEL FAILOVER <name>` on the first Sentinel; returns the new
+    /// master's port once every Sentinel names it, it says `ROLE` master and
+    /// the old master has been turned into its replica with the link up
+    /// (Sentinel disconnects the old master's clients when it does so).
+    ///
+    /// # Panics
+    /// When that has not all happened within 30 s.
+    pub fn failover(&self) -> u16 {
+        let old = self.master_port();
+        let new = self
+            .data_ports()
+            .into_iter()
+            .find(|p| *p != old)
+            .expect("two data nodes");
+        // A Sentinel refuses while a previous failover's timeout runs: retried within the limit.
+        self.wait_until(READY_LIMIT, "SENTINEL FAILOVER accepted", |g| {
+            matches!(
+                redis_command(
+                    g.sentinels[0].port(),
+                    &[b"SENTINEL", b"FAILOVER", SENTINEL_MASTER_NAME.as_bytes()]
+                ),
+                Ok(Reply::Status(_))
+            )
+        });
+        self.wait_until(READY_LIMIT, "the failover completing", |g| {
+            g.sentinels
+                .iter()
+                .all(|s| g.named_master(s.port()) == Some(new))
+                && g.role(new).as_deref() == Some("master")
+                && g.role(old).as_deref() == Some("slave")
+                && g.replica_link_up(old)
+        });
+        new
+    }
+
+    /// `host:port` of each Sentinel, as `CACHE_REDIS_SENTINELS` takes them (comma-joined).
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        self.sentinel_ports()
+            .into_iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The Sentinels' ports.
+    pub fn sentinel_ports(&self) -> Vec<u16> {
+        self.sentinels.iter().map(ServerProcess::port).collect()
+    }
+
+    /// The ports of the two data nodes (the first started as master).
+    pub fn data_ports(&self) -> Vec<u16> {
+        self.data.iter().map(RedisServer::port).collect()
+    }
+
+    /// Sends one raw command to the data node on `port` (see [`redis_command`]).
+    pub fn command(&self, port: u16, args: &[&[u8]]) -> io::Result<Reply> {
+        redis_command(port, args)
+    }
+
+    /// The data node on `port` (to [`pause`](RedisServer::pause) it, say).
+    ///
+    /// # Panics
+    /// When no data node of the group listens on `port`.
+    pub fn data_node(&self, port: u16) -> &RedisServer {
+        self.data
+            .iter()
+            .find(|s| s.port() == port)
+            .unwrap_or_else(|| panic!("no data node of the group on port {port}"))
+    }
+}
+
+impl Drop for RedisSentinelGroup {
+    fn drop(&mut self) {
+        // Stop the processes before their directory goes away.
+        self.sentinels.clear();
+        self.data.clear();
     }
 }

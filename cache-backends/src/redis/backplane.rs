@@ -14,6 +14,15 @@
 //! On a Redis Cluster a classic `PUBLISH` reaches the subscribers of every
 //! node, so the backplane talks to one node at a time and moves to the next
 //! of the list it was given when that one fails.
+//!
+//! Behind Redis Sentinel ([`RedisBackplane::with_sentinel`]) it follows the
+//! master: it publishes there (a `PUBLISH` on a replica would reach only that
+//! replica's subscribers), subscribes there, and with each `PING` of the
+//! subscription asks `ROLE` over the publishing connection; when that
+//! connection is lost (Sentinel disconnects the clients of a master it
+//! demotes) or the node is no longer a master, the Sentinels are asked again
+//! and the subscription moves, reported as a loss: every local tier is
+//! flushed, so nothing it held from before the failover is served unchecked.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -58,6 +67,9 @@ pub struct RedisBackplane {
 /// What `publish` and the subscription task both use.
 struct Shared {
     nodes: Vec<Node>,
+    /// Behind Sentinel: the master they name (and `nodes` is empty).
+    #[cfg(feature = "redis-sentinel")]
+    sentinel: Option<Arc<super::sentinel::SentinelMaster>>,
     /// The node `publish` tries first: the last one that answered.
     current: AtomicUsize,
     channel: String,
@@ -76,9 +88,14 @@ struct Node {
 impl std::fmt::Debug for RedisBackplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let nodes: Vec<&str> = self.shared.nodes.iter().map(|n| n.shown.as_str()).collect();
-        f.debug_struct("RedisBackplane")
-            .field("nodes", &nodes)
-            .field("channel", &self.shared.channel)
+        let mut d = f.debug_struct("RedisBackplane");
+        d.field("nodes", &nodes);
+        #[cfg(feature = "redis-sentinel")]
+        if let Some(master) = &self.shared.sentinel {
+            d.field("sentinels", &master.shown)
+                .field("master", &master.current_addr());
+        }
+        d.field("channel", &self.shared.channel)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +172,8 @@ impl RedisBackplane {
         Ok(RedisBackplane {
             shared: Arc::new(Shared {
                 nodes: built,
+                #[cfg(feature = "redis-sentinel")]
+                sentinel: None,
                 current: AtomicUsize::new(0),
                 channel: channel.to_owned(),
                 timeout,
@@ -162,6 +181,80 @@ impl RedisBackplane {
             }),
             stop,
         })
+    }
+}
+
+#[cfg(feature = "redis-sentinel")]
+impl RedisBackplane {
+    /// A backplane on `channel` of the master the Sentinels of `target`
+    /// name, following it across failovers (feature `redis-sentinel`; see
+    /// the module docs). Connects on first use; only a malformed target is
+    /// an error here. Call it from within a tokio runtime.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_backends::{RedisBackplane, RedisOptions, RedisSentinel};
+    /// # fn main() -> Result<(), cache_core::Error> {
+    /// let target = RedisSentinel::new(&["10.0.0.1:26379", "10.0.0.2:26379"], "mymaster");
+    /// let backplane = RedisBackplane::with_sentinel(&target, "cacheside", Duration::from_millis(250), &RedisOptions::default())?;
+    /// # let _ = backplane; Ok(()) }
+    /// ```
+    pub fn with_sentinel(
+        target: &super::RedisSentinel,
+        channel: &str,
+        timeout: Duration,
+        options: &RedisOptions,
+    ) -> Result<Self, Error> {
+        let options = RedisOptions {
+            response_timeout: timeout,
+            ..options.clone()
+        };
+        let master = super::sentinel::SentinelMaster::new(target, &options, 1)?;
+        let (stop, _) = watch::channel(());
+        Ok(RedisBackplane {
+            shared: Arc::new(Shared {
+                nodes: Vec::new(),
+                sentinel: Some(master),
+                current: AtomicUsize::new(0),
+                channel: channel.to_owned(),
+                timeout,
+                connect_timeout: options.connect_timeout,
+            }),
+            stop,
+        })
+    }
+}
+
+/// Behind Sentinel: where the subscription task subscribes next, and the
+/// check it runs with each `PING`.
+#[cfg(feature = "redis-sentinel")]
+struct Followed {
+    master: Arc<super::sentinel::SentinelMaster>,
+    epoch: u64,
+}
+
+#[cfg(feature = "redis-sentinel")]
+impl Followed {
+    /// `ROLE` over the publishing connection: an error when the master was
+    /// lost (or is no longer one) since the subscription began.
+    async fn still_master(&self, timeout: Duration) -> Result<(), String> {
+        let role = self.master.run("ping", timeout, |mut conn| async move {
+            cmd("ROLE").query_async::<::redis::Role>(&mut conn).await
+        });
+        match tokio::time::timeout(timeout, role).await {
+            Ok(Ok(::redis::Role::Primary { .. })) => {}
+            Ok(Ok(_)) => self
+                .master
+                .lost(self.epoch, &"ROLE: the node is no longer a master"),
+            Ok(Err(_)) | Err(_) => {}
+        }
+        match self.master.epoch() {
+            Some(e) if e == self.epoch => Ok(()),
+            _ => Err(
+                "the Redis master changed (or was lost): subscribing to the one the Sentinels name"
+                    .into(),
+            ),
+        }
     }
 }
 
@@ -175,6 +268,19 @@ impl Backplane for RedisBackplane {
     /// the others in turn, all within the timeout.
     async fn publish(&self, payload: &[u8]) -> Result<(), Error> {
         let shared = &self.shared;
+        #[cfg(feature = "redis-sentinel")]
+        if let Some(master) = &shared.sentinel {
+            let sent = master.run("publish", shared.timeout, |mut conn| async move {
+                cmd("PUBLISH")
+                    .arg(&shared.channel)
+                    .arg(payload)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            });
+            return crate::within(NAME, "publish", shared.timeout, sent)
+                .await?
+                .map(|_| ());
+        }
         let attempts = async {
             let first = shared.current.load(Ordering::Relaxed);
             let mut last = None;
@@ -241,10 +347,9 @@ async fn subscription(
     let mut at = 0;
     let mut backoff = MIN_BACKOFF;
     loop {
-        let node = &shared.nodes[at];
         let attempt = async {
-            let mut pubsub = node
-                .client
+            let (client, shown, followed) = target(&shared, at).await?;
+            let mut pubsub = client
                 .get_async_pubsub()
                 .await
                 .map_err(|e| redis_error(NAME, "subscribe", e))?;
@@ -252,7 +357,7 @@ async fn subscription(
                 .subscribe(&shared.channel)
                 .await
                 .map_err(|e| redis_error(NAME, "subscribe", e))?;
-            Ok::<_, Error>(pubsub)
+            Ok::<_, Error>((pubsub, shown, followed))
         };
         let attempt = crate::within(NAME, "subscribe", shared.connect_timeout, attempt);
         let outcome = tokio::select! {
@@ -260,27 +365,27 @@ async fn subscription(
             _ = stop.changed() => return,
         };
         match outcome {
-            Ok(pubsub) => {
+            Ok((pubsub, shown, followed)) => {
                 backoff = MIN_BACKOFF;
-                tracing::debug!(node = %node.shown, channel = %shared.channel, "backplane subscribed");
+                tracing::debug!(node = %shown, channel = %shared.channel, "backplane subscribed");
                 events.connected();
-                match deliver(pubsub, &*events, &mut stop, shared.timeout).await {
+                match deliver(pubsub, &*events, &mut stop, shared.timeout, followed).await {
                     Ended::Stopped => return,
                     Ended::Lost(why) => {
                         events.disconnected();
                         if let Some(suppressed) = lost.should_log() {
-                            tracing::warn!(node = %node.shown, channel = %shared.channel, error = %why, suppressed, "backplane subscription lost; local tiers are flushed and the subscription is retried with backoff");
+                            tracing::warn!(node = %shown, channel = %shared.channel, error = %why, suppressed, "backplane subscription lost; local tiers are flushed and the subscription is retried with backoff");
                         }
                     }
                 }
             }
             Err(e) => {
                 if let Some(suppressed) = failing.should_log() {
-                    tracing::warn!(node = %node.shown, channel = %shared.channel, error = %e, suppressed, "backplane could not subscribe; retrying with backoff");
+                    tracing::warn!(nodes = ?described(&shared), channel = %shared.channel, error = %e, suppressed, "backplane could not subscribe; retrying with backoff");
                 }
             }
         }
-        at = (at + 1) % shared.nodes.len();
+        at = (at + 1) % shared.nodes.len().max(1);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
@@ -289,12 +394,49 @@ async fn subscription(
     }
 }
 
+/// What the subscription task checks with each `PING`, behind Sentinel.
+#[cfg(feature = "redis-sentinel")]
+type Check = Option<Followed>;
+/// Nothing to check without Sentinel.
+#[cfg(not(feature = "redis-sentinel"))]
+type Check = Option<std::convert::Infallible>;
+
+/// The node the subscription task tries now: `nodes[at]`, or the master the Sentinels name.
+async fn target(shared: &Shared, at: usize) -> Result<(Client, String, Check), Error> {
+    #[cfg(feature = "redis-sentinel")]
+    if let Some(master) = &shared.sentinel {
+        let found = master.master().await?;
+        let followed = Followed {
+            master: master.clone(),
+            epoch: found.epoch,
+        };
+        return Ok((found.client.clone(), found.addr.clone(), Some(followed)));
+    }
+    let node = &shared.nodes[at];
+    Ok((node.client.clone(), node.shown.clone(), None))
+}
+
+/// The nodes (or Sentinels) of the backplane, for a log line.
+fn described(shared: &Shared) -> String {
+    #[cfg(feature = "redis-sentinel")]
+    if let Some(master) = &shared.sentinel {
+        return format!(
+            "master {:?} via the Sentinels {}",
+            master.service(),
+            master.shown
+        );
+    }
+    let nodes: Vec<&str> = shared.nodes.iter().map(|n| n.shown.as_str()).collect();
+    nodes.join(",")
+}
+
 /// Delivers the messages of one subscription until it is lost or the backplane stops.
 async fn deliver(
     pubsub: ::redis::aio::PubSub,
     events: &dyn BackplaneEvents,
     stop: &mut watch::Receiver<()>,
     ping_timeout: Duration,
+    check: Check,
 ) -> Ended {
     let (mut sink, mut stream) = pubsub.split();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
@@ -307,7 +449,16 @@ async fn deliver(
             },
             _ = ping.tick() => {
                 match tokio::time::timeout(ping_timeout, sink.ping::<Value>()).await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => {
+                        #[cfg(feature = "redis-sentinel")]
+                        if let Some(followed) = &check {
+                            if let Err(why) = followed.still_master(ping_timeout).await {
+                                return Ended::Lost(why);
+                            }
+                        }
+                        #[cfg(not(feature = "redis-sentinel"))]
+                        let _ = &check;
+                    }
                     Ok(Err(e)) => return Ended::Lost(redis_error(NAME, "ping", e).to_string()),
                     Err(_) => {
                         return Ended::Lost(format!("no answer to PING within {ping_timeout:?}"));

@@ -36,12 +36,16 @@ mod backplane;
 mod cluster;
 mod config;
 mod glob;
+#[cfg(feature = "redis-sentinel")]
+mod sentinel;
 mod startup;
 pub use backplane::RedisBackplane;
 #[cfg(feature = "redis-cluster")]
 pub use cluster::RedisClusterBackend;
 pub use config::RedisConfig;
 pub use glob::redis_glob;
+#[cfg(feature = "redis-sentinel")]
+pub use sentinel::RedisSentinel;
 use startup::{is_unreachable, probe, redis_error, Probe};
 
 /// Keys asked for per `SCAN` step.
@@ -100,6 +104,8 @@ pub struct RedisOptions {
     /// multiplexed connection already pipelines every task's commands; a
     /// second may pay off when one connection's socket is the bottleneck. Each is a
     /// `ConnectionManager` of its own, reconnecting on its own.
+    /// Behind Sentinel ([`RedisBackend::connect_sentinel`]) they are
+    /// connections to the master, all replaced together when it changes.
     /// `RedisClusterBackend` ignores it: its client keeps one multiplexed
     /// connection per node.
     pub pool_size: usize,
@@ -179,34 +185,58 @@ pub struct RedisBackend {
 
 /// The backend's multiplexed connections, taken in turn.
 #[derive(Clone)]
-struct Pool {
-    conns: std::sync::Arc<[::redis::aio::ConnectionManager]>,
-    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+enum Pool {
+    /// To one server, each reconnecting on its own.
+    Fixed {
+        conns: std::sync::Arc<[::redis::aio::ConnectionManager]>,
+        next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    },
+    /// To the master the Sentinels name, looked up again when it is lost.
+    #[cfg(feature = "redis-sentinel")]
+    Sentinel {
+        master: std::sync::Arc<sentinel::SentinelMaster>,
+        size: usize,
+    },
 }
 
 impl Pool {
     fn new(conns: Vec<::redis::aio::ConnectionManager>) -> Self {
-        Pool {
+        Pool::Fixed {
             conns: conns.into(),
             next: Default::default(),
         }
     }
 
-    /// The next connection, round robin (no counter with one connection).
-    fn pick(&self) -> ::redis::aio::ConnectionManager {
-        let i = match self.conns.len() {
-            1 => 0,
-            n => self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n,
-        };
-        self.conns[i].clone()
+    fn len(&self) -> usize {
+        match self {
+            Pool::Fixed { conns, .. } => conns.len(),
+            #[cfg(feature = "redis-sentinel")]
+            Pool::Sentinel { size, .. } => *size,
+        }
     }
+}
+
+/// The next connection of a fixed pool, round robin (no counter with one connection).
+fn pick(
+    conns: &[::redis::aio::ConnectionManager],
+    next: &std::sync::atomic::AtomicUsize,
+) -> ::redis::aio::ConnectionManager {
+    let i = match conns.len() {
+        1 => 0,
+        n => next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n,
+    };
+    conns[i].clone()
 }
 
 impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBackend")
-            .field("server", &self.target)
-            .field("connections", &self.conns.conns.len())
+        let mut d = f.debug_struct("RedisBackend");
+        d.field("server", &self.target);
+        #[cfg(feature = "redis-sentinel")]
+        if let Pool::Sentinel { master, .. } = &self.conns {
+            d.field("master", &master.current_addr());
+        }
+        d.field("connections", &self.conns.len())
             .finish_non_exhaustive()
     }
 }
@@ -403,11 +433,23 @@ impl RedisBackend {
         op: &'static str,
         command: &Cmd,
     ) -> Result<T, Error> {
-        let mut conn = self.conns.pick();
-        command
-            .query_async(&mut conn)
-            .await
-            .map_err(|e: RedisError| redis_error(NAME, op, e))
+        match &self.conns {
+            Pool::Fixed { conns, next } => {
+                let mut conn = pick(conns, next);
+                command
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e: RedisError| redis_error(NAME, op, e))
+            }
+            #[cfg(feature = "redis-sentinel")]
+            Pool::Sentinel { master, .. } => {
+                master
+                    .run(op, self.page_timeout, |mut conn| async move {
+                        command.query_async(&mut conn).await
+                    })
+                    .await
+            }
+        }
     }
 
     /// One script call (`EVALSHA`, `EVAL` after `NOSCRIPT`).
@@ -416,11 +458,23 @@ impl RedisBackend {
         op: &'static str,
         invocation: &::redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
-        let mut conn = self.conns.pick();
-        invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| redis_error(NAME, op, e))
+        match &self.conns {
+            Pool::Fixed { conns, next } => {
+                let mut conn = pick(conns, next);
+                invocation
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| redis_error(NAME, op, e))
+            }
+            #[cfg(feature = "redis-sentinel")]
+            Pool::Sentinel { master, .. } => {
+                master
+                    .run(op, self.page_timeout, |mut conn| async move {
+                        invocation.invoke_async(&mut conn).await
+                    })
+                    .await
+            }
+        }
     }
 
     /// `query`, bounded by the page timeout.
@@ -841,9 +895,9 @@ redis_backend_impl!(RedisBackend, {
     }
 });
 
-/// Connects the server `config.redis_url` names (what `CACHE_BACKEND=redis` uses).
-///
-/// Connects the server `config.url` names (what `CACHE_BACKEND=redis` uses).
+/// Connects the server `config.url` names (what `CACHE_BACKEND=redis` uses),
+/// or, with `CACHE_REDIS_SENTINELS` set, the master the Sentinels name
+/// (feature `redis-sentinel`; without it, an error naming the feature).
 ///
 /// A refusal of the configuration (password, database, URL) is an error at
 /// once; a server that does not answer within the connect timeout does not
@@ -857,11 +911,110 @@ pub async fn connect_redis(
         pool_size: config.pool_size,
         ..RedisOptions::with_timeouts(timeouts)
     };
+    if !config.sentinels.is_empty() {
+        #[cfg(feature = "redis-sentinel")]
+        {
+            let target = RedisSentinel::from_config(config).ok_or_else(|| {
+                Error::config(
+                    config::SENTINEL_MASTER_VAR,
+                    "",
+                    "the service name the Sentinels monitor, e.g. mymaster",
+                )
+            })?;
+            return Ok(Box::new(
+                start_sentinel(&target, options)
+                    .await?
+                    .warn_if_unreachable(),
+            ));
+        }
+        #[cfg(not(feature = "redis-sentinel"))]
+        return Err(Error::BackendNotCompiled {
+            backend: "redis through Sentinel (CACHE_REDIS_SENTINELS is set)".into(),
+            feature: "redis-sentinel",
+        });
+    }
     Ok(Box::new(
         start_with(&config.url, options)
             .await?
             .warn_if_unreachable(),
     ))
+}
+
+#[cfg(feature = "redis-sentinel")]
+impl RedisBackend {
+    /// Connects to the master the Sentinels of `target` name, and follows it
+    /// across failovers (feature `redis-sentinel`; what `CACHE_BACKEND=redis`
+    /// does with `CACHE_REDIS_SENTINELS` set).
+    ///
+    /// Uses [`RedisOptions::pool_size`] connections to the master. When one
+    /// of them drops, gets no answer within `response_timeout`, or meets
+    /// `READONLY` (the old master, now a replica), all are dropped and the
+    /// Sentinels are asked again, with backoff up to `max_reconnect_delay`;
+    /// calls fail meanwhile (the cache fails open). A failover can lose
+    /// what the old master acknowledged but had not replicated: a fill (a
+    /// miss later), never an invalidation, which is confirmed by `WAIT 1`
+    /// while the master has a replica and is otherwise an error the cache
+    /// delivers again.
+    ///
+    /// Fails with [`Error::Config`] for a malformed Sentinel address, with
+    /// [`Error::Misconfigured`] when a node refuses the password, and with
+    /// [`Error::Backend`] (or [`Error::Timeout`]) when no master is found
+    /// within the connect timeout.
+    ///
+    /// ```no_run
+    /// use cache_backends::{RedisBackend, RedisOptions, RedisSentinel};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cache_core::Error> {
+    /// let target = RedisSentinel::new(&["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"], "mymaster")
+    ///     .node_url("redis://:s3cret@unused/0");
+    /// let redis = RedisBackend::connect_sentinel(&target, RedisOptions::default()).await?;
+    /// # let _ = redis; Ok(()) }
+    /// ```
+    pub async fn connect_sentinel(
+        target: &RedisSentinel,
+        options: RedisOptions,
+    ) -> Result<Self, Error> {
+        match start_sentinel(target, options).await? {
+            Startup::Ready(backend) => Ok(backend),
+            Startup::Unreachable(_, why) => Err(why),
+        }
+    }
+}
+
+/// The startup lookup through the Sentinels, then a backend either way but a refusal.
+#[cfg(feature = "redis-sentinel")]
+pub(crate) async fn start_sentinel(
+    target: &RedisSentinel,
+    options: RedisOptions,
+) -> Result<Startup<RedisBackend>, Error> {
+    let size = options.pool_size.max(1);
+    let master = sentinel::SentinelMaster::new(target, &options, size)?;
+    let backend = RedisBackend {
+        conns: Pool::Sentinel {
+            master: master.clone(),
+            size,
+        },
+        target: format!(
+            "master {:?} via the Sentinels {}",
+            master.service(),
+            master.shown
+        ),
+        page_timeout: options.response_timeout,
+    };
+    let why = match master.check(options.connect_timeout).await {
+        Ok(()) => return Ok(Startup::Ready(backend)),
+        Err(sentinel::StartupFailure::Timeout) => Error::Timeout {
+            backend: NAME,
+            op: "connect",
+            after: options.connect_timeout,
+        },
+        Err(sentinel::StartupFailure::Redis(e)) => {
+            match startup::classify(NAME, &master.shown, e, sentinel::SENTINEL_VARS)? {
+                Probe::Unreachable(why) => why,
+                Probe::Ready => return Ok(Startup::Ready(backend)),
+            }
+        }
+    };
+    Ok(Startup::Unreachable(backend, why))
 }
 
 /// What starting against a Redis server gave.
@@ -949,6 +1102,31 @@ mod tests {
         assert_eq!(pttl_to_ttl(-2), None);
         assert_eq!(pttl_to_ttl(-1), None);
         assert_eq!(pttl_to_ttl(1500), Some(Duration::from_millis(1500)));
+    }
+
+    /// Without the feature, Sentinel settings are an error that names it, never a silent single server.
+    #[cfg(not(feature = "redis-sentinel"))]
+    #[tokio::test]
+    async fn sentinels_without_the_feature_name_it() {
+        let lookup = |name: &str| match name {
+            "CACHE_REDIS_SENTINELS" => Some("127.0.0.1:26379".to_string()),
+            "CACHE_REDIS_SENTINEL_MASTER" => Some("mymaster".to_string()),
+            _ => None,
+        };
+        let config = RedisConfig::from_vars(&cache_core::env::Vars::new(&lookup)).unwrap();
+        let Err(err) = connect_redis(&config, Timeouts::default()).await else {
+            panic!("the feature is off: connecting must fail");
+        };
+        assert!(
+            matches!(
+                err,
+                Error::BackendNotCompiled {
+                    feature: "redis-sentinel",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub(crate) async fn probe(
 }
 
 /// A refusal → [`Error::Misconfigured`]; anything else → unreachable.
-fn classify(
+pub(crate) fn classify(
     backend: &'static str,
     server: &str,
     e: RedisError,
