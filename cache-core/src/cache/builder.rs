@@ -115,7 +115,7 @@ impl CacheBuilder {
 
     /// Largest encoded value written (default 4 MiB); the backend's own limit applies if lower.
     ///
-    /// With [`compress`](Self::compress), this bounds the entry before
+    /// With `compress` (feature `compression`), this bounds the entry before
     /// compression (and no reader inflates a payload past it), while the
     /// backend's limit applies to the compressed bytes it stores: a 3 MiB
     /// value that compresses to 400 KiB fits Memcached's 1 MiB.

@@ -14,7 +14,7 @@
 //! the entry is deleted and the error counted, so wrong data is never served.
 //!
 //! Bit 7 of the version byte (`0x82`, `0x83`, `0x84`) says the payload is
-//! compressed (feature `compression`, [`compress`]): an lz4 block behind its
+//! compressed (feature `compression`, `compress`): an lz4 block behind its
 //! uncompressed length (4 bytes, little-endian). The header stays as it is, so
 //! [`freshness`], [`restamp`] and [`entry_tags`] read and write compressed
 //! entries without inflating them. A reader built without the feature, or an
