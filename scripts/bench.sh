@@ -4,7 +4,8 @@
 #                               (STORE_BENCH_ROUNDS=30 paired rounds per ratio)
 #                               and in-memory hits vs the `cached` crate (MEMORY_BENCH_ROUNDS=30)
 #   scripts/bench.sh memory     only the in-memory benchmarks (with `freshness`: fail-safe's
-#                               cost on a hit, a hot key across its expiry with/without refresh)
+#                               cost on a hit, a hot key across its expiry with/without refresh;
+#                               `compression`: lz4 and bincode on a ~64 KiB document)
 #   scripts/bench.sh hybrid     only the comparisons with a target against what a user would
 #                               otherwise pick: memory_vs_cached, and store_hit's hybrid ones
 #                               (local tier over Redis; `local = false` vs raw and vs `cached`)
@@ -42,6 +43,8 @@ cargo bench --bench memory_vs_cached | tee -a "$results"
 if [ "$what" != hybrid ]; then
   # Fail-safe's cost on a hit; a hot key across its expiry with and without early refresh.
   cargo bench --bench freshness | tee -a "$results"
+  # lz4 compression and the bincode codec on a ~64 KiB document: bytes stored, time per encode/decode.
+  cargo bench --features bincode,compression --bench compression | tee -a "$results"
 fi
 
 if [ "$what" != memory ]; then

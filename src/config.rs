@@ -17,6 +17,7 @@
 //! | `CACHE_TRACE_KEYS` | `false` | `true`: each call's tracing span records its key (`cacheside.key`); off by default because keys are built from arguments and can hold user data |
 //! | `CACHE_FAIL_SAFE_THROTTLE` | `30` | seconds a fallback value is served before the failing body is tried again (needs `CACHE_FAIL_SAFE_MAX`) |
 //! | `CACHE_BACKPLANE` | the store | where invalidations reach the other processes' local tiers: unset = the Redis store itself (none for Memcached), `redis://…` = that Redis, `none` = no backplane |
+//! | `CACHE_COMPRESS_MIN_BYTES` | unset (off) | feature `compression`: payloads of at least this many bytes are stored lz4-compressed (`CacheBuilder::compress`); `0` = off; set without the feature, an error |
 //!
 //! Without a backplane (Memcached without `CACHE_BACKPLANE`, or
 //! `CACHE_BACKPLANE=none`) the local tier is used only when `CACHE_LOCAL_TTL`
@@ -151,6 +152,9 @@ pub struct Config {
     pub trace_keys: bool,
     /// `CACHE_BACKPLANE`.
     pub backplane: BackplaneSetting,
+    /// `CACHE_COMPRESS_MIN_BYTES`: what the cache compresses (`None`: nothing, the default).
+    #[cfg(feature = "compression")]
+    pub compression: Option<cache_core::codec::Compression>,
     /// `CACHE_MEMORY_*`.
     #[cfg(feature = "memory")]
     pub memory: cache_backends::MemoryConfig,
@@ -208,6 +212,8 @@ impl Default for Config {
             lease: None,
             trace_keys: false,
             backplane: BackplaneSetting::Store,
+            #[cfg(feature = "compression")]
+            compression: None,
             #[cfg(feature = "memory")]
             memory: Default::default(),
             #[cfg(feature = "redis")]
@@ -343,6 +349,24 @@ impl Config {
                 }
             };
         }
+        const COMPRESS: &str = "a whole number of bytes, e.g. 16384 (0: off)";
+        #[cfg(feature = "compression")]
+        {
+            c.compression = vars
+                .num("CACHE_COMPRESS_MIN_BYTES", COMPRESS)?
+                .filter(|&n| n > 0)
+                .map(cache_core::codec::Compression::lz4);
+        }
+        #[cfg(not(feature = "compression"))]
+        if let Some(v) = vars.get("CACHE_COMPRESS_MIN_BYTES") {
+            if vars.num::<usize>("CACHE_COMPRESS_MIN_BYTES", COMPRESS)? != Some(0) {
+                return Err(Error::config(
+                    "CACHE_COMPRESS_MIN_BYTES",
+                    &v,
+                    "unset or 0: this build has no compression; enable cacheside's `compression` feature",
+                ));
+            }
+        }
         #[cfg(feature = "memory")]
         {
             c.memory = cache_backends::MemoryConfig::from_vars(&vars)?;
@@ -469,6 +493,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn compression_threshold_in_bytes_and_an_error_without_the_feature() {
+        assert!(cfg(&[("CACHE_COMPRESS_MIN_BYTES", "0")]).is_ok());
+        let bad = cfg(&[("CACHE_COMPRESS_MIN_BYTES", "16k")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("CACHE_COMPRESS_MIN_BYTES") && bad.contains("bytes"),
+            "{bad}"
+        );
+        let set = cfg(&[("CACHE_COMPRESS_MIN_BYTES", "16384")]);
+        #[cfg(feature = "compression")]
+        {
+            use cache_core::codec::Compression;
+            assert_eq!(set.unwrap().compression, Some(Compression::lz4(16384)));
+            assert_eq!(cfg(&[]).unwrap().compression, None);
+            assert_eq!(
+                cfg(&[("CACHE_COMPRESS_MIN_BYTES", "0")])
+                    .unwrap()
+                    .compression,
+                None
+            );
+        }
+        #[cfg(not(feature = "compression"))]
+        {
+            let msg = set.unwrap_err().to_string();
+            assert!(
+                msg.contains("CACHE_COMPRESS_MIN_BYTES") && msg.contains("`compression` feature"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

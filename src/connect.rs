@@ -36,6 +36,11 @@ pub async fn connect(config: &Config) -> Result<Cache, Error> {
         Some(lease) => builder.lease(lease),
         None => builder,
     };
+    #[cfg(feature = "compression")]
+    let builder = match config.compression {
+        Some(compression) => builder.compress(compression),
+        None => builder,
+    };
     let cache = hybrid(builder, config, name)?.build();
     if !cache.backplane_ready(config.connect_timeout).await {
         tracing::warn!(

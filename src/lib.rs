@@ -48,7 +48,7 @@
 //! | errors and logs | [`Error`], [`redact_url`], [`auto_init_failures`] |
 //! | stores | [`backends`] (memory, Redis, Redis Cluster, Memcached, and [`backends::connect`]) |
 //! | writing a store | [`backend`]: [`Backend`](backend::Backend), [`Key`](backend::Key), [`Bytes`](backend::Bytes), … |
-//! | values and keys | [`codec`] (the value envelope, [`codec::Json`]), [`keys`] (how key values are encoded) |
+//! | values and keys | [`codec`] (the value envelope, [`codec::Json`], `codec::Bincode` and `codec::Compression` behind the `bincode` and `compression` features), [`keys`] (how key values are encoded) |
 //! | HTTP (feature `http`) | [`http`]: response cache, client `Cache-Control`, rate limiter |
 //! | tests (feature `testing`) | `testing`: real servers, the conformance suite, a fault-injecting backend |
 //!

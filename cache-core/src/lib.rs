@@ -9,7 +9,8 @@
 //! * [`Cache`] / [`CacheBuilder`]: the handle, its provider API and [`Stats`];
 //!   [`Outcome`]: which part of a return value is cached;
 //! * [`Backend`]: the trait a store implements (see [`NullBackend`] for the smallest one);
-//! * [`codec`]: [`Codec`], [`MsgPack`](codec::MsgPack) (default), [`Json`](codec::Json), the value envelope;
+//! * [`codec`]: [`Codec`], [`MsgPack`](codec::MsgPack) (default), [`Json`](codec::Json),
+//!   `Bincode` (feature `bincode`), the value envelope and its compression (feature `compression`);
 //!   [`shape`]: the type fingerprints the envelope carries;
 //! * [`BreakerSettings`] and [`OncePerBurst`]: keeping a failing store cheap and its logs short;
 //! * [`keys`] (how key values are encoded), [`pattern`] (globs), [`hash`] (stable hashing);

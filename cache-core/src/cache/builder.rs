@@ -48,6 +48,8 @@ pub struct CacheBuilder {
     jitter: f64,
     lease: Option<Duration>,
     record_keys: bool,
+    #[cfg(feature = "compression")]
+    compression: Option<crate::codec::Compression>,
 }
 
 /// Default life of the tombstone an invalidation leaves (see [`CacheBuilder::fence_window`]).
@@ -71,6 +73,8 @@ impl CacheBuilder {
             jitter: 0.0,
             lease: None,
             record_keys: false,
+            #[cfg(feature = "compression")]
+            compression: None,
         }
     }
 
@@ -112,8 +116,37 @@ impl CacheBuilder {
     }
 
     /// Largest encoded value written (default 4 MiB); the backend's own limit applies if lower.
+    ///
+    /// With `compress` (feature `compression`), this bounds the entry before
+    /// compression (and no reader inflates a payload past it), while the
+    /// backend's limit applies to the compressed bytes it stores: a 3 MiB
+    /// value that compresses to 400 KiB fits Memcached's 1 MiB.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
+        self
+    }
+
+    /// Compresses the payload of entries this cache writes when it is at
+    /// least the threshold and compressing saves bytes (off by default;
+    /// feature `compression`; `CACHE_COMPRESS_MIN_BYTES` in the facade).
+    ///
+    /// Only the store's bytes are compressed: the envelope header stays
+    /// readable (freshness, tags, fences work as before), and the local tier
+    /// keeps decoded values, so its hits inflate nothing. Entries written
+    /// uncompressed (by older versions, or below the threshold) are read as
+    /// before; a process built without the feature reads compressed entries
+    /// as misses.
+    ///
+    /// ```
+    /// use cache_core::{codec::Compression, Cache, NullBackend};
+    /// let cache = Cache::builder(NullBackend)
+    ///     .compress(Compression::lz4(16 * 1024))
+    ///     .build();
+    /// assert_eq!(cache.compression(), Some(Compression::lz4(16 * 1024)));
+    /// ```
+    #[cfg(feature = "compression")]
+    pub fn compress(mut self, compression: crate::codec::Compression) -> Self {
+        self.compression = Some(compression);
         self
     }
 
@@ -262,6 +295,9 @@ impl CacheBuilder {
                 default_ttl: self.default_ttl,
                 bulk_timeout: self.bulk_timeout,
                 max_value_size,
+                max_payload: self.max_value_size,
+                #[cfg(feature = "compression")]
+                compression: self.compression,
                 counters: Counters::default(),
                 flights: Flights::default(),
                 gate: StoreGate::new(self.breaker, self.op_timeout, in_process),

@@ -89,7 +89,12 @@ pub(super) struct Inner {
     prefix: String,
     default_ttl: Duration,
     bulk_timeout: Duration,
+    /// Largest entry stored (the builder's bound, or the backend's when lower).
     max_value_size: usize,
+    /// Largest entry before compression, and largest payload a read inflates (the builder's bound).
+    max_payload: usize,
+    #[cfg(feature = "compression")]
+    compression: Option<crate::codec::Compression>,
     counters: Counters,
     flights: Flights,
     gate: StoreGate,
@@ -216,6 +221,12 @@ impl Cache {
     /// The TTL used when a write names none.
     pub fn default_ttl(&self) -> Duration {
         self.inner.default_ttl
+    }
+
+    /// What this cache compresses ([`CacheBuilder::compress`]; `None`: nothing).
+    #[cfg(feature = "compression")]
+    pub fn compression(&self) -> Option<crate::codec::Compression> {
+        self.inner.compression
     }
 
     /// The fail-safe of calls that do not choose their own (`None`: off).

@@ -633,7 +633,7 @@ impl Cache {
                 Found::Stale { value, bytes, left } if fail_safe.is_some() => {
                     let value = value.or_else(|| {
                         let bytes = bytes.as_deref()?;
-                        codec::open_salted::<O::Value>(&*inner.codec, bytes, salt).ok()
+                        self.open_entry::<O::Value>(bytes, salt).ok()
                     });
                     stale = value.map(|value| Stale {
                         value,
@@ -899,7 +899,7 @@ impl Cache {
                 // An invalidation from here on makes what this caller computes stale too.
                 let epoch = inner.flights.epoch();
                 if let Some(bytes) = flight::follow(rx).await {
-                    if let Ok(v) = codec::open_salted::<O::Value>(&*inner.codec, &bytes, salt) {
+                    if let Ok(v) = self.open_entry::<O::Value>(&bytes, salt) {
                         bump(&inner.counters.coalesced);
                         return done(
                             O::from_cached(v),
@@ -1036,7 +1036,7 @@ impl Cache {
                         None => true,
                     };
                     if fresh && alive {
-                        if let Ok(v) = codec::open_salted::<V>(&*inner.codec, &bytes, salt) {
+                        if let Ok(v) = self.open_entry::<V>(&bytes, salt) {
                             return Fleet::Filled(v, bytes);
                         }
                     }
@@ -1158,7 +1158,7 @@ impl Cache {
         salt: Salt,
     ) -> Option<T> {
         let counters = &self.inner.counters;
-        match codec::open_salted::<T>(&*self.inner.codec, bytes, salt) {
+        match self.open_entry::<T>(bytes, salt) {
             Ok(v) => {
                 bump(&counters.hits);
                 Some(v)
@@ -1334,7 +1334,7 @@ impl Cache {
             // only while it is unchanged (the fence); kept, it is fail-safe's fallback.
             bump(&inner.counters.misses);
             let left = Duration::from_millis(f.stale_until_ms.saturating_sub(now));
-            let value = codec::open_salted::<T>(&*inner.codec, &bytes, salt).ok();
+            let value = self.open_entry::<T>(&bytes, salt).ok();
             return Ok(match value.filter(|_| !left.is_zero()) {
                 Some(value) => (Read::Stale { value, bytes, left }, fence),
                 None => (Read::Miss, fence),
@@ -1429,7 +1429,7 @@ impl Cache {
         salt: Salt,
     ) -> Result<Option<T>, Error> {
         let inner = &*self.inner;
-        match codec::open_salted::<T>(&*inner.codec, bytes, salt) {
+        match self.open_entry::<T>(bytes, salt) {
             Ok(v) => {
                 bump(&inner.counters.hits);
                 Ok(Some(v))
@@ -1457,8 +1457,20 @@ impl Cache {
         }
     }
 
-    /// The envelope plus the encoded value; a value over the size limit is
-    /// counted in `skipped` and refused with [`Error::ValueTooLarge`].
+    /// Opens an entry of this cache: the envelope checked, a compressed
+    /// payload inflated (at most once, within the cache's bound), decoded.
+    pub(super) fn open_entry<T: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        salt: Salt,
+    ) -> Result<T, codec::CodecError> {
+        codec::open_bounded(&*self.inner.codec, bytes, salt, self.inner.max_payload)
+    }
+
+    /// The envelope plus the encoded value (compressed when the cache says
+    /// so); a value over the size limit is counted in `skipped` and refused
+    /// with [`Error::ValueTooLarge`]: before compression over the builder's
+    /// bound, after it over the store's.
     pub(super) fn encode_entry<T: Storable + ?Sized>(
         &self,
         value: &T,
@@ -1482,12 +1494,20 @@ impl Cache {
             codec: codec.name(),
             message: e.0,
         })?;
-        if bytes.len() > self.inner.max_value_size {
+        let too_large = |size: usize, limit: usize| -> Result<Bytes, Error> {
             bump(&self.inner.counters.skipped);
-            return Err(Error::ValueTooLarge {
-                size: bytes.len(),
-                limit: self.inner.max_value_size,
-            });
+            Err(Error::ValueTooLarge { size, limit })
+        };
+        if bytes.len() > self.inner.max_payload {
+            return too_large(bytes.len(), self.inner.max_payload);
+        }
+        #[cfg(feature = "compression")]
+        let bytes = match self.inner.compression {
+            Some(compression) => codec::compress(bytes, compression),
+            None => bytes,
+        };
+        if bytes.len() > self.inner.max_value_size {
+            return too_large(bytes.len(), self.inner.max_value_size);
         }
         Ok(Bytes::from(bytes))
     }

@@ -13,10 +13,34 @@
 //! (foreign bytes, another codec, another type, a truncated payload) is a miss:
 //! the entry is deleted and the error counted, so wrong data is never served.
 //!
+//! Bit 7 of the version byte (`0x82`, `0x83`, `0x84`) says the payload is
+//! compressed (feature `compression`, `compress`): an lz4 block behind its
+//! uncompressed length (4 bytes, little-endian). The header stays as it is, so
+//! [`freshness`], [`restamp`] and [`entry_tags`] read and write compressed
+//! entries without inflating them. A reader built without the feature, or an
+//! older one, takes such an entry for another format: a miss, never a decode
+//! of compressed bytes.
+//!
 //! [`MsgPack`] (MessagePack with named fields, via `rmp-serde`) is the default: it
 //! round-trips the serde attributes web DTOs use (`tag`, `untagged`, `flatten`,
 //! `skip_serializing_if`, `serde_json::Value`). [`Json`] is there for stores
-//! that humans read.
+//! that humans read. `Bincode` (feature `bincode`) is smaller and faster for
+//! plain structs, cannot carry those attributes, and is opt-in only: bincode is
+//! unmaintained (RUSTSEC-2025-0141).
+
+#[cfg(feature = "bincode")]
+mod bincode;
+#[cfg(all(test, feature = "bincode"))]
+mod bincode_tests;
+#[cfg(feature = "compression")]
+mod compress;
+#[cfg(all(test, feature = "compression"))]
+mod compress_tests;
+
+#[cfg(feature = "bincode")]
+pub use self::bincode::Bincode;
+#[cfg(feature = "compression")]
+pub use self::compress::{compress, Compression};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -36,7 +60,8 @@ impl CodecError {
 /// Turns serde values into bytes and back.
 ///
 /// Object-safe through `erased_serde`, so a [`Cache`](crate::Cache) can hold
-/// any codec. Ids `0..=15` are reserved for cacheside; pick another for your own.
+/// any codec. Ids `0..=15` are reserved for cacheside (1 [`MsgPack`], 2 [`Json`],
+/// 3 `Bincode`); pick another for your own.
 ///
 /// ```
 /// use cache_core::codec::{decode_value, encode_value, Codec, Json, MsgPack};
@@ -82,6 +107,8 @@ pub trait Codec: Send + Sync + 'static {
 pub enum Builtin {
     MsgPack,
     Json,
+    #[cfg(feature = "bincode")]
+    Bincode,
 }
 
 /// MessagePack with named struct fields (`rmp-serde`); the default codec.
@@ -175,6 +202,8 @@ fn encode_into<T: Serialize + ?Sized>(
             .serialize(&mut rmp_serde::Serializer::new(out).with_struct_map())
             .map_err(CodecError::from_display),
         Some(Builtin::Json) => serde_json::to_writer(out, value).map_err(CodecError::from_display),
+        #[cfg(feature = "bincode")]
+        Some(Builtin::Bincode) => self::bincode::encode(value, out),
         None => codec.encode(&value, out),
     }
 }
@@ -188,6 +217,8 @@ pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Res
         Some(Builtin::Json) => {
             return serde_json::from_slice(bytes).map_err(CodecError::from_display)
         }
+        #[cfg(feature = "bincode")]
+        Some(Builtin::Bincode) => return self::bincode::decode(bytes),
         None => {}
     }
     let mut slot: Option<T> = None;
@@ -205,6 +236,18 @@ const FORMAT_VERSION: u8 = 2;
 const FRESH_VERSION: u8 = 3;
 /// 4: format 3 followed by the entry's [`Tagged`] section.
 const TAGGED_VERSION: u8 = 4;
+/// Set in the version byte of an entry whose payload is compressed (formats 2, 3 and 4 alike).
+const COMPRESSED: u8 = 0x80;
+
+/// The format of an entry (2, 3 or 4 as far as it says; the compression bit
+/// cleared), and whether its payload is compressed.
+fn version(bytes: &[u8]) -> Option<(u8, bool)> {
+    if bytes.first() != Some(&MAGIC) {
+        return None;
+    }
+    let v = *bytes.get(1)?;
+    Some((v & !COMPRESSED, v & COMPRESSED != 0))
+}
 
 /// The tags an entry carries, and when the read that computed it started
 /// (Unix milliseconds): a tag invalidated at or after `since_ms` kills it.
@@ -227,7 +270,7 @@ pub struct Tagged<'a> {
 /// assert_eq!(cache_core::codec::open::<u8>(&MsgPack, &bytes), Ok(1));
 /// ```
 pub fn entry_tags(bytes: &[u8]) -> Option<(u64, Vec<String>)> {
-    if bytes.get(1) != Some(&TAGGED_VERSION) {
+    if version(bytes)?.0 != TAGGED_VERSION {
         return None;
     }
     let (since_ms, tags, _) = tag_section(bytes)?;
@@ -282,9 +325,23 @@ pub fn seal_tagged<T: Storable + ?Sized>(
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(tag.as_bytes());
     }
-    encode_into(codec, value, &mut out)?;
+    encode_payload(codec, value, &mut out)?;
     Ok(out)
 }
+
+/// Appends the payload of an entry: `value` encoded with `codec`.
+fn encode_payload<T: Storable + ?Sized>(
+    codec: &dyn Codec,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    #[cfg(feature = "bincode")]
+    if codec.builtin() == Some(Builtin::Bincode) {
+        self::bincode::check_shape::<T::Owned>()?;
+    }
+    encode_into(codec, value, out)
+}
+
 /// Length of the envelope in front of every stored payload (format 2).
 pub const ENVELOPE_LEN: usize = 11;
 /// Length of the envelope of an entry that carries its [`Freshness`] (format 3).
@@ -326,10 +383,8 @@ impl Freshness {
 
 /// The freshness an entry carries (`None`: format 2, or not an entry).
 pub fn freshness(bytes: &[u8]) -> Option<Freshness> {
-    if bytes.len() < FRESH_ENVELOPE_LEN
-        || bytes[0] != MAGIC
-        || !matches!(bytes[1], FRESH_VERSION | TAGGED_VERSION)
-    {
+    let (format, _) = version(bytes)?;
+    if bytes.len() < FRESH_ENVELOPE_LEN || !matches!(format, FRESH_VERSION | TAGGED_VERSION) {
         return None;
     }
     let at = |i: usize| {
@@ -346,17 +401,24 @@ pub fn freshness(bytes: &[u8]) -> Option<Freshness> {
     })
 }
 
-/// `bytes` (an entry of format 2 or 3) with `fresh` stamped in, as format 3;
-/// `None` when `bytes` is not an entry. The payload is not decoded.
+/// `bytes` (an entry of format 2 or 3) with `fresh` stamped in, as format 3
+/// (format 4 stays 4, with its tags); `None` when `bytes` is not an entry.
+/// The payload is copied as it is: neither decoded nor, when compressed, inflated.
 pub fn restamp(bytes: &[u8], fresh: Freshness) -> Option<Vec<u8>> {
     let payload_at = payload_offset(bytes)?;
-    let tagged = bytes[1] == TAGGED_VERSION;
+    let (format, compressed) = version(bytes)?;
+    let tagged = format == TAGGED_VERSION;
     let mut out = Vec::with_capacity(FRESH_ENVELOPE_LEN + bytes.len());
     out.push(MAGIC);
-    out.push(if tagged {
+    let format = if tagged {
         TAGGED_VERSION
     } else {
         FRESH_VERSION
+    };
+    out.push(if compressed {
+        format | COMPRESSED
+    } else {
+        format
     });
     out.extend_from_slice(&bytes[2..ENVELOPE_LEN]);
     push_freshness(&mut out, fresh);
@@ -376,13 +438,10 @@ fn push_freshness(out: &mut Vec<u8>, fresh: Freshness) {
 
 /// Where the payload of an entry starts (`None`: not an entry of a known format).
 fn payload_offset(bytes: &[u8]) -> Option<usize> {
-    if bytes.first() != Some(&MAGIC) {
-        return None;
-    }
-    let len = match bytes.get(1) {
-        Some(&FORMAT_VERSION) => ENVELOPE_LEN,
-        Some(&FRESH_VERSION) => FRESH_ENVELOPE_LEN,
-        Some(&TAGGED_VERSION) => tag_section(bytes)?.2,
+    let len = match version(bytes)?.0 {
+        FORMAT_VERSION => ENVELOPE_LEN,
+        FRESH_VERSION => FRESH_ENVELOPE_LEN,
+        TAGGED_VERSION => tag_section(bytes)?.2,
         _ => return None,
     };
     (bytes.len() >= len).then_some(len)
@@ -527,7 +586,7 @@ pub fn seal_fresh<T: Storable + ?Sized>(
     if let Some(fresh) = fresh {
         push_freshness(&mut out, fresh);
     }
-    encode_into(codec, value, &mut out)?;
+    encode_payload(codec, value, &mut out)?;
     Ok(out)
 }
 
@@ -537,10 +596,33 @@ pub fn open<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, C
 }
 
 /// [`open`] for entries sealed with `salt`.
+///
+/// A compressed payload is inflated up to [`DEFAULT_MAX_VALUE_SIZE`](crate::DEFAULT_MAX_VALUE_SIZE);
+/// [`open_bounded`] takes another bound.
 pub fn open_salted<T: DeserializeOwned>(
     codec: &dyn Codec,
     bytes: &[u8],
     salt: Salt,
+) -> Result<T, CodecError> {
+    open_bounded(codec, bytes, salt, crate::DEFAULT_MAX_VALUE_SIZE)
+}
+
+/// [`open_salted`], inflating a compressed payload only when it says it is
+/// at most `max_payload` bytes (a [`Cache`](crate::Cache) passes its
+/// [`max_value_size`](crate::CacheBuilder::max_value_size)): a corrupt or hostile
+/// length is an error, before anything is allocated for it. A compressed
+/// entry is an error in a build without the `compression` feature.
+///
+/// ```
+/// use cache_core::codec::{open_bounded, seal, MsgPack, Salt};
+/// let bytes = seal(&MsgPack, "spanner").unwrap();
+/// assert_eq!(open_bounded::<String>(&MsgPack, &bytes, Salt::NONE, 1024).unwrap(), "spanner");
+/// ```
+pub fn open_bounded<T: DeserializeOwned>(
+    codec: &dyn Codec,
+    bytes: &[u8],
+    salt: Salt,
+    max_payload: usize,
 ) -> Result<T, CodecError> {
     if bytes.len() < ENVELOPE_LEN {
         return Err(CodecError(format!(
@@ -568,7 +650,22 @@ pub fn open_salted<T: DeserializeOwned>(
             "written for another shape of the type (or another version)".into(),
         ));
     }
-    decode_value(codec, &bytes[payload_at..])
+    let payload = &bytes[payload_at..];
+    if bytes[1] & COMPRESSED == 0 {
+        return decode_value(codec, payload);
+    }
+    #[cfg(feature = "compression")]
+    {
+        let inflated = self::compress::inflate(payload, max_payload)?;
+        decode_value(codec, &inflated)
+    }
+    #[cfg(not(feature = "compression"))]
+    {
+        let _ = max_payload;
+        Err(CodecError(
+            "a compressed entry, and this build has no `compression` feature (enable it on cacheside to read such entries)".into(),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -844,6 +941,27 @@ mod tests {
         assert!(open_salted::<serde_json::Value>(&MsgPack, &untraced, crate_v2).is_err());
         assert!(open_salted::<serde_json::Value>(&MsgPack, &untraced, crate_v1).is_ok());
         assert_eq!(Salt::of_version(0), Salt::NONE);
+    }
+
+    #[test]
+    fn a_compressed_entry_reads_only_where_the_feature_is() {
+        // `5u32` in MessagePack is the byte 0x05; as an lz4 block behind its
+        // length: one literal (token 0x10), then the byte.
+        let mut bytes = seal(&MsgPack, &5u32).unwrap()[..ENVELOPE_LEN].to_vec();
+        bytes[1] |= COMPRESSED;
+        bytes.extend_from_slice(&[1, 0, 0, 0, 0x10, 0x05]);
+        let read = open::<u32>(&MsgPack, &bytes);
+        #[cfg(feature = "compression")]
+        assert_eq!(read, Ok(5));
+        #[cfg(not(feature = "compression"))]
+        assert!(read.unwrap_err().0.contains("`compression` feature"));
+        // Not lz4 at all: an error either way.
+        bytes.truncate(ENVELOPE_LEN);
+        bytes.push(0x05);
+        assert!(open::<u32>(&MsgPack, &bytes).is_err());
+        // Another bit set in the version byte: not an entry.
+        bytes[1] = FORMAT_VERSION | 0x40;
+        assert!(open::<u32>(&MsgPack, &bytes).is_err());
     }
 
     #[test]
