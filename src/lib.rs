@@ -293,6 +293,8 @@ pub mod backends {
     pub use crate::connect::{backplane_channel, connect};
     #[cfg(feature = "redis-cluster")]
     pub use cache_backends::RedisClusterBackend;
+    #[cfg(feature = "redis-sentinel")]
+    pub use cache_backends::RedisSentinel;
     pub use cache_backends::Timeouts;
     #[cfg(feature = "memcached")]
     pub use cache_backends::{MemcachedBackend, MemcachedConfig, MemcachedOptions};

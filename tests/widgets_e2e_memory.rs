@@ -22,5 +22,6 @@ fn widgets_service_in_memory() {
         widgets_e2e::unknown_urls_are_not_cached().await;
         widgets_e2e::callers_are_kept_apart().await;
         widgets_e2e::the_rate_limiter_answers_429().await;
+        widgets_e2e::metrics_count_what_was_sent().await;
     });
 }

@@ -5,6 +5,7 @@
 //! | `memory` (default) | `MemoryBackend` | in-process, moka |
 //! | `redis` | `RedisBackend`, `RedisBackplane` | one Redis server (redis-rs `ConnectionManager`); pub/sub backplane |
 //! | `redis-cluster` | `RedisClusterBackend` | a Redis Cluster (redis-rs `cluster-async`) |
+//! | `redis-sentinel` | `RedisBackend` (`connect_sentinel`), `RedisSentinel` | the master a set of Redis Sentinels names, followed across failovers |
 //! | `tls` | | `rediss://` URLs for both Redis backends (rustls) |
 //! | `memcached` | `MemcachedBackend` | one or more Memcached servers (meta protocol) |
 //!

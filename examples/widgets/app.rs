@@ -2,11 +2,13 @@
 //! the end-to-end tests include this file and serve it on a free port.
 
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::{request::Parts, StatusCode};
+use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 use std::time::Duration;
 
@@ -198,7 +200,33 @@ pub fn routes(db: Db) -> Router {
         .route("/me", get(me))
         .route("/stats", get(stats))
         .route("/health", get(health))
+        .route("/metrics", get(prometheus))
         .with_state(db)
+}
+
+/// The process's Prometheus recorder, installed on first use (the
+/// `metrics` facade takes one recorder per process; cacheside registers a
+/// function's handles on its first call, so this runs before any).
+pub fn prometheus_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no Prometheus recorder: /metrics shows nothing of cacheside");
+                PrometheusBuilder::new().build_recorder().handle()
+            })
+    })
+}
+
+/// `GET /metrics`: cacheside's counters and histograms, Prometheus text format.
+pub async fn prometheus() -> impl IntoResponse {
+    let handle = prometheus_handle();
+    handle.run_upkeep();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
 }
 
 /// Knobs of the HTTP layers.
@@ -236,6 +264,7 @@ impl ServiceOptions {
 /// The whole service: routes plus response cache (public catalog), client
 /// cache headers and the rate limiter, all keeping state in `cache`.
 pub fn service(db: Db, cache: Cache, options: &ServiceOptions) -> Result<Router, cacheside::Error> {
+    prometheus_handle();
     // Whole-response caching with ETag/304 for the route that is the same for everyone.
     // `route_layer`, not `layer`: the cache wraps this route only, never the
     // fallback, so unknown URLs (a scanner's) are answered 404 without being stored.

@@ -296,7 +296,8 @@ pub(crate) fn local_hit(
     full: &str,
     ttl: impl FnOnce() -> Duration,
 ) {
-    observed.register(function, cache_name);
+    // No `register` here: a value is in the local tier only after a call
+    // through `cached` (a miss, or a store hit), whose `finish` registered.
     if cfg!(feature = "metrics") || traced() {
         let ttl = ttl();
         local_hit_shown(observed, function, cache_name, key_prefix, cache, full, ttl);

@@ -258,3 +258,89 @@ pub async fn the_rate_limiter_answers_429() {
         .expect("seconds");
     assert!((1..=60).contains(&retry), "{retry}");
 }
+
+/// The sum of a Prometheus metric's series whose labels hold every one of `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|lab| series.contains(lab))
+        })
+        .map(|(_, v)| v.parse::<f64>().expect("a number"))
+        .sum()
+}
+
+/// `/metrics` after traffic: the names exist and the counts are what was sent.
+pub async fn metrics_count_what_was_sent() {
+    let svc = serve(options("e2e-metrics")).await;
+    let id = svc.create("metered widget").await;
+    let path = format!("/widgets/{id}");
+    let before = svc.get("/metrics").await;
+    assert_eq!(before.status, StatusCode::OK);
+    let get_widget = r#"function="get_widget""#;
+    let count = |text: &str, name: &str| metric(text, name, &[get_widget]);
+    let (hits0, misses0) = (
+        count(&before.body, "cacheside_hits_total"),
+        count(&before.body, "cacheside_misses_total"),
+    );
+    let updates0 = metric(
+        &before.body,
+        "cacheside_invalidations_total",
+        &[r#"function="update_widget""#],
+    );
+
+    for _ in 0..3 {
+        assert_eq!(svc.get(&path).await.status, StatusCode::OK); // 1 miss, 2 hits
+    }
+    let r = svc
+        .call(
+            Method::PUT,
+            &path,
+            &[],
+            Some(serde_json::json!({"name": "metered", "price_cents": 5})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(svc.get(&path).await.status, StatusCode::OK); // a miss after the PUT
+
+    let after = svc.get("/metrics").await;
+    assert!(
+        header(&after, "content-type").is_some_and(|c| c.starts_with("text/plain")),
+        "{:?}",
+        after.headers
+    );
+    let text = &after.body;
+    for name in [
+        "cacheside_hits_total",
+        "cacheside_misses_total",
+        "cacheside_invalidations_total",
+        "cacheside_body_seconds",
+        "cacheside_served_age_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name}")),
+            "{name} missing from:\n{text}"
+        );
+    }
+    assert_eq!(count(text, "cacheside_hits_total") - hits0, 2.0, "{text}");
+    assert_eq!(
+        count(text, "cacheside_misses_total") - misses0,
+        2.0,
+        "{text}"
+    );
+    // `update_widget` deletes its key and one pattern per successful PUT.
+    assert_eq!(
+        metric(
+            text,
+            "cacheside_invalidations_total",
+            &[r#"function="update_widget""#]
+        ) - updates0,
+        2.0,
+        "{text}"
+    );
+    assert!(
+        metric(text, "cacheside_body_seconds_count", &[get_widget]) >= 2.0,
+        "{text}"
+    );
+}
