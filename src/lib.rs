@@ -69,6 +69,8 @@ pub use cache_core::{
 };
 pub use config::{BackendKind, BackplaneSetting, Config, DEFAULT_CONNECT_TIMEOUT};
 pub use entry::Entry;
+#[cfg(feature = "metrics")]
+pub use runtime::observe::enable_metrics;
 pub use runtime::observe::FunctionStats;
 
 /// The per-function view of [`Cache::stats`]: every annotated function

@@ -210,12 +210,15 @@ pub fn routes(db: Db) -> Router {
 pub fn prometheus_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
+        let handle = PrometheusBuilder::new()
             .install_recorder()
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "no Prometheus recorder: /metrics shows nothing of cacheside");
                 PrometheusBuilder::new().build_recorder().handle()
-            })
+            });
+        // The recorder is in place: cacheside may register its handles now.
+        cacheside::enable_metrics();
+        handle
     })
 }
 

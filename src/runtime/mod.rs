@@ -207,7 +207,12 @@ pub fn local_hit<V>(
         full.push_str(cache.key_prefix());
         let at = full.len();
         key(&mut full);
-        let found = cache.local_hit(&full, spec.salt(instance), typed);
+        let found = cache.local_hit(
+            &full,
+            spec.salt(instance),
+            typed,
+            spec.observed.local_hits(),
+        );
         let out = match found {
             Some(v) => {
                 observe::local_hit(
@@ -266,7 +271,7 @@ where
     let full = cache.full_key(&key);
     let span = observe::call_span(spec.function, spec.cache, spec.key_prefix, cache, &full);
     let mut policy = spec.policy(cache, typed, ttl_of, tags);
-    policy.observe = !span.is_disabled() || cfg!(feature = "metrics");
+    policy.observe = !span.is_disabled() || observe::metrics_on();
     let (out, encode_error, report) = cache
         .read_through_reported(&full, spec.salt(instance), body, policy)
         .instrument(span.clone())
@@ -318,7 +323,7 @@ where
     let salt = spec.salt(instance);
     let span = observe::call_span(spec.function, spec.cache, spec.key_prefix, cache, &full);
     let mut policy = spec.policy(cache, typed, ttl_of, tags);
-    policy.observe = !span.is_disabled() || cfg!(feature = "metrics");
+    policy.observe = !span.is_disabled() || observe::metrics_on();
     let (function, name) = (spec.function, spec.cache);
     match cache
         .read_through_or_hand_back(&full, salt, body, policy.clone())

@@ -58,6 +58,12 @@ impl Observed {
         }
     }
 
+    /// The counter of local-tier hits, which the cache bumps with its own.
+    #[inline]
+    pub(crate) fn local_hits(&self) -> &Counter {
+        &self.hits_local
+    }
+
     /// Lists this function in [`function_stats`](crate::function_stats) (once).
     #[inline]
     fn register(&'static self, function: &'static str, cache: Option<&'static str>) {
@@ -224,9 +230,11 @@ pub(crate) fn finish(
         record(span, report);
     }
     #[cfg(feature = "metrics")]
-    metrics_out::call(
-        observed, function, cache_name, cache, report, skipped, errors,
-    );
+    if metrics_on() {
+        metrics_out::call(
+            observed, function, cache_name, cache, report, skipped, errors,
+        );
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = (cache, skipped, errors);
 }
@@ -298,12 +306,35 @@ pub(crate) fn local_hit(
 ) {
     // No `register` here: a value is in the local tier only after a call
     // through `cached` (a miss, or a store hit), whose `finish` registered.
-    if cfg!(feature = "metrics") || traced() {
-        let ttl = ttl();
-        local_hit_shown(observed, function, cache_name, key_prefix, cache, full, ttl);
-    } else {
-        observed.hits_local.bump();
+    // The hit is counted already (`Cache::local_hit` bumped `local_hits`).
+    if metrics_on() || traced() {
+        // A second lookup, for the age: only for someone who reads it.
+        let age = cache.local_age(full, ttl());
+        local_hit_shown(observed, function, cache_name, key_prefix, cache, full, age);
     }
+}
+
+/// Whether [`enable_metrics`] was called (feature `metrics`).
+#[inline]
+pub(crate) fn metrics_on() -> bool {
+    #[cfg(feature = "metrics")]
+    return METRICS.load(Ordering::Relaxed);
+    #[cfg(not(feature = "metrics"))]
+    false
+}
+
+#[cfg(feature = "metrics")]
+static METRICS: AtomicBool = AtomicBool::new(false);
+
+/// Starts sending cacheside's counters and histograms to the `metrics`
+/// facade's recorder (feature `metrics`). Call it once the recorder is
+/// installed (e.g. `metrics_exporter_prometheus::PrometheusBuilder::install_recorder`):
+/// each function registers its handles with the recorder of its first call
+/// after this. Until then, and without the call, nothing is sent and a hit
+/// pays nothing for the feature.
+#[cfg(feature = "metrics")]
+pub fn enable_metrics() {
+    METRICS.store(true, Ordering::Relaxed);
 }
 
 #[cold]
@@ -315,22 +346,25 @@ fn local_hit_shown(
     key_prefix: &'static str,
     cache: &Cache,
     full: &str,
-    ttl: Duration,
+    age: Option<Duration>,
 ) {
     let span = call_span(function, cache_name, key_prefix, cache, full);
-    // The age is looked up only for someone who reads it.
-    let wants_age = !span.is_disabled() || cfg!(feature = "metrics");
     let report = Report {
         answer: Answer::Hit,
         source: Some(Source::Local),
-        age: if wants_age {
-            cache.local_age(full, ttl)
-        } else {
-            None
-        },
+        age,
         ..Report::default()
     };
-    finish(observed, function, cache_name, cache, &span, &report, None);
+    // Counted by `Cache::local_hit`: only shown here.
+    if traced() {
+        record(&span, &report);
+    }
+    #[cfg(feature = "metrics")]
+    if metrics_on() {
+        metrics_out::call(observed, function, cache_name, cache, &report, false, 0);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (observed, function, cache_name, cache);
 }
 
 /// A background refresh started.
@@ -349,15 +383,16 @@ pub(crate) fn invalidated(
     observed.invalidations.add(n);
     tracing::debug!(function, invalidated = n, "cache invalidation");
     #[cfg(feature = "metrics")]
-    metrics_out::invalidated(observed, function, cache_name, n);
+    if metrics_on() {
+        metrics_out::invalidated(observed, function, cache_name, n);
+    }
 }
 
 #[cfg(feature = "metrics")]
 mod metrics_out {
     //! The counters and histograms, through the `metrics` facade. Handles
-    //! are registered on a function's first call, with the recorder
-    //! installed then: install it (e.g. `metrics-exporter-prometheus`)
-    //! before the first cached call.
+    //! are registered on a function's first call after [`enable_metrics`],
+    //! with the recorder installed then.
 
     use super::*;
     use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
@@ -518,7 +553,9 @@ pub(crate) fn refresh(
 ) {
     refresh_started(observed);
     #[cfg(feature = "metrics")]
-    metrics_out::refresh(observed, function, cache_name);
+    if metrics_on() {
+        metrics_out::refresh(observed, function, cache_name);
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = (function, cache_name);
 }

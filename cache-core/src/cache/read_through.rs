@@ -75,7 +75,7 @@ pub struct Policy<V> {
     pub lease: Option<Duration>,
     /// The tags of what the call stores, as stored ([`Cache::tag_key`]).
     pub tags: Option<Arc<[String]>>,
-    /// Whether the caller reads the [`Report`]'s `age` (a span or metrics
+    /// Whether the caller shows the [`Report`]'s `age` (a span or metrics
     /// are on): a hit in the local tier then looks up how long its entry has left.
     pub observe: bool,
 }
@@ -404,7 +404,13 @@ impl Cache {
     /// lookup counts the miss).
     #[doc(hidden)] // for the facade's macro runtime (cacheside::__private), not API
     #[inline]
-    pub fn local_hit<V>(&self, full: &str, salt: Salt, typed: Typed<V>) -> Option<V> {
+    pub fn local_hit<V>(
+        &self,
+        full: &str,
+        salt: Salt,
+        typed: Typed<V>,
+        also: &super::Counter,
+    ) -> Option<V> {
         let inner = &*self.inner;
         let t = match &inner.tier {
             Tier::Store(t) | Tier::Front(t) => t,
@@ -413,7 +419,10 @@ impl Cache {
         self.ensure_subscribed();
         match t.lookup(full, salt, Some(typed)) {
             Found::Value(v) => {
-                bump(&inner.counters.local_hits);
+                // The cache's count and the caller's (its function's), on one stripe.
+                let stripe = crate::stripe::index();
+                inner.counters.local_hits.add_at(stripe, 1);
+                also.bump_unsynced_at(stripe);
                 Some(v)
             }
             _ => None,
@@ -604,6 +613,7 @@ impl Cache {
                 }
                 Found::Value(v) => {
                     bump(&inner.counters.local_hits);
+                    // The entry's life: for the refresh, and for the age a span or metrics show.
                     let life = (refresh.is_some() || policy.observe)
                         .then(|| t.remaining(full))
                         .flatten();
