@@ -1,7 +1,7 @@
 //! How long an invalidation takes to reach another process's local tier over
 //! the Redis backplane (pub/sub), on loopback: p50 and p99.
 //!
-//!     cargo run --release --example backplane_latency --features testing,redis
+//!     cargo run --release -p cacheside --example backplane_latency --features testing,redis
 //!
 //! Starts its own redis-server on a free loopback port. Two backplanes with
 //! their own connections stand for two processes; the time measured is from

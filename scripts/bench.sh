@@ -20,7 +20,7 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
 if [ "$what" != hybrid ]; then
-cargo bench --bench memory_hit -- --noplot >&2
+cargo bench -p cacheside --bench memory_hit -- --noplot >&2
 CRITERION="$target_dir/criterion" python3 - <<'PY'
 import json, os, pathlib, sys
 def median(path):
@@ -38,13 +38,13 @@ PY
 fi
 
 # Unpinned: its scaling figure needs both cores.
-cargo bench --bench memory_vs_cached | tee -a "$results"
+cargo bench -p cacheside --bench memory_vs_cached | tee -a "$results"
 
 if [ "$what" != hybrid ]; then
   # Fail-safe's cost on a hit; a hot key across its expiry with and without early refresh.
-  cargo bench --bench freshness | tee -a "$results"
+  cargo bench -p cacheside --bench freshness | tee -a "$results"
   # lz4 compression and the bincode codec on a ~64 KiB document: bytes stored, time per encode/decode.
-  cargo bench --features bincode,compression --bench compression | tee -a "$results"
+  cargo bench -p cacheside --features bincode,compression --bench compression | tee -a "$results"
 fi
 
 if [ "$what" != memory ]; then
@@ -55,9 +55,9 @@ if [ "$what" != memory ]; then
   command -v taskset >/dev/null 2>&1 && pin=(taskset -c 0)
   if [ "$what" = hybrid ]; then
     STORE_BENCH_ONLY="${STORE_BENCH_ONLY:-hybrid}" \
-      "${pin[@]}" cargo bench --features testing,redis,memcached --bench store_hit | tee -a "$results"
+      "${pin[@]}" cargo bench -p cacheside --features testing,redis,memcached --bench store_hit | tee -a "$results"
   else
-    "${pin[@]}" cargo bench --features testing,redis,memcached --bench store_hit | tee -a "$results"
+    "${pin[@]}" cargo bench -p cacheside --features testing,redis,memcached --bench store_hit | tee -a "$results"
   fi
 fi
 

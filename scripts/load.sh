@@ -15,7 +15,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk
 fi
 
-cargo build --release --example widgets >&2
+cargo build --release -p widgets-example --example widgets >&2
 bin=target/release/examples/widgets
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -53,6 +53,8 @@
 //! | tests (feature `testing`) | `testing`: real servers, the conformance suite, a fault-injecting backend |
 //!
 //! Turn everything off in tests with `CACHE_ENABLED=false` or [`set_enabled`].
+// docs.rs (nightly, `--cfg docsrs`): each feature-gated item shows the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod config;

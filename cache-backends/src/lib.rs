@@ -13,6 +13,8 @@
 //! `MemcachedConfig`, by the rules of [`cache_core::env`]) and starts from
 //! them with the [`Timeouts`] every network store shares; the `cacheside`
 //! facade's `Config` puts the sections together and picks the store.
+// docs.rs (nightly, `--cfg docsrs`): each feature-gated item shows the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 use std::time::Duration;

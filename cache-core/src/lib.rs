@@ -17,6 +17,8 @@
 //! * [`env`](mod@env): the rules for reading configuration variables;
 //! * [`redact_url`]: credentials out of anything shown;
 //! * `testing` (feature `testing`): `Faulty`, a wrapper that injects store faults, for fail-open tests.
+// docs.rs (nightly, `--cfg docsrs`): each feature-gated item shows the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod backend;

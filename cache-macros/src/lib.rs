@@ -10,6 +10,8 @@
 //! - `emit` builds the output, one `ToTokens` piece per module, and
 //!   `expand` puts the two macros together.
 
+// docs.rs (nightly, `--cfg docsrs`): each feature-gated item shows the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 mod args;
 mod ctxt;
 mod emit;

@@ -2,8 +2,8 @@
 //! response cache on a public route, client cache headers and a rate limiter.
 //!
 //! ```text
-//! cargo run --example widgets
-//! CACHE_BACKEND=redis cargo run --example widgets
+//! cargo run -p widgets-example --example widgets
+//! CACHE_BACKEND=redis cargo run -p widgets-example --example widgets
 //! ```
 //!
 //! Listens on 127.0.0.1:3000 (`WIDGETS_ADDR`), database `widgets.db`
