@@ -33,7 +33,7 @@ pub struct CacheSpec {
     pub key_prefix: &'static str,
     /// `cache = "name"`, or the global cache.
     pub cache: Option<&'static str>,
-    /// What this function's calls counted ([`observe`]).
+    /// What this function's calls counted (`runtime::observe`).
     pub observed: observe::Observed,
     /// `expire` in seconds; `None` = the cache's default; `Some(0)` = not cached.
     pub expire: Option<u64>,
