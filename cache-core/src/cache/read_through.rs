@@ -1508,8 +1508,17 @@ impl Cache {
             bump(&self.inner.counters.skipped);
             Err(Error::ValueTooLarge { size, limit })
         };
-        if bytes.len() > self.inner.max_payload {
-            return too_large(bytes.len(), self.inner.max_payload);
+        // Without compression the stored bytes are these: the tighter of the
+        // two limits applies now, and is the one the error names.
+        #[cfg(feature = "compression")]
+        let first_limit = match self.inner.compression {
+            Some(_) => self.inner.max_payload,
+            None => self.inner.max_payload.min(self.inner.max_value_size),
+        };
+        #[cfg(not(feature = "compression"))]
+        let first_limit = self.inner.max_payload.min(self.inner.max_value_size);
+        if bytes.len() > first_limit {
+            return too_large(bytes.len(), first_limit);
         }
         #[cfg(feature = "compression")]
         let bytes = match self.inner.compression {
