@@ -269,27 +269,72 @@ where
         return body.await;
     };
     let full = cache.full_key(&key);
-    let span = observe::call_span(spec.function, spec.cache, spec.key_prefix, cache, &full);
-    let mut policy = spec.policy(cache, typed, ttl_of, tags);
-    policy.observe = !span.is_disabled() || observe::metrics_on();
+    let (call, policy) = Call::open(spec, cache, &full, typed, ttl_of, tags);
     let (out, encode_error, report) = cache
         .read_through_reported(&full, spec.salt(instance), body, policy)
-        .instrument(span.clone())
+        .instrument(call.span.clone())
         .await;
-    if let Some(e) = &encode_error {
-        cache.note_failure("encode", &full, e);
-    }
-    let (function, name) = (spec.function, spec.cache);
-    observe::finish(
-        &spec.observed,
-        function,
-        name,
-        cache,
-        &span,
-        &report,
-        encode_error.as_ref(),
-    );
+    call.finish(&full, &report, encode_error.as_ref());
     out
+}
+
+/// What [`cached`] and [`cached_background`] do around the read: one
+/// call's span, and its counters and events once it is answered.
+struct Call {
+    spec: &'static CacheSpec,
+    cache: &'static Cache,
+    span: tracing::Span,
+}
+
+impl Call {
+    /// The span of a call on `full`, and its policy (which reports what it
+    /// did only when someone listens: a span, or metrics).
+    fn open<V>(
+        spec: &'static CacheSpec,
+        cache: &'static Cache,
+        full: &str,
+        typed: Option<Typed<V>>,
+        ttl_of: Option<fn(&V) -> Duration>,
+        tags: Option<Vec<String>>,
+    ) -> (Call, Policy<V>) {
+        let span = observe::call_span(spec.function, spec.cache, spec.key_prefix, cache, full);
+        let mut policy = spec.policy(cache, typed, ttl_of, tags);
+        policy.observe = !span.is_disabled() || observe::metrics_on();
+        (Call { spec, cache, span }, policy)
+    }
+
+    /// Counts and records the answer; a value that could not be encoded
+    /// (hence was not stored) is noted as a failure too.
+    fn finish(
+        &self,
+        full: &str,
+        report: &cache_core::Report,
+        encode_error: Option<&cache_core::Error>,
+    ) {
+        if let Some(e) = encode_error {
+            self.cache.note_failure("encode", full, e);
+        }
+        let spec = self.spec;
+        observe::finish(
+            &spec.observed,
+            spec.function,
+            spec.cache,
+            self.cache,
+            &self.span,
+            report,
+            encode_error,
+        );
+    }
+
+    /// Records an answer the read did not give (a stale value or the body's
+    /// own after a soft timeout).
+    fn answered(&self, answer: cache_core::report::Answer) {
+        let report = cache_core::Report {
+            answer,
+            ..cache_core::Report::default()
+        };
+        self.finish("", &report, None);
+    }
 }
 
 /// The `#[cache]` wrapper of a function with work that outlives the call
@@ -321,13 +366,10 @@ where
     };
     let full = cache.full_key(&key).into_owned();
     let salt = spec.salt(instance);
-    let span = observe::call_span(spec.function, spec.cache, spec.key_prefix, cache, &full);
-    let mut policy = spec.policy(cache, typed, ttl_of, tags);
-    policy.observe = !span.is_disabled() || observe::metrics_on();
-    let (function, name) = (spec.function, spec.cache);
+    let (call, policy) = Call::open(spec, cache, &full, typed, ttl_of, tags);
     match cache
         .read_through_or_hand_back(&full, salt, body, policy.clone())
-        .instrument(span.clone())
+        .instrument(call.span.clone())
         .await
     {
         Served::Done {
@@ -336,21 +378,10 @@ where
             refresh,
             report,
         } => {
-            if let Some(e) = &error {
-                cache.note_failure("encode", &full, e);
-            }
-            observe::finish(
-                &spec.observed,
-                function,
-                name,
-                cache,
-                &span,
-                &report,
-                error.as_ref(),
-            );
+            call.finish(&full, &report, error.as_ref());
             if let Some(body) = refresh {
                 if let Some(claim) = cache.start_refresh(&full) {
-                    observe::refresh(&spec.observed, function, name);
+                    observe::refresh(&spec.observed, spec.function, spec.cache);
                     let bounded = bounded(body, spec.hard_timeout());
                     tokio::spawn(async move {
                         let _claim = claim;
@@ -370,20 +401,14 @@ where
                     .await
                     .0
             });
-            let answered = |answer| cache_core::Report {
-                answer,
-                ..cache_core::Report::default()
-            };
             let stale_served = || {
                 cache.note_stale_served();
-                let report = answered(cache_core::report::Answer::Stale);
-                observe::finish(&spec.observed, function, name, cache, &span, &report, None);
+                call.answered(cache_core::report::Answer::Stale);
                 O::from_cached(stale)
             };
             match tokio::time::timeout(soft, &mut run).await {
                 Ok(Ok(Bounded::Done(out))) => {
-                    let report = answered(cache_core::report::Answer::Miss);
-                    observe::finish(&spec.observed, function, name, cache, &span, &report, None);
+                    call.answered(cache_core::report::Answer::Miss);
                     out
                 }
                 Ok(Ok(Bounded::TimedOut)) | Err(_) => stale_served(),

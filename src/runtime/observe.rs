@@ -152,12 +152,7 @@ pub struct FunctionStats {
 impl FunctionStats {
     /// `hits / (hits + misses)`, or 0 before any call.
     pub fn hit_ratio(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
+        Counter::ratio(self.hits, self.misses)
     }
 }
 

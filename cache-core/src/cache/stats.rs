@@ -56,12 +56,7 @@ pub struct Stats {
 impl Stats {
     /// `hits / (hits + misses)`, or 0 before any read.
     pub fn hit_ratio(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
+        Counter::ratio(self.hits, self.misses)
     }
 }
 
@@ -72,6 +67,14 @@ impl Stats {
 pub struct Counter([Padded<AtomicU64>; STRIPES]);
 
 impl Counter {
+    /// `hits / (hits + misses)`, or 0 before any read: every hit ratio's formula.
+    pub fn ratio(hits: u64, misses: u64) -> f64 {
+        match hits.saturating_add(misses) {
+            0 => 0.0,
+            total => hits as f64 / total as f64,
+        }
+    }
+
     /// Zero (for `static`s).
     pub const fn new() -> Counter {
         #[allow(clippy::declare_interior_mutable_const)] // a fresh zero per stripe, by design
