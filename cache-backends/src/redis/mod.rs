@@ -252,7 +252,7 @@ pub(crate) fn normalize_url(url: &str) -> String {
 }
 
 /// What a Redis URL looks like, for the error about one that does not parse.
-const URL_ALLOWED: &str = "a URL such as redis://[[user]:password@]host[:port][/db] (rediss://… with the tls feature, redis+unix:///path/to/socket), special characters of the password percent-encoded";
+const URL_ALLOWED: &str = "a URL such as redis://[[user]:password@]host[:port][/db] (valkey://… alike; rediss://… or valkeys://… with the tls feature; redis+unix:///path/to/socket), special characters of the password percent-encoded";
 
 /// Parses a URL and applies the TCP settings every connection uses; a URL
 /// that does not parse is an [`Error::Config`] naming `var` (the URL redacted).
@@ -1133,5 +1133,21 @@ mod tests {
     fn bare_addresses_get_a_scheme() {
         assert_eq!(normalize_url("127.0.0.1:7000"), "redis://127.0.0.1:7000");
         assert_eq!(normalize_url(" rediss://h:1/0 "), "rediss://h:1/0");
+    }
+
+    #[test]
+    fn valkey_schemes_parse_like_redis_ones() {
+        let info = connection_info("CACHE_REDIS_URL", "valkey://:pw@127.0.0.1:7001/2").unwrap();
+        assert_eq!(info.redis_settings().db(), 2);
+        assert!(
+            info.addr().to_string().contains("7001"),
+            "{:?}",
+            info.addr()
+        );
+        #[cfg(not(feature = "tls"))]
+        assert!(matches!(
+            connection_info("CACHE_REDIS_URL", "valkeys://127.0.0.1:7001"),
+            Err(Error::BackendNotCompiled { feature: "tls", .. })
+        ));
     }
 }
