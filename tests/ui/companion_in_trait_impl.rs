@@ -15,7 +15,8 @@ impl Repo for Db {
 
     // ...but an associated function without `self` would get one (it may
     // be in an inherent impl): rustc then says the companion is no member
-    // of the trait, and the fix is `companion = false`.
+    // of the trait, and so is a constant whose name is the fix,
+    // `companion = false`.
     #[cacheside::cache(key = "repo:count")]
     async fn count() -> u64 {
         0

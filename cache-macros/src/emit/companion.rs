@@ -173,7 +173,24 @@ impl ToTokens for Companion<'_> {
         let (spec, here, instance) = (&cached.spec, Here::InCompanion, &cached.instance);
         let (entry, entry_new) = (rt.entry(), rt.entry_new());
         let (local_instance, spec_static) = (names::instance(), names::spec());
+        // A trait impl holds no item of its own, and its methods are
+        // written without `pub`: rustc's "is not a member of trait" error
+        // about the companion then comes with a second one whose name is
+        // the fix. (Harmless elsewhere: a hidden, unused unit constant.)
+        let hint = matches!(vis, syn::Visibility::Inherited).then(|| {
+            let hint = format_ident!(
+                "{}{}_cannot_be_in_a_trait_impl_set_companion_false",
+                item.sig.ident,
+                COMPANION_SUFFIX
+            );
+            quote! {
+                #[doc(hidden)]
+                #[allow(dead_code, non_upper_case_globals)]
+                const #hint: () = ();
+            }
+        });
         tokens.extend(quote! {
+            #hint
             #[doc = #doc]
             #[allow(dead_code, clippy::needless_lifetimes)]
             #vis fn #name #generics (#(#params),*) -> #entry<#stored> #where_clause {
