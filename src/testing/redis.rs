@@ -754,6 +754,10 @@ impl RedisSentinelGroup {
                         && info.get("flags").map(String::as_str) == Some("master")
                 }) && g.role(g.data[1].port()).as_deref() == Some("slave")
                     && g.replica_link_up(g.data[1].port())
+                    // The replica's side can be up before the master puts it
+                    // online; the store counts the replicas the master's
+                    // `ROLE` lists (online ones) when it finds the master.
+                    && g.online_replicas(g.data[0].port()) == 1
             },
         );
         group
@@ -800,6 +804,22 @@ impl RedisSentinelGroup {
         }
     }
 
+    /// How many replicas the master on `port` lists in `ROLE` (the online ones); 0 if it is no master.
+    fn online_replicas(&self, port: u16) -> usize {
+        match redis_command(port, &[b"ROLE"]) {
+            Ok(Reply::Array(Some(items)))
+                if items.first().and_then(Reply::as_text).as_deref() == Some("master") =>
+            {
+                match items.get(2) {
+                    Some(Reply::Array(Some(replicas))) => replicas.len(),
+                    _ => 0,
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether the replica on `port` reports its link to the master up.
     fn replica_link_up(&self, port: u16) -> bool {
         redis_command(port, &[b"INFO", b"replication"])
             .ok()

@@ -191,8 +191,9 @@ pub(crate) struct Master {
     pub(crate) addr: String,
     pub(crate) client: Client,
     conns: Vec<MultiplexedConnection>,
-    /// Replicas connected to it when it was found: `WAIT 1` after
-    /// invalidations when there was at least one.
+    /// Replicas online (listed by `ROLE`) when it was found: `WAIT 1`
+    /// after invalidations when there was at least one. Not re-read until
+    /// the next lookup, so a replica still syncing then is not waited for.
     replicas: usize,
 }
 
