@@ -18,7 +18,7 @@ use cache_core::{Backend, Error, Fence, Key};
 use crate::Timeouts;
 
 use super::generations::{Gens, Seen};
-use super::keys::{expiry, memcached_wire_key, wire_ttl};
+use super::keys::{entry_ttl, expiry, memcached_wire_key, wire_ttl};
 use super::meta::{Cmd, MetaClient, MetaError, Reply, Store};
 use super::options::{
     MemcachedConfig, MemcachedOptions, SERVERS_ALLOWED, SERVERS_VAR, SERVERS_VAR_FIX,
@@ -504,7 +504,7 @@ impl Backend for MemcachedBackend {
         self.fits(&value)?;
         let (wire, server) = self.route_key(key);
         let namespace = key.namespace();
-        let ttl = wire_ttl(ttl);
+        let ttl = entry_ttl(&value, ttl);
         let mut stamp_gens = self.remembered("set", server, namespace).await?;
         // Second try only when a clear elsewhere moved the generations under us.
         for _ in 0..2 {

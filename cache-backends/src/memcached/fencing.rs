@@ -10,7 +10,7 @@ use cache_core::backend::tombstone;
 use cache_core::{Error, Fence, Key};
 
 use super::backend::{protocol_error, MemcachedBackend};
-use super::keys::{expiry, wire_ttl};
+use super::keys::{entry_ttl, expiry};
 use super::meta::{Cmd, Reply, Store};
 
 /// The fence of an item that is there but not a value (a tombstone, an
@@ -91,7 +91,7 @@ impl MemcachedBackend {
             key: Cow::Borrowed(&wire),
             value: &value,
             client_flags: gens.stamp(),
-            expiry: wire_ttl(ttl),
+            expiry: entry_ttl(&value, ttl),
             store,
         };
         let (current, stored) = self.write(OP, server, namespace, set).await?;

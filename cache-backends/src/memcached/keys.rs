@@ -91,6 +91,24 @@ pub(super) fn wire_ttl(ttl: Option<Duration>) -> u32 {
     ttl.map_or(0, expiry)
 }
 
+/// The `T` of a stored entry: [`wire_ttl`], one second longer for an entry
+/// that carries its own freshness stamp (every fill of the cache does).
+///
+/// Memcached's clock moves once a second and an item expires when its time
+/// is reached, so `T2` keeps an item between one and two seconds. An entry
+/// whose reader checks the stamp to the millisecond is kept at least its
+/// TTL this way and still served no longer than it. An entry without a
+/// stamp (raw bytes a provider wrote) keeps the plain rounding: it may go
+/// up to a second early, never late.
+pub(super) fn entry_ttl(value: &[u8], ttl: Option<Duration>) -> u32 {
+    match ttl {
+        Some(ttl) if cache_core::codec::freshness(value).is_some() => {
+            expiry(ttl.saturating_add(Duration::from_secs(1)))
+        }
+        ttl => wire_ttl(ttl),
+    }
+}
+
 fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -100,6 +118,22 @@ fn unix_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An entry as the cache's fills write it: with a freshness stamp.
+    fn stamped_entry() -> Vec<u8> {
+        let fresh = cache_core::codec::Freshness {
+            fresh_until_ms: 2_000,
+            stale_until_ms: 2_000,
+            body_ms: 1,
+        };
+        cache_core::codec::seal_fresh(
+            &cache_core::codec::MsgPack,
+            &7u32,
+            cache_core::codec::Salt::NONE,
+            Some(fresh),
+        )
+        .unwrap()
+    }
 
     #[test]
     fn safe_keys_are_unchanged() {
@@ -145,6 +179,14 @@ mod tests {
     #[test]
     fn ttls_round_up_to_whole_seconds() {
         assert_eq!(wire_ttl(None), 0);
+        // A stamped entry outlives memcached's one-second clock; raw bytes do not.
+        let ttl = Some(Duration::from_secs(2));
+        let stamped = stamped_entry();
+        assert!(cache_core::codec::freshness(&stamped).is_some());
+        assert_eq!(entry_ttl(&stamped, ttl), 3);
+        assert_eq!(entry_ttl(&stamped, Some(Duration::from_millis(1500))), 3);
+        assert_eq!(entry_ttl(&stamped, None), 0);
+        assert_eq!(entry_ttl(b"raw provider bytes", ttl), 2);
         assert_eq!(wire_ttl(Some(Duration::from_millis(1))), 1);
         assert_eq!(wire_ttl(Some(Duration::ZERO)), 1);
         assert_eq!(wire_ttl(Some(Duration::from_millis(1500))), 2);
