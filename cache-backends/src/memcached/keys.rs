@@ -92,19 +92,19 @@ pub(super) fn wire_ttl(ttl: Option<Duration>) -> u32 {
 }
 
 /// The `T` of a stored entry: [`wire_ttl`], one second longer for an entry
-/// that carries its own freshness stamp (every fill of the cache does).
+/// whose envelope says when a reader must stop using it (fills with
+/// fail-safe or early refresh are stamped so).
 ///
 /// Memcached's clock moves once a second and an item expires when its time
 /// is reached, so `T2` keeps an item between one and two seconds. An entry
 /// whose reader checks the stamp to the millisecond is kept at least its
-/// TTL this way and still served no longer than it. An entry without a
-/// stamp (raw bytes a provider wrote) keeps the plain rounding: it may go
-/// up to a second early, never late.
+/// TTL this way and still used no longer than it. Every other entry
+/// (unstamped, or tagged without a limit of its own) keeps the plain
+/// rounding: it may go up to a second early, never late.
 pub(super) fn entry_ttl(value: &[u8], ttl: Option<Duration>) -> u32 {
+    let limited = cache_core::codec::freshness(value).is_some_and(|f| f.stale_until_ms < u64::MAX);
     match ttl {
-        Some(ttl) if cache_core::codec::freshness(value).is_some() => {
-            expiry(ttl.saturating_add(Duration::from_secs(1)))
-        }
+        Some(ttl) if limited => expiry(ttl.saturating_add(Duration::from_secs(1))),
         ttl => wire_ttl(ttl),
     }
 }
@@ -187,6 +187,22 @@ mod tests {
         assert_eq!(entry_ttl(&stamped, Some(Duration::from_millis(1500))), 3);
         assert_eq!(entry_ttl(&stamped, None), 0);
         assert_eq!(entry_ttl(b"raw provider bytes", ttl), 2);
+        let unlimited = cache_core::codec::seal_fresh(
+            &cache_core::codec::MsgPack,
+            &7u32,
+            cache_core::codec::Salt::NONE,
+            Some(cache_core::codec::Freshness {
+                fresh_until_ms: u64::MAX,
+                stale_until_ms: u64::MAX,
+                body_ms: 0,
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            entry_ttl(&unlimited, ttl),
+            2,
+            "no limit of its own: the store's TTL is the limit"
+        );
         assert_eq!(wire_ttl(Some(Duration::from_millis(1))), 1);
         assert_eq!(wire_ttl(Some(Duration::ZERO)), 1);
         assert_eq!(wire_ttl(Some(Duration::from_millis(1500))), 2);
