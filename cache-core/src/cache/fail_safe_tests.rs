@@ -773,3 +773,98 @@ fn jitter_of_a_ttl_too_large_to_scale_up_does_not_panic() {
         assert!(ttl >= Duration::MAX / 2 - Duration::from_secs(1), "{ttl:?}");
     }
 }
+
+/// A store whose lease is held by another process at the first try, and
+/// which that process fills and releases just before the second: the race
+/// between a waiter's read and its next lease.
+#[derive(Clone)]
+struct FilledBeforeSecondLease {
+    inner: MapStore,
+    filler: Cache,
+    leases: std::sync::Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Backend for FilledBeforeSecondLease {
+    fn name(&self) -> &'static str {
+        "filled-before-second-lease"
+    }
+    fn is_in_process(&self) -> bool {
+        self.inner.is_in_process()
+    }
+    async fn get(&self, key: Key<'_>) -> Result<Option<bytes::Bytes>, Error> {
+        self.inner.get(key).await
+    }
+    async fn set(
+        &self,
+        key: Key<'_>,
+        value: bytes::Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.inner.set(key, value, ttl).await
+    }
+    async fn delete(&self, key: Key<'_>) -> Result<bool, Error> {
+        self.inner.delete(key).await
+    }
+    async fn delete_pattern(&self, namespace: &str, pattern: &str) -> Result<u64, Error> {
+        self.inner.delete_pattern(namespace, pattern).await
+    }
+    async fn exists(&self, key: Key<'_>) -> Result<bool, Error> {
+        self.inner.exists(key).await
+    }
+    async fn ttl(&self, key: Key<'_>) -> Result<Option<Duration>, Error> {
+        self.inner.ttl(key).await
+    }
+    async fn clear(&self, namespace: &str) -> Result<u64, Error> {
+        self.inner.clear(namespace).await
+    }
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn lease(&self, key: Key<'_>, token: &[u8], ttl: Duration) -> Result<bool, Error> {
+        match self.leases.fetch_add(1, Ordering::SeqCst) {
+            0 => Ok(false),
+            1 => {
+                self.filler.set("k", &9u32, None).await?;
+                self.inner.lease(key, token, ttl).await
+            }
+            _ => self.inner.lease(key, token, ttl).await,
+        }
+    }
+    async fn release(&self, key: Key<'_>, token: &[u8]) -> Result<(), Error> {
+        self.inner.release(key, token).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_won_after_waiting_reads_the_value_its_holder_left_first() {
+    let inner = MapStore::default();
+    let store = FilledBeforeSecondLease {
+        filler: Cache::builder(inner.clone()).build(),
+        inner,
+        leases: Default::default(),
+    };
+    let cache = Cache::builder(store.clone())
+        .lease(Duration::from_secs(2))
+        .build();
+    let ran = AtomicBool::new(false);
+    let v: u32 = cache
+        .get_or_set("k", None, || async {
+            ran.store(true, Ordering::SeqCst);
+            1
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.leases.load(Ordering::SeqCst),
+        2,
+        "waited, then won the lease"
+    );
+    assert_eq!(v, 9, "the holder's value, read after the lease was won");
+    assert!(!ran.load(Ordering::SeqCst), "the body did not run again");
+    assert_eq!(cache.stats().coalesced, 1);
+    // The lease taken to check was given back: the next miss leads at once.
+    cache.delete("k").await.unwrap();
+    let v: u32 = cache.get_or_set("k", None, || async { 2 }).await.unwrap();
+    assert_eq!(v, 2);
+}

@@ -1003,6 +1003,7 @@ impl Cache {
         let token = crate::backend::tombstone();
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(5);
+        let mut waited = false;
         loop {
             let taken = self
                 .call_store(
@@ -1012,7 +1013,20 @@ impl Cache {
                 )
                 .await;
             match taken {
-                Ok(true) => return Fleet::Lead(token),
+                Ok(true) if !waited => return Fleet::Lead(token),
+                Ok(true) => {
+                    // Free after a wait: the holder may have filled and
+                    // released between our last read and this lease.
+                    // Anything else (no value, a kept invalidation, a
+                    // failed read): this caller leads.
+                    return match self.fleet_read::<V>(full, salt).await {
+                        Ok(Some((v, bytes))) => {
+                            self.release_lease(full, Some(token)).await;
+                            Fleet::Filled(v, bytes)
+                        }
+                        _ => Fleet::Lead(token),
+                    };
+                }
                 Ok(false) if mode == Mode::Refresh => return Fleet::Skip,
                 Ok(false) => {}
                 Err(Error::Unsupported { .. }) => {
@@ -1032,30 +1046,46 @@ impl Cache {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
-            let get = inner.backend.get(self.key(full));
-            match self.call_store("get", Bound::Op, get).await {
-                Ok(Some(bytes)) => {
-                    if inner.pending.covers(full, inner.prefix.len()) {
-                        // A kept invalidation covers it: the store may hold the old value.
-                        return Fleet::Open;
-                    }
-                    let now = clock::unix_ms();
-                    let fresh = codec::freshness(&bytes).is_none_or(|f| f.is_fresh_at(now));
-                    let alive = match codec::entry_tags(&bytes) {
-                        Some((since, tags)) => !self.tags_dead(since, &tags).await,
-                        None => true,
-                    };
-                    if fresh && alive {
-                        if let Ok(v) = self.open_entry::<V>(&bytes, salt) {
-                            return Fleet::Filled(v, bytes);
-                        }
-                    }
-                }
+            waited = true;
+            match self.fleet_read::<V>(full, salt).await {
+                Ok(Some((v, bytes))) => return Fleet::Filled(v, bytes),
                 Ok(None) => {}
-                Err(e) => {
-                    self.note_failure("get", full, &e);
-                    return Fleet::Open;
+                Err(()) => return Fleet::Open,
+            }
+        }
+    }
+
+    /// A lease waiter's read of `full`: the holder's value when it is there,
+    /// fresh, and not invalidated (by a tag, or a kept invalidation: then
+    /// `Err`, as for a store failure, which is noted).
+    async fn fleet_read<V: DeserializeOwned>(
+        &self,
+        full: &str,
+        salt: Salt,
+    ) -> Result<Option<(V, Bytes)>, ()> {
+        let inner = &*self.inner;
+        let get = inner.backend.get(self.key(full));
+        match self.call_store("get", Bound::Op, get).await {
+            Ok(Some(bytes)) => {
+                if inner.pending.covers(full, inner.prefix.len()) {
+                    // A kept invalidation covers it: the store may hold the old value.
+                    return Err(());
                 }
+                let now = clock::unix_ms();
+                let fresh = codec::freshness(&bytes).is_none_or(|f| f.is_fresh_at(now));
+                let alive = match codec::entry_tags(&bytes) {
+                    Some((since, tags)) => !self.tags_dead(since, &tags).await,
+                    None => true,
+                };
+                Ok((fresh && alive)
+                    .then(|| self.open_entry::<V>(&bytes, salt).ok())
+                    .flatten()
+                    .map(|v| (v, bytes)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.note_failure("get", full, &e);
+                Err(())
             }
         }
     }
