@@ -10,6 +10,10 @@ use cacheside::{BackendKind, Cache, Config, Error};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backend_conforms() {
     let server = RedisServer::start();
+    // A key of someone else's, outside every namespace the suite uses.
+    server
+        .command(&[b"SET", b"outside:the:suite", b"kept"])
+        .unwrap();
     // One connection shared by every namespace, as in a real service.
     let redis = RedisBackend::connect(&server.url())
         .await
@@ -27,10 +31,14 @@ async fn redis_backend_conforms() {
         },
     )
     .await;
-    // The suite cleans up after the pattern and clear checks only; it must not have flushed anything else.
+    // The suite's pattern deletes and clears stay in their namespaces: the other key is still there.
     assert_eq!(
-        server.command(&[b"PING"]).unwrap(),
-        Reply::Status("PONG".into())
+        server
+            .command(&[b"GET", b"outside:the:suite"])
+            .unwrap()
+            .as_text()
+            .as_deref(),
+        Some("kept")
     );
 }
 

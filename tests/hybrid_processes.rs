@@ -171,6 +171,10 @@ impl Replica {
         .env(ROLE, name)
         .env(DB, db)
         .env("CACHE_NAMESPACE", "hp")
+        // Startup waits for the backplane's subscription this long: on a
+        // loaded machine 1 s (the default) can pass first, and the late
+        // subscription then flushes the tier between two reads of a test.
+        .env("CACHE_CONNECT_TIMEOUT_MS", "5000")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

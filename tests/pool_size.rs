@@ -47,6 +47,7 @@ async fn redis_pool_size_opens_and_uses_that_many_connections() {
             ("CACHE_REDIS_URL", server.url()),
             ("CACHE_REDIS_POOL_SIZE", size.to_string()),
             ("CACHE_LOCAL_MAX_ENTRIES", "0".into()),
+            ("CACHE_OP_TIMEOUT_MS", "2000".into()),
         ])
         .await;
         // The startup check's own connection closes: then exactly `size` remain.
@@ -106,6 +107,7 @@ async fn memcached_pool_size_caps_the_connections_per_server() {
         ("CACHE_MEMCACHED_SERVERS", server.addr()),
         ("CACHE_MEMCACHED_POOL_SIZE", "3".into()),
         ("CACHE_LOCAL_MAX_ENTRIES", "0".into()),
+        ("CACHE_OP_TIMEOUT_MS", "2000".into()),
     ])
     .await;
     // Connections are opened on demand. Eight reads polled together in one

@@ -347,11 +347,15 @@ const FAST: Duration = Duration::from_secs(2);
 /// The password the secrecy checks look for.
 const SECRET: &str = "hunter2-secret";
 
+/// The configuration of `vars`, with a 300 ms `CACHE_CONNECT_TIMEOUT_MS`
+/// unless they set one: a store that cannot answer (or a backplane that
+/// cannot subscribe) then costs startup 0.3 s of the 2 s `FAST`, not 1 s.
 fn config_of(vars: &[(&str, String)]) -> cacheside::Config {
     cacheside::Config::from_lookup(|name| {
         vars.iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.clone())
+            .or_else(|| (name == "CACHE_CONNECT_TIMEOUT_MS").then(|| "300".to_owned()))
     })
     .expect("a valid configuration")
 }

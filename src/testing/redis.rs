@@ -880,6 +880,7 @@ impl RedisSentinelGroup {
                 && g.role(new).as_deref() == Some("master")
                 && g.role(old).as_deref() == Some("slave")
                 && g.replica_link_up(old)
+                && g.online_replicas(new) == 1
         });
         new
     }

@@ -48,5 +48,9 @@ pub fn capture() -> (tracing::subscriber::DefaultGuard, Logs) {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    (tracing::subscriber::set_default(subscriber), logs)
+    let guard = tracing::subscriber::set_default(subscriber);
+    // A callsite first hit by a test thread without this subscriber may
+    // have cached "never interested": ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
+    (guard, logs)
 }

@@ -92,6 +92,9 @@ pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
         .with_writer(move || LogWriter(writer.clone()))
         .finish()
         .set_default();
+    // A callsite first hit by a test thread without this subscriber may
+    // have cached "never interested": ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
     (logs, guard)
 }
 
