@@ -300,11 +300,18 @@ async fn a_hot_key_crossing_its_expiry_makes_no_caller_wait_with_early_refresh()
     );
 
     assert_eq!(hot_refreshed(7).await, 7);
-    let refreshes = cache.stats().refreshes;
+    let before = cache.stats();
+    let refreshes = before.refreshes;
     let slowest = hammer(Duration::from_millis(6_500), || hot_refreshed(7)).await;
-    assert!(
-        slowest < BODY,
-        "a caller waited for the body: slowest {slowest:?}"
+    // No caller went through a fill: none missed or joined one (what a wait
+    // for the body would be). Counted, not timed: a loaded machine can make
+    // any one call slow.
+    let after = cache.stats();
+    eprintln!("with refresh: slowest call {slowest:?}; {before:?} -> {after:?}");
+    assert_eq!(
+        (after.misses, after.coalesced),
+        (before.misses, before.coalesced),
+        "a caller missed or waited on a fill: {before:?} -> {after:?}"
     );
     let runs = HOT_REFRESHED_RUNS.load(SeqCst);
     let refreshed = cache.stats().refreshes - refreshes;

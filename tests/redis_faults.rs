@@ -51,12 +51,15 @@ async fn value_during_stop(key: String) -> String {
 }
 
 /// 50 tasks × `per_task` annotated calls over 100 keys; every answer must be
-/// right. Records the slowest call, in microseconds, in `slowest`.
+/// right. Records the slowest call, in microseconds, in `slowest`. With
+/// `hold`, half the tasks stop halfway until it turns true, so that a fault
+/// made before that lands while the load runs, however fast the rest goes.
 fn spawn_load<F, Fut>(
     call: F,
     per_task: u64,
     done: &Arc<AtomicU64>,
     slowest: &Arc<AtomicU64>,
+    hold: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> tokio::task::JoinSet<()>
 where
     F: Fn(String) -> Fut + Copy + Send + 'static,
@@ -66,8 +69,14 @@ where
     for t in 0..50u64 {
         let done = done.clone();
         let slowest = slowest.clone();
+        let mut hold = hold.clone().filter(|_| t % 2 == 0);
         tasks.spawn(async move {
             for i in 0..per_task {
+                if let (Some(hold), true) = (hold.as_mut(), i == per_task / 2) {
+                    hold.wait_for(|go| *go)
+                        .await
+                        .expect("the test holds the sender");
+                }
                 let key = format!("k{}", (t * per_task + i) % 100);
                 let started = Instant::now();
                 let got = call(key.clone()).await;
@@ -96,7 +105,8 @@ async fn sigkill_under_load_fails_open_then_recovers_after_restart() {
     cacheside::register("faults-kill", cache.clone());
     let done = Arc::new(AtomicU64::new(0));
     let slowest = Arc::new(AtomicU64::new(0));
-    let mut tasks = spawn_load(value_during_kill, 200, &done, &slowest);
+    let (killed, hold) = tokio::sync::watch::channel(false);
+    let mut tasks = spawn_load(value_during_kill, 200, &done, &slowest, Some(hold));
 
     // Kill the server once a third of the 10,000 calls went through it
     // (watched from a blocking thread, so the kill lands while the load runs).
@@ -114,6 +124,7 @@ async fn sigkill_under_load_fails_open_then_recovers_after_restart() {
         }
         let stats = watched_cache.stats();
         server.kill();
+        killed.send_replace(true);
         (server, watched.load(Ordering::Relaxed), stats)
     });
     let (mut server, done_at_kill, stats_at_kill) =
@@ -173,7 +184,7 @@ async fn sigstop_fails_open_and_the_open_circuit_is_cheap() {
     const SLACK: Duration = Duration::from_millis(400);
     let done = Arc::new(AtomicU64::new(0));
     let slowest = Arc::new(AtomicU64::new(0));
-    let mut tasks = spawn_load(value_during_stop, 20, &done, &slowest);
+    let mut tasks = spawn_load(value_during_stop, 20, &done, &slowest, None);
     while let Some(r) = tasks.join_next().await {
         r.expect("a load task panicked");
     }
@@ -705,7 +716,8 @@ where
 {
     let done = Arc::new(AtomicU64::new(0));
     let slowest = Arc::new(AtomicU64::new(0));
-    let mut tasks = spawn_load(call, 200, &done, &slowest);
+    let (faulted, hold) = tokio::sync::watch::channel(false);
+    let mut tasks = spawn_load(call, 200, &done, &slowest, Some(hold));
     let watched = done.clone();
     let slowest_after = slowest.clone();
     let injector = tokio::task::spawn_blocking(move || {
@@ -719,6 +731,7 @@ where
         }
         fault();
         slowest_after.store(0, Ordering::Relaxed);
+        faulted.send_replace(true);
         watched.load(Ordering::Relaxed)
     });
     let done_at_fault = injector.await.expect("the fault thread panicked");
