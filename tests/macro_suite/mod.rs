@@ -45,11 +45,19 @@ struct Widget {
 #[derive(Debug, PartialEq)]
 struct AppError(&'static str);
 
+/// Runs of `get_widget` for widget 7, and for widget 0 (an error): two
+/// tests count them while running in parallel.
 static GET_WIDGET: OnceLock<Calls> = OnceLock::new();
+static GET_NO_WIDGET: OnceLock<Calls> = OnceLock::new();
 
 #[cacheside::cache(key_prefix = "widget", resource_id = "widget_id", expire = 600)]
 async fn get_widget(widget_id: u64) -> Result<Widget, AppError> {
-    GET_WIDGET.get_or_init(Calls::default).hit();
+    match widget_id {
+        0 => &GET_NO_WIDGET,
+        _ => &GET_WIDGET,
+    }
+    .get_or_init(Calls::default)
+    .hit();
     if widget_id == 0 {
         return Err(AppError("no widget 0"));
     }
@@ -102,7 +110,7 @@ fn miss_then_hit_with_boilerplate_key_and_ttl() {
 fn errors_are_not_cached() {
     run(async {
         global().await;
-        let calls = GET_WIDGET.get_or_init(Calls::default);
+        let calls = GET_NO_WIDGET.get_or_init(Calls::default);
         let before = calls.get();
         assert_eq!(get_widget(0).await, Err(AppError("no widget 0")));
         assert_eq!(get_widget(0).await, Err(AppError("no widget 0")));
@@ -842,7 +850,8 @@ fn fail_safe_answers_a_failing_body_with_the_stale_value() {
         PRICE_SOURCE_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
         let served = cache.stats().stale_served;
         assert_eq!(price(7).await, Ok(700), "the stale value answers");
-        assert_eq!(cache.stats().stale_served, served + 1);
+        // At least this one: the soft-timeout test may serve stale in parallel.
+        assert!(cache.stats().stale_served > served);
         let runs = calls.get();
         assert_eq!(price(7).await, Ok(700));
         assert_eq!(
