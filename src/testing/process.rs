@@ -51,13 +51,54 @@ fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("test-server spawner thread is gone"))?
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not reuse it at once).
+/// A free TCP port on 127.0.0.1, below the range the OS picks outgoing
+/// ports from, and never handed out twice by this process.
+///
+/// Below that range, no client connection of the suite (it makes many) can
+/// be given the port between this check and the server's bind, and a client
+/// reconnecting to a killed server cannot connect to itself on it. The
+/// search starts at an offset from the process id, so that test binaries
+/// run at the same time mostly look in different places; a port is free
+/// when it can be bound.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (low, high) = unassigned_ports();
+    let span = u32::from(high - low);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for step in 0..span {
+        let port = low + ((start + step * 7) % span) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    // Every port of that range is taken: whatever the OS gives.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-    listener
+    let port = listener
         .local_addr()
         .expect("local address of a bound listener")
-        .port()
+        .port();
+    handed_out.push(port);
+    port
+}
+
+/// Ports `[low, high)` below the OS's range for outgoing connections
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default), at most
+/// 12,000 of them and none below 10,000.
+fn unassigned_ports() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let high = ephemeral_low.max(10_100);
+    let low = high.saturating_sub(12_000).max(10_000).min(high - 100);
+    (low, high)
 }
 
 /// Panics with the install command when `binary` is not on `PATH`.
@@ -119,16 +160,17 @@ impl ServerProcess {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + limit;
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return;
-            }
+            // Exited first: then whatever answers on the port is not ours.
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!(
-                        "{} exited before accepting connections: {status}",
-                        self.name
+                        "{} exited before accepting connections (is port {} taken?): {status}",
+                        self.name, self.port
                     );
                 }
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -220,5 +262,25 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_outgoing_range() {
+        let (low, high) = unassigned_ports();
+        assert!(low >= 10_000 && low < high, "{low}..{high}");
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port handed out twice: {ports:?}");
+        for port in ports {
+            assert!((low..high).contains(&port), "{port} outside {low}..{high}");
+            TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        }
     }
 }
