@@ -165,6 +165,46 @@ async fn the_tombstone_expires_after_its_window() {
     assert_eq!(b.get(k).await.unwrap(), Some(bytes("w")));
 }
 
+/// A fill fenced by a value's CAS whose item then expired (not
+/// invalidated: that leaves a tombstone) lands as a fill that found the key
+/// empty, and only while it is: it is not refused and counted as fenced.
+#[tokio::test]
+async fn a_fill_whose_fenced_item_expired_lands_while_the_key_is_empty() {
+    let server = MemcachedServer::start();
+    let b = backend(&server).await;
+    let k = key("fence:expired");
+    b.set(k, bytes("old"), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let (value, fence) = b.get_fenced(k).await.unwrap();
+    assert_eq!(value, Some(bytes("old")));
+    assert!(matches!(fence, Fence::Token(_)), "{fence:?}");
+    eventually("the item expired", Duration::from_secs(10), || {
+        let b = b.clone();
+        async move { b.get(k).await.unwrap().is_none() }
+    })
+    .await;
+    assert!(b.set_fenced(k, bytes("new"), MINUTE, &fence).await.unwrap());
+    assert_eq!(b.get(k).await.unwrap(), Some(bytes("new")));
+    // Landed as an add: with the key filled meanwhile, the same fence loses.
+    let k2 = key("fence:expired-then-filled");
+    b.set(k2, bytes("old"), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let (_, fence) = b.get_fenced(k2).await.unwrap();
+    eventually("the second item expired", Duration::from_secs(10), || {
+        let b = b.clone();
+        async move { b.get(k2).await.unwrap().is_none() }
+    })
+    .await;
+    b.set(k2, bytes("other"), MINUTE).await.unwrap();
+    assert!(!b
+        .set_fenced(k2, bytes("new"), MINUTE, &fence)
+        .await
+        .unwrap());
+    assert_eq!(b.get(k2).await.unwrap(), Some(bytes("other")));
+}
+
 #[tokio::test]
 async fn invalidating_an_absent_key_returns_false_and_still_fences() {
     let server = MemcachedServer::start();

@@ -15,7 +15,7 @@ impl Repo for Db {
 
     // ...but an associated function without `self` would get one (it may
     // be in an inherent impl): rustc then says the companion is no member
-    // of the trait, and so is a constant whose name is the fix,
+    // of the trait, and so is a function whose name is the fix,
     // `companion = false`.
     #[cacheside::cache(key = "repo:count")]
     async fn count() -> u64 {

@@ -87,27 +87,39 @@ impl MemcachedBackend {
         let (wire, server) = self.route_key(key);
         let namespace = key.namespace();
         let gens = self.remembered(OP, server, namespace).await?;
-        let set = Cmd::Set {
-            key: Cow::Borrowed(&wire),
-            value: &value,
-            client_flags: gens.stamp(),
-            expiry: entry_ttl(&value, ttl),
-            store,
-        };
-        let (current, stored) = self.write(OP, server, namespace, set).await?;
-        if stored.applied() {
-            // Stamped with generations a clear has retired since: the fill
-            // is invisible, as if it had not landed (no second try: the
-            // clear overtook it).
-            return Ok(current == gens);
+        let mut store = store;
+        loop {
+            let set = Cmd::Set {
+                key: Cow::Borrowed(&wire),
+                value: &value,
+                client_flags: gens.stamp(),
+                expiry: entry_ttl(&value, ttl),
+                store,
+            };
+            let (current, stored) = self.write(OP, server, namespace, set).await?;
+            if stored.applied() {
+                // Stamped with generations a clear has retired since: the fill
+                // is invisible, as if it had not landed (no second try: the
+                // clear overtook it).
+                return Ok(current == gens);
+            }
+            if stored.not_found() && matches!(store, Store::IfCas(_)) {
+                // The item the fence named is gone: it expired (a dead
+                // entry is kept up to two seconds past its stamp) or was
+                // evicted. An invalidation would have left a tombstone (a
+                // CAS mismatch), so this fill stands as one whose read
+                // found nothing: it lands while the key is still empty.
+                store = Store::IfAbsent;
+                continue;
+            }
+            if stored.condition_failed() {
+                return Ok(false);
+            }
+            return Err(protocol_error(
+                OP,
+                "ms answered neither stored nor not stored",
+            ));
         }
-        if stored.condition_failed() {
-            return Ok(false);
-        }
-        Err(protocol_error(
-            OP,
-            "ms answered neither stored nor not stored",
-        ))
     }
 
     /// `mg <key> f` and `ms <key> … T<window>` of a fresh tombstone, in one
@@ -128,7 +140,10 @@ impl MemcachedBackend {
                 key: Cow::Borrowed(&wire),
                 value: &mark,
                 client_flags: gens.tombstone_flags(),
-                expiry: expiry(window),
+                // A second more: memcached's once-a-second clock may end
+                // `T<window>` up to a second early, and fills the tombstone
+                // keeps out may land until the window's end.
+                expiry: expiry(window + Duration::from_secs(1)),
                 store: Store::Always,
             },
         ];

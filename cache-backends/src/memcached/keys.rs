@@ -65,6 +65,9 @@ pub(super) fn counter_key(tag: &str, stamp: u32, key: &str) -> String {
     }
 }
 
+/// The longest TTL memcached takes as relative seconds: 30 days.
+const RELATIVE_LIMIT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// The `T` (or `N`) of a TTL: whole seconds rounded up (at least 1), sent
 /// as an absolute unix time past 30 days as the protocol requires, and 0
 /// (never expires) when that time is past what memcached parses: it reads
@@ -75,7 +78,7 @@ pub(super) fn expiry(ttl: Duration) -> u32 {
         .as_secs()
         .saturating_add(u64::from(ttl.subsec_nanos() > 0))
         .max(1);
-    if secs <= 30 * 24 * 60 * 60 {
+    if secs <= RELATIVE_LIMIT.as_secs() {
         return secs as u32;
     }
     let at = unix_secs().saturating_add(secs);
@@ -100,11 +103,16 @@ pub(super) fn wire_ttl(ttl: Option<Duration>) -> u32 {
 /// whose reader checks the stamp to the millisecond is kept at least its
 /// TTL this way and still used no longer than it. Every other entry
 /// (unstamped, or tagged without a limit of its own) keeps the plain
-/// rounding: it may go up to a second early, never late.
+/// rounding up: it may go up to a second early, or late by what rounding a
+/// fractional TTL up to whole seconds added.
 pub(super) fn entry_ttl(value: &[u8], ttl: Option<Duration>) -> u32 {
     let limited = cache_core::codec::freshness(value).is_some_and(|f| f.stale_until_ms < u64::MAX);
     match ttl {
-        Some(ttl) if limited => expiry(ttl.saturating_add(Duration::from_secs(1))),
+        // Not past 30 days: that would turn a relative TTL into an absolute
+        // time on this client's clock (tag records stay relative at 30 days).
+        Some(ttl) if limited && ttl < RELATIVE_LIMIT => {
+            expiry((ttl + Duration::from_secs(1)).min(RELATIVE_LIMIT))
+        }
         ttl => wire_ttl(ttl),
     }
 }
@@ -187,6 +195,13 @@ mod tests {
         assert_eq!(entry_ttl(&stamped, Some(Duration::from_millis(1500))), 3);
         assert_eq!(entry_ttl(&stamped, None), 0);
         assert_eq!(entry_ttl(b"raw provider bytes", ttl), 2);
+        // At 30 days the extra second would make the TTL an absolute time.
+        let thirty_days = Duration::from_secs(30 * 86_400);
+        assert_eq!(entry_ttl(&stamped, Some(thirty_days)), 30 * 86_400);
+        assert_eq!(
+            entry_ttl(&stamped, Some(thirty_days - Duration::from_millis(500))),
+            30 * 86_400
+        );
         let unlimited = cache_core::codec::seal_fresh(
             &cache_core::codec::MsgPack,
             &7u32,

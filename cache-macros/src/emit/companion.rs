@@ -176,7 +176,8 @@ impl ToTokens for Companion<'_> {
         // A trait impl holds no item of its own, and its methods are
         // written without `pub`: rustc's "is not a member of trait" error
         // about the companion then comes with a second one whose name is
-        // the fix. (Harmless elsewhere: a hidden, unused unit constant.)
+        // the fix. (Harmless elsewhere: a hidden, empty function, named in
+        // snake case so that no naming lint needs allowing.)
         let hint = matches!(vis, syn::Visibility::Inherited).then(|| {
             let hint = format_ident!(
                 "{}{}_cannot_be_in_a_trait_impl_set_companion_false",
@@ -184,9 +185,10 @@ impl ToTokens for Companion<'_> {
                 COMPANION_SUFFIX
             );
             quote! {
+                /// Names the fix when this companion lands in a trait impl.
                 #[doc(hidden)]
-                #[allow(dead_code, non_upper_case_globals)]
-                const #hint: () = ();
+                #[allow(dead_code)]
+                fn #hint() {}
             }
         });
         tokens.extend(quote! {

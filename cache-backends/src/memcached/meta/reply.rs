@@ -55,6 +55,11 @@ impl Reply {
         self.code == Code::Done
     }
 
+    /// `NF`: a `C<cas>` store found no item (it expired or was evicted).
+    pub(crate) fn not_found(&self) -> bool {
+        self.code == Code::NotFound
+    }
+
     /// A conditional `ms` whose condition did not hold: `NS` (mode `E`: the
     /// key holds an item), `EX` (`C<cas>`: the item changed), `NF` (`C<cas>`:
     /// the item is gone).
