@@ -207,6 +207,7 @@ pub fn local_hit<V>(
         full.push_str(cache.key_prefix());
         let at = full.len();
         key(&mut full);
+        let shown = observe::hits_shown();
         let found = cache.local_hit(
             &full,
             spec.salt(instance),
@@ -215,15 +216,17 @@ pub fn local_hit<V>(
         );
         let out = match found {
             Some(v) => {
-                observe::local_hit(
-                    &spec.observed,
-                    spec.function,
-                    spec.cache,
-                    spec.key_prefix,
-                    cache,
-                    &full,
-                    || spec.ttl(cache),
-                );
+                if shown {
+                    observe::local_hit(
+                        &spec.observed,
+                        spec.function,
+                        spec.cache,
+                        spec.key_prefix,
+                        cache,
+                        &full,
+                        spec.ttl(cache),
+                    );
+                }
                 Lookup::Hit(v)
             }
             None => Lookup::Miss(full[at..].to_owned()),

@@ -287,9 +287,20 @@ fn record(span: &Span, report: &Report) {
     );
 }
 
-/// The synchronous local hit of the `#[cache]` wrapper: counted like any
-/// hit; its span and metrics only for someone who reads them.
+/// Whether a synchronous local hit is shown (a span, metrics): asked
+/// before the lookup, so that the hit's value is not kept across the check.
 #[inline]
+pub(crate) fn hits_shown() -> bool {
+    metrics_on() || traced()
+}
+
+/// The synchronous local hit of the `#[cache]` wrapper when
+/// [`hits_shown`]: its span and metrics. (It is counted already:
+/// `Cache::local_hit` bumped `local_hits`. No `register` either: a value is
+/// in the local tier only after a call through `cached`, whose `finish`
+/// registered.)
+#[cold]
+#[inline(never)]
 pub(crate) fn local_hit(
     observed: &'static Observed,
     function: &'static str,
@@ -297,16 +308,11 @@ pub(crate) fn local_hit(
     key_prefix: &'static str,
     cache: &Cache,
     full: &str,
-    ttl: impl FnOnce() -> Duration,
+    ttl: Duration,
 ) {
-    // No `register` here: a value is in the local tier only after a call
-    // through `cached` (a miss, or a store hit), whose `finish` registered.
-    // The hit is counted already (`Cache::local_hit` bumped `local_hits`).
-    if metrics_on() || traced() {
-        // A second lookup, for the age: only for someone who reads it.
-        let age = cache.local_age(full, ttl());
-        local_hit_shown(observed, function, cache_name, key_prefix, cache, full, age);
-    }
+    // A second lookup, for the age: only for someone who reads it.
+    let age = cache.local_age(full, ttl);
+    local_hit_shown(observed, function, cache_name, key_prefix, cache, full, age);
 }
 
 /// Whether [`enable_metrics`] was called (feature `metrics`).
