@@ -306,8 +306,8 @@ impl Call {
         (Call { spec, cache, span }, policy)
     }
 
-    /// Counts and records the answer; a value that could not be encoded
-    /// (hence was not stored) is noted as a failure too.
+    /// Counts and records the answer to the call on `full`; a value that
+    /// could not be encoded (hence was not stored) is noted as a failure too.
     fn finish(
         &self,
         full: &str,
@@ -317,6 +317,20 @@ impl Call {
         if let Some(e) = encode_error {
             self.cache.note_failure("encode", full, e);
         }
+        self.record(report, encode_error);
+    }
+
+    /// Records an answer the read did not give (a stale value or the body's
+    /// own after a soft timeout).
+    fn answered(&self, answer: cache_core::report::Answer) {
+        let report = cache_core::Report {
+            answer,
+            ..cache_core::Report::default()
+        };
+        self.record(&report, None);
+    }
+
+    fn record(&self, report: &cache_core::Report, encode_error: Option<&cache_core::Error>) {
         let spec = self.spec;
         observe::finish(
             &spec.observed,
@@ -327,16 +341,6 @@ impl Call {
             report,
             encode_error,
         );
-    }
-
-    /// Records an answer the read did not give (a stale value or the body's
-    /// own after a soft timeout).
-    fn answered(&self, answer: cache_core::report::Answer) {
-        let report = cache_core::Report {
-            answer,
-            ..cache_core::Report::default()
-        };
-        self.finish("", &report, None);
     }
 }
 

@@ -310,9 +310,23 @@ pub(crate) fn local_hit(
     full: &str,
     ttl: Duration,
 ) {
-    // A second lookup, for the age: only for someone who reads it.
-    let age = cache.local_age(full, ttl);
-    local_hit_shown(observed, function, cache_name, key_prefix, cache, full, age);
+    let span = call_span(function, cache_name, key_prefix, cache, full);
+    let report = Report {
+        answer: Answer::Hit,
+        source: Some(Source::Local),
+        // A second lookup, for the age: only for someone who reads it.
+        age: cache.local_age(full, ttl),
+        ..Report::default()
+    };
+    if traced() {
+        record(&span, &report);
+    }
+    #[cfg(feature = "metrics")]
+    if metrics_on() {
+        metrics_out::call(observed, function, cache_name, cache, &report, false, 0);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (observed, function, cache_name, cache);
 }
 
 /// Whether [`enable_metrics`] was called (feature `metrics`).
@@ -336,36 +350,6 @@ static METRICS: AtomicBool = AtomicBool::new(false);
 #[cfg(feature = "metrics")]
 pub fn enable_metrics() {
     METRICS.store(true, Ordering::Relaxed);
-}
-
-#[cold]
-#[inline(never)]
-fn local_hit_shown(
-    observed: &'static Observed,
-    function: &'static str,
-    cache_name: Option<&'static str>,
-    key_prefix: &'static str,
-    cache: &Cache,
-    full: &str,
-    age: Option<Duration>,
-) {
-    let span = call_span(function, cache_name, key_prefix, cache, full);
-    let report = Report {
-        answer: Answer::Hit,
-        source: Some(Source::Local),
-        age,
-        ..Report::default()
-    };
-    // Counted by `Cache::local_hit`: only shown here.
-    if traced() {
-        record(&span, &report);
-    }
-    #[cfg(feature = "metrics")]
-    if metrics_on() {
-        metrics_out::call(observed, function, cache_name, cache, &report, false, 0);
-    }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (observed, function, cache_name, cache);
 }
 
 /// A background refresh started.

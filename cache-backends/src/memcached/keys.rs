@@ -127,11 +127,12 @@ fn unix_secs() -> u64 {
 mod tests {
     use super::*;
 
-    /// An entry as the cache's fills write it: with a freshness stamp.
-    fn stamped_entry() -> Vec<u8> {
+    /// An entry with a freshness stamp that ends its use at `until_ms`
+    /// (`u64::MAX`: no limit of its own, as a tagged entry without one).
+    fn stamped_entry(until_ms: u64) -> Vec<u8> {
         let fresh = cache_core::codec::Freshness {
-            fresh_until_ms: 2_000,
-            stale_until_ms: 2_000,
+            fresh_until_ms: until_ms,
+            stale_until_ms: until_ms,
             body_ms: 1,
         };
         cache_core::codec::seal_fresh(
@@ -189,7 +190,7 @@ mod tests {
         assert_eq!(wire_ttl(None), 0);
         // A stamped entry outlives memcached's one-second clock; raw bytes do not.
         let ttl = Some(Duration::from_secs(2));
-        let stamped = stamped_entry();
+        let stamped = stamped_entry(2_000);
         assert!(cache_core::codec::freshness(&stamped).is_some());
         assert_eq!(entry_ttl(&stamped, ttl), 3);
         assert_eq!(entry_ttl(&stamped, Some(Duration::from_millis(1500))), 3);
@@ -202,19 +203,8 @@ mod tests {
             entry_ttl(&stamped, Some(thirty_days - Duration::from_millis(500))),
             30 * 86_400
         );
-        let unlimited = cache_core::codec::seal_fresh(
-            &cache_core::codec::MsgPack,
-            &7u32,
-            cache_core::codec::Salt::NONE,
-            Some(cache_core::codec::Freshness {
-                fresh_until_ms: u64::MAX,
-                stale_until_ms: u64::MAX,
-                body_ms: 0,
-            }),
-        )
-        .unwrap();
         assert_eq!(
-            entry_ttl(&unlimited, ttl),
+            entry_ttl(&stamped_entry(u64::MAX), ttl),
             2,
             "no limit of its own: the store's TTL is the limit"
         );
